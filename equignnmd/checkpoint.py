@@ -1,0 +1,100 @@
+"""Checkpoints: one self-describing file per model, safe for ``torch.load(weights_only=True)``.
+
+Contents (only tensors, dicts, lists, strings and numbers):
+
+* ``format``: ``"equignnmd-checkpoint/1"``; ``package_version``
+* ``arch``, ``config`` (hyperparameters), ``stats`` (training-split normalisation statistics)
+* ``model``: the state dict; ``dtype``: ``"float32"`` or ``"float64"``
+* ``data_summary``: what the model was trained on (dataset path, temperatures, strides, frames)
+* ``trainer``: optional trainer state for ``--resume`` (epoch, optimiser, scheduler, RNG)
+
+Files are written to a temporary name in the same folder and renamed, so a killed run never
+leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "equignnmd-checkpoint/1"
+PRETRAINED_PREFIX = "pretrained:"
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def checkpoint_dict(model, data_summary: dict | None = None, trainer: dict | None = None):
+    from . import __version__
+
+    return {
+        "format": FORMAT,
+        "package_version": __version__,
+        "arch": model.arch,
+        "config": dict(model.config),
+        "stats": model.stats.to_dict(),
+        "dtype": str(model.dtype).replace("torch.", ""),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "data_summary": dict(data_summary or {}),
+        "trainer": trainer,
+    }
+
+
+def save_checkpoint(path, model, data_summary: dict | None = None, trainer: dict | None = None):
+    """Write ``model`` (a :class:`SurrogateModel`) and optional trainer state atomically."""
+    atomic_torch_save(checkpoint_dict(model, data_summary, trainer), path)
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    text = str(path)
+    if text.startswith(PRETRAINED_PREFIX):
+        name = text[len(PRETRAINED_PREFIX) :]
+        folder = Path(__file__).parent / "pretrained"
+        candidate = folder / f"{name}.pt"
+        if not candidate.exists():
+            known = sorted(p.stem for p in folder.glob("*.pt")) if folder.exists() else []
+            raise FileNotFoundError(
+                f"pretrained model {name!r} not found in {folder}; available: {known or 'none'}"
+            )
+        return candidate
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    path = resolve_path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"checkpoint {path}: cannot be read as an equignnmd checkpoint ({err})"
+        ) from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"checkpoint {path}: field 'format' is {found!r}; expected {FORMAT!r}")
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None = None):
+    """Rebuild a ready model (eval mode) from a checkpoint file or ``"pretrained:NAME"``."""
+    from .models import build_model
+
+    ckpt = read_checkpoint(path)
+    config = dict(ckpt["config"])
+    model = build_model(ckpt["arch"], stats=ckpt["stats"], **config)
+    model = model.to(getattr(torch, ckpt.get("dtype", "float32")))
+    model.load_state_dict(ckpt["model"])
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval()
+    model.data_summary = ckpt.get("data_summary", {})
+    return model

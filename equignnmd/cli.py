@@ -1,0 +1,269 @@
+"""The ``equignnmd`` command line. Each sub-command is a thin layer over a library function."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def resolve_config(name: str | None, kind: str = "") -> Path | None:
+    """A YAML path as given, or a built-in config name such as ``quick`` or ``paper``."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    for candidate in (CONFIG_DIR / kind / f"{name}.yaml", CONFIG_DIR / f"{name}.yaml"):
+        if candidate.exists():
+            return candidate
+    known = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+    raise SystemExit(f"config {name!r} not found; give a YAML file or one of {known}")
+
+
+def _floats(text: str) -> list[float]:
+    from .data.dataset import parse_strides
+
+    return parse_strides(text)
+
+
+# --------------------------------------------------------------------------------- generate
+def add_generate(sub) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="run LAMMPS EAM reference MD and write a dataset",
+        description="Reference trajectories of FCC Al from LAMMPS EAM (NPT Nosé–Hoover, "
+        "velocity Verlet). Config values come from --config (default: quick), then the "
+        "named options, then --set KEY=VALUE.",
+    )
+    p.add_argument("--config", default="quick", help="YAML file or built-in name (quick, paper)")
+    p.add_argument("-o", "--output", help="dataset folder")
+    p.add_argument("--temperatures", type=_floats, help="comma-separated, K")
+    p.add_argument("--test-temperatures", type=_floats, help="held-out temperatures, K")
+    p.add_argument("--cells", type=int, help="FCC cells per side (4 → 256 atoms)")
+    p.add_argument("--equilibration-ps", type=float)
+    p.add_argument("--production-ps", type=float)
+    p.add_argument("--record-every-fs", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--potential", help="EAM file (.eam, .eam.alloy, .eam.fs) or a shipped name")
+    p.add_argument("--mpi-ranks", type=int, help="launch LAMMPS on N MPI ranks (mpiexec)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field")
+    p.add_argument("--estimate", action="store_true", help="print size and time, run nothing")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+
+def generate_config(args):
+    from .config import load_config, parse_overrides
+    from .data.generate import GenerateConfig
+
+    named = {
+        "output": args.output,
+        "temperatures_K": args.temperatures,
+        "test_temperatures_K": args.test_temperatures,
+        "cells": args.cells,
+        "equilibration_ps": args.equilibration_ps,
+        "production_ps": args.production_ps,
+        "record_every_fs": args.record_every_fs,
+        "seed": args.seed,
+        "potential": args.potential,
+        "mpi_ranks": args.mpi_ranks,
+    }
+    if args.temperatures is not None and args.test_temperatures is None:
+        named["test_temperatures_K"] = []
+    overrides = {k: v for k, v in named.items() if v is not None}
+    overrides.update(parse_overrides(args.set))
+    return load_config(GenerateConfig, resolve_config(args.config, "data"), overrides)
+
+
+def cmd_generate(args) -> int:
+    from .data.generate import generate, relaunch_with_mpi
+
+    cfg = generate_config(args)
+    if args.estimate:
+        print(
+            f"{len(cfg.temperatures_K)} temperatures × {cfg.n_atoms} atoms × "
+            f"{cfg.n_records} frames: {cfg.md_steps():,} MD steps, "
+            f"about {cfg.disk_bytes() / 1e9:.2f} GB on disk"
+        )
+        return 0
+    if cfg.mpi_ranks > 1:
+        return relaunch_with_mpi(cfg.mpi_ranks, args.argv)
+    out = generate(
+        cfg, command_line=shlex.join(["equignnmd", *args.argv]), progress=not args.no_progress
+    )
+    if out is not None:
+        print(f"dataset written to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- convert
+def add_convert(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="bring LAMMPS dumps or ASE trajectories into the dataset format",
+        description="One trajectory per input file. LAMMPS text dumps (any column order; "
+        "x/xu/xs, vx vy vz, optional image flags) need --timestep-fs; ASE-readable files "
+        "(extxyz, .traj) must carry velocities.",
+    )
+    p.add_argument("inputs", nargs="+", help="LAMMPS dump or ASE-readable trajectory files")
+    p.add_argument("-o", "--output", required=True, help="dataset folder to write")
+    p.add_argument("--timestep-fs", type=float, help="MD timestep of the dump's step numbers")
+    p.add_argument("--temperature", type=_floats, help="K, one value or one per input")
+    p.add_argument("--test-temperatures", type=_floats, default=[])
+    p.add_argument("--species", help="element of LAMMPS type 1 (symbol or atomic number)")
+    p.add_argument("--mass", type=float, help="amu (default: from the element)")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args) -> int:
+    from .data.convert import convert
+
+    temperature = args.temperature
+    if temperature is not None and len(temperature) == 1:
+        temperature = temperature[0]
+    out = convert(
+        args.inputs,
+        args.output,
+        timestep_fs=args.timestep_fs,
+        temperature_K=temperature,
+        test_temperatures_K=args.test_temperatures,
+        species=args.species,
+        masses_amu=args.mass,
+        command_line=shlex.join(["equignnmd", *args.argv]),
+    )
+    print(f"dataset written to {out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------- baselines
+def add_baselines(sub) -> None:
+    p = sub.add_parser(
+        "baselines",
+        help="error table of the zero / ballistic / Taylor baselines",
+        description="Mean per-atom position error (Å) of the baselines, per temperature.",
+    )
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--dt", type=_floats, default=[1, 5, 10, 20, 50], help="strides, fs")
+    p.add_argument("--temperatures", type=_floats, help="only these trajectories, K")
+    p.add_argument("--max-starts", type=int, default=200, help="start frames per stride")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.set_defaults(func=cmd_baselines)
+
+
+def cmd_baselines(args) -> int:
+    import json
+
+    from baselines.table import baseline_table, format_table
+
+    rows = baseline_table(args.data, args.dt, args.max_starts, args.temperatures)
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------------------------ train
+def add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a surrogate (any registered architecture)",
+        description="Model-agnostic trainer. Values come from --config (sections arch, model, "
+        "train), then the named options, then --set KEY=VALUE (train fields) or "
+        "--set model.KEY=VALUE. Multi-GPU / multi-process: torchrun --nproc_per_node=N "
+        "-m equignnmd train ...",
+    )
+    p.add_argument("--arch", help="paper or equivariant (default: from --config)")
+    p.add_argument(
+        "--config",
+        help="YAML file or built-in name (paper, paper-small, "
+        "equivariant, equivariant-small); default: <arch>",
+    )
+    p.add_argument("--data", help="dataset folder")
+    p.add_argument("--out", help="run folder (checkpoints, metrics.csv)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--strides", type=_floats, help="Δt set, fs, e.g. 5,10,20,50")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA if present)")
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def train_spec(args):
+    from .config import parse_overrides
+    from .train import load_run_spec
+
+    sets = parse_overrides(args.set)
+    model_over = {k[len("model.") :]: v for k, v in sets.items() if k.startswith("model.")}
+    train_over = {k: v for k, v in sets.items() if not k.startswith("model.")}
+    train_over.update(
+        {
+            k: v
+            for k, v in {
+                "data": args.data,
+                "out": args.out,
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "strides_fs": args.strides,
+                "device": args.device,
+                "dtype": args.dtype,
+                "seed": args.seed,
+            }.items()
+            if v is not None
+        }
+    )
+    config = resolve_config(args.config or args.arch, "")
+    return load_run_spec(config, args.arch, train_over, model_over)
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    if not (args.arch or args.config):
+        raise SystemExit("equignnmd train: give --arch (paper or equivariant) or --config")
+    spec = train_spec(args)
+    train(spec, resume=args.resume, progress=not args.no_progress)
+    return 0
+
+
+# ------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="equignnmd", description="Learned, force-free molecular dynamics."
+    )
+    parser.add_argument("--version", action="version", version=f"equignnmd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+COMMANDS = [add_generate, add_convert, add_baselines, add_train]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError, NotImplementedError) as err:
+        print(f"equignnmd {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

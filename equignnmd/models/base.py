@@ -1,0 +1,154 @@
+"""The one interface every architecture implements.
+
+A model maps a batch of periodic systems (a PyG ``Batch`` built by
+:func:`equignnmd.graph.make_data`) to the displacement of every atom over the batch's stride
+Δt and its velocity at t + Δt. Everything else in the package — trainer, checkpoints, rollout,
+evaluation — talks to models only through this class.
+
+Batch fields read by models (units in brackets):
+
+* ``pos`` (N, 3) wrapped positions [Å]; ``vel`` (N, 3) velocities [Å/ps]
+* ``species`` (N,) atomic numbers; ``mass`` (N,) [amu]; ``batch`` (N,) graph index
+* ``cell`` (B, 3, 3) rows are lattice vectors [Å]
+* ``dt_fs`` (B,) stride [fs]; ``temperature_K`` (B,) thermostat set point / label [K]
+* ``descriptors`` (N, 5) optional: [CSP, CNA, Q4, Q6, CN] (see :mod:`equignnmd.descriptors`)
+
+Normalisation statistics (:class:`TrainingStats`) are computed from the training split only and
+passed to the constructor, so they travel inside the checkpoint with the hyperparameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Prediction(NamedTuple):
+    """Model output: ``displacement`` (N, 3) Å and ``velocity`` (N, 3) Å/ps at t + Δt.
+
+    ``velocity`` is ``None`` for a model that predicts positions only (the paper's original
+    set-up); rollouts then use finite-difference velocities and say so.
+    """
+
+    displacement: torch.Tensor
+    velocity: torch.Tensor | None
+
+
+@dataclass
+class TrainingStats:
+    """Statistics of the training split, in metal units. Plain floats/lists: checkpoint-safe."""
+
+    vel_rms: float = 5.0
+    """RMS of one velocity component, Å/ps."""
+    desc_mean: list[float] = field(default_factory=lambda: [0.0] * 5)
+    desc_std: list[float] = field(default_factory=lambda: [1.0] * 5)
+    strides_fs: list[float] = field(default_factory=lambda: [10.0])
+    disp_rms: list[float] = field(default_factory=lambda: [0.05])
+    """RMS of one displacement component per stride, Å."""
+    dvel_rms: list[float] = field(default_factory=lambda: [1.0])
+    """RMS of one component of v(t+Δt) − v(t) per stride, Å/ps."""
+    dt_range_fs: tuple[float, float] = (1.0, 50.0)
+    temperature_range_K: tuple[float, float] = (5.0, 800.0)
+    number_density: float = 0.0603
+    """Atoms per Å³ (FCC Al at a0 = 4.05 Å)."""
+    species: list[int] = field(default_factory=lambda: [13])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dt_range_fs"] = list(self.dt_range_fs)
+        d["temperature_range_K"] = list(self.temperature_range_K)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> TrainingStats:
+        if d is None:
+            return cls()
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("dt_range_fs", "temperature_range_K"):
+            if key in known:
+                known[key] = tuple(float(x) for x in known[key])
+        return cls(**known)
+
+    def avg_num_neighbours(self, cutoff: float) -> float:
+        return float(self.number_density * 4.0 / 3.0 * np.pi * cutoff**3)
+
+
+class SurrogateModel(nn.Module):
+    """Base class: subclasses set ``arch`` and implement :meth:`forward`.
+
+    Attributes every subclass sets in ``__init__``:
+        config: JSON-able dict of the hyperparameters it was built with (what ``build_model``
+            needs to rebuild it).
+        stats: :class:`TrainingStats`.
+        cutoff: graph cutoff, Å.
+        needs_descriptors: whether ``batch.descriptors`` must be present.
+        predicts_velocity: whether ``forward`` returns velocities.
+    """
+
+    arch: str = "base"
+    needs_descriptors: bool = False
+    predicts_velocity: bool = True
+
+    def __init__(self, config: dict[str, Any], stats: TrainingStats | None = None):
+        super().__init__()
+        self.config = dict(config)
+        self.stats = stats if stats is not None else TrainingStats()
+        self.cutoff = float(config.get("cutoff", 6.287))
+
+    def forward(self, batch) -> Prediction:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def prepare(self, batch):
+        """Fill in what the model needs but the caller may not have (e.g. descriptors)."""
+        if self.needs_descriptors and getattr(batch, "descriptors", None) is None:
+            from ..descriptors import compute_descriptors
+
+            batch.descriptors = compute_descriptors(batch.pos, batch.cell, batch.batch)
+        return batch
+
+    @torch.inference_mode()
+    def predict(self, atoms, dt_fs: float, temperature_K: float | None = None):
+        """One step for one ``ase.Atoms`` with velocities.
+
+        Returns ``(displacement, velocities)`` as NumPy arrays: displacement in Å, velocities
+        in ASE units (Å per ASE time unit), computed in this model's dtype and device.
+        ``temperature_K`` defaults to the instantaneous kinetic temperature of ``atoms``.
+        """
+        from torch_geometric.data import Batch
+
+        from ..graph import check_box, make_data
+        from ..units import velocity_from_ase, velocity_to_ase
+
+        if temperature_K is None:
+            temperature_K = float(atoms.get_temperature())
+        check_box(atoms.cell.array, self.cutoff, where="predict(atoms)")
+        data = make_data(
+            atoms.positions,
+            velocity_from_ase(atoms.get_velocities()),
+            atoms.cell.array,
+            atoms.numbers,
+            atoms.get_masses(),
+            dt_fs=dt_fs,
+            temperature_K=temperature_K,
+            dtype=self.dtype,
+        )
+        batch = Batch.from_data_list([data]).to(self.device)
+        out = self(self.prepare(batch))
+        disp = out.displacement.double().cpu().numpy()
+        if out.velocity is None:
+            vel_A_ps = disp / (dt_fs / 1000.0)
+        else:
+            vel_A_ps = out.velocity.double().cpu().numpy()
+        return disp, velocity_to_ase(vel_A_ps)

@@ -1,0 +1,399 @@
+"""E(3)-equivariant message-passing surrogate (TrajCast-style), arch ``"equivariant"``.
+
+One model maps the state (positions, velocities, cell, species) of a periodic system to every
+atom's displacement over a stride Δt and its velocity at t + Δt, for any stride in the
+training range: Δt and the temperature enter as scalar conditioning.
+
+Architecture (all irreps are O(3) irreps with "natural" parity by default: ``0e + 1o + 2e +
+…``; reflections are symmetries of the model, not only rotations):
+
+* **Edges** ``r_ij = pos[j] - pos[i] + shift @ cell`` within ``cutoff``: spherical harmonics
+  ``Y^l(r̂_ij)`` for l ≤ ``lmax`` (component normalisation), a Bessel basis of ``|r_ij|`` and a
+  smooth polynomial envelope (order ``cutoff_p``) that takes every message to zero, with its
+  first and second derivatives, at the cutoff.
+* **Nodes**: a scalar conditioning vector ``c_i = [one-hot species, speed RBF, Δt RBF, T RBF]``
+  (Gaussian bases of ``|v_i| / vel_rms``, of Δt over ``stats.dt_range_fs`` and of T over
+  ``stats.temperature_range_K``) and the velocity direction as spherical harmonics
+  ``Y^l(v̂_i)``, l = 1..``lmax``, where ``v̂ = u / sqrt(|u|² + ε²)``, ``u = v / vel_rms``: equal
+  to the unit vector for moving atoms, smooth (→ 0) for atoms at rest. An equivariant linear
+  layer embeds ``[c_i, Y(v̂_i)]`` into ``channels × (0e + 1o + … )``.
+* **Interaction layer** (``layers`` of them):
+
+  1. convolution: ``m_ij = TP_uvu(h_j ⊗ Y(r̂_ij); w = MLP(Bessel(r_ij)) · envelope(r_ij))``, a
+     channel-wise (depthwise) tensor product whose per-edge, per-channel, per-path weights come
+     from the radial MLP; all paths that produce the same output irrep are summed;
+  2. ``a_i = Σ_j m_ij / n_avg`` with ``n_avg = stats.avg_num_neighbours(cutoff)`` (a constant,
+     so the model is local: it does not depend on N);
+  3. equivariant linear channel mixing, then a second channel-wise tensor product with the
+     atom's own velocity harmonics ``Y(v̂_i)`` whose weights are an MLP of ``c_i`` (speed, Δt,
+     T, species): this is how velocities, strides and temperature condition every layer;
+  4. equivariant linear → e3nn ``Gate`` (SiLU on scalars, sigmoid gates on l > 0);
+  5. residual species-dependent self-connection ``FullyConnectedTensorProduct(h_i, one-hot)``.
+
+  The last layer outputs ``channels × 1o`` only (every parameter then reaches the readout).
+* **Readout**: an equivariant linear map to two ``1o`` vectors per atom, ``o_d`` and ``o_v``.
+
+De-normalisation and conservation (Δt in ps, ``s_v(Δt)`` = ``stats.dvel_rms`` interpolated
+linearly over ``stats.strides_fs``, ∝ Δt below the smallest stride, constant above the
+largest)::
+
+    Δv_i = s_v(Δt) · o_v,i                  v_i(t+Δt) = v_i + Δv_i − Σ_j m_j Δv_j / M
+    r_i  = ½ s_v(Δt) Δt · o_d,i              d_i = v_i Δt + r_i − Σ_j m_j r_j / M
+
+``½ s_v Δt`` is the RMS of the non-ballistic part ``d − vΔt ≈ ½ Δv Δt`` of a displacement for
+short strides, so both network outputs are O(1) targets at every stride (``stats.disp_rms``
+is the RMS of the *whole* displacement, dominated by ``vΔt``, so it is not used). Subtracting
+the per-graph mass-weighted means makes, exactly and by construction,
+``Σ m_i v_i(t+Δt) = Σ m_i v_i(t)`` (momentum) and ``Σ m_i d_i = P Δt`` (the centre of mass moves
+ballistically; a system at rest keeps its centre of mass). The means are per-graph averages of
+per-atom quantities, so a periodic replica of a system gets exactly the same outputs.
+
+Everything is vectorised (no Python loop over atoms or edges); the neighbour list is rebuilt
+with vesin unless the batch carries ``edge_index``/``shifts`` for this model's cutoff.
+``compiled()`` (or config ``compile: true``) wraps the tensor part of the forward with
+``torch.compile(dynamic=True)``; the neighbour list stays eager. ``use_cueq: true`` requests
+NVIDIA cuEquivariance kernels; it raises if the package is not importable (and, until a
+cuEquivariance backend is wired in, also when it is).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from e3nn import o3
+from e3nn.nn import Gate
+from torch import nn
+from torch_geometric.utils import scatter
+
+from ..graph import edge_vectors, neighbour_list
+from .base import Prediction, SurrogateModel, TrainingStats
+from .layers import BesselBasis, GaussianRBF, PolynomialCutoff, mlp
+
+
+def hidden_irreps(channels: int, lmax: int, odd_parity: bool = False) -> o3.Irreps:
+    """``channels × (0e + 1o + 2e + …)`` up to ``lmax``; with ``odd_parity`` also 0o, 1e, 2o, …"""
+    irreps = []
+    for ell in range(lmax + 1):
+        p = (-1) ** ell
+        irreps.append((channels, (ell, p)))
+        if odd_parity:
+            irreps.append((channels, (ell, -p)))
+    return o3.Irreps(irreps).sort().irreps.simplify()
+
+
+def channelwise_tp(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, targets: o3.Irreps):
+    """Depthwise ("uvu") tensor product with external per-sample weights.
+
+    Every path ``(ir1 ⊗ ir2 → ir_out)`` with ``ir_out`` among the irreps of ``targets`` is kept;
+    paths with the same output irrep and input multiplicity are summed into one output block
+    (``mul × ir_out``), which keeps per-edge tensors small (``mul × Σ dim(ir_out)``).
+    """
+    irreps_in1 = o3.Irreps(irreps_in1)
+    irreps_in2 = o3.Irreps(irreps_in2)
+    wanted = {ir for _, ir in o3.Irreps(targets)}
+    out_blocks: list[tuple[int, o3.Irrep]] = []
+    paths = []
+    for i1, (mul1, ir1) in enumerate(irreps_in1):
+        for i2, (_, ir2) in enumerate(irreps_in2):
+            for ir_out in ir1 * ir2:
+                if ir_out in wanted:
+                    if (mul1, ir_out) not in out_blocks:
+                        out_blocks.append((mul1, ir_out))
+                    paths.append((i1, i2, (mul1, ir_out)))
+    order = sorted(range(len(out_blocks)), key=lambda k: (out_blocks[k][1], out_blocks[k][0]))
+    out_blocks = [out_blocks[k] for k in order]
+    irreps_out = o3.Irreps(out_blocks)
+    instructions = [(i1, i2, out_blocks.index(blk), "uvu", True) for i1, i2, blk in paths]
+    return o3.TensorProduct(
+        irreps_in1,
+        irreps_in2,
+        irreps_out,
+        instructions,
+        internal_weights=False,
+        shared_weights=False,
+    )
+
+
+class InteractionLayer(nn.Module):
+    """Convolution ⊗ edge harmonics → neighbour sum → velocity conditioning → gate → residual."""
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        targets: o3.Irreps,
+        irreps_edge_sh: o3.Irreps,
+        irreps_vel_sh: o3.Irreps,
+        num_species: int,
+        num_radial: int,
+        radial_hidden: list[int],
+        num_cond: int,
+        vel_hidden: list[int],
+        avg_num_neighbours: float,
+    ):
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.inv_avg_num_neighbours = 1.0 / float(avg_num_neighbours)
+
+        self.tp_edge = channelwise_tp(self.irreps_in, irreps_edge_sh, targets)
+        self.radial_mlp = mlp([num_radial, *radial_hidden, self.tp_edge.weight_numel], nn.SiLU)
+        self.mix = o3.Linear(self.tp_edge.irreps_out, self.tp_edge.irreps_out)
+        self.tp_vel = channelwise_tp(self.tp_edge.irreps_out, irreps_vel_sh, targets)
+        self.vel_mlp = mlp([num_cond, *vel_hidden, self.tp_vel.weight_numel], nn.SiLU)
+
+        targets = o3.Irreps(targets)
+        scalars = o3.Irreps([(mul, ir) for mul, ir in targets if ir.l == 0])
+        gated = o3.Irreps([(mul, ir) for mul, ir in targets if ir.l > 0])
+        acts = [nn.functional.silu if ir.p == 1 else torch.tanh for _, ir in scalars]
+        gates = o3.Irreps(f"{gated.num_irreps}x0e") if gated.num_irreps else o3.Irreps("")
+        self.gate = Gate(scalars, acts, gates, [torch.sigmoid] if len(gates) else [], gated)
+        self.lin_out = o3.Linear(self.tp_vel.irreps_out, self.gate.irreps_in)
+        self.irreps_out = self.gate.irreps_out
+        self.self_connection = o3.FullyConnectedTensorProduct(
+            self.irreps_in, o3.Irreps(f"{num_species}x0e"), self.irreps_out
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        onehot: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        edge_sh: torch.Tensor,
+        radial: torch.Tensor,
+        envelope: torch.Tensor,
+        vel_sh: torch.Tensor,
+        cond: torch.Tensor,
+    ) -> torch.Tensor:
+        weights = self.radial_mlp(radial) * envelope.unsqueeze(-1)
+        messages = self.tp_edge(x[src], edge_sh, weights)
+        pooled = scatter(messages, dst, dim=0, dim_size=x.shape[0], reduce="sum")
+        pooled = self.mix(pooled * self.inv_avg_num_neighbours)
+        h = self.tp_vel(pooled, vel_sh, self.vel_mlp(cond))
+        h = self.gate(self.lin_out(h))
+        return h + self.self_connection(x, onehot)
+
+
+def _require_cueq() -> None:
+    try:
+        import cuequivariance_torch  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            "equivariant model: config 'use_cueq' is true but NVIDIA cuEquivariance is not "
+            "importable (pip install cuequivariance-torch cuequivariance-ops-torch-cu12); "
+            "set use_cueq: false to use the e3nn kernels"
+        ) from err
+    raise NotImplementedError(
+        "equivariant model: cuEquivariance is importable but its backend is not wired into "
+        "this model yet; set use_cueq: false (the e3nn kernels give the same results)"
+    )
+
+
+def _same_cutoff(value, cutoff: float) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, torch.Tensor):
+        value = value.reshape(-1).tolist()
+    if isinstance(value, (list, tuple)):
+        return len(value) > 0 and all(abs(float(v) - cutoff) < 1e-9 for v in value)
+    return abs(float(value) - cutoff) < 1e-9
+
+
+class EquivariantModel(SurrogateModel):
+    """E(3)-equivariant, momentum-conserving displacement + velocity surrogate (see module doc)."""
+
+    arch = "equivariant"
+    needs_descriptors = False
+    predicts_velocity = True
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {
+            "cutoff": 6.0,  # Å: three full FCC shells (2.86, 4.05, 4.96 Å) inside r/rc ≤ 0.83
+            "channels": 64,
+            "lmax": 2,
+            "layers": 3,
+            "odd_parity": False,  # also carry 0o, 1e, 2o… features
+            "num_radial": 8,  # Bessel functions
+            "cutoff_p": 6,  # polynomial envelope order
+            "radial_mlp": [64, 64],
+            "vel_mlp": [64],
+            "speed_basis": 8,  # Gaussians of |v| / vel_rms over [0, speed_max]
+            "speed_max": 8.0,
+            "vel_eps": 1.0e-3,  # |v| / vel_rms below which the velocity direction fades out
+            "cond_basis": 8,  # Gaussians over stats.dt_range_fs and stats.temperature_range_K
+            "compile": False,
+            "use_cueq": False,
+        }
+
+    def __init__(self, config: dict[str, Any], stats: TrainingStats | None = None):
+        config = {**self.default_config(), **dict(config)}
+        super().__init__(config, stats)
+        c = self.config
+        st = self.stats
+        if int(c["lmax"]) < 1:
+            raise ValueError(f"equivariant model: 'lmax' is {c['lmax']}; expected ≥ 1")
+        if int(c["layers"]) < 1:
+            raise ValueError(f"equivariant model: 'layers' is {c['layers']}; expected ≥ 1")
+        if len(st.strides_fs) != len(st.dvel_rms) or not st.strides_fs:
+            raise ValueError(
+                f"equivariant model: stats 'strides_fs' ({len(st.strides_fs)} values) and "
+                f"'dvel_rms' ({len(st.dvel_rms)} values) must be non-empty and of equal length"
+            )
+        if c["use_cueq"]:
+            _require_cueq()
+
+        channels, lmax = int(c["channels"]), int(c["lmax"])
+        self.vel_rms = float(st.vel_rms)
+        self.vel_eps = float(c["vel_eps"])
+        species = [int(z) for z in st.species]
+        self.num_species = len(species)
+        lookup = torch.full((119,), -1, dtype=torch.long)
+        lookup[torch.tensor(species, dtype=torch.long)] = torch.arange(len(species))
+        self.register_buffer("species_index", lookup, persistent=False)
+
+        order = sorted(range(len(st.strides_fs)), key=lambda k: st.strides_fs[k])
+        strides = torch.tensor([float(st.strides_fs[k]) for k in order])
+        dvel = torch.tensor([float(st.dvel_rms[k]) for k in order])
+        self.register_buffer("stride_fs_table", strides, persistent=False)
+        self.register_buffer("dvel_rms_table", dvel, persistent=False)
+
+        self.irreps_edge_sh = o3.Irreps.spherical_harmonics(lmax)
+        self.irreps_vel_sh = o3.Irreps.spherical_harmonics(lmax)
+        self.radial_basis = BesselBasis(self.cutoff, int(c["num_radial"]))
+        self.envelope = PolynomialCutoff(self.cutoff, int(c["cutoff_p"]))
+        self.speed_rbf = GaussianRBF(0.0, float(c["speed_max"]), int(c["speed_basis"]))
+        self.dt_rbf = GaussianRBF(*st.dt_range_fs, int(c["cond_basis"]))
+        self.temp_rbf = GaussianRBF(*st.temperature_range_K, int(c["cond_basis"]))
+        num_cond = self.num_species + int(c["speed_basis"]) + 2 * int(c["cond_basis"])
+
+        hidden = hidden_irreps(channels, lmax, bool(c["odd_parity"]))
+        irreps_embed_in = o3.Irreps(f"{num_cond}x0e") + self.irreps_vel_sh[1:]
+        self.embed = o3.Linear(irreps_embed_in, hidden)
+        avg_nn = st.avg_num_neighbours(self.cutoff)
+        layers = []
+        irreps = hidden
+        for k in range(int(c["layers"])):
+            last = k == int(c["layers"]) - 1
+            targets = o3.Irreps(f"{channels}x1o") if last else hidden
+            layer = InteractionLayer(
+                irreps,
+                targets,
+                self.irreps_edge_sh,
+                self.irreps_vel_sh,
+                self.num_species,
+                int(c["num_radial"]),
+                [int(w) for w in c["radial_mlp"]],
+                num_cond,
+                [int(w) for w in c["vel_mlp"]],
+                avg_nn,
+            )
+            layers.append(layer)
+            irreps = layer.irreps_out
+        self.layers = nn.ModuleList(layers)
+        self.readout = o3.Linear(irreps, o3.Irreps("2x1o"))
+        self._core_fn = None
+        if c["compile"]:
+            self.compiled()
+
+    # ------------------------------------------------------------------ public helpers
+    def compiled(self, **kwargs) -> EquivariantModel:
+        """Wrap the tensor part of the forward with ``torch.compile(dynamic=True)``; in place."""
+        kwargs.setdefault("dynamic", True)
+        self._core_fn = torch.compile(self._core, **kwargs)
+        return self
+
+    def dvel_scale(self, dt_fs: torch.Tensor) -> torch.Tensor:
+        """RMS velocity change per component at stride ``dt_fs`` (fs), Å/ps, shape of ``dt_fs``."""
+        xs = self.stride_fs_table.to(dt_fs.dtype)
+        ys = self.dvel_rms_table.to(dt_fs.dtype)
+        below = ys[0] * dt_fs / xs[0]
+        if xs.shape[0] == 1:
+            return torch.where(dt_fs < xs[0], below, ys[0].expand_as(dt_fs))
+        idx = torch.searchsorted(xs, dt_fs.contiguous()).clamp(1, xs.shape[0] - 1)
+        x0, x1, y0, y1 = xs[idx - 1], xs[idx], ys[idx - 1], ys[idx]
+        inside = y0 + (y1 - y0) * (dt_fs - x0) / (x1 - x0)
+        out = torch.where(dt_fs > xs[-1], ys[-1].expand_as(dt_fs), inside)
+        return torch.where(dt_fs < xs[0], below, out)
+
+    # ------------------------------------------------------------------ forward
+    def _edges(self, batch, pos, cell, graph):
+        edge_index = getattr(batch, "edge_index", None)
+        shifts = getattr(batch, "shifts", None)
+        if (
+            edge_index is not None
+            and shifts is not None
+            and _same_cutoff(getattr(batch, "cutoff", None), self.cutoff)
+        ):
+            return edge_index.to(pos.device), shifts.to(device=pos.device, dtype=pos.dtype)
+        return neighbour_list(pos, cell, self.cutoff, graph)
+
+    def forward(self, batch) -> Prediction:
+        param = self.embed.weight
+        dtype, device = param.dtype, param.device
+        pos = batch.pos.to(device=device, dtype=dtype)
+        vel = batch.vel.to(device=device, dtype=dtype)
+        cell = batch.cell.to(device=device, dtype=dtype).reshape(-1, 3, 3)
+        mass = batch.mass.to(device=device, dtype=dtype)
+        dt_fs = torch.as_tensor(batch.dt_fs, device=device, dtype=dtype).reshape(-1)
+        temp = torch.as_tensor(batch.temperature_K, device=device, dtype=dtype).reshape(-1)
+        graph = getattr(batch, "batch", None)
+        if graph is None:
+            graph = torch.zeros(pos.shape[0], dtype=torch.long, device=device)
+        graph = graph.to(device)
+        species = self.species_index[batch.species.to(device)]
+        if bool((species < 0).any()):
+            bad = sorted(set(batch.species[species.cpu() < 0].tolist()))
+            raise ValueError(
+                f"equivariant model: field 'species' contains atomic numbers {bad}; "
+                f"this model knows {list(self.stats.species)}"
+            )
+        edge_index, shifts = self._edges(batch, pos, cell, graph)
+        core = self._core_fn if self._core_fn is not None else self._core
+        disp, vel_new = core(pos, vel, cell, mass, species, graph, dt_fs, temp, edge_index, shifts)
+        return Prediction(disp, vel_new)
+
+    def _core(self, pos, vel, cell, mass, species, graph, dt_fs, temp, edge_index, shifts):
+        num_graphs = cell.shape[0]
+        src, dst = edge_index[0], edge_index[1]
+
+        # edges: harmonics, radial basis, envelope
+        r_vec = edge_vectors(pos, cell, edge_index, shifts, graph)
+        r = torch.linalg.vector_norm(r_vec, dim=-1)
+        edge_sh = o3.spherical_harmonics(
+            self.irreps_edge_sh, r_vec, normalize=True, normalization="component"
+        )
+        radial = self.radial_basis(r)
+        envelope = self.envelope(r)
+
+        # nodes: species, speed, Δt, T scalars and velocity-direction harmonics
+        onehot = nn.functional.one_hot(species, self.num_species).to(pos.dtype)
+        u = vel / self.vel_rms
+        speed = torch.sqrt((u * u).sum(-1) + self.vel_eps**2)
+        vel_sh = o3.spherical_harmonics(
+            self.irreps_vel_sh, u / speed.unsqueeze(-1), normalize=False, normalization="component"
+        )
+        dt_node = dt_fs[graph]
+        cond = torch.cat(
+            [onehot, self.speed_rbf(speed), self.dt_rbf(dt_node), self.temp_rbf(temp[graph])], -1
+        )
+        x = self.embed(torch.cat([cond, vel_sh[:, 1:]], -1))
+        for layer in self.layers:
+            x = layer(x, onehot, src, dst, edge_sh, radial, envelope, vel_sh, cond)
+        out = self.readout(x)
+
+        # de-normalise, then remove the per-graph mass-weighted mean of the learned parts
+        dt_ps = dt_node * 1.0e-3
+        s_v = self.dvel_scale(dt_fs)[graph].unsqueeze(-1)
+        dvel = s_v * out[:, 3:6]
+        resid = 0.5 * s_v * dt_ps.unsqueeze(-1) * out[:, 0:3]
+        m = mass.unsqueeze(-1)
+        total = scatter(mass, graph, dim=0, dim_size=num_graphs, reduce="sum").unsqueeze(-1)
+        both = scatter(m * torch.cat([dvel, resid], -1), graph, 0, dim_size=num_graphs)
+        mean = (both / total)[graph]
+        vel_new = vel + (dvel - mean[:, 0:3])
+        disp = vel * dt_ps.unsqueeze(-1) + (resid - mean[:, 3:6])
+        return disp, vel_new
+
+
+__all__ = ["EquivariantModel", "InteractionLayer", "channelwise_tp", "hidden_irreps"]

@@ -1,0 +1,79 @@
+"""Layers shared by the architectures (no copy-pasted variants: add here, reuse there)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GaussianRBF(nn.Module):
+    """Gaussian radial basis on ``n`` evenly spaced centres over [low, high].
+
+    ``exp(-γ (x - μ_k)²)`` with γ = 1/Δ², Δ the centre spacing (the paper's choice).
+    Maps (...,) → (..., n).
+    """
+
+    def __init__(self, low: float, high: float, n: int):
+        super().__init__()
+        if high <= low:
+            high = low + 1.0
+        centres = torch.linspace(float(low), float(high), int(n))
+        spacing = (high - low) / max(int(n) - 1, 1)
+        self.register_buffer("centres", centres)
+        self.gamma = 1.0 / spacing**2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-self.gamma * (x.unsqueeze(-1) - self.centres) ** 2)
+
+
+def mlp(sizes: list[int], act: type[nn.Module] = nn.GELU, last_act: bool = False) -> nn.Sequential:
+    """Linear layers of the given widths with ``act`` between them (and after, if asked)."""
+    layers: list[nn.Module] = []
+    for k in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+        if k < len(sizes) - 2 or last_act:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class BesselBasis(nn.Module):
+    """Radial Bessel basis ``sqrt(2/rc) sin(nπ r/rc) / r`` for n = 1..num_basis (DimeNet/NequIP).
+
+    Maps distances (...,) Å → (..., num_basis). Every function vanishes at ``r = rc``; pair it
+    with :class:`PolynomialCutoff` for smooth derivatives there. Frequencies are fixed (buffer).
+    """
+
+    def __init__(self, cutoff: float, num_basis: int = 8):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.prefactor = (2.0 / self.cutoff) ** 0.5
+        freqs = torch.arange(1, int(num_basis) + 1, dtype=torch.get_default_dtype()) * torch.pi
+        self.register_buffer("freqs", freqs / self.cutoff)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        r = r.unsqueeze(-1)
+        return self.prefactor * torch.sin(self.freqs * r) / r
+
+
+class PolynomialCutoff(nn.Module):
+    """Smooth envelope ``1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)``, x = r/rc.
+
+    Equals 1 at r = 0 and goes to 0 at r = rc with vanishing first and second derivatives;
+    0 beyond the cutoff. Maps (...,) → (...,).
+    """
+
+    def __init__(self, cutoff: float, p: int = 6):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.p = float(p)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        p = self.p
+        x = r / self.cutoff
+        out = (
+            1.0
+            - 0.5 * (p + 1.0) * (p + 2.0) * x.pow(p)
+            + p * (p + 2.0) * x.pow(p + 1.0)
+            - 0.5 * p * (p + 1.0) * x.pow(p + 2.0)
+        )
+        return out * (x < 1.0).to(out.dtype)

@@ -1,0 +1,455 @@
+"""The ``paper`` architecture: message passing + edge-conditioned graph attention, 6 blocks.
+
+A faithful re-implementation of Immanuel, Mahata & Maiti, "Toward Generalizable Surrogate Models
+for Molecular Dynamics via Graph Neural Networks" (arXiv 2512.21822), following
+``shared/spec/paper-architecture.md``. Widths (defaults of :meth:`PaperModel.default_config`):
+
+* static node embedding (192) = [species embedding 64 ‖ rbf(Δt) 32 ‖ rbf(T) 32 ‖ struct 64],
+  struct = GELU(Linear(5→64)) of the five descriptors [CSP, CNA, Q4, Q6, CN];
+* node input x_i (198) = [wrapped position 3 ‖ velocity 3 ‖ static 192];
+* edge features e_ij (96) = [rbf(|r_ij|) 32 on [0, R_cut] ‖ MLP_vel(v_j − v_i) 64];
+* 6 blocks, hidden 128, 8 heads × 16, FFN 512, cutoff 6.287 Å.
+
+One block b (its own weights; blocks share no parameters):
+
+1. ``p_i = Linear_in(x_i)`` (198→128), x_i rebuilt from the block's current positions;
+2. message passing: ``m_ij = MLP_m([p_i, p_j, e_ij])``, ``a_i = mean_j m_ij``,
+   ``h_i = MLP_u([p_i, a_i])`` (all two layers with GELU);
+3. attention: ``q_i = W_q h_i``, ``k_ij = W_k^h h_j + W_k^e e_ij``,
+   ``v_ij = W_v^h h_j + W_v^e e_ij``; ``α_ij = softmax_j(q_i·k_ij/√16)`` per head;
+   ``m_i = Σ_j α_ij v_ij`` (heads concatenated);
+4. ``h'_i = LayerNorm(p_i + m_i)``; ``h^attn_i = LayerNorm(h'_i + FFN(h'_i))``;
+5. ``Δr_i^(b) = s · W_out h^attn_i``; ``r_i ← r_i + Δr_i^(b)``; the next block rebuilds its
+   edges, distances, edge features and node input from the updated positions.
+
+Output: displacement ``Σ_b Δr^(b)`` and (if ``velocity_head``) the velocity at t + Δt.
+
+Decisions where the text is silent (all recorded here; the spec's "Open points" are followed):
+
+* **x_i versus the hidden width.** The text names one ``Linear(x_i)`` (the residual of step 4)
+  and feeds "h_i" to message passing without saying where it comes from. We read the block's
+  first layer ``Linear_in`` (198→128) as that projection and use it twice: as the state entering
+  message passing and as the residual added to the attention output. With the default
+  ``carry_hidden: False`` (the literal reading: "the updated positions are used to construct the
+  node feature input for the next block"), blocks communicate only through the positions;
+  ``carry_hidden: True`` adds the previous block's ``h^attn`` to ``p_i`` (not in the paper).
+* **MLP_m's second layer is applied after the mean** (``mean_j W2 σ(z_ij) + b2 =
+  W2 mean_j σ(z_ij) + b2``): exactly the same function, 128×128×E fewer multiply-adds. The first
+  layer of MLP_m is split into node parts and an edge part (also exact), and the three edge
+  projections of a block (MLP_m's edge columns, W_k^e, W_v^e) are one fused ``Linear(96→384)``.
+  Parameter count is that of the textbook layers: ``Linear(352→128)`` for MLP_m's first layer,
+  one bias each for q, k and v.
+* **Normalisation** (statistics from the training split, carried in the checkpoint): velocities
+  enter as ``v / stats.vel_rms`` (node input and MLP_vel); descriptors as
+  ``(f − desc_mean) / desc_std``; wrapped positions as ``r_wrapped / position_scale``
+  (default 10 Å; the paper feeds raw Å — a pure rescaling of the first Linear's input).
+* **Output scales.** Each block's displacement is ``s · W_out h`` with the ballistic scale
+  ``s = stats.vel_rms · Δt`` (Å; Δt in ps), so the network predicts O(1) numbers at every
+  stride. The velocity head (not in the paper; spec "Open points") is ``v(t+Δt) = v(t) +
+  s_v(Δt) · W_vel h^attn`` on the last block, with ``s_v`` the RMS velocity change
+  ``stats.dvel_rms`` interpolated piecewise-linearly in Δt through (0, 0) and the training
+  strides, constant beyond the largest. ``velocity_head: False`` gives ``velocity=None``.
+* **Δt and T** are RBF-expanded with centres evenly spaced over ``stats.dt_range_fs`` and
+  ``stats.temperature_range_K``; γ = 1/Δ² as in the paper (:class:`GaussianRBF`).
+* **Species**: ``species`` lists the atomic numbers of the embedding table (default [13]).
+* **Absolute positions** (``absolute_positions: True``, faithful) are re-wrapped into the cell at
+  every block. With ``False`` the 3 position features are dropped and the node input is 195
+  wide; the model is then translation-invariant (up to rounding). Neither variant is
+  rotation-equivariant (raw velocity components in, Cartesian displacement out);
+  :func:`symmetry_report` measures both errors.
+* **Cheap exact graph rebuild.** One neighbour list per forward at ``cutoff + skin``; each block
+  recomputes the edge vectors from its current (unwrapped) positions with the stored cell shifts
+  (differentiable) and keeps the edges with ``|r_ij| < cutoff``. This equals a full rebuild as
+  long as every atom moved at most ``skin/2`` since the list was built (a pair now closer than
+  ``cutoff`` was then closer than ``cutoff + skin``); when the largest accumulated displacement
+  exceeds ``skin/2`` the list is rebuilt from the current positions. MLP_vel is evaluated once
+  per list (velocities do not change between blocks) and gathered per block. A batch may carry a
+  precomputed list (``add_edges(data, model.cutoff + model.skin)``); it is used when its
+  ``cutoff`` attribute is at least ``cutoff + skin``.
+* Hard cutoff as in the paper: the Gaussian distance RBF does not vanish at R_cut, so the model
+  is discontinuous when a pair crosses the cutoff (as is the mean over a changing neighbour set).
+* Table 3's "temporal lookback 10 fs" is unused by the text and not implemented.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.utils import scatter, softmax
+
+from ..graph import neighbour_list
+from .base import Prediction, SurrogateModel, TrainingStats
+from .layers import GaussianRBF, mlp
+
+__all__ = ["PaperBlock", "PaperModel", "count_parameters_by_hand", "symmetry_report"]
+
+
+class PaperBlock(nn.Module):
+    """One message-passing + attention block (see the module docstring, steps 1–5)."""
+
+    def __init__(self, node_in: int, edge_dim: int, hidden: int, heads: int, ffn: int):
+        super().__init__()
+        if hidden % heads:
+            raise ValueError(f"hidden {hidden} is not divisible by heads {heads}")
+        self.hidden, self.heads, self.head_dim = hidden, heads, hidden // heads
+        self.lin_in = nn.Linear(node_in, hidden)
+        # MLP_m first layer = [W_i | W_j] on nodes (no bias) + edge columns (with the bias)
+        self.mp_node = nn.Linear(hidden, 2 * hidden, bias=False)
+        # fused edge projections: [MLP_m edge columns + bias | W_k^e + b_k | W_v^e + b_v]
+        self.edge_lin = nn.Linear(edge_dim, 3 * hidden)
+        self.mp_out = nn.Linear(hidden, hidden)  # MLP_m second layer (applied after the mean)
+        self.mlp_u = mlp([2 * hidden, hidden, hidden])
+        self.q = nn.Linear(hidden, hidden)
+        self.kv_node = nn.Linear(hidden, 2 * hidden, bias=False)  # [W_k^h | W_v^h]
+        self.norm1 = nn.LayerNorm(hidden)
+        self.ffn = mlp([hidden, ffn, hidden])
+        self.norm2 = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, 3)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        edge_feat: torch.Tensor,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        h_prev: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        n, hid = x.shape[0], self.hidden
+        p = self.lin_in(x)
+        if h_prev is not None:
+            p = p + h_prev
+        w_mp, w_k, w_v = self.edge_lin.weight.split(hid, dim=0)
+        b_mp, b_k, b_v = self.edge_lin.bias.split(hid, dim=0)
+        # message passing with mean aggregation (node terms gathered, edge term fused in addmm)
+        pi, pj = self.mp_node(p).split(hid, dim=-1)
+        gathered = pi.index_select(0, dst).add_((pj + b_mp).index_select(0, src))
+        z = nn.functional.gelu(torch.addmm(gathered, edge_feat, w_mp.t()))
+        mean = scatter(z, dst, dim=0, dim_size=n, reduce="mean")
+        has_nb = scatter(torch.ones_like(dst, dtype=x.dtype), dst, dim=0, dim_size=n) > 0
+        a = nn.functional.linear(mean, self.mp_out.weight) + has_nb.unsqueeze(-1) * self.mp_out.bias
+        h = self.mlp_u(torch.cat([p, a], dim=-1))
+        # edge-conditioned multi-head attention over neighbours
+        kh, vh = self.kv_node(h).split(hid, dim=-1)
+        q = self.q(h).index_select(0, dst).view(-1, self.heads, self.head_dim)
+        k = torch.addmm((kh + b_k).index_select(0, src), edge_feat, w_k.t())
+        v = torch.addmm((vh + b_v).index_select(0, src), edge_feat, w_v.t())
+        k = k.view(-1, self.heads, self.head_dim)
+        v = v.view(-1, self.heads, self.head_dim)
+        score = (q * k).sum(-1) / math.sqrt(self.head_dim)
+        alpha = softmax(score, index=dst, num_nodes=n, dim=0)
+        m = scatter(alpha.unsqueeze(-1) * v, dst, dim=0, dim_size=n, reduce="sum").view(n, hid)
+        h1 = self.norm1(p + m)
+        return self.norm2(h1 + self.ffn(h1))
+
+
+class _SkinList:
+    """Neighbour list at ``cutoff + skin`` built at reference positions, filtered per block."""
+
+    def __init__(self, model: PaperModel, pos_ref, cell, graph, vel_n, edge_index=None, shifts=None):
+        self.model, self.cell, self.graph, self.vel_n = model, cell, graph, vel_n
+        self.build(pos_ref, edge_index, shifts)
+
+    def build(self, pos_ref, edge_index=None, shifts=None):
+        m = self.model
+        if edge_index is None:
+            edge_index, shifts = neighbour_list(pos_ref, self.cell, m.cutoff + m.skin, self.graph)
+            m.neighbour_list_calls += 1
+        # sorted by centre atom (then neighbour): contiguous segments for gathers and scatters
+        n = pos_ref.shape[0]
+        order = torch.argsort(edge_index[1] * n + edge_index[0])
+        src, dst = edge_index[:, order]
+        self.src, self.dst = src, dst
+        shifts = shifts[order].to(pos_ref.dtype)
+        self.offset = torch.einsum("ek,ekl->el", shifts, self.cell[self.graph[dst]])
+        self.pos_ref = pos_ref.detach()
+        # MLP_vel(v_j − v_i): velocities do not change between blocks, evaluate once per list
+        self.vel_feat = m.mlp_vel(self.vel_n[src] - self.vel_n[dst])
+
+    def edges(self, pos):
+        """Edges with |r_ij| < cutoff at positions ``pos``: (src, dst, r_ij, kept-edge index)."""
+        m = self.model
+        if float((pos.detach() - self.pos_ref).norm(dim=-1).max()) > 0.5 * m.skin:
+            self.build(pos)
+        vec = pos[self.src] - pos[self.dst] + self.offset
+        dist2 = (vec.detach() ** 2).sum(-1)
+        keep = torch.nonzero(dist2 < m.cutoff**2).squeeze(-1)
+        return self.src[keep], self.dst[keep], vec[keep], keep
+
+
+class PaperModel(SurrogateModel):
+    """The paper's GNN surrogate with an optional velocity head (module docstring: details)."""
+
+    arch = "paper"
+    needs_descriptors = True
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {
+            "species": [13],
+            "species_dim": 64,
+            "n_rbf_distance": 32,
+            "n_rbf_dt": 32,
+            "n_rbf_temperature": 32,
+            "n_descriptors": 5,
+            "struct_dim": 64,
+            "vel_edge_dim": 64,
+            "hidden": 128,
+            "heads": 8,
+            "head_dim": 16,
+            "ffn": 512,
+            "blocks": 6,
+            "cutoff": 6.287,
+            "skin": 1.0,
+            "velocity_head": True,
+            "absolute_positions": True,
+            "position_scale": 10.0,
+            "carry_hidden": False,
+        }
+
+    def __init__(self, config: dict[str, Any], stats: TrainingStats | None = None):
+        cfg = self.default_config()
+        unknown = sorted(set(config) - set(cfg))
+        if unknown:
+            raise ValueError(f"paper: unknown config key(s) {unknown}; known: {sorted(cfg)}")
+        cfg.update(config)
+        super().__init__(cfg, stats)
+        c, s = self.config, self.stats
+        if c["heads"] * c["head_dim"] != c["hidden"]:
+            raise ValueError(
+                f"paper: heads × head_dim = {c['heads']} × {c['head_dim']} must equal hidden "
+                f"{c['hidden']}"
+            )
+        self.skin = float(c["skin"])
+        if self.skin < 0:
+            raise ValueError(f"paper: skin must be ≥ 0 Å, got {self.skin}")
+        self.predicts_velocity = bool(c["velocity_head"])
+        self.absolute_positions = bool(c["absolute_positions"])
+        self.carry_hidden = bool(c["carry_hidden"])
+        self.position_scale = float(c["position_scale"])
+        self.vel_rms = float(s.vel_rms)
+
+        species = [int(z) for z in c["species"]]
+        table = torch.full((max(species) + 1,), -1, dtype=torch.long)
+        table[torch.tensor(species)] = torch.arange(len(species))
+        self.register_buffer("species_index", table, persistent=False)
+        self.embedding = nn.Embedding(len(species), c["species_dim"])
+        self.rbf_dt = GaussianRBF(*s.dt_range_fs, c["n_rbf_dt"])
+        self.rbf_temperature = GaussianRBF(*s.temperature_range_K, c["n_rbf_temperature"])
+        self.rbf_distance = GaussianRBF(0.0, self.cutoff, c["n_rbf_distance"])
+        self.struct = mlp([c["n_descriptors"], c["struct_dim"]], last_act=True)
+        std = [x if x > 0 else 1.0 for x in s.desc_std]
+        self.register_buffer("desc_mean", torch.tensor(s.desc_mean, dtype=torch.float32))
+        self.register_buffer("desc_std", torch.tensor(std, dtype=torch.float32))
+        self.mlp_vel = mlp([3, c["vel_edge_dim"], c["vel_edge_dim"]])
+
+        self.static_dim = c["species_dim"] + c["n_rbf_dt"] + c["n_rbf_temperature"]
+        self.static_dim += c["struct_dim"]
+        self.node_input_dim = self.static_dim + 3 + (3 if self.absolute_positions else 0)
+        self.edge_dim = c["n_rbf_distance"] + c["vel_edge_dim"]
+        self.blocks = nn.ModuleList(
+            PaperBlock(self.node_input_dim, self.edge_dim, c["hidden"], c["heads"], c["ffn"])
+            for _ in range(int(c["blocks"]))
+        )
+        self.velocity_out = nn.Linear(c["hidden"], 3) if self.predicts_velocity else None
+
+        # velocity-change scale: piecewise linear through (0, 0) and (stride, dvel_rms)
+        strides = np.asarray(s.strides_fs, float)
+        dvel = np.asarray(s.dvel_rms, float)
+        order = np.argsort(strides)
+        xs = np.concatenate([[0.0], strides[order]])
+        ys = np.concatenate([[0.0], dvel[order]])
+        keep = np.concatenate([[True], np.diff(xs) > 0])
+        self.register_buffer("dvel_x", torch.tensor(xs[keep], dtype=torch.float32))
+        self.register_buffer("dvel_y", torch.tensor(ys[keep], dtype=torch.float32))
+        self.neighbour_list_calls = 0  # diagnostics: neighbour lists computed so far
+        self.debug_edges: list | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def dvel_scale(self, dt_fs: torch.Tensor) -> torch.Tensor:
+        """RMS velocity change for strides ``dt_fs`` (B,), Å/ps (interpolated, see docstring)."""
+        xs, ys = self.dvel_x.to(dt_fs.dtype), self.dvel_y.to(dt_fs.dtype)
+        if xs.numel() < 2:
+            return torch.full_like(dt_fs, float(self.vel_rms))
+        idx = torch.searchsorted(xs, dt_fs.contiguous()).clamp(1, xs.numel() - 1)
+        x0, x1, y0, y1 = xs[idx - 1], xs[idx], ys[idx - 1], ys[idx]
+        w = ((dt_fs - x0) / (x1 - x0)).clamp(0.0, 1.0)
+        return y0 + w * (y1 - y0)
+
+    def static_features(self, batch, graph: torch.Tensor) -> torch.Tensor:
+        """[species ‖ rbf(Δt) ‖ rbf(T) ‖ struct], (N, 192)."""
+        idx = self.species_index[batch.species.clamp(0, self.species_index.numel() - 1)]
+        if bool(((idx < 0) | (batch.species >= self.species_index.numel())).any()):
+            found = sorted(set(batch.species.unique().tolist()))
+            raise ValueError(
+                f"paper: field 'species' has atomic numbers {found}; this model knows "
+                f"{self.config['species']}"
+            )
+        desc = getattr(batch, "descriptors", None)
+        if desc is None:
+            raise ValueError(
+                "paper: field 'descriptors' (N, 5) is missing; call model.prepare(batch) or "
+                "pass descriptors to make_data"
+            )
+        dtype = batch.pos.dtype
+        desc = (desc.to(dtype) - self.desc_mean.to(dtype)) / self.desc_std.to(dtype)
+        return torch.cat(
+            [
+                self.embedding(idx),
+                self.rbf_dt(batch.dt_fs.to(dtype))[graph],
+                self.rbf_temperature(batch.temperature_K.to(dtype))[graph],
+                self.struct(desc),
+            ],
+            dim=-1,
+        )
+
+    def _given_edges(self, batch):
+        ei = getattr(batch, "edge_index", None)
+        cut = getattr(batch, "cutoff", None)
+        if ei is None or cut is None or getattr(batch, "shifts", None) is None:
+            return None, None
+        cut = float(torch.as_tensor(cut, dtype=torch.float64).min())  # float, list or tensor
+        if cut + 1e-9 < self.cutoff + self.skin:
+            return None, None
+        return ei, batch.shifts
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch) -> Prediction:
+        pos0, vel = batch.pos, batch.vel
+        n = pos0.shape[0]
+        graph = getattr(batch, "batch", None)
+        if graph is None:
+            graph = torch.zeros(n, dtype=torch.long, device=pos0.device)
+        cell = batch.cell.to(pos0.dtype).reshape(-1, 3, 3)
+        dt_fs = batch.dt_fs.to(pos0.dtype)
+
+        vel_n = vel / self.vel_rms
+        fixed = torch.cat([vel_n, self.static_features(batch, graph)], dim=-1)
+        disp_scale = (self.vel_rms * dt_fs / 1000.0)[graph].unsqueeze(-1)
+        inv_cell = torch.linalg.inv(cell) if self.absolute_positions else None
+
+        nl = _SkinList(self, pos0, cell, graph, vel_n, *self._given_edges(batch))
+        disp = torch.zeros_like(pos0)
+        h = None
+        for block in self.blocks:
+            pos = pos0 + disp
+            src, dst, vec, keep = nl.edges(pos)
+            if self.debug_edges is not None:
+                self.debug_edges.append((src, dst, vec.detach(), pos.detach()))
+            dist = vec.norm(dim=-1)
+            edge_feat = torch.cat([self.rbf_distance(dist), nl.vel_feat[keep]], dim=-1)
+            if self.absolute_positions:
+                frac = torch.einsum("nk,nkl->nl", pos, inv_cell[graph])
+                frac = frac - torch.floor(frac).detach()
+                wrapped = torch.einsum("nk,nkl->nl", frac, cell[graph])
+                x = torch.cat([wrapped / self.position_scale, fixed], dim=-1)
+            else:
+                x = fixed
+            h = block(x, edge_feat, src, dst, h if self.carry_hidden else None)
+            disp = disp + disp_scale * block.out(h)
+        velocity = None
+        if self.velocity_out is not None:
+            s_v = self.dvel_scale(dt_fs)[graph].unsqueeze(-1)
+            velocity = vel + s_v * self.velocity_out(h)
+        return Prediction(disp, velocity)
+
+
+def count_parameters_by_hand(config: dict[str, Any]) -> int:
+    """Parameter count from the spec's layer widths (independent of the module code)."""
+    c = {**PaperModel.default_config(), **config}
+    H, F, E = c["hidden"], c["ffn"], c["n_rbf_distance"] + c["vel_edge_dim"]
+    node_in = c["species_dim"] + c["n_rbf_dt"] + c["n_rbf_temperature"] + c["struct_dim"] + 3
+    node_in += 3 if c["absolute_positions"] else 0
+
+    def linear(i, o, bias=True):
+        return i * o + (o if bias else 0)
+
+    total = len(c["species"]) * c["species_dim"]  # embedding table
+    total += linear(c["n_descriptors"], c["struct_dim"])  # shared struct layer
+    total += linear(3, c["vel_edge_dim"]) + linear(c["vel_edge_dim"], c["vel_edge_dim"])  # MLP_vel
+    block = linear(node_in, H)  # Linear(x_i)
+    block += linear(2 * H + E, H) + linear(H, H)  # MLP_m
+    block += linear(2 * H, H) + linear(H, H)  # MLP_u
+    block += linear(H, H)  # W_q
+    block += 2 * (linear(H, H, bias=False) + linear(E, H))  # W_k^h, W_k^e (+b); W_v^h, W_v^e (+b)
+    block += 2 * 2 * H  # two LayerNorms
+    block += linear(H, F) + linear(F, H)  # FFN
+    block += linear(H, 3)  # W_out
+    total += c["blocks"] * block
+    total += linear(H, 3) if c["velocity_head"] else 0
+    return total
+
+
+def _random_rotation(generator: torch.Generator, dtype) -> torch.Tensor:
+    a = torch.randn(3, 3, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q.to(dtype)
+
+
+@torch.no_grad()
+def symmetry_report(model: SurrogateModel, data, seed: int = 0, shift_A: float = 1.7) -> dict:
+    """Measure the translation and rotation errors of ``model`` on one state.
+
+    ``data`` is a PyG ``Data``/``Batch`` from :func:`equignnmd.graph.make_data` (with
+    descriptors). Translation: every position moves by a random vector of length ``shift_A``
+    and is re-wrapped into the cell (the same physical state); the output should be unchanged.
+    Rotation: positions, velocities and cell rotate by a random proper rotation R; the output
+    should rotate too. Returns maximum absolute errors (Å, Å/ps), the same relative to the RMS
+    of the output, and how many atoms crossed a cell face when translated.
+    """
+    from torch_geometric.data import Batch
+
+    from ..graph import wrap_positions
+
+    if not isinstance(data, Batch):
+        data = Batch.from_data_list([data])
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    dtype = data.pos.dtype
+    base = model(data.clone())
+
+    def variant(t=None, rot=None):
+        d = data.clone()
+        pos, vel, cell = d.pos, d.vel, d.cell
+        if t is not None:
+            pos = pos + t
+        if rot is not None:
+            pos, vel, cell = pos @ rot.T, vel @ rot.T, cell @ rot.T
+        d.pos = wrap_positions(pos, cell, d.batch)
+        d.vel, d.cell = vel, cell
+        return d
+
+    def rms(x):
+        return float(x.pow(2).mean().sqrt())
+
+    t = torch.randn(3, generator=gen, dtype=torch.float64)
+    t = (shift_A * t / t.norm()).to(dtype).to(data.pos.device)
+    moved = variant(t=t)
+    crossed = int(((moved.pos - (data.pos + t)).abs() > 1e-6).any(-1).sum())
+    out_t = model(moved)
+    rot = _random_rotation(gen, dtype).to(data.pos.device)
+    out_r = model(variant(rot=rot))
+
+    report = {"n_atoms": int(data.pos.shape[0]), "n_crossed_boundary": crossed}
+    err = (out_t.displacement - base.displacement).abs().max()
+    report["translation_disp_max_abs_A"] = float(err)
+    report["translation_disp_rel"] = float(err) / max(rms(base.displacement), 1e-30)
+    err = (out_r.displacement - base.displacement @ rot.T).abs().max()
+    report["rotation_disp_max_abs_A"] = float(err)
+    report["rotation_disp_rel"] = float(err) / max(rms(base.displacement), 1e-30)
+    if base.velocity is not None:
+        err = (out_t.velocity - base.velocity).abs().max()
+        report["translation_vel_max_abs_A_ps"] = float(err)
+        report["translation_vel_rel"] = float(err) / max(rms(base.velocity), 1e-30)
+        err = (out_r.velocity - base.velocity @ rot.T).abs().max()
+        report["rotation_vel_max_abs_A_ps"] = float(err)
+        report["rotation_vel_rel"] = float(err) / max(rms(base.velocity), 1e-30)
+    model.train(was_training)
+    return report

@@ -1,0 +1,388 @@
+"""``equignnmd.data.convert``: LAMMPS dumps and ASE trajectories → dataset folder."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from equignnmd import units
+from equignnmd.data.convert import convert
+from equignnmd.data.format import open_trajectories, read_index
+
+A = 4.05
+L = 4 * A
+ORTHO = np.diag([L, L, L])
+TRI = np.array([[L, 0.0, 0.0], [1.5, L, 0.0], [-1.0, 0.8, L]])
+TIMESTEP_FS = 2.0
+STEPS = np.arange(6) * 10  # a frame every 20 fs
+ZERO = np.zeros(3)
+
+
+def crystal(cell, origin=ZERO, seed=0, n_frames=6, frame_fs=20.0, images=True):
+    """Truth: 4×4×4 FCC Al cells moving with constant velocities. Returns (u, v, f) with
+    ``u`` (F, N, 3) unwrapped absolute positions [Å], ``v`` (N, 3) Å/ps, ``f`` (N, 3) eV/Å."""
+    rng = np.random.default_rng(seed)
+    basis = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    s0 = ((grid[:, None, :] + basis[None]).reshape(-1, 3)) / 4
+    s0 = s0 + rng.normal(0, 0.004, s0.shape)  # some atoms start just outside [0, 1)
+    if images:  # atoms that already went round the box a few times
+        s0 = s0 + rng.integers(-2, 3, s0.shape)
+    v = rng.normal(0, 8.0, s0.shape)  # Å/ps: up to ~0.6 Å per frame, many boundary crossings
+    t_ps = np.arange(n_frames) * frame_fs / 1000
+    u = origin + s0 @ cell + v[None] * t_ps[:, None, None]
+    return u, v, rng.normal(0, 0.5, s0.shape)
+
+
+def split(u, cell, origin):
+    """Unwrapped positions → (wrapped fractional coordinates, image flags)."""
+    s_u = (u - origin) @ np.linalg.inv(cell)
+    img = np.floor(s_u)
+    return s_u - img, img
+
+
+def box_lines(cell, origin, general=False):
+    if general:  # LAMMPS general triclinic: lattice vectors a, b, c and the origin
+        return "ITEM: BOX BOUNDS abc origin pp pp pp\n" + "".join(
+            f"{a:.12f} {b:.12f} {c:.12f} {o:.12f}\n" for (a, b, c), o in zip(cell, origin)
+        )
+    lo = origin
+    if np.count_nonzero(cell - np.diag(np.diag(cell))) == 0:
+        hi = origin + np.diag(cell)
+        return "ITEM: BOX BOUNDS pp pp pp\n" + "".join(
+            f"{a:.12f} {b:.12f}\n" for a, b in zip(lo, hi)
+        )
+    xy, xz, yz = cell[1, 0], cell[2, 0], cell[2, 1]
+    xlo, ylo, zlo = lo
+    xhi, yhi, zhi = lo + np.diag(cell)
+    rows = [
+        (xlo + min(0, xy, xz, xy + xz), xhi + max(0, xy, xz, xy + xz), xy),
+        (ylo + min(0, yz), yhi + max(0, yz), xz),
+        (zlo, zhi, yz),
+    ]
+    return "ITEM: BOX BOUNDS xy xz yz pp pp pp\n" + "".join(
+        f"{a:.12f} {b:.12f} {c:.12f}\n" for a, b, c in rows
+    )
+
+
+def write_dump(
+    path,
+    u,
+    v,
+    cell,
+    origin=ZERO,
+    f=None,
+    mode="x+img",
+    steps=STEPS,
+    seed=1,
+    element=False,
+    velocities=True,
+    drop_atom_in_frame=None,
+    general=False,
+    time_ps=False,
+):
+    """A LAMMPS text dump with shuffled columns and shuffled atom order in every frame."""
+    rng = np.random.default_rng(seed)
+    n = u.shape[1]
+    out = []
+    for k, step in enumerate(steps):
+        s, img = split(u[k], cell, origin)
+        cols = {"id": np.arange(1, n + 1)}
+        cols["element" if element else "type"] = np.array(["Al"] * n) if element else np.ones(n)
+        pos = {
+            "x": origin + s @ cell,
+            "xs": s,
+            "xu": u[k],
+            "xsu": (u[k] - origin) @ np.linalg.inv(cell),
+        }[mode.split("+")[0]]
+        names = {"x": "x y z", "xs": "xs ys zs", "xu": "xu yu zu", "xsu": "xsu ysu zsu"}
+        cols.update(zip(names[mode.split("+")[0]].split(), pos.T))
+        if mode.endswith("+img"):
+            cols.update(zip(("ix", "iy", "iz"), img.T))
+        if velocities:
+            cols.update(zip(("vx", "vy", "vz"), v.T))
+        if f is not None:
+            cols.update(zip(("fx", "fy", "fz"), f.T))
+        order = list(rng.permutation(list(cols)))
+        rows = rng.permutation(n)
+        if drop_atom_in_frame == k:
+            rows = rows[:-1]
+        text = []
+        for name in order:
+            c = cols[name][rows]
+            if name in ("id", "type", "ix", "iy", "iz"):
+                text.append(np.char.mod("%d", c.astype(int)))
+            elif name == "element":
+                text.append(c)
+            else:
+                text.append(np.char.mod("%.12f", c))
+        lines = [" ".join(r) for r in zip(*text)]
+        out.append(
+            (f"ITEM: TIME\n{step * TIMESTEP_FS / 1000:.10g}\n" if time_ps else "")
+            + f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{len(rows)}\n"
+            + box_lines(cell, origin, general)
+            + f"ITEM: ATOMS {' '.join(order)}\n"
+            + "\n".join(lines)
+            + "\n"
+        )
+    if str(path).endswith(".gz"):
+        with gzip.open(path, "wt") as fh:
+            fh.write("".join(out))
+    else:
+        Path(path).write_text("".join(out))
+    return path
+
+
+DUMP_CASES = {  # name: (cell, origin, mode, element, unwrapped exactly, i.e. no continuity)
+    "ortho_x_img": (ORTHO, np.zeros(3), "x+img", False, True),
+    "ortho_xs": (ORTHO, np.array([-3.0, 1.0, 0.5]), "xs", False, False),
+    "ortho_xu": (ORTHO, np.zeros(3), "xu", True, True),
+    "ortho_x": (ORTHO, np.zeros(3), "x", False, False),
+    "tri_x_img": (TRI, np.array([-1.0, 2.0, 0.5]), "x+img", False, True),
+    "tri_xs_img": (TRI, np.array([0.3, -0.2, 0.0]), "xs+img", True, True),
+    "tri_xsu": (TRI, np.zeros(3), "xsu", False, True),
+    "tri_x": (TRI, np.array([-1.0, 2.0, 0.5]), "x", False, False),
+}
+
+
+@pytest.mark.parametrize("case", list(DUMP_CASES))
+def test_dump_round_trip(tmp_path, case):
+    cell, origin, mode, element, exact = DUMP_CASES[case]
+    u, v, f = crystal(cell, origin)
+    dump = write_dump(
+        tmp_path / f"{case}.dump", u, v, cell, origin, f=f, mode=mode, element=element
+    )
+    out = convert([dump], tmp_path / "ds", timestep_fs=TIMESTEP_FS, temperature_K=300, species="Al")
+    (tr,) = open_trajectories(out)
+    meta = read_index(out)
+    expected = u
+    if not exact:  # continuity unwrapping starts from the wrapped first frame
+        expected = u - split(u[0], cell, origin)[1] @ cell
+    # atoms really crossed the boundary between frames
+    assert np.any(np.diff(split(u, cell, origin)[1], axis=0) != 0)
+    np.testing.assert_allclose(tr.read("positions"), expected, atol=1e-8)
+    np.testing.assert_allclose(tr.read("velocities"), np.broadcast_to(v, u.shape), atol=1e-5)
+    np.testing.assert_allclose(tr.read("forces"), np.broadcast_to(f, u.shape), atol=1e-5)
+    np.testing.assert_allclose(tr.read("cell"), np.broadcast_to(cell, (len(STEPS), 3, 3)))
+    np.testing.assert_allclose(tr.time_fs, STEPS * TIMESTEP_FS)
+    assert tr.frame_interval_fs == 20.0 and tr.temperature_K == 300.0
+    assert np.all(tr.species == 13)
+    np.testing.assert_allclose(tr.masses, 26.9815385, atol=1e-6)
+    entry = meta["trajectories"][0]
+    assert entry["file"] == f"T0300K_{case}.h5" and entry["frames"] == len(STEPS)
+    assert entry["atoms"] == 256 and entry["test"] is False
+    assert ("continuity" in entry["unwrapping"]) == (not exact)
+    assert meta["sources"][0]["sha256"] == entry["source_sha256"]
+    assert "metal" in meta["units"]
+    assert not list(out.glob("*.partial"))
+
+
+def test_dump_general_triclinic_gzip_time(tmp_path):
+    """``BOX BOUNDS abc origin`` (rotated cell), gzip, times from ``ITEM: TIME`` (ps)."""
+    angle = 0.3
+    rot = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
+    cell, origin = TRI @ rot.T, np.array([0.5, -2.0, 1.0])
+    u, v, _ = crystal(cell, origin, seed=7)
+    dump = write_dump(tmp_path / "gen.dump.gz", u, v, cell, origin, general=True, time_ps=True)
+    out = convert([dump], tmp_path / "ds", species=13, temperature_K=[450.0])
+    (tr,) = open_trajectories(out)
+    np.testing.assert_allclose(tr.read("positions"), u, atol=1e-8)
+    np.testing.assert_allclose(tr.read("cell", 0), cell, atol=1e-12)
+    np.testing.assert_allclose(tr.time_fs, STEPS * TIMESTEP_FS)
+    entry = read_index(out)["trajectories"][0]
+    assert entry["file"] == "T0450K_gen.h5" and "TIME" in entry["time_source"]
+
+
+def test_ase_extxyz_and_traj(tmp_path):
+    import ase.io
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    cell = TRI
+    u, v, f = crystal(cell, images=False, seed=3)
+    u_img, v2, _ = crystal(ORTHO, images=True, seed=4)
+    wrapped, unwrapped = [], []
+    for k in range(len(u)):
+        a = Atoms("Al256", positions=u[k], cell=cell, pbc=True)
+        a.set_velocities(units.velocity_to_ase(v))
+        a.wrap()
+        a.info.update(time_fs=100.0 + 20.0 * k, temperature_K=500.0)
+        a.calc = SinglePointCalculator(a, forces=f)
+        wrapped.append(a)
+        b = Atoms("Al256", positions=u_img[k], cell=ORTHO, pbc=True)
+        b.set_velocities(units.velocity_to_ase(v2))
+        unwrapped.append(b)
+    ase.io.write(tmp_path / "hot.extxyz", wrapped)
+    ase.io.write(tmp_path / "cold.traj", unwrapped)
+    out = convert(
+        [tmp_path / "hot.extxyz", tmp_path / "cold.traj"],
+        tmp_path / "ds",
+        timestep_fs=20.0,
+        test_temperatures_K=[500.0],
+        command_line="equignnmd convert hot.extxyz cold.traj",
+    )
+    hot, cold = open_trajectories(out)
+    meta = read_index(out)
+    # wrapped input: continuity from the (wrapped) first frame
+    expected = u - split(u[0], cell, np.zeros(3))[1] @ cell
+    assert np.any(np.diff(split(u, cell, np.zeros(3))[1], axis=0) != 0)
+    np.testing.assert_allclose(hot.read("positions"), expected, atol=1e-8)
+    np.testing.assert_allclose(hot.read("velocities"), np.broadcast_to(v, u.shape), atol=1e-4)
+    np.testing.assert_allclose(hot.read("forces"), np.broadcast_to(f, u.shape), atol=1e-5)
+    np.testing.assert_allclose(hot.time_fs, 100.0 + 20.0 * np.arange(len(u)))
+    assert hot.temperature_K == 500.0 and hot.frame_interval_fs == 20.0
+    # unwrapped input stays as it is
+    np.testing.assert_allclose(cold.read("positions"), u_img, atol=1e-8)
+    np.testing.assert_allclose(cold.read("velocities"), np.broadcast_to(v2, u.shape), atol=1e-4)
+    np.testing.assert_allclose(cold.time_fs, 20.0 * np.arange(len(u)))
+    assert not cold.has_forces
+    masses = np.full(256, 26.9815385)
+    t_kin = np.sum(masses[:, None] * v2**2) * units.MVV2E / (3 * 255 * units.KB_EV_PER_K)
+    assert cold.temperature_K == pytest.approx(t_kin, rel=1e-4)
+    e_hot, e_cold = meta["trajectories"]
+    assert e_hot["test"] is True and e_cold["test"] is False
+    assert e_hot["temperature_source"] == "atoms.info['temperature_K']"
+    assert "kinetic" in e_cold["temperature_source"]
+    assert e_hot["file"] == "T0500K_hot.h5"
+    assert meta["command_line"].startswith("equignnmd convert")
+    assert meta["test_temperatures_K"] == [500.0]
+    assert json.loads((out / "dataset.json").read_text())["format"] == meta["format"]
+
+
+# ---------------------------------------------------------------------------------- errors
+def _dump(tmp_path, name="bad.dump", **kw):
+    u, v, f = crystal(ORTHO, seed=5)
+    for key in ("u", "v"):
+        if key in kw:
+            kw.pop(key)(u if key == "u" else v)
+    return write_dump(tmp_path / name, u, v, ORTHO, mode=kw.pop("mode", "xu"), **kw)
+
+
+ERRORS = {
+    "no_velocities": (dict(velocities=False), {}, ["vx vy vz", "velocities"]),
+    "nan_positions": (
+        dict(u=lambda u: u.__setitem__((2, 5, 0), np.nan)),
+        {},
+        ["positions", "frame 2"],
+    ),
+    "non_increasing": (dict(steps=[0, 10, 20, 20, 30]), {}, ["TIMESTEP", "frame 3"]),
+    "uneven": (dict(steps=[0, 10, 20, 35]), {}, ["TIMESTEP", "frame 3", "evenly"]),
+    "atom_count": (dict(drop_atom_in_frame=2), {}, ["NUMBER OF ATOMS", "frame 2"]),
+    "no_timestep": (dict(), dict(timestep_fs=None), ["timestep_fs"]),
+    "no_species": (dict(), dict(species=None), ["type", "species"]),
+    "interval": (dict(), dict(frame_interval_fs=30.0), ["frame_interval_fs"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_dump_errors(tmp_path, case):
+    make, args, words = ERRORS[case]
+    dump = _dump(tmp_path, name=f"{case}.dump", **make)
+    kw = dict(timestep_fs=1.0, species="Al", temperature_K=300.0) | args
+    with pytest.raises(ValueError) as err:
+        convert([dump], tmp_path / "ds", **kw)
+    msg = str(err.value)
+    assert f"{case}.dump" in msg, msg
+    for word in words:
+        assert word in msg, msg
+    assert not list((tmp_path / "ds").iterdir())  # nothing half-written
+
+
+def test_nan_velocities(tmp_path):
+    u, v, _ = crystal(ORTHO, seed=5)
+    path = write_dump(tmp_path / "nanv.dump", u, v, ORTHO, mode="xu")
+    text = path.read_text().split("ITEM: TIMESTEP")
+    head, atoms = text[2].split("ITEM: ATOMS ")
+    cols = atoms.split("\n")[0].split()
+    lines = atoms.split("\n")
+    row = lines[4].split()
+    row[cols.index("vy")] = "nan"
+    lines[4] = " ".join(row)
+    text[2] = head + "ITEM: ATOMS " + "\n".join(lines)
+    path.write_text("ITEM: TIMESTEP".join(text))
+    with pytest.raises(ValueError, match=r"nanv\.dump: frame 1 \(TIMESTEP 10\): field 'velocit"):
+        convert([path], tmp_path / "ds", timestep_fs=1.0, species="Al")
+
+
+def test_other_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.dump.*inputs"):
+        convert([tmp_path / "nothere.dump"], tmp_path / "ds", timestep_fs=1.0)
+    with pytest.raises(ValueError, match="species"):
+        convert([_dump(tmp_path)], tmp_path / "ds", timestep_fs=1.0, species="Xx")
+    # units other than metal
+    path = _dump(tmp_path, name="real.dump")
+    path.write_text("ITEM: UNITS\nreal\n" + path.read_text())
+    with pytest.raises(ValueError, match=r"real\.dump.*'UNITS'"):
+        convert([path], tmp_path / "ds", timestep_fs=1.0, species="Al")
+    # truncated last frame
+    path = _dump(tmp_path, name="cut.dump")
+    path.write_text(path.read_text()[:-300])
+    with pytest.raises(ValueError, match=r"cut\.dump: frame 5 .*'ITEM: ATOMS'.*truncated"):
+        convert([path], tmp_path / "ds", timestep_fs=1.0, species="Al")
+    # ASE file without velocities
+    import ase.io
+    from ase.build import bulk
+
+    ase.io.write(tmp_path / "still.extxyz", [bulk("Al", cubic=True)] * 3)
+    with pytest.raises(ValueError, match=r"still\.extxyz.*'velocities'"):
+        convert([tmp_path / "still.extxyz"], tmp_path / "ds", timestep_fs=1.0)
+    # neither dump nor ASE
+    (tmp_path / "junk.bin").write_bytes(b"\x00\x01garbage")
+    with pytest.raises(ValueError, match=r"junk\.bin.*ASE"):
+        convert([tmp_path / "junk.bin"], tmp_path / "ds", timestep_fs=1.0)
+    assert not (tmp_path / "ds" / "dataset.json").exists()
+
+
+# ------------------------------------------------------------------------- real LAMMPS dump
+def test_real_lammps_dump(tmp_path):
+    try:
+        from equignnmd._lammps import default_potential, new_lammps
+
+        lmp = new_lammps()
+    except ImportError as err:  # pragma: no cover - depends on the install
+        pytest.skip(f"LAMMPS not available: {err}")
+    dump = tmp_path / "al.dump"
+    for cmd in (
+        "units metal",
+        "atom_style atomic",
+        "lattice fcc 4.05",
+        "region box block 0 4 0 4 0 4",
+        "create_box 1 box",
+        "create_atoms 1 box",
+        "mass 1 26.9815",
+        "pair_style eam/fs",
+        f"pair_coeff * * {default_potential()} Al",
+        "neighbor 1.0 bin",
+        "neigh_modify every 1 delay 0 check no",  # re-wrap every step: image flags change
+        "velocity all create 600 4928459 mom yes rot yes",
+        "fix nve all nve",
+        f"dump d all custom 5 {dump} id type xu yu zu vx vy vz fx fy fz",
+        "dump_modify d sort id format float %20.15g",
+        "run 20",
+        "undump d",
+    ):
+        lmp.command(cmd)
+    x = np.array(lmp.gather_atoms("x", 1, 3)).reshape(-1, 3)
+    image = np.array(lmp.gather_atoms("image", 0, 3)).reshape(-1, 3)
+    v = np.array(lmp.gather_atoms("v", 1, 3)).reshape(-1, 3)
+    lmp.close()
+    cell = np.diag([L, L, L])
+    out = convert([dump], tmp_path / "ds", timestep_fs=1.0, species="Al", masses_amu=26.9815)
+    (tr,) = open_trajectories(out)
+    assert tr.n_frames == 5 and tr.frame_interval_fs == 5.0 and tr.n_atoms == 256
+    np.testing.assert_allclose(tr.time_fs, [0, 5, 10, 15, 20])
+    np.testing.assert_allclose(tr.read("positions", -1), x + image @ cell, atol=1e-9)
+    np.testing.assert_allclose(tr.read("velocities", -1), v, rtol=1e-6, atol=1e-6)
+    assert tr.has_forces and np.all(tr.masses == 26.9815)
+    # unwrapped: consecutive frames move by ~v dt, never by a box length
+    step = np.diff(tr.read("positions"), axis=0)
+    assert np.abs(step).max() < 0.5
+    temps = tr.thermo("temperature_K")
+    assert temps[0] == pytest.approx(600.0, rel=1e-6)  # 'velocity create 600': same 3N-3 dof
+    assert tr.temperature_K == pytest.approx(np.mean(temps))

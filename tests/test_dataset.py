@@ -1,0 +1,97 @@
+"""Pair dataset: splits in time, held-out temperatures, lazy multi-worker loading, errors."""
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.loader import DataLoader
+
+from equignnmd.data.dataset import PairDataset
+from equignnmd.data.format import open_trajectories
+
+
+def test_splits_do_not_cross_the_boundary(tiny_dataset):
+    strides = [1, 10, 20]
+    train = PairDataset(tiny_dataset, strides, "train")
+    val = PairDataset(tiny_dataset, strides, "val")
+    test = PairDataset(tiny_dataset, strides, "test")
+    n = open_trajectories(tiny_dataset)[0].n_frames
+    boundary = int(0.8 * n)
+    assert np.all(train.index.start + train.index.offset < boundary)
+    assert np.all(val.index.start >= boundary)
+    assert np.all(val.index.start + val.index.offset < n)
+    temps = lambda ds: {ds.trajectories[k].temperature_K for k in ds.index.traj}  # noqa: E731
+    assert temps(train) == temps(val) == {300.0}
+    assert temps(test) == {350.0}
+    assert set(np.unique(train.index.stride_fs)) == {1.0, 10.0, 20.0}
+
+
+def test_sample_targets_are_unwrapped_displacements(tiny_dataset):
+    ds = PairDataset(tiny_dataset, [10], "train", dtype=torch.float64)
+    tr = ds.trajectories[0]
+    i = 5
+    sample = ds[i]
+    t, off = ds.index.start[i], ds.index.offset[i]
+    expect = tr.read("positions", t + off) - tr.read("positions", t)
+    assert np.allclose(sample.disp.numpy(), expect)
+    assert np.allclose(sample.vel_next.numpy(), tr.read("velocities", t + off))
+    assert sample.dt_fs.item() == 10.0 and sample.temperature_K.item() == 300.0
+    assert sample.descriptors.shape == (256, 5) and sample.forces.shape == (256, 3)
+    # positions are wrapped into the cell for the model
+    frac = torch.linalg.solve(sample.cell[0].T, sample.pos.T).T
+    assert frac.min() >= 0 and frac.max() < 1
+    # ~ballistic at 10 fs: displacement ≈ v·Δt
+    assert np.abs(sample.disp.numpy() - sample.vel.numpy() * 0.01).mean() < 0.03
+
+
+def test_multiworker_loader_is_safe(tiny_dataset):
+    ds = PairDataset(tiny_dataset, [5], "train", max_samples=12)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, shuffle=False)
+    batches = list(loader)
+    assert sum(b.num_graphs for b in batches) == 12
+    single = next(iter(DataLoader(ds, batch_size=4)))
+    assert torch.equal(batches[0].disp, single.disp)
+
+
+def test_statistics_from_training_split(tiny_dataset):
+    stats = PairDataset(tiny_dataset, [1, 10], "train").statistics()
+    assert 3.0 < stats.vel_rms < 8.0  # sqrt(kT/m) at 300 K ≈ 3.0 Å/ps; equipartition + NPT
+    assert stats.disp_rms[1] > 5 * stats.disp_rms[0]
+    assert stats.temperature_range_K == (300.0, 300.0)
+    assert stats.dt_range_fs == (1.0, 10.0)
+    assert abs(stats.number_density - 0.0603) < 0.003
+
+
+def test_bad_strides_are_clear_errors(tiny_dataset):
+    with pytest.raises(ValueError, match=r"T0300K.h5.*longer than the trajectory"):
+        PairDataset(tiny_dataset, [1000], "train")
+    with pytest.raises(ValueError, match=r"frame_interval_fs"):
+        PairDataset(tiny_dataset, [2.5], "train")
+    with pytest.raises(ValueError, match="strides"):
+        PairDataset(tiny_dataset, "ten", "train")
+
+
+def test_box_smaller_than_twice_cutoff(tiny_dataset):
+    with pytest.raises(ValueError, match=r"T0300K.h5.*'cell'.*2 × cutoff"):
+        PairDataset(tiny_dataset, [1], "train", cutoff=9.0)
+
+
+def test_missing_folder_and_index(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        PairDataset(tmp_path / "none", [1])
+    with pytest.raises(FileNotFoundError, match="dataset.json"):
+        PairDataset(tmp_path, [1])
+
+
+def test_nan_and_nonincreasing_time_rejected(tiny_dataset, tmp_path):
+    import shutil
+
+    import h5py
+
+    from equignnmd.data.format import Trajectory
+
+    copy = tmp_path / "copy.h5"
+    shutil.copy(open_trajectories(tiny_dataset)[0].path, copy)
+    with h5py.File(copy, "r+") as f:
+        f["time_fs"][3] = f["time_fs"][2]
+    with pytest.raises(ValueError, match=r"copy.h5.*'time_fs'.*frame 3"):
+        Trajectory(copy)
