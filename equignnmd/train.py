@@ -40,6 +40,7 @@ from .config import ConfigError, build, read_yaml
 from .data.dataset import PairDataset
 from .models import build_model
 from .models.base import SurrogateModel, TrainingStats
+from .oneshot import stride_errors
 
 METRIC_COLUMNS = (
     "epoch",
@@ -365,42 +366,24 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, dataset=None, with_baselines: bool = False) -> dict[str, Any]:
         """Validation loss and per-stride mean per-atom position error (Å)."""
-        from baselines import BASELINES
-
         dataset = dataset or self.val_set
         self.model.eval()
         loader = self._loader(dataset, 0, shuffle=False, shard=False)
-        total, count = 0.0, 0
-        per: dict[float, dict[str, list[float]]] = {}
-        for batch in loader:
-            batch = self.model.prepare(batch.to(self.device))
-            pred = self.model(batch)
+        acc = {"loss": 0.0, "graphs": 0}
+
+        def add_loss(batch, pred):
             loss, _ = loss_terms(pred, batch, self.model.stats, self.cfg.velocity_weight)
-            total += float(loss.item()) * batch.num_graphs
-            count += batch.num_graphs
-            preds = {"model": pred}
-            if with_baselines:
-                preds.update({n: f(batch) for n, f in BASELINES.items()})
-            dt_atom = batch.dt_fs[batch.batch]
-            for name, p in preds.items():
-                err = (p.displacement - batch.disp).norm(dim=-1)
-                verr = None
-                if p.velocity is not None:
-                    verr = (p.velocity - batch.vel_next).norm(dim=-1)
-                for s in torch.unique(batch.dt_fs).tolist():
-                    m = dt_atom == s
-                    d = per.setdefault(s, {}).setdefault(name, [0.0, 0, 0.0])
-                    d[0] += float(err[m].sum())
-                    d[1] += int(m.sum())
-                    d[2] += float(verr[m].sum()) if verr is not None else float("nan")
-        table = {
-            s: {n: {"pos_mean_A": v[0] / v[1], "vel_mean_A_ps": v[2] / v[1]} for n, v in d.items()}
-            for s, d in sorted(per.items())
+            acc["loss"] += float(loss.item()) * batch.num_graphs
+            acc["graphs"] += batch.num_graphs
+
+        table = stride_errors(self.model, loader, with_baselines, on_batch=add_loss)
+        atoms = sum(d["model"]["atoms"] for d in table.values())
+        pos_all = sum(d["model"]["pos_mean_A"] * d["model"]["atoms"] for d in table.values())
+        return {
+            "val_loss": acc["loss"] / max(acc["graphs"], 1),
+            "val_pos_mean_A": pos_all / max(atoms, 1),
+            "per_stride": table,
         }
-        pos_all = sum(d["model"][0] for d in per.values()) / max(
-            sum(d["model"][1] for d in per.values()), 1
-        )
-        return {"val_loss": total / max(count, 1), "val_pos_mean_A": pos_all, "per_stride": table}
 
     def _trainer_state(self, epoch: int) -> dict[str, Any]:
         return {
