@@ -58,6 +58,7 @@ cuEquivariance backend is wired in, also when it is).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -115,6 +116,120 @@ def channelwise_tp(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, targets: o3.Irr
     )
 
 
+class EdgeConvolution(nn.Module):
+    """Channel-wise tensor-product convolution ``Σ_j (h_j ⊗ Y(r̂_ij))`` with radial weights.
+
+    For every path ``p = (l1, l2 → lo)`` allowed by O(3) selection rules (``lo`` among the
+    ``targets``), the message from j to i in channel u is::
+
+        m_ij[u, lo] = a_u(r_ij) · Σ_p W_p(r_ij) · CG_p(h_j[u, l1], Y^{l2}(r̂_ij))
+
+    ``W_p`` (per path, shared by channels, times the cutoff envelope) and ``a_u`` (per
+    channel) are a linear head on the radial features (the output of a radial
+    MLP of the Bessel basis shared by all layers, given to :meth:`forward`): a factorised
+    form ``w_{u,p} = a_u W_p`` of the per-edge "uvu" weights of NequIP/TrajCast. It makes every
+    edge one small matrix product, ``m_ij = a ⊙ (K_ij @ h_j)`` with ``K_ij = Σ_p W_p CG_p Y^{l2}``,
+    whose per-edge intermediates are ``channels × dim`` instead of ``channels × Σ_paths dim``
+    (≈ 4× less memory traffic and no per-path kernel launches). CG blocks use e3nn's real
+    Wigner 3j symbols with component normalisation, divided by √(number of paths into lo).
+
+    Features enter and leave irrep-major ("ir_mul"): (N, D, C) with D = Σ dim over the irreps
+    blocks, so that the per-edge product is one batched (D_out × D) @ (D × C) matrix product.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        targets: o3.Irreps,
+        num_radial_features: int,
+    ):
+        super().__init__()
+        irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
+        muls = {mul for mul, _ in irreps_in}
+        if len(muls) != 1:
+            raise ValueError(f"EdgeConvolution: irreps_in {irreps_in} need one multiplicity")
+        self.channels = muls.pop()
+        self.irreps_in = irreps_in
+        wanted = sorted({ir for _, ir in o3.Irreps(targets)})
+        paths = []
+        for b1, (_, ir1) in enumerate(irreps_in):
+            for b2, (_, ir2) in enumerate(irreps_sh):
+                for ir_out in ir1 * ir2:
+                    if ir_out in wanted:
+                        paths.append((b1, b2, ir_out))
+        out_irs = [ir for ir in wanted if any(p[2] == ir for p in paths)]
+        self.irreps_out = o3.Irreps([(self.channels, ir) for ir in out_irs])
+        dim_in = sum(ir.dim for _, ir in irreps_in)
+        dim_sh = irreps_sh.dim
+        dim_out = sum(ir.dim for ir in out_irs)
+        off_in = _offsets([ir.dim for _, ir in irreps_in])
+        off_sh = _offsets([ir.dim for _, ir in irreps_sh])
+        off_out = _offsets([ir.dim for ir in out_irs])
+        fan_in = {ir: sum(1 for p in paths if p[2] == ir) for ir in out_irs}
+        # cg[p, j, k, i]: path p, harmonic component j, output component k, input component i
+        cg = torch.zeros(len(paths), dim_sh, dim_out, dim_in, dtype=torch.float64)
+        for k, (b1, b2, ir_out) in enumerate(paths):
+            ir1, ir2 = irreps_in[b1].ir, irreps_sh[b2].ir
+            bo = out_irs.index(ir_out)
+            w3j = o3.wigner_3j(ir1.l, ir2.l, ir_out.l, dtype=torch.float64)
+            w3j = w3j * math.sqrt(ir_out.dim / fan_in[ir_out])
+            cg[
+                k,
+                off_sh[b2] : off_sh[b2] + ir2.dim,
+                off_out[bo] : off_out[bo] + ir_out.dim,
+                off_in[b1] : off_in[b1] + ir1.dim,
+            ] = w3j.permute(1, 2, 0)
+        self.num_paths = len(paths)
+        self.dim_in, self.dim_sh, self.dim_out = dim_in, dim_sh, dim_out
+        self.register_buffer(
+            "cg", cg.reshape(len(paths) * dim_sh, dim_out * dim_in).to(torch.get_default_dtype())
+        )
+        self.radial_head = nn.Linear(num_radial_features, self.channels + self.num_paths)
+
+    def forward(self, x, src, dst, edge_sh, radial, envelope):
+        """x (N, D_in, C) → summed messages (N, D_out, C); edge tensors are (E, ...).
+
+        ``radial`` (E, F) are the shared radial features, ``envelope`` (E,) the cutoff envelope.
+        """
+        num_edges = edge_sh.shape[0]
+        w = self.radial_head(radial)
+        a = w[:, : self.channels].unsqueeze(1)
+        path_w = w[:, self.channels :] * envelope.unsqueeze(-1)
+        kernel = (path_w.unsqueeze(-1) * edge_sh.unsqueeze(1)).reshape(num_edges, -1) @ self.cg
+        kernel = kernel.reshape(num_edges, self.dim_out, self.dim_in)
+        messages = torch.bmm(kernel, torch.index_select(x, 0, src)) * a
+        return scatter(messages, dst, dim=0, dim_size=x.shape[0], reduce="sum")
+
+
+def _offsets(dims: list[int]) -> list[int]:
+    out, total = [], 0
+    for d in dims:
+        out.append(total)
+        total += d
+    return out
+
+
+def to_ir_mul(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+    """e3nn layout (N, Σ mul·dim) → (N, Σ dim, mul); every block must have the same mul."""
+    n = x.shape[0]
+    blocks = [
+        x[:, s].reshape(n, mul, ir.dim).transpose(1, 2)
+        for (mul, ir), s in zip(irreps, irreps.slices())
+    ]
+    return torch.cat(blocks, dim=1)
+
+
+def from_ir_mul(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+    """(N, Σ dim, mul) → e3nn layout (N, Σ mul·dim)."""
+    n = x.shape[0]
+    blocks, start = [], 0
+    for mul, ir in irreps:
+        blocks.append(x[:, start : start + ir.dim].transpose(1, 2).reshape(n, mul * ir.dim))
+        start += ir.dim
+    return torch.cat(blocks, dim=-1)
+
+
 class InteractionLayer(nn.Module):
     """Convolution ⊗ edge harmonics → neighbour sum → velocity conditioning → gate → residual."""
 
@@ -125,8 +240,7 @@ class InteractionLayer(nn.Module):
         irreps_edge_sh: o3.Irreps,
         irreps_vel_sh: o3.Irreps,
         num_species: int,
-        num_radial: int,
-        radial_hidden: list[int],
+        num_radial_features: int,
         num_cond: int,
         vel_hidden: list[int],
         avg_num_neighbours: float,
@@ -135,10 +249,9 @@ class InteractionLayer(nn.Module):
         self.irreps_in = o3.Irreps(irreps_in)
         self.inv_avg_num_neighbours = 1.0 / float(avg_num_neighbours)
 
-        self.tp_edge = channelwise_tp(self.irreps_in, irreps_edge_sh, targets)
-        self.radial_mlp = mlp([num_radial, *radial_hidden, self.tp_edge.weight_numel], nn.SiLU)
-        self.mix = o3.Linear(self.tp_edge.irreps_out, self.tp_edge.irreps_out)
-        self.tp_vel = channelwise_tp(self.tp_edge.irreps_out, irreps_vel_sh, targets)
+        self.conv = EdgeConvolution(self.irreps_in, irreps_edge_sh, targets, num_radial_features)
+        self.mix = o3.Linear(self.conv.irreps_out, self.conv.irreps_out)
+        self.tp_vel = channelwise_tp(self.conv.irreps_out, irreps_vel_sh, targets)
         self.vel_mlp = mlp([num_cond, *vel_hidden, self.tp_vel.weight_numel], nn.SiLU)
 
         targets = o3.Irreps(targets)
@@ -165,11 +278,11 @@ class InteractionLayer(nn.Module):
         vel_sh: torch.Tensor,
         cond: torch.Tensor,
     ) -> torch.Tensor:
-        weights = self.radial_mlp(radial) * envelope.unsqueeze(-1)
-        messages = self.tp_edge(x[src], edge_sh, weights)
-        pooled = scatter(messages, dst, dim=0, dim_size=x.shape[0], reduce="sum")
-        pooled = self.mix(pooled * self.inv_avg_num_neighbours)
-        h = self.tp_vel(pooled, vel_sh, self.vel_mlp(cond))
+        pooled = self.conv(
+            to_ir_mul(x, self.irreps_in), src, dst, edge_sh, radial, envelope
+        )
+        pooled = from_ir_mul(pooled * self.inv_avg_num_neighbours, self.conv.irreps_out)
+        h = self.tp_vel(self.mix(pooled), vel_sh, self.vel_mlp(cond))
         h = self.gate(self.lin_out(h))
         return h + self.self_connection(x, onehot)
 
@@ -270,6 +383,9 @@ class EquivariantModel(SurrogateModel):
         hidden = hidden_irreps(channels, lmax, bool(c["odd_parity"]))
         irreps_embed_in = o3.Irreps(f"{num_cond}x0e") + self.irreps_vel_sh[1:]
         self.embed = o3.Linear(irreps_embed_in, hidden)
+        radial_hidden = [int(w) for w in c["radial_mlp"]]
+        self.radial_trunk = mlp([int(c["num_radial"]), *radial_hidden], nn.SiLU, last_act=True)
+        radial_width = radial_hidden[-1] if radial_hidden else int(c["num_radial"])
         avg_nn = st.avg_num_neighbours(self.cutoff)
         layers = []
         irreps = hidden
@@ -282,8 +398,7 @@ class EquivariantModel(SurrogateModel):
                 self.irreps_edge_sh,
                 self.irreps_vel_sh,
                 self.num_species,
-                int(c["num_radial"]),
-                [int(w) for w in c["radial_mlp"]],
+                radial_width,
                 num_cond,
                 [int(w) for w in c["vel_mlp"]],
                 avg_nn,
@@ -363,7 +478,7 @@ class EquivariantModel(SurrogateModel):
         edge_sh = o3.spherical_harmonics(
             self.irreps_edge_sh, r_vec, normalize=True, normalization="component"
         )
-        radial = self.radial_basis(r)
+        radial = self.radial_trunk(self.radial_basis(r))
         envelope = self.envelope(r)
 
         # nodes: species, speed, Δt, T scalars and velocity-direction harmonics
@@ -396,4 +511,10 @@ class EquivariantModel(SurrogateModel):
         return disp, vel_new
 
 
-__all__ = ["EquivariantModel", "InteractionLayer", "channelwise_tp", "hidden_irreps"]
+__all__ = [
+    "EdgeConvolution",
+    "EquivariantModel",
+    "InteractionLayer",
+    "channelwise_tp",
+    "hidden_irreps",
+]

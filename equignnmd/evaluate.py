@@ -1,0 +1,427 @@
+"""``equignnmd evaluate``: the evaluation report of a trained model.
+
+1. One-shot error versus Δt at a held-out temperature, laid out like the paper's Table 4, with
+   the zero / ballistic / Taylor baselines and the paper's published figure beside the model.
+2. Error per temperature at one stride, laid out like the paper's Table 6.
+3. Rollouts from a held-out frame against a LAMMPS EAM reference started from the very same
+   positions and velocities with the same kind of thermostat: RDF overlay, MSD, temperature
+   trace and VDOS, with scores (RDF L1, MSD ratio at the end, temperature mean and drift, VDOS
+   overlap) and the number of steps completed before any stability guard fired.
+4. ``report.md``, ``metrics.json`` and PNG plots in the report folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+from torch_geometric.loader import DataLoader
+
+from . import analysis, plots
+from .checkpoint import load_checkpoint
+from .config import ConfigError
+from .data.dataset import PairDataset
+from .data.format import read_index
+from .oneshot import stride_errors
+
+PAPER_TABLE4_A = {
+    1: 0.00022,
+    5: 0.00065,
+    10: 0.0019,
+    15: 0.033,
+    20: 0.049,
+    30: 0.079,
+    40: 0.118,
+    50: 0.13,
+}
+"""The paper's Table 4: one-shot error at 350 K versus Δt (fs), trained on Δt ≤ 10 fs."""
+PAPER_TABLE6_RANGE_A = (0.0004, 0.0009)
+BASELINE_NAMES = ("zero", "ballistic", "taylor")
+BASELINE_TITLES = {
+    "zero": "zero displacement",
+    "ballistic": "ballistic r+vΔt",
+    "taylor": "2nd-order Taylor",
+}
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of ``equignnmd evaluate``. Strides in fs, temperatures in K."""
+
+    checkpoint: str = ""
+    data: str = ""
+    out: str = "report"
+    strides_fs: list[float] = field(
+        default_factory=lambda: [1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0]
+    )
+    test_temperature_K: float = 0.0
+    """0 = the dataset's first held-out temperature (or its first temperature)."""
+    max_pairs: int = 32
+    """Start frames per stride (and per temperature in the Table-6 layout)."""
+    table6_stride_fs: float = 0.0
+    """0 = the largest training stride of the model."""
+    rollout_stride_fs: float = 0.0
+    """0 = the largest training stride of the model."""
+    rollout_steps: int = 100
+    rollout_thermostat: str = "csvr"
+    rollout_temperatures_K: list[float] = field(default_factory=list)
+    """Empty = the held-out temperature."""
+    min_distance_A: float = 1.5
+    batch_size: int = 4
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self, source: str = "config") -> None:
+        if not self.checkpoint:
+            raise ConfigError(f"{source}: field 'checkpoint' is required")
+        if not self.data:
+            raise ConfigError(f"{source}: field 'data' is required")
+        if self.rollout_thermostat not in ("none", "csvr", "langevin"):
+            raise ConfigError(
+                f"{source}: field 'rollout_thermostat' = {self.rollout_thermostat!r}; "
+                "expected none, csvr or langevin"
+            )
+
+
+# ------------------------------------------------------------------------------ one-shot
+def _usable_strides(root, strides) -> tuple[list[float], list[str]]:
+    """Strides that every trajectory can serve; notes for the ones left out."""
+    meta = read_index(root)
+    interval = float(meta.get("frame_interval_fs") or 1.0)
+    from .data.format import open_trajectories
+
+    shortest = min(t.time_fs[-1] - t.time_fs[0] for t in open_trajectories(root))
+    ok, notes = [], []
+    for s in strides:
+        if abs(s / interval - round(s / interval)) > 1e-6:
+            notes.append(f"Δt = {s:g} fs left out: not a multiple of the {interval:g} fs frames")
+        elif s * 2 > shortest:
+            notes.append(f"Δt = {s:g} fs left out: the trajectories span only {shortest:g} fs")
+        else:
+            ok.append(float(s))
+    return ok, notes
+
+
+def table4(model, cfg: EvaluateConfig, test_T: float) -> tuple[dict, list[str]]:
+    strides, notes = _usable_strides(cfg.data, cfg.strides_fs)
+    ds = PairDataset(
+        cfg.data,
+        strides,
+        "test",
+        test_temperatures_K=[test_T],
+        dtype=model.dtype,
+        max_samples=cfg.max_pairs * len(strides),
+    )
+    if len(ds) == 0:
+        raise ValueError(f"dataset {cfg.data}: no frames at the held-out {test_T:g} K")
+    loader = DataLoader(ds, batch_size=cfg.batch_size)
+    return stride_errors(model, loader), notes
+
+
+def table6(model, cfg: EvaluateConfig, stride: float, test_temps: list[float]) -> dict:
+    """Error per temperature at ``stride``: validation frames of the training temperatures and
+    all frames of the held-out ones."""
+    rows = {}
+    for split in ("val", "test"):
+        ds = PairDataset(
+            cfg.data, [stride], split, test_temperatures_K=test_temps, dtype=model.dtype
+        )
+        for k in np.unique(ds.index.traj):
+            idx = np.flatnonzero(ds.index.traj == k)
+            idx = idx[np.linspace(0, len(idx) - 1, min(cfg.max_pairs, len(idx))).astype(int)]
+            loader = DataLoader(Subset(ds, idx.tolist()), batch_size=cfg.batch_size)
+            errs = stride_errors(model, loader)[float(stride)]
+            temp = ds.trajectories[k].temperature_K
+            rows[temp] = {"split": "held out" if split == "test" else "validation", **errs}
+    return dict(sorted(rows.items()))
+
+
+# ------------------------------------------------------------------------------ rollout
+def rollout_arrays(
+    model,
+    positions,
+    velocities,
+    cell,
+    species,
+    masses,
+    dt_fs: float,
+    steps: int,
+    temperature_K: float,
+    thermostat: str,
+    seed: int = 0,
+    min_distance_A: float = 1.5,
+    out_dir=None,
+) -> dict[str, Any]:
+    """A one-replica surrogate rollout kept in memory for analysis (metal units).
+
+    Returns ``positions`` (S+1, N, 3) unwrapped Å, ``velocities`` (S+1, N, 3) Å/ps, ``cell``
+    (S+1, 3, 3) and ``stopped`` (the guard's message, or None)."""
+    import ase
+
+    from .rollout import run_rollout
+    from .units import velocity_to_ase
+
+    atoms = ase.Atoms(numbers=species, positions=positions, cell=cell, pbc=True, masses=masses)
+    atoms.set_velocities(velocity_to_ase(np.asarray(velocities, float)))
+    frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def keep(state, thermo):  # called at step 0, after every step, and at a guard's stop
+        frames[state.step] = (
+            state.unwrapped.detach().cpu().numpy().copy(),
+            state.velocities.detach().cpu().numpy().copy(),
+        )
+
+    result = run_rollout(
+        model,
+        atoms,
+        dt_fs,
+        steps,
+        temperature_K=temperature_K,
+        thermostat=thermostat,
+        seed=seed,
+        out_dir=out_dir,
+        observers=[keep],
+        min_distance_A=min_distance_A,
+        progress=False,
+    )
+    last = steps if result.stopped_step is None else int(result.stopped_step) - 1
+    n = last + 1  # frames 0..last, every one before the guard fired
+    pos = [frames[k][0] for k in range(n)]
+    vel = [frames[k][1] for k in range(n)]
+    return {
+        "positions": np.stack(pos),
+        "velocities": np.stack(vel),
+        "cell": np.repeat(np.asarray(cell, float)[None], n, axis=0),
+        "stopped": result.stopped_reason,
+        "steps_completed": n - 1,
+        "result": result,
+    }
+
+
+def rollout_vs_lammps(
+    model,
+    cfg: EvaluateConfig,
+    temperature: float,
+    stride: float,
+    test_temps: list[float],
+    out: Path,
+) -> dict[str, Any]:
+    """Surrogate rollout and LAMMPS reference from the same held-out frame."""
+    from baselines.reference_md import lammps_reference
+
+    from .data.format import open_trajectories
+
+    trajs = open_trajectories(cfg.data)
+    tr = min(trajs, key=lambda t: abs(t.temperature_K - temperature))
+    is_test = any(abs(tr.temperature_K - t) < 1e-6 for t in test_temps)
+    start = 0 if is_test else int(0.8 * tr.n_frames)  # held-out frames only
+    frame = tr.frame(start)
+    meta = read_index(cfg.data)
+    t0 = time.perf_counter()
+    sur = rollout_arrays(
+        model,
+        frame["positions"],
+        frame["velocities"],
+        frame["cell"],
+        tr.species,
+        tr.masses,
+        dt_fs=stride,
+        steps=cfg.rollout_steps,
+        temperature_K=tr.temperature_K,
+        thermostat=cfg.rollout_thermostat,
+        seed=cfg.seed,
+        min_distance_A=cfg.min_distance_A,
+        out_dir=out / f"rollout_{int(round(tr.temperature_K))}K",
+    )
+    sur_wall = time.perf_counter() - t0
+    ref = lammps_reference(
+        frame["positions"],
+        frame["velocities"],
+        frame["cell"],
+        stride,
+        cfg.rollout_steps,
+        tr.temperature_K,
+        cfg.rollout_thermostat,
+        potential=meta.get("potential"),
+        mass_amu=float(tr.masses[0]),
+    )
+    n_done = sur["steps_completed"]
+    n = max(n_done, 1) + 1
+    if n_done < 2:
+        raise RuntimeError(f"rollout at {tr.temperature_K:g} K failed at once: {sur['stopped']}")
+    t_ps = np.arange(n) * stride / 1000.0
+    half = slice(n // 2, n)
+    r, g_sur = analysis.rdf(sur["positions"][half], sur["cell"][half], r_max=7.0)
+    _, g_ref = analysis.rdf(ref["positions"][half], ref["cell"][half], r_max=7.0)
+    _, msd_sur = analysis.msd(sur["positions"][:n], tr.masses)
+    _, msd_ref = analysis.msd(ref["positions"][:n], tr.masses)
+    temp_sur = analysis.kinetic_temperature(sur["velocities"][:n], tr.masses)
+    temp_ref = analysis.kinetic_temperature(ref["velocities"][:n], tr.masses)
+    f_sur, d_sur = analysis.vdos(sur["velocities"][:n], tr.masses, stride)
+    f_ref, d_ref = analysis.vdos(ref["velocities"][:n], tr.masses, stride)
+    tag = f"{int(round(tr.temperature_K))}K"
+    label_s, label_r = f"{model.arch} Δt={stride:g} fs", "LAMMPS EAM 1 fs"
+    pngs = {
+        "rdf": plots.plot_rdf(out / f"rdf_{tag}.png", {label_s: (r, g_sur), label_r: (r, g_ref)}),
+        "msd": plots.plot_msd(
+            out / f"msd_{tag}.png", {label_s: (t_ps, msd_sur), label_r: (t_ps, msd_ref)}
+        ),
+        "temperature": plots.plot_temperature(
+            out / f"temperature_{tag}.png",
+            {label_s: (t_ps, temp_sur), label_r: (t_ps, temp_ref)},
+            target=tr.temperature_K,
+        ),
+        "vdos": plots.plot_vdos(
+            out / f"vdos_{tag}.png", {label_s: (f_sur, d_sur), label_r: (f_ref, d_ref)}
+        ),
+    }
+    ts, tl = analysis.temperature_stats(t_ps, temp_sur), analysis.temperature_stats(t_ps, temp_ref)
+    return {
+        "temperature_K": tr.temperature_K,
+        "start_frame": start,
+        "stride_fs": stride,
+        "thermostat": cfg.rollout_thermostat,
+        "steps_requested": cfg.rollout_steps,
+        "steps_completed": n_done,
+        "stopped": sur.get("stopped"),
+        "rdf_l1": analysis.rdf_l1(r, g_sur, g_ref),
+        "msd_ratio_end": float(msd_sur[-1] / msd_ref[-1]) if msd_ref[-1] > 0 else float("nan"),
+        "temperature_mean_K": ts["mean_K"],
+        "temperature_drift_K_per_ps": ts["drift_K_per_ps"],
+        "lammps_temperature_mean_K": tl["mean_K"],
+        "lammps_temperature_drift_K_per_ps": tl["drift_K_per_ps"],
+        "vdos_overlap": analysis.vdos_overlap(f_sur, d_sur, f_ref, d_ref),
+        "volume_A3_input_cell": float(analysis.volume(frame["cell"])),
+        "surrogate_wall_s": sur_wall,
+        "lammps_wall_s": ref["wall_s"],
+        "plots": {k: Path(v).name for k, v in pngs.items()},
+    }
+
+
+# ------------------------------------------------------------------------------ report
+def _fmt(x: float) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.5f}"
+
+
+def render_report(result: dict[str, Any]) -> str:
+    m = result["model"]
+    lines = [
+        f"# Evaluation report — `{m['arch']}`",
+        "",
+        f"Checkpoint `{m['checkpoint']}` ({m['parameters']:,} parameters, trained on strides "
+        f"{m['train_strides_fs']} fs at {m['train_temperatures_K']} K); data `{result['data']}`.",
+        "Errors are mean per-atom Euclidean position errors in Å over unwrapped coordinates.",
+        "",
+        f"## One-shot error versus Δt at the held-out {result['test_temperature_K']:g} K "
+        "(paper's Table 4 layout)",
+        "",
+        f"| Δt fs | {m['arch']} | zero displacement | ballistic r+vΔt | 2nd-order Taylor "
+        "| paper (Table 4) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s, row in result["table4"].items():
+        paper = PAPER_TABLE4_A.get(int(round(float(s))))
+        cells = [_fmt(row.get(n, {}).get("pos_mean_A")) for n in ("model", *BASELINE_NAMES)]
+        lines.append(f"| {float(s):g} | " + " | ".join(cells) + f" | {_fmt(paper)} |")
+    lines += [f"- {note}" for note in result.get("notes", [])]
+    s6 = result["table6_stride_fs"]
+    lines += [
+        "",
+        f"## Error per temperature at Δt = {s6:g} fs (paper's Table 6 layout)",
+        "",
+        f"| T (K) | frames | {m['arch']} | zero | ballistic | Taylor |",
+        "|---|---|---|---|---|---|",
+    ]
+    for temp, row in result["table6"].items():
+        cells = [_fmt(row.get(n, {}).get("pos_mean_A")) for n in ("model", *BASELINE_NAMES)]
+        lines.append(f"| {float(temp):g} | {row['split']} | " + " | ".join(cells) + " |")
+    lines.append(
+        f"\nThe paper reports {PAPER_TABLE6_RANGE_A[0]}–{PAPER_TABLE6_RANGE_A[1]} Å at every "
+        "temperature from 5 to 800 K."
+    )
+    lines += ["", "## Rollouts against LAMMPS EAM from the same state", ""]
+    lines += [
+        "| T (K) | Δt fs | thermostat | steps done / asked | RDF L1 | MSD ratio (end) "
+        "| T mean (K) surrogate / LAMMPS | T drift (K/ps) | VDOS overlap |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for ro in result["rollouts"]:
+        lines.append(
+            f"| {ro['temperature_K']:g} | {ro['stride_fs']:g} | {ro['thermostat']} | "
+            f"{ro['steps_completed']} / {ro['steps_requested']} | {ro['rdf_l1']:.4f} | "
+            f"{ro['msd_ratio_end']:.3f} | {ro['temperature_mean_K']:.1f} / "
+            f"{ro['lammps_temperature_mean_K']:.1f} | {ro['temperature_drift_K_per_ps']:.2f} | "
+            f"{ro['vdos_overlap']:.3f} |"
+        )
+    for ro in result["rollouts"]:
+        if ro.get("stopped"):
+            lines.append(f"\nRollout at {ro['temperature_K']:g} K stopped: {ro['stopped']}")
+        lines.append(
+            f"\nVolume at {ro['temperature_K']:g} K: {ro['volume_A3_input_cell']:.1f} Å³ — the "
+            "input cell; a fixed-cell surrogate does not predict volume."
+        )
+        lines += [f"\n![{k}]({v})" for k, v in ro["plots"].items()]
+    lines += ["", f"![error vs Δt]({result['plots']['error_vs_dt']})", ""]
+    return "\n".join(lines)
+
+
+def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+    """Run the whole evaluation and write ``report.md``, ``metrics.json`` and PNGs."""
+    from .train import pick_device
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = load_checkpoint(cfg.checkpoint, device=pick_device(cfg.device))
+    meta = read_index(cfg.data)
+    temps = [float(t["temperature_K"]) for t in meta["trajectories"]]
+    test_temps = [float(t) for t in meta.get("test_temperatures_K") or []]
+    test_T = cfg.test_temperature_K or (test_temps[0] if test_temps else temps[0])
+    if test_T not in test_temps:
+        test_temps = [*test_temps, test_T]
+    train_strides = list(model.stats.strides_fs)
+    s6 = cfg.table6_stride_fs or max(train_strides)
+    s_roll = cfg.rollout_stride_fs or max(train_strides)
+    t4, notes = table4(model, cfg, test_T)
+    t6 = table6(model, cfg, s6, test_temps)
+    rollouts = [
+        rollout_vs_lammps(model, cfg, T, s_roll, test_temps, out)
+        for T in (cfg.rollout_temperatures_K or [test_T])
+    ]
+    curves = {
+        name if name != "model" else model.arch: (
+            list(t4),
+            [t4[s][name]["pos_mean_A"] for s in t4 if name in t4[s]],
+        )
+        for name in ("model", *BASELINE_NAMES)
+        if all(name in t4[s] for s in t4)
+    }
+    curves["paper (Table 4)"] = (list(PAPER_TABLE4_A), list(PAPER_TABLE4_A.values()))
+    err_png = plots.plot_error_vs_dt(out / "error_vs_dt.png", curves)
+    result = {
+        "data": str(cfg.data),
+        "config": asdict(cfg),
+        "model": {
+            "arch": model.arch,
+            "checkpoint": str(cfg.checkpoint),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "train_strides_fs": train_strides,
+            "train_temperatures_K": list(model.stats.temperature_range_K),
+        },
+        "test_temperature_K": test_T,
+        "table4": t4,
+        "notes": notes,
+        "table6_stride_fs": s6,
+        "table6": t6,
+        "rollouts": rollouts,
+        "plots": {"error_vs_dt": Path(err_png).name},
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
+    (out / "report.md").write_text(render_report(result))
+    return result

@@ -1,0 +1,363 @@
+"""Rollout engine, thermostats and trajectory writers (equignnmd/rollout.py, thermostats.py, io.py).
+
+Tiny untrained models (``configs/*-small.yaml``) on 256-atom rattled FCC Al boxes; small strides
+(1 fs) keep the untrained models' drift within the stability guard for a few dozen steps.
+Analytic stand-in models (ballistic, exploding) test the plumbing exactly and fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+import yaml
+from ase.build import bulk
+from torch import nn
+
+from equignnmd import thermostats as th
+from equignnmd.io import LammpsDumpWriter, read_structure
+from equignnmd.models import build_model
+from equignnmd.models.base import Prediction, SurrogateModel
+from equignnmd.rollout import Rollout, RolloutUnstable, run_rollout
+from equignnmd.units import velocity_from_ase, velocity_to_ase
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# used only while configs/equivariant-small.yaml does not exist yet
+FALLBACK = {
+    "equivariant": {"channels": 8, "lmax": 1, "layers": 2, "radial_mlp": [16], "vel_mlp": [16]}
+}
+
+
+def tiny_model(arch: str, dtype=torch.float32, seed: int = 0) -> SurrogateModel:
+    path = CONFIGS / f"{arch}-small.yaml"
+    cfg = yaml.safe_load(path.read_text())["model"] if path.exists() else FALLBACK[arch]
+    torch.manual_seed(seed)
+    return build_model(arch, **cfg).to(dtype).eval()
+
+
+def fcc(seed: int = 0, temperature_K: float | None = 300.0, rattle: float = 0.05):
+    """256-atom rattled FCC Al; MB velocities (zero momentum) unless temperature_K is None."""
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((4, 4, 4))
+    atoms.rattle(rattle, seed=seed)
+    if temperature_K is not None:
+        gen = torch.Generator().manual_seed(1000 + seed)
+        m = torch.as_tensor(atoms.get_masses())
+        v = th.maxwell_boltzmann(m, temperature_K, gen)
+        atoms.set_velocities(velocity_to_ase(v.numpy()))
+    return atoms
+
+
+class Ballistic(SurrogateModel):
+    """Free flight: displacement v Δt, velocity unchanged (or None: finite differences)."""
+
+    arch = "ballistic"
+
+    def __init__(self, predicts_velocity: bool = True, dtype=torch.float64):
+        super().__init__({"cutoff": 5.0})
+        self.predicts_velocity = predicts_velocity
+        self.dummy = nn.Parameter(torch.zeros(1, dtype=dtype))
+        self.seen_dt_fs: list[float] = []
+
+    def forward(self, batch) -> Prediction:
+        dt_ps = (batch.dt_fs[batch.batch] / 1000.0).unsqueeze(-1)
+        self.seen_dt_fs.append(float(batch.dt_fs[0]))
+        disp = batch.vel * dt_ps
+        return Prediction(disp, batch.vel.clone() if self.predicts_velocity else None)
+
+
+class Exploding(SurrogateModel):
+    """Ballistic until step ``at`` (counted in forward calls), then fails in replica 1 with
+    ``mode``: "nan" (NaN displacement), "collapse" (atom 1 moved onto atom 0), "hot"
+    (velocities × 10)."""
+
+    arch = "exploding"
+
+    def __init__(self, mode: str, at: int):
+        super().__init__({"cutoff": 5.0})
+        self.mode, self.at, self.calls = mode, at, 0
+        self.dummy = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def forward(self, batch) -> Prediction:
+        self.calls += 1
+        disp = batch.vel * (batch.dt_fs[batch.batch] / 1000.0).unsqueeze(-1)
+        vel = batch.vel.clone()
+        if self.calls >= self.at:
+            first = int(batch.ptr[1])  # replica 1 starts here
+            if self.mode == "nan":
+                disp[first + 3] = float("nan")
+            elif self.mode == "collapse":
+                disp[first + 1] = batch.pos[first] - batch.pos[first + 1] + 0.3
+            elif self.mode == "hot":
+                vel[first:] *= 10.0
+        return Prediction(disp, vel)
+
+
+def frac_in_cell(pos: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    return np.linalg.solve(cell.T, pos.T).T
+
+
+# ------------------------------------------------------------------------------------ rollouts
+@pytest.mark.parametrize("arch", ["paper", "equivariant"])
+@pytest.mark.parametrize("thermostat", ["none", "csvr"])
+def test_rollout_tiny_models(tmp_path, arch, thermostat):
+    model = tiny_model(arch)
+    steps, every, replicas = 24, 6, 2
+    seen = []
+    res = run_rollout(
+        model,
+        fcc(0),
+        dt_fs=1.0,
+        steps=steps,
+        temperature_K=300.0,
+        thermostat=thermostat,
+        replicas=replicas,
+        seed=3,
+        write_every=every,
+        out_dir=tmp_path,
+        observers=[(lambda state, thermo: seen.append(thermo["step"]), 4)],
+        max_temperature_factor=20.0,  # untrained models heat up; the guard is tested below
+        progress=False,
+    )
+    assert res.completed, res.stopped_reason
+    assert res.temperature_K.shape == (steps + 1, replicas)
+    assert np.isfinite(res.temperature_K).all() and np.isfinite(res.min_distance_A).all()
+    assert seen == list(range(0, steps + 1, 4))
+    assert res.momentum_amu_A_per_ps.max() < 1e-6
+    st = res.final_state
+    assert st.step == steps
+    assert torch.isfinite(st.positions).all() and torch.isfinite(st.velocities).all()
+    # wrapped inside the cell; unwrapped − wrapped = whole lattice vectors
+    pos, unw = st.positions.numpy(), st.unwrapped.numpy()
+    cell = st.cell[0].numpy()
+    frac = frac_in_cell(pos, cell)
+    assert frac.min() >= -1e-9 and frac.max() <= 1 + 1e-9
+    n = frac_in_cell(unw - pos, cell)
+    np.testing.assert_allclose(n, np.rint(n), atol=1e-8)
+    assert np.abs(unw[:256] - fcc(0).positions).max() > 1e-3  # atoms moved
+    # files: thermo rows, frames, and the frames agree with the state
+    rows = np.genfromtxt(res.files["thermo"], delimiter=",", names=True)
+    assert len(rows) == (steps // every + 1) * replicas
+    assert set(rows["replica"].astype(int)) == {0, 1}
+    np.testing.assert_allclose(
+        rows["temperature_K"][rows["step"] == steps], res.temperature_K[-1], rtol=1e-5
+    )
+    for r, path in enumerate(res.files["trajectories"]):
+        frames = ase.io.read(path, ":")
+        assert len(frames) == steps // every + 1
+        last = frames[-1]
+        assert last.info["step"] == steps and last.info["replica"] == r
+        s = st.replica_slice(r)
+        np.testing.assert_allclose(last.positions, st.positions[s].numpy(), atol=1e-6)
+        np.testing.assert_allclose(last.arrays["vel"], st.velocities[s].numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            velocity_from_ase(last.get_velocities()), st.velocities[s].numpy(), atol=1e-5
+        )
+        unwrapped = last.positions + last.arrays["image"] @ last.cell.array
+        np.testing.assert_allclose(unwrapped, st.unwrapped[s].numpy(), atol=1e-6)
+    assert (tmp_path / "rollout.json").exists()
+
+
+@pytest.mark.parametrize("arch", ["paper", "equivariant"])
+def test_batched_replicas_match_single_runs(arch):
+    """3 structures in one batch = each alone with its seed (float64, NVE)."""
+    model = tiny_model(arch, dtype=torch.float64)
+    structures = [fcc(seed=k, temperature_K=None) for k in range(3)]  # MB drawn from the seed
+    kw = dict(dt_fs=1.0, steps=4, temperature_K=300.0, write_every=0, progress=False)
+    batched = run_rollout(model, structures, seed=11, **kw).final_state
+    for r in range(3):
+        alone = run_rollout(model, structures[r], seed=11 + r, **kw).final_state
+        s = batched.replica_slice(r)
+        for name in ("positions", "unwrapped", "velocities"):
+            a, b = getattr(batched, name)[s], getattr(alone, name)
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-10, msg=f"{name}, replica {r}")
+
+
+def test_ballistic_rollout_is_exact_and_finite_difference_flagged(tmp_path):
+    atoms = fcc(1)
+    v = velocity_from_ase(atoms.get_velocities())
+    for predicts in (True, False):
+        model = Ballistic(predicts_velocity=predicts)
+        res = run_rollout(model, atoms, 5.0, 8, write_every=4, out_dir=tmp_path, progress=False)
+        st = res.final_state
+        expected = atoms.positions + 8 * v * 5.0e-3
+        np.testing.assert_allclose(st.unwrapped.numpy(), expected, atol=1e-10)
+        np.testing.assert_allclose(st.velocities.numpy(), v, atol=1e-10)
+        np.testing.assert_allclose(res.temperature_K, 300.0, rtol=1e-9)
+        assert model.seen_dt_fs == [5.0] * 8
+        assert res.finite_difference_velocities is (not predicts)
+        assert res.ns_per_day > 0 and res.steps_per_s > 0
+
+
+# ------------------------------------------------------------------------------------ thermostats
+def _thermostat_series(update, n_steps: int = 2000, n: int = 256, systems: int = 4):
+    m = torch.full((n * systems,), 26.9815, dtype=torch.float64)
+    batch = torch.arange(systems).repeat_interleave(n)
+    gens = [torch.Generator().manual_seed(7 + k) for k in range(systems)]
+    vel = th.maxwell_boltzmann(m, 100.0, gens, batch)  # start far from the target
+    temps = []
+    for _ in range(n_steps):
+        vel = update(vel, m, batch, gens)
+        temps.append(th.kinetic_temperature(vel, m, batch))
+    return torch.stack(temps).numpy(), 3 * n - 3
+
+
+@pytest.mark.parametrize("kind", ["csvr", "langevin"])
+def test_thermostat_canonical(kind):
+    target, dt = 300.0, 1.0
+    if kind == "csvr":
+
+        def update(v, m, b, g):
+            return th.csvr(v, m, b, target, dt_fs=dt, tau_fs=10 * dt, generator=g)
+    else:
+
+        def update(v, m, b, g):
+            v = th.langevin(v, m, b, target, dt_fs=dt, friction_per_ps=100.0, generator=g)
+            return th.remove_net_momentum(v, m, b)
+
+    temps, dof = _thermostat_series(update)
+    settled = temps[200:]  # 20 relaxation times
+    assert abs(settled.mean() / target - 1) < 0.03
+    # canonical kinetic energy: Var(T) = 2 T² / N_f
+    ratio = settled.var(axis=0).mean() / (2 * target**2 / dof)
+    assert 0.6 < ratio < 1.5, ratio
+
+
+def test_csvr_zero_tau_and_default_tau():
+    m = torch.full((256,), 26.98, dtype=torch.float64)
+    v = th.maxwell_boltzmann(m, 300.0, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    slow = th.csvr(v, m, None, 300.0, dt_fs=1.0, generator=g)  # tau = 100 fs: small change
+    assert abs(float(th.kinetic_temperature(slow, m)) / 300 - 1) < 0.05
+    fast = th.csvr(v, m, None, 900.0, dt_fs=1.0, tau_fs=0.0, generator=g)  # instant resample
+    assert abs(float(th.kinetic_temperature(fast, m)) / 900 - 1) < 0.25
+    torch.testing.assert_close(th.net_momentum(fast, m), torch.zeros(1, 3, dtype=torch.float64))
+
+
+def test_maxwell_boltzmann():
+    m = torch.tensor([26.98, 58.69] * 128 + [26.98] * 100, dtype=torch.float64)
+    batch = torch.tensor([0] * 256 + [1] * 100)
+    gens = [torch.Generator().manual_seed(k) for k in range(2)]
+    v = th.maxwell_boltzmann(m, [300.0, 50.0], gens, batch)
+    torch.testing.assert_close(
+        th.kinetic_temperature(v, m, batch), torch.tensor([300.0, 50.0], dtype=torch.float64)
+    )
+    assert th.net_momentum(v, m, batch).abs().max() < 1e-10
+    # per-system streams: system 1 alone draws the same velocities
+    alone = th.maxwell_boltzmann(m[256:], 50.0, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(v[256:], alone)
+    # equipartition by mass: heavier atoms are slower (mean v² ∝ 1/m)
+    v2 = (v[:256] ** 2).sum(-1)
+    ratio = float(v2[0::2].mean() / v2[1::2].mean())
+    assert 1.5 < ratio < 2.9  # 58.69 / 26.98 = 2.18
+    assert torch.equal(th.maxwell_boltzmann(m, 0.0), torch.zeros_like(v))
+
+
+def test_initial_velocities_drawn_when_missing():
+    ro = Rollout(Ballistic(), fcc(0, temperature_K=None), 2.0, temperature_K=450.0, progress=False)
+    st = ro.state
+    temp = th.kinetic_temperature(st.velocities, st.masses, st.batch)
+    torch.testing.assert_close(temp, torch.tensor([450.0], dtype=torch.float64))
+    assert th.net_momentum(st.velocities, st.masses, st.batch).abs().max() < 1e-10
+    torch.testing.assert_close(ro.model_temperature, temp)
+
+
+# ------------------------------------------------------------------------------------ guard
+@pytest.mark.parametrize(
+    "mode, cause",
+    [("nan", "non-finite"), ("collapse", "closer than min_distance_A"), ("hot", "temperature")],
+)
+def test_stability_guard(tmp_path, mode, cause):
+    at = 5
+    structures = [fcc(0), fcc(1)]
+    res = run_rollout(
+        Exploding(mode, at),
+        structures,
+        2.0,
+        20,
+        temperature_K=300.0,
+        write_every=1,
+        out_dir=tmp_path,
+        progress=False,
+    )
+    assert not res.completed
+    assert res.stopped_step == at and res.stopped_replica == 1
+    msg = res.stopped_reason
+    assert f"step {at}" in msg and "replica 1" in msg and cause in msg, msg
+    assert len(res.step) == at + 1
+    # partial trajectories readable, every frame before the failure present
+    for path in res.files["trajectories"]:
+        frames = ase.io.read(path, ":")
+        steps = [f.info["step"] for f in frames]
+        assert steps[:at] == list(range(at))
+        assert len(frames) in (at, at + 1)  # the failing frame is kept when finite
+    rows = np.genfromtxt(res.files["thermo"], delimiter=",", names=True)
+    assert rows["step"].max() == at
+    with pytest.raises(RolloutUnstable, match=f"step {at}") as err:
+        run_rollout(
+            Exploding(mode, at), structures, 2.0, 20, temperature_K=300.0, write_every=0,
+            progress=False, on_unstable="raise",
+        )  # fmt: skip
+    assert err.value.step == at and err.value.replica == 1
+
+
+# ------------------------------------------------------------------------------------ io
+def test_lammps_dump_round_trip(tmp_path):
+    res = run_rollout(
+        Ballistic(), fcc(2), 5.0, 6, write_every=3, out_dir=tmp_path, fmt="lammps-dump",
+        progress=False,
+    )  # fmt: skip
+    path = res.files["trajectories"][0]
+    assert path.endswith(".lammpstrj")
+    frames = ase.io.read(path, ":", format="lammps-dump-text")
+    assert len(frames) == 3
+    st = res.final_state
+    last = frames[-1]
+    assert set(last.get_chemical_symbols()) == {"Al"}
+    np.testing.assert_allclose(last.positions, st.positions.numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        velocity_from_ase(last.get_velocities()), st.velocities.numpy(), atol=1e-6
+    )
+    np.testing.assert_allclose(last.cell.array, st.cell[0].numpy(), atol=1e-8)
+    text = Path(path).read_text().splitlines()
+    assert text[4] == "ITEM: BOX BOUNDS pp pp pp"
+    assert text[8] == "ITEM: ATOMS id type element x y z vx vy vz ix iy iz"
+
+
+def test_lammps_dump_triclinic(tmp_path):
+    atoms = bulk("Al", "fcc", a=4.05).repeat((3, 3, 3))  # primitive cell: 60° angles
+    atoms.rattle(0.05, seed=0)
+    atoms.wrap()
+    vel = np.random.default_rng(0).normal(size=(len(atoms), 3))
+    with LammpsDumpWriter(tmp_path / "tri.lammpstrj") as w:
+        w.write(atoms.positions, vel, atoms.cell.array, atoms.numbers, step=7)
+    back = ase.io.read(tmp_path / "tri.lammpstrj", format="lammps-dump-text")
+    assert "xy xz yz pp pp pp" in (tmp_path / "tri.lammpstrj").read_text()
+    np.testing.assert_allclose(back.cell.cellpar(), atoms.cell.cellpar(), atol=1e-6)
+    # same structure up to a rotation: pair distances and speeds agree
+    np.testing.assert_allclose(
+        back.get_all_distances(mic=True), atoms.get_all_distances(mic=True), atol=1e-6
+    )
+    speeds = np.linalg.norm(velocity_from_ase(back.get_velocities()), axis=1)
+    np.testing.assert_allclose(speeds, np.linalg.norm(vel, axis=1), atol=1e-6)
+
+
+def test_read_structure(tmp_path):
+    atoms = fcc(0)
+    with pytest.raises(FileNotFoundError, match="nothere.extxyz"):
+        read_structure(tmp_path / "nothere.extxyz")
+    bad = tmp_path / "bad.extxyz"
+    bad.write_text("this is not\na structure\n")
+    with pytest.raises(ValueError, match="bad.extxyz"):
+        read_structure(bad)
+    ase.io.write(tmp_path / "s.extxyz", [atoms, atoms])
+    got = read_structure(tmp_path / "s.extxyz")
+    np.testing.assert_allclose(got.positions, atoms.positions, atol=1e-6)
+    ase.io.write(tmp_path / "s.data", atoms, format="lammps-data", masses=True, units="metal")
+    data = read_structure(tmp_path / "s.data")
+    assert len(data) == 256 and set(data.get_chemical_symbols()) == {"Al"}
+    np.testing.assert_allclose(data.positions, atoms.positions, atol=1e-6)
+    copy = read_structure(atoms)
+    assert copy is not atoms and len(copy) == len(atoms)
