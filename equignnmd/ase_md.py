@@ -47,9 +47,9 @@ class KineticOnlyLogger(MDLogger):
 
     def __init__(self, dyn, atoms, logfile, header: bool = True, peratom: bool = False, mode="a"):
         super().__init__(dyn, atoms, logfile, header=False, peratom=peratom, mode=mode)
-        self.hdr = "%-9s " % ("Time[ps]",) if self.dyn is not None else ""
+        self.hdr = f"{'Time[ps]':<9s} " if self.dyn is not None else ""
         self.fmt = "%-10.4f " if self.dyn is not None else ""
-        self.hdr += "%12s  %6s" % ("Ekin/N[eV]" if peratom else "Ekin[eV]", "T[K]")
+        self.hdr += f"{'Ekin/N[eV]' if peratom else 'Ekin[eV]':>12s}  {'T[K]':>6s}"
         self.fmt += "%12.4f  %6.1f\n"
         if header:
             self.logfile.write(self.hdr + "\n")

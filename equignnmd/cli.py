@@ -235,6 +235,110 @@ def cmd_train(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- rollout
+def add_rollout(sub) -> None:
+    p = sub.add_parser(
+        "rollout",
+        help="run the surrogate as an MD engine",
+        description="Autoregressive rollout from a structure file (extxyz, LAMMPS data or "
+        "dump, anything ASE reads) or a frame of a dataset. Writes the trajectory every "
+        "--write-every steps and thermo.csv; stops with a clear message if a stability guard "
+        "fires (what was written stays on disk).",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or pretrained:NAME")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--structure", help="structure file")
+    src.add_argument("--data", help="dataset folder (with --frame, --data-temperature)")
+    p.add_argument("--frame", type=int, default=0, help="frame index in the dataset")
+    p.add_argument("--data-temperature", type=float, help="trajectory of the dataset, K")
+    p.add_argument("--dt", type=float, required=True, help="stride, fs")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--temperature", type=float, help="set point, K (and initial velocities)")
+    p.add_argument("--thermostat", choices=["none", "csvr", "langevin"], default="none")
+    p.add_argument("--tau-fs", type=float, help="CSVR time constant (default 100 × stride)")
+    p.add_argument("--friction", type=float, help="Langevin friction, 1/ps")
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="rollout", help="output folder")
+    p.add_argument("--write-every", type=int, default=10)
+    p.add_argument("--format", choices=["extxyz", "lammps-dump"], default="extxyz")
+    p.add_argument("--min-distance", type=float, default=1.5, help="guard, Å")
+    p.add_argument("--max-temperature-factor", type=float, default=3.0, help="guard")
+    p.add_argument("--device")
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_rollout)
+
+
+def _dataset_frame(root: str, frame: int, temperature_K: float | None):
+    import ase
+
+    from .data.format import open_trajectories
+    from .units import velocity_to_ase
+
+    trajs = open_trajectories(root)
+    if temperature_K is not None:
+        trajs = [t for t in trajs if abs(t.temperature_K - temperature_K) < 1e-6]
+        if not trajs:
+            raise ValueError(f"dataset {root}: no trajectory at {temperature_K:g} K")
+    tr = trajs[0]
+    if not -tr.n_frames <= frame < tr.n_frames:
+        raise ValueError(
+            f"trajectory file {tr.path}: frame {frame} out of range 0..{tr.n_frames - 1}"
+        )
+    f = tr.frame(frame, fields=("positions", "velocities"))
+    atoms = ase.Atoms(
+        numbers=tr.species, positions=f["positions"], cell=f["cell"], pbc=True, masses=tr.masses
+    )
+    atoms.set_velocities(velocity_to_ase(f["velocities"].astype(float)))
+    return atoms, tr.temperature_K
+
+
+def cmd_rollout(args) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .rollout import run_rollout
+
+    model = load_checkpoint(args.checkpoint, device=args.device)
+    if args.dtype:
+        model = model.to(getattr(torch, args.dtype))
+    temperature = args.temperature
+    if args.data:
+        structure, data_T = _dataset_frame(args.data, args.frame, args.data_temperature)
+        temperature = temperature if temperature is not None else data_T
+    else:
+        structure = args.structure
+    result = run_rollout(
+        model,
+        structure,
+        args.dt,
+        args.steps,
+        temperature_K=temperature,
+        thermostat=args.thermostat,
+        tau_fs=args.tau_fs,
+        friction_per_ps=args.friction,
+        replicas=args.replicas,
+        seed=args.seed,
+        write_every=args.write_every,
+        out_dir=args.out,
+        fmt=args.format,
+        min_distance_A=args.min_distance,
+        max_temperature_factor=args.max_temperature_factor,
+        progress=not args.no_progress,
+    )
+    done = int(result.step[-1])
+    print(
+        f"{done} steps of {args.dt:g} fs ({done * args.dt / 1000:g} ps) × {args.replicas} "
+        f"replica(s): {result.steps_per_s:.2f} steps/s, {result.ns_per_day:.3g} ns/day; "
+        f"files in {args.out}"
+    )
+    if not result.completed:
+        print(f"stopped: {result.stopped_reason}", file=sys.stderr)
+        return 3
+    return 0
+
+
 # --------------------------------------------------------------------------------- evaluate
 def add_evaluate(sub) -> None:
     p = sub.add_parser(
@@ -323,6 +427,7 @@ COMMANDS = [
     add_convert,
     add_baselines,
     add_train,
+    add_rollout,
     add_evaluate,
     add_quickstart,
 ]

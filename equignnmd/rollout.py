@@ -409,6 +409,9 @@ class Rollout:
         min_distance_A, max_temperature_factor: stability guard (see :class:`StabilityGuard`);
             on_unstable: "stop" (warn, return) or "raise" (:class:`RolloutUnstable`).
         remove_momentum: remove each replica's net momentum every step (dof 3N − 3).
+        resample_velocities: draw Maxwell–Boltzmann velocities at ``temperature_K`` for every
+            replica even where the structure has velocities (replicas of one structure with
+            given velocities otherwise start identical and, in NVE, stay identical).
     """
 
     def __init__(
@@ -432,6 +435,7 @@ class Rollout:
         remove_momentum: bool = True,
         progress: bool = True,
         on_unstable: str = "stop",
+        resample_velocities: bool = False,
     ):
         if dt_fs <= 0:
             raise ValueError(f"dt_fs must be > 0 fs, got {dt_fs}")
@@ -457,9 +461,10 @@ class Rollout:
         device = model.device
 
         atoms_list = []
-        for s in _as_list(structures):
+        for k, s in enumerate(_as_list(structures)):
             atoms = read_structure(s)
-            check_box(atoms.cell.array, model.cutoff, where=f"structure {len(atoms_list)}")
+            where = f"structure {k}" + (f" ({s})" if isinstance(s, (str, Path)) else "")
+            check_box(atoms.cell.array, model.cutoff, where=where)
             atoms_list += [atoms.copy() for _ in range(int(replicas))]
         if not atoms_list:
             raise ValueError("no structures given")
@@ -486,7 +491,8 @@ class Rollout:
         self.initialised_velocities = []
         for r in range(n_rep):
             s = state.replica_slice(r)
-            if bool((vel[s] == 0).all()) and set_point is not None and float(set_point[r]) > 0:
+            missing = resample_velocities or bool((vel[s] == 0).all())
+            if missing and set_point is not None and float(set_point[r]) > 0:
                 vel[s] = th.maxwell_boltzmann(
                     state.masses[s], float(set_point[r]), self.generators[r]
                 )
@@ -533,7 +539,6 @@ class Rollout:
         self.finite_difference = not bool(getattr(model, "predicts_velocity", True))
         self._rows: list[tuple] = []
         self._wall_offset = 0.0
-        self._last_thermo = None
         self.stopped: tuple | None = None
         self._write_metadata()
 
@@ -783,7 +788,8 @@ def run_rollout(
     """Build a :class:`Rollout`, run ``steps`` strides, close its files, return the result.
 
     Extra keyword arguments go to :class:`Rollout` (friction_per_ps, thermo_every,
-    min_distance_A, max_temperature_factor, remove_momentum, progress, on_unstable).
+    min_distance_A, max_temperature_factor, remove_momentum, progress, on_unstable,
+    resample_velocities).
     """
     with Rollout(
         model,

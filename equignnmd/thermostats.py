@@ -268,13 +268,15 @@ def make_thermostat(
         return None
     if target_K is None or dt_fs is None:
         raise ValueError(f"thermostat {name!r} needs target_K and dt_fs")
+    temps = sorted(set(torch.as_tensor(target_K, dtype=torch.float64).reshape(-1).tolist()))
+    t_text = f"{temps[0]:g}" if len(temps) == 1 else "/".join(f"{t:g}" for t in temps)
     if name in ("csvr", "bussi"):
         tau = 100.0 * dt_fs if tau_fs is None else float(tau_fs)
 
         def step(vel, masses, batch, generator):
             return csvr(vel, masses, batch, target_K, dt_fs, tau, generator, dof)
 
-        step.description = f"csvr(T={target_K} K, tau={tau} fs)"
+        step.description = f"csvr(T={t_text} K, tau={tau:g} fs)"
         return step
     if name == "langevin":
         gamma = 1000.0 / (100.0 * dt_fs) if friction_per_ps is None else float(friction_per_ps)
@@ -282,6 +284,6 @@ def make_thermostat(
         def step(vel, masses, batch, generator):
             return langevin(vel, masses, batch, target_K, dt_fs, gamma, generator)
 
-        step.description = f"langevin(T={target_K} K, friction={gamma} /ps)"
+        step.description = f"langevin(T={t_text} K, friction={gamma:g} /ps)"
         return step
     raise ValueError(f"unknown thermostat {kind!r}; expected one of none, csvr, langevin")

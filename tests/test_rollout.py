@@ -7,6 +7,7 @@ Analytic stand-in models (ballistic, exploding) test the plumbing exactly and fa
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import ase.io
@@ -25,15 +26,20 @@ from equignnmd.rollout import Rollout, RolloutUnstable, run_rollout
 from equignnmd.units import velocity_from_ase, velocity_to_ase
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# used only while configs/equivariant-small.yaml does not exist yet
-FALLBACK = {
-    "equivariant": {"channels": 8, "lmax": 1, "layers": 2, "radial_mlp": [16], "vel_mlp": [16]}
-}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """256-atom tiny models gain nothing from intra-op threads, and on a busy 2-core machine
+    two threads per process make them 10× slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_model(arch: str, dtype=torch.float32, seed: int = 0) -> SurrogateModel:
-    path = CONFIGS / f"{arch}-small.yaml"
-    cfg = yaml.safe_load(path.read_text())["model"] if path.exists() else FALLBACK[arch]
+    cfg = yaml.safe_load((CONFIGS / f"{arch}-small.yaml").read_text())["model"]
     torch.manual_seed(seed)
     return build_model(arch, **cfg).to(dtype).eval()
 
@@ -180,7 +186,11 @@ def test_ballistic_rollout_is_exact_and_finite_difference_flagged(tmp_path):
     v = velocity_from_ase(atoms.get_velocities())
     for predicts in (True, False):
         model = Ballistic(predicts_velocity=predicts)
-        res = run_rollout(model, atoms, 5.0, 8, write_every=4, out_dir=tmp_path, progress=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = run_rollout(model, atoms, 5.0, 8, write_every=4, out_dir=tmp_path, progress=False)
+        said = any("finite differences" in str(w.message) for w in caught)
+        assert said is (not predicts)
         st = res.final_state
         expected = atoms.positions + 8 * v * 5.0e-3
         np.testing.assert_allclose(st.unwrapped.numpy(), expected, atol=1e-10)
@@ -262,6 +272,21 @@ def test_initial_velocities_drawn_when_missing():
     torch.testing.assert_close(temp, torch.tensor([450.0], dtype=torch.float64))
     assert th.net_momentum(st.velocities, st.masses, st.batch).abs().max() < 1e-10
     torch.testing.assert_close(ro.model_temperature, temp)
+    # given velocities are kept, unless resampled (then replicas differ)
+    kept = Rollout(Ballistic(), fcc(0), 2.0, temperature_K=450.0, replicas=2, progress=False)
+    v = velocity_from_ase(fcc(0).get_velocities())
+    np.testing.assert_allclose(kept.state.velocities[:256].numpy(), v, atol=1e-10)
+    np.testing.assert_allclose(kept.model_temperature.numpy(), 300.0)  # NVE: initial T
+    new = Rollout(
+        Ballistic(), fcc(0), 2.0, temperature_K=450.0, replicas=2, resample_velocities=True,
+        progress=False,
+    )  # fmt: skip
+    st = new.state
+    torch.testing.assert_close(
+        th.kinetic_temperature(st.velocities, st.masses, st.batch),
+        torch.tensor([450.0, 450.0], dtype=torch.float64),
+    )
+    assert not torch.allclose(st.velocities[:256], st.velocities[256:])
 
 
 # ------------------------------------------------------------------------------------ guard
@@ -272,16 +297,17 @@ def test_initial_velocities_drawn_when_missing():
 def test_stability_guard(tmp_path, mode, cause):
     at = 5
     structures = [fcc(0), fcc(1)]
-    res = run_rollout(
-        Exploding(mode, at),
-        structures,
-        2.0,
-        20,
-        temperature_K=300.0,
-        write_every=1,
-        out_dir=tmp_path,
-        progress=False,
-    )
+    with pytest.warns(RuntimeWarning, match="rollout unstable"):
+        res = run_rollout(
+            Exploding(mode, at),
+            structures,
+            2.0,
+            20,
+            temperature_K=300.0,
+            write_every=1,
+            out_dir=tmp_path,
+            progress=False,
+        )
     assert not res.completed
     assert res.stopped_step == at and res.stopped_replica == 1
     msg = res.stopped_reason

@@ -19,15 +19,21 @@ Architecture (all irreps are O(3) irreps with "natural" parity by default: ``0e 
   layer embeds ``[c_i, Y(v̂_i)]`` into ``channels × (0e + 1o + … )``.
 * **Interaction layer** (``layers`` of them):
 
-  1. convolution: ``m_ij = TP_uvu(h_j ⊗ Y(r̂_ij); w = MLP(Bessel(r_ij)) · envelope(r_ij))``, a
-     channel-wise (depthwise) tensor product whose per-edge, per-channel, per-path weights come
-     from the radial MLP; all paths that produce the same output irrep are summed;
+  1. convolution (:class:`EdgeConvolution`): a channel-wise ("uvu") tensor product of the
+     neighbour's features with the edge harmonics, ``m_ij[u] = a_u(r) Σ_p W_p(r) CG_p(h_j[u],
+     Y(r̂_ij))``, every O(3)-allowed path p = (l1, l2 → lo) kept, paths into the same lo
+     summed. The weights ``w_{u,p} = a_u(r) W_p(r)`` (per channel × per path, a factorised form
+     of NequIP/TrajCast's per-edge weights; ``W_p`` carries the cutoff envelope) come from a
+     linear head on a radial MLP of the Bessel basis; the MLP trunk is shared by the layers.
+     The factorisation makes each edge a single (D_out × D) @ (D × channels) matrix product
+     and runs several times faster on CPU than e3nn's per-path kernels;
   2. ``a_i = Σ_j m_ij / n_avg`` with ``n_avg = stats.avg_num_neighbours(cutoff)`` (a constant,
      so the model is local: it does not depend on N);
   3. equivariant linear channel mixing, then a second channel-wise tensor product with the
      atom's own velocity harmonics ``Y(v̂_i)`` whose weights are an MLP of ``c_i`` (speed, Δt,
      T, species): this is how velocities, strides and temperature condition every layer;
-  4. equivariant linear → e3nn ``Gate`` (SiLU on scalars, sigmoid gates on l > 0);
+  4. equivariant linear → e3nn ``Gate`` (SiLU on even / tanh on odd scalars, sigmoid gates
+     on l > 0);
   5. residual species-dependent self-connection ``FullyConnectedTensorProduct(h_i, one-hot)``.
 
   The last layer outputs ``channels × 1o`` only (every parameter then reaches the readout).
@@ -49,7 +55,11 @@ ballistically; a system at rest keeps its centre of mass). The means are per-gra
 per-atom quantities, so a periodic replica of a system gets exactly the same outputs.
 
 Everything is vectorised (no Python loop over atoms or edges); the neighbour list is rebuilt
-with vesin unless the batch carries ``edge_index``/``shifts`` for this model's cutoff.
+with vesin unless the batch carries ``edge_index``/``shifts`` for this model's cutoff (vesin
+handles unwrapped positions, so atoms outside the cell are fine). The model is built in
+float64 and keeps exact float64 copies of its constant buffers (Clebsch-Gordan tables), which
+it restores after every ``.to()``/``.float()``/``.double()``, so equivariance holds to float64
+rounding (~1e-16) however the model was cast before.
 ``compiled()`` (or config ``compile: true``) wraps the tensor part of the forward with
 ``torch.compile(dynamic=True)``; the neighbour list stays eager. ``use_cueq: true`` requests
 NVIDIA cuEquivariance kernels; it raises if the package is not importable (and, until a
@@ -84,11 +94,11 @@ def hidden_irreps(channels: int, lmax: int, odd_parity: bool = False) -> o3.Irre
 
 
 def channelwise_tp(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, targets: o3.Irreps):
-    """Depthwise ("uvu") tensor product with external per-sample weights.
+    """Depthwise ("uvu") e3nn tensor product with external per-sample weights (node level).
 
     Every path ``(ir1 ⊗ ir2 → ir_out)`` with ``ir_out`` among the irreps of ``targets`` is kept;
     paths with the same output irrep and input multiplicity are summed into one output block
-    (``mul × ir_out``), which keeps per-edge tensors small (``mul × Σ dim(ir_out)``).
+    (``mul × ir_out``), so the output has the irreps of the hidden features.
     """
     irreps_in1 = o3.Irreps(irreps_in1)
     irreps_in2 = o3.Irreps(irreps_in2)
@@ -182,9 +192,8 @@ class EdgeConvolution(nn.Module):
             ] = w3j.permute(1, 2, 0)
         self.num_paths = len(paths)
         self.dim_in, self.dim_sh, self.dim_out = dim_in, dim_sh, dim_out
-        self.register_buffer(
-            "cg", cg.reshape(len(paths) * dim_sh, dim_out * dim_in).to(torch.get_default_dtype())
-        )
+        cg = cg.reshape(len(paths) * dim_sh, dim_out * dim_in).to(torch.get_default_dtype())
+        self.register_buffer("cg", cg, persistent=False)
         self.radial_head = nn.Linear(num_radial_features, self.channels + self.num_paths)
 
     def forward(self, x, src, dst, edge_sh, radial, envelope):
@@ -210,24 +219,30 @@ def _offsets(dims: list[int]) -> list[int]:
     return out
 
 
-def to_ir_mul(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+def irreps_blocks(irreps: o3.Irreps) -> tuple[tuple[int, int, int], ...]:
+    """``(start, mul, dim)`` of every block of ``irreps`` in the e3nn layout (plain ints)."""
+    irreps = o3.Irreps(irreps)
+    return tuple((s.start, mul, ir.dim) for (mul, ir), s in zip(irreps, irreps.slices()))
+
+
+def to_ir_mul(x: torch.Tensor, blocks) -> torch.Tensor:
     """e3nn layout (N, Σ mul·dim) → (N, Σ dim, mul); every block must have the same mul."""
     n = x.shape[0]
-    blocks = [
-        x[:, s].reshape(n, mul, ir.dim).transpose(1, 2)
-        for (mul, ir), s in zip(irreps, irreps.slices())
+    parts = [
+        x[:, start : start + mul * dim].reshape(n, mul, dim).transpose(1, 2)
+        for start, mul, dim in blocks
     ]
-    return torch.cat(blocks, dim=1)
+    return torch.cat(parts, dim=1)
 
 
-def from_ir_mul(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+def from_ir_mul(x: torch.Tensor, blocks) -> torch.Tensor:
     """(N, Σ dim, mul) → e3nn layout (N, Σ mul·dim)."""
     n = x.shape[0]
-    blocks, start = [], 0
-    for mul, ir in irreps:
-        blocks.append(x[:, start : start + ir.dim].transpose(1, 2).reshape(n, mul * ir.dim))
-        start += ir.dim
-    return torch.cat(blocks, dim=-1)
+    parts, row = [], 0
+    for _, mul, dim in blocks:
+        parts.append(x[:, row : row + dim].transpose(1, 2).reshape(n, mul * dim))
+        row += dim
+    return torch.cat(parts, dim=-1)
 
 
 class InteractionLayer(nn.Module):
@@ -250,6 +265,8 @@ class InteractionLayer(nn.Module):
         self.inv_avg_num_neighbours = 1.0 / float(avg_num_neighbours)
 
         self.conv = EdgeConvolution(self.irreps_in, irreps_edge_sh, targets, num_radial_features)
+        self.in_blocks = irreps_blocks(self.irreps_in)
+        self.conv_blocks = irreps_blocks(self.conv.irreps_out)
         self.mix = o3.Linear(self.conv.irreps_out, self.conv.irreps_out)
         self.tp_vel = channelwise_tp(self.conv.irreps_out, irreps_vel_sh, targets)
         self.vel_mlp = mlp([num_cond, *vel_hidden, self.tp_vel.weight_numel], nn.SiLU)
@@ -278,10 +295,8 @@ class InteractionLayer(nn.Module):
         vel_sh: torch.Tensor,
         cond: torch.Tensor,
     ) -> torch.Tensor:
-        pooled = self.conv(
-            to_ir_mul(x, self.irreps_in), src, dst, edge_sh, radial, envelope
-        )
-        pooled = from_ir_mul(pooled * self.inv_avg_num_neighbours, self.conv.irreps_out)
+        pooled = self.conv(to_ir_mul(x, self.in_blocks), src, dst, edge_sh, radial, envelope)
+        pooled = from_ir_mul(pooled * self.inv_avg_num_neighbours, self.conv_blocks)
         h = self.tp_vel(self.mix(pooled), vel_sh, self.vel_mlp(cond))
         h = self.gate(self.lin_out(h))
         return h + self.self_connection(x, onehot)
@@ -300,6 +315,10 @@ def _require_cueq() -> None:
         "equivariant model: cuEquivariance is importable but its backend is not wired into "
         "this model yet; set use_cueq: false (the e3nn kernels give the same results)"
     )
+
+
+def _restore_after_load(module, _incompatible_keys) -> None:
+    module._restore_exact()
 
 
 def _same_cutoff(value, cutoff: float) -> bool:
@@ -342,6 +361,41 @@ class EquivariantModel(SurrogateModel):
     def __init__(self, config: dict[str, Any], stats: TrainingStats | None = None):
         config = {**self.default_config(), **dict(config)}
         super().__init__(config, stats)
+        # Build in float64 so that every constant (Clebsch-Gordan / Wigner 3j tables, basis
+        # centres) is exact; keep those float64 values and refill the buffers from them after
+        # every dtype/device change, so that float32 → float64 round trips stay exact.
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            self._build()
+        finally:
+            torch.set_default_dtype(default)
+        self._exact_buffers = {
+            name: buf.detach().clone()
+            for name, buf in self.named_buffers()
+            if buf.is_floating_point()
+        }
+        self.register_load_state_dict_post_hook(_restore_after_load)
+        self.to(default)
+        self._core_fn = None
+        if self.config["compile"]:
+            self.compiled()
+
+    def _restore_exact(self) -> None:
+        exact = self.__dict__.get("_exact_buffers")
+        if not exact:
+            return
+        with torch.no_grad():
+            for name, value in exact.items():
+                buf = self.get_buffer(name)
+                buf.copy_(value.to(device=buf.device, dtype=buf.dtype))
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._restore_exact()
+        return out
+
+    def _build(self) -> None:
         c = self.config
         st = self.stats
         if int(c["lmax"]) < 1:
@@ -373,6 +427,7 @@ class EquivariantModel(SurrogateModel):
 
         self.irreps_edge_sh = o3.Irreps.spherical_harmonics(lmax)
         self.irreps_vel_sh = o3.Irreps.spherical_harmonics(lmax)
+        self.sh_ls = list(range(lmax + 1))  # plain ints: torch.compile cannot guard Irreps
         self.radial_basis = BesselBasis(self.cutoff, int(c["num_radial"]))
         self.envelope = PolynomialCutoff(self.cutoff, int(c["cutoff_p"]))
         self.speed_rbf = GaussianRBF(0.0, float(c["speed_max"]), int(c["speed_basis"]))
@@ -407,9 +462,6 @@ class EquivariantModel(SurrogateModel):
             irreps = layer.irreps_out
         self.layers = nn.ModuleList(layers)
         self.readout = o3.Linear(irreps, o3.Irreps("2x1o"))
-        self._core_fn = None
-        if c["compile"]:
-            self.compiled()
 
     # ------------------------------------------------------------------ public helpers
     def compiled(self, **kwargs) -> EquivariantModel:
@@ -458,7 +510,7 @@ class EquivariantModel(SurrogateModel):
         graph = graph.to(device)
         species = self.species_index[batch.species.to(device)]
         if bool((species < 0).any()):
-            bad = sorted(set(batch.species[species.cpu() < 0].tolist()))
+            bad = sorted(set(batch.species.cpu()[species.cpu() < 0].tolist()))
             raise ValueError(
                 f"equivariant model: field 'species' contains atomic numbers {bad}; "
                 f"this model knows {list(self.stats.species)}"
@@ -476,7 +528,7 @@ class EquivariantModel(SurrogateModel):
         r_vec = edge_vectors(pos, cell, edge_index, shifts, graph)
         r = torch.linalg.vector_norm(r_vec, dim=-1)
         edge_sh = o3.spherical_harmonics(
-            self.irreps_edge_sh, r_vec, normalize=True, normalization="component"
+            self.sh_ls, r_vec, normalize=True, normalization="component"
         )
         radial = self.radial_trunk(self.radial_basis(r))
         envelope = self.envelope(r)
@@ -486,7 +538,7 @@ class EquivariantModel(SurrogateModel):
         u = vel / self.vel_rms
         speed = torch.sqrt((u * u).sum(-1) + self.vel_eps**2)
         vel_sh = o3.spherical_harmonics(
-            self.irreps_vel_sh, u / speed.unsqueeze(-1), normalize=False, normalization="component"
+            self.sh_ls, u / speed.unsqueeze(-1), normalize=False, normalization="component"
         )
         dt_node = dt_fs[graph]
         cond = torch.cat(

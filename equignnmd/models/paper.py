@@ -36,7 +36,8 @@ Decisions where the text is silent (all recorded here; the spec's "Open points" 
 * **MLP_m's second layer is applied after the mean** (``mean_j W2 σ(z_ij) + b2 =
   W2 mean_j σ(z_ij) + b2``): exactly the same function, 128×128×E fewer multiply-adds. The first
   layer of MLP_m is split into node parts and an edge part (also exact), and the three edge
-  projections of a block (MLP_m's edge columns, W_k^e, W_v^e) are one fused ``Linear(96→384)``.
+  projections of a block (MLP_m's edge columns, W_k^e, W_v^e) are stored as one
+  ``Linear(96→384)`` and applied with ``addmm`` onto the gathered node terms.
   Parameter count is that of the textbook layers: ``Linear(352→128)`` for MLP_m's first layer,
   one bias each for q, k and v.
 * **Normalisation** (statistics from the training split, carried in the checkpoint): velocities
@@ -70,8 +71,9 @@ Decisions where the text is silent (all recorded here; the spec's "Open points" 
   is discontinuous when a pair crosses the cutoff (as is the mean over a changing neighbour set).
 * Table 3's "temporal lookback 10 fs" is unused by the text and not implemented.
 * Observation, not a change: the edge features carry no direction (only |r_ij| and v_j − v_i),
-  so with ``absolute_positions: False`` the only vectors the model sees are velocities; forces
-  (the curvature of the trajectory) are then not representable beyond what velocities imply.
+  so with ``absolute_positions: False`` the only vectors the model sees are velocities; the
+  direction of a force (e.g. an atom displaced by +x or −x in inversion-symmetric FCC has the
+  same neighbour distances) then cannot in general be represented.
   With absolute positions the direction to a neighbour is available only as a difference of
   wrapped coordinates, which is wrong by a box vector for periodic images.
 * Performance: edges are sorted by centre atom once per list; per block, the memory-bound edge

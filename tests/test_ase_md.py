@@ -1,0 +1,111 @@
+"""ASE integration (equignnmd/ase_md.py): SurrogateMD as an ase MolecularDynamics integrator."""
+
+from __future__ import annotations
+
+import ase.io
+import ase.units
+import numpy as np
+import pytest
+import torch
+from ase.io import Trajectory
+from ase.md.logger import MDLogger
+from test_rollout import Ballistic, fcc, tiny_model
+
+from equignnmd import thermostats as th
+from equignnmd.ase_md import KineticOnlyLogger, SurrogateMD
+from equignnmd.units import velocity_from_ase
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_surrogate_md_observers_trajectory_logger(tmp_path):
+    atoms = fcc(0)
+    start = atoms.positions.copy()
+    model = tiny_model("equivariant")
+    dyn = SurrogateMD(atoms, model, timestep=1.0 * ase.units.fs, temperature_K=300.0, seed=0)
+    calls = []
+    dyn.attach(lambda: calls.append(dyn.nsteps), interval=2)
+    traj = Trajectory(tmp_path / "md.traj", "w", atoms)
+    dyn.attach(traj.write, interval=2)
+    dyn.attach(KineticOnlyLogger(dyn, atoms, tmp_path / "md.log"), interval=1)
+    assert dyn.run(10)
+    traj.close()
+
+    assert calls == [0, 2, 4, 6, 8, 10]
+    assert dyn.nsteps == 10 and atoms.calc is None
+    moved = atoms.arrays["unwrapped_positions"] - start
+    assert np.abs(moved).max() > 1e-3 and np.isfinite(atoms.positions).all()
+    frac = atoms.get_scaled_positions(wrap=False)
+    assert frac.min() >= -1e-9 and frac.max() <= 1 + 1e-9
+    n = np.linalg.solve(atoms.cell.array.T, (dyn.unwrapped_positions - atoms.positions).T)
+    np.testing.assert_allclose(n, np.rint(n), atol=1e-8)
+    frames = ase.io.read(tmp_path / "md.traj", ":")
+    assert len(frames) == 6
+    np.testing.assert_allclose(frames[-1].positions, atoms.positions)
+    np.testing.assert_allclose(frames[-1].get_velocities(), atoms.get_velocities())
+    lines = (tmp_path / "md.log").read_text().splitlines()
+    assert lines[0].split() == ["Time[ps]", "Ekin[eV]", "T[K]"] and len(lines) == 12
+    assert float(lines[-1].split()[0]) == pytest.approx(0.010)
+    # ASE counts 3N degrees of freedom, the package 3N − 3: 300 K reads 300 × 765 / 768
+    assert float(lines[1].split()[2]) == pytest.approx(300.0 * 765 / 768, abs=0.06)
+
+
+def test_timestep_units_exact_with_ballistic_model(tmp_path):
+    atoms = fcc(1)
+    x0, v0 = atoms.positions.copy(), atoms.get_velocities().copy()
+    model = Ballistic()
+    timestep = 5.0 * ase.units.fs
+    dyn = SurrogateMD(atoms, model, timestep, logfile=tmp_path / "md.log", trajectory=None)
+    dyn.run(10)
+    assert model.seen_dt_fs == [pytest.approx(5.0)] * 10  # dt_fs = timestep / ase.units.fs
+    assert dyn.dt_fs == pytest.approx(5.0)
+    # free flight in ASE units: x = x0 + 10 v timestep; velocities untouched (NVE)
+    np.testing.assert_allclose(dyn.unwrapped_positions, x0 + 10 * v0 * timestep, atol=1e-9)
+    np.testing.assert_allclose(atoms.get_velocities(), v0, atol=1e-12)
+    # NVE: the model's temperature label is the initial kinetic temperature (3N − 3 dof)
+    assert dyn.temperature_K == pytest.approx(300.0, rel=1e-9)
+    assert len((tmp_path / "md.log").read_text().splitlines()) == 12  # header + steps 0..10
+    assert dyn.get_time() == pytest.approx(10 * timestep)
+
+
+@pytest.mark.parametrize(
+    "thermostat, kw",
+    [("csvr", {"taut": 20 * ase.units.fs}), ("langevin", {"friction": 0.05 / ase.units.fs})],
+)
+def test_thermostats_and_initial_velocities(thermostat, kw):
+    atoms = fcc(2, temperature_K=None)  # no velocities: drawn at temperature_K
+    dyn = SurrogateMD(
+        atoms, Ballistic(), 2.0 * ase.units.fs, temperature_K=600.0, thermostat=thermostat,
+        seed=4, **kw,
+    )  # fmt: skip
+    v = torch.as_tensor(velocity_from_ase(atoms.get_velocities()))
+    m = torch.as_tensor(atoms.get_masses())
+    assert float(th.kinetic_temperature(v, m)) == pytest.approx(600.0)
+    desc = dyn.thermostat.description
+    assert ("tau=20 fs" in desc) if thermostat == "csvr" else ("friction=50 /ps" in desc)
+    dyn.run(5)
+    assert np.isfinite(atoms.get_velocities()).all()
+    assert np.abs(atoms.get_momenta().sum(0)).max() < 1e-8
+    assert dyn.todict()["temperature_K"] == 600.0
+
+
+def test_errors_and_mdlogger_with_calculator(tmp_path):
+    with pytest.raises(ValueError, match="no velocities"):
+        SurrogateMD(fcc(0, temperature_K=None), Ballistic(), ase.units.fs)
+    with pytest.raises(ValueError, match="needs temperature_K"):
+        SurrogateMD(fcc(0), Ballistic(), ase.units.fs, thermostat="csvr")
+    # with a calculator the stock MDLogger is used (and works)
+    from ase.calculators.emt import EMT
+
+    atoms = fcc(0)
+    atoms.calc = EMT()
+    dyn = SurrogateMD(atoms, Ballistic(), ase.units.fs, logfile=tmp_path / "md.log")
+    assert any(isinstance(obs[0], MDLogger) for obs in dyn.observers)
+    dyn.run(1)
+    assert "Epot[eV]" in (tmp_path / "md.log").read_text()
