@@ -57,7 +57,7 @@ Decisions where the text is silent (all recorded here; the spec's "Open points" 
   every block. With ``False`` the 3 position features are dropped and the node input is 195
   wide; the model is then translation-invariant (up to rounding). Neither variant is
   rotation-equivariant (raw velocity components in, Cartesian displacement out);
-  :func:`symmetry_report` measures both errors.
+  :func:`equignnmd.symmetry.symmetry_report` measures both errors.
 * **Cheap exact graph rebuild.** One neighbour list per forward at ``cutoff + skin``; each block
   recomputes the edge vectors from its current (unwrapped) positions with the stored cell shifts
   (differentiable) and keeps the edges with ``|r_ij| < cutoff``. This equals a full rebuild as
@@ -99,7 +99,7 @@ from ..graph import neighbour_list
 from .base import Prediction, SurrogateModel, TrainingStats
 from .layers import GaussianRBF, mlp
 
-__all__ = ["PaperBlock", "PaperModel", "count_parameters_by_hand", "symmetry_report"]
+__all__ = ["PaperBlock", "PaperModel", "count_parameters_by_hand"]
 
 
 class PaperBlock(nn.Module):
@@ -398,75 +398,3 @@ def count_parameters_by_hand(config: dict[str, Any]) -> int:
     total += c["blocks"] * block
     total += linear(H, 3) if c["velocity_head"] else 0
     return total
-
-
-def _random_rotation(generator: torch.Generator, dtype) -> torch.Tensor:
-    a = torch.randn(3, 3, generator=generator, dtype=torch.float64)
-    q, r = torch.linalg.qr(a)
-    q = q * torch.sign(torch.diagonal(r))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q.to(dtype)
-
-
-@torch.no_grad()
-def symmetry_report(model: SurrogateModel, data, seed: int = 0, shift_A: float = 1.7) -> dict:
-    """Measure the translation and rotation errors of ``model`` on one state.
-
-    ``data`` is a PyG ``Data``/``Batch`` from :func:`equignnmd.graph.make_data` (with
-    descriptors). Translation: every position moves by a random vector of length ``shift_A``
-    and is re-wrapped into the cell (the same physical state); the output should be unchanged.
-    Rotation: positions, velocities and cell rotate by a random proper rotation R; the output
-    should rotate too. Returns maximum absolute errors (Å, Å/ps), the same relative to the RMS
-    of the output, and how many atoms crossed a cell face when translated.
-    """
-    from torch_geometric.data import Batch
-
-    from ..graph import wrap_positions
-
-    if not isinstance(data, Batch):
-        data = Batch.from_data_list([data])
-    was_training = model.training
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    dtype = data.pos.dtype
-    base = model(data.clone())
-
-    def variant(t=None, rot=None):
-        d = data.clone()
-        pos, vel, cell = d.pos, d.vel, d.cell
-        if t is not None:
-            pos = pos + t
-        if rot is not None:
-            pos, vel, cell = pos @ rot.T, vel @ rot.T, cell @ rot.T
-        d.pos = wrap_positions(pos, cell, d.batch)
-        d.vel, d.cell = vel, cell
-        return d
-
-    def rms(x):
-        return float(x.pow(2).mean().sqrt())
-
-    t = torch.randn(3, generator=gen, dtype=torch.float64)
-    t = (shift_A * t / t.norm()).to(dtype).to(data.pos.device)
-    moved = variant(t=t)
-    crossed = int(((moved.pos - (data.pos + t)).abs() > 1e-6).any(-1).sum())
-    out_t = model(moved)
-    rot = _random_rotation(gen, dtype).to(data.pos.device)
-    out_r = model(variant(rot=rot))
-
-    report = {"n_atoms": int(data.pos.shape[0]), "n_crossed_boundary": crossed}
-    err = (out_t.displacement - base.displacement).abs().max()
-    report["translation_disp_max_abs_A"] = float(err)
-    report["translation_disp_rel"] = float(err) / max(rms(base.displacement), 1e-30)
-    err = (out_r.displacement - base.displacement @ rot.T).abs().max()
-    report["rotation_disp_max_abs_A"] = float(err)
-    report["rotation_disp_rel"] = float(err) / max(rms(base.displacement), 1e-30)
-    if base.velocity is not None:
-        err = (out_t.velocity - base.velocity).abs().max()
-        report["translation_vel_max_abs_A_ps"] = float(err)
-        report["translation_vel_rel"] = float(err) / max(rms(base.velocity), 1e-30)
-        err = (out_r.velocity - base.velocity @ rot.T).abs().max()
-        report["rotation_vel_max_abs_A_ps"] = float(err)
-        report["rotation_vel_rel"] = float(err) / max(rms(base.velocity), 1e-30)
-    model.train(was_training)
-    return report
