@@ -13,6 +13,13 @@ from pathlib import Path
 from .cli import CONFIG_DIR
 
 QUICK_EPOCHS = 6
+QUICK_TRAIN = {
+    "strides_fs": [5.0, 10.0, 20.0, 50.0],
+    "batch_size": 4,
+    "max_train_samples": 400,  # per epoch; keeps the whole quick start under 15 min on 2 cores
+    "max_val_samples": 32,
+    "start_every_fs": 5.0,
+}
 
 
 def quickstart(out: str | Path = "quickstart", epochs: int | None = None, device="auto"):
@@ -32,7 +39,13 @@ def quickstart(out: str | Path = "quickstart", epochs: int | None = None, device
     epochs = epochs or QUICK_EPOCHS
     spec = load_run_spec(
         CONFIG_DIR / "equivariant-small.yaml",
-        train_overrides={"data": str(data), "out": str(run), "epochs": epochs, "device": device},
+        train_overrides={
+            **QUICK_TRAIN,
+            "data": str(data),
+            "out": str(run),
+            "epochs": epochs,
+            "device": device,
+        },
     )
     last = run / "last.pt"
     done = 0

@@ -76,3 +76,94 @@ def test_evaluate_writes_report_metrics_and_plots(tiny_dataset, tmp_path):
     for png in list(ro["plots"].values()) + [metrics["plots"]["error_vs_dt"]]:
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_rollout_cli_from_dataset_frame_and_file(tiny_dataset, tmp_path, capsys):
+    import ase.io
+
+    from equignnmd.checkpoint import save_checkpoint
+    from equignnmd.config import read_yaml
+    from equignnmd.models import build_model
+
+    model = build_model("equivariant", **read_yaml("configs/equivariant-small.yaml")["model"])
+    ckpt = tmp_path / "eq.pt"
+    save_checkpoint(ckpt, model)
+    out = tmp_path / "ro"
+    rc = main(
+        [
+            "rollout",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            str(tiny_dataset),
+            "--data-temperature",
+            "350",
+            "--frame",
+            "10",
+            "--dt",
+            "1",
+            "--steps",
+            "6",
+            "--thermostat",
+            "csvr",
+            "--replicas",
+            "2",
+            "--write-every",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--max-temperature-factor",
+            "50",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    assert "ns/day" in capsys.readouterr().out
+    frames = ase.io.read(out / "replica_001.extxyz", ":")
+    assert len(frames) == 4  # steps 0, 2, 4, 6
+    rows = (out / "thermo.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("step,time_ps,replica,temperature_K")
+    # the last frame written is a valid starting structure for another rollout
+    ase.io.write(tmp_path / "start.extxyz", frames[-1])
+    rc = main(
+        [
+            "rollout",
+            "--checkpoint",
+            str(ckpt),
+            "--structure",
+            str(tmp_path / "start.extxyz"),
+            "--dt",
+            "1",
+            "--steps",
+            "3",
+            "--format",
+            "lammps-dump",
+            "--out",
+            str(tmp_path / "ro2"),
+            "--no-progress",
+            "--max-temperature-factor",
+            "50",
+        ]
+    )
+    assert rc == 0
+    dump = ase.io.read(tmp_path / "ro2" / "replica_000.lammpstrj", ":", format="lammps-dump-text")
+    assert len(dump) >= 1 and len(dump[0]) == 256
+
+
+def test_rollout_cli_bad_frame_is_clear(tiny_dataset, tmp_path, capsys):
+    rc = main(
+        [
+            "rollout",
+            "--checkpoint",
+            "nope.pt",
+            "--data",
+            str(tiny_dataset),
+            "--dt",
+            "1",
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
+    assert rc == 2 and "nope.pt" in capsys.readouterr().err
