@@ -22,7 +22,15 @@ QUICK_TRAIN = {
 }
 
 
-def quickstart(out: str | Path = "quickstart", epochs: int | None = None, device="auto"):
+def quickstart(
+    out: str | Path = "quickstart",
+    epochs: int | None = None,
+    device="auto",
+    data_overrides: dict | None = None,
+    train_overrides: dict | None = None,
+    rollout_steps: int = 200,
+):
+    """Run the pipeline into ``out``; the ``*_overrides`` exist for tests (smaller runs)."""
     from .checkpoint import read_checkpoint
     from .config import load_config
     from .data.generate import GenerateConfig, generate
@@ -33,7 +41,11 @@ def quickstart(out: str | Path = "quickstart", epochs: int | None = None, device
     t0 = time.time()
     data = out / "data"
     print(f"[1/3] reference data (LAMMPS EAM, 256 atoms) → {data}")
-    cfg = load_config(GenerateConfig, CONFIG_DIR / "data" / "quick.yaml", {"output": str(data)})
+    cfg = load_config(
+        GenerateConfig,
+        CONFIG_DIR / "data" / "quick.yaml",
+        {**(data_overrides or {}), "output": str(data)},
+    )
     generate(cfg, command_line="equignnmd quickstart")
     run = out / "run"
     epochs = epochs or QUICK_EPOCHS
@@ -41,6 +53,7 @@ def quickstart(out: str | Path = "quickstart", epochs: int | None = None, device
         CONFIG_DIR / "equivariant-small.yaml",
         train_overrides={
             **QUICK_TRAIN,
+            **(train_overrides or {}),
             "data": str(data),
             "out": str(run),
             "epochs": epochs,
@@ -64,7 +77,7 @@ def quickstart(out: str | Path = "quickstart", epochs: int | None = None, device
             data=str(data),
             out=str(report),
             strides_fs=[1, 5, 10, 15, 20, 30, 40, 50],
-            rollout_steps=200,
+            rollout_steps=rollout_steps,
             device=device,
         )
     )

@@ -167,3 +167,24 @@ def test_rollout_cli_bad_frame_is_clear(tiny_dataset, tmp_path, capsys):
         ]
     )
     assert rc == 2 and "nope.pt" in capsys.readouterr().err
+
+
+def test_quickstart_runs_and_reuses(tmp_path, capsys):
+    from equignnmd.quickstart import quickstart
+
+    kw = dict(
+        epochs=1,
+        data_overrides={"equilibration_ps": 0.1, "production_ps": 0.2},
+        train_overrides={"max_train_samples": 4, "max_val_samples": 4, "strides_fs": [5.0, 10.0]},
+        rollout_steps=4,
+    )
+    report = quickstart(tmp_path / "qs", **kw)
+    assert (report / "report.md").exists() and (report / "metrics.json").exists()
+    text = capsys.readouterr().out
+    assert "report:" in text and "plots:" in text
+    data_file = tmp_path / "qs" / "data" / "T0300K.h5"
+    ckpt = tmp_path / "qs" / "run" / "last.pt"
+    stamps = data_file.stat().st_mtime_ns, ckpt.stat().st_mtime_ns
+    quickstart(tmp_path / "qs", **kw)
+    assert (data_file.stat().st_mtime_ns, ckpt.stat().st_mtime_ns) == stamps
+    assert "reusing" in capsys.readouterr().out
