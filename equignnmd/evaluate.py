@@ -394,15 +394,13 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         rollout_vs_lammps(model, cfg, T, s_roll, test_temps, out)
         for T in (cfg.rollout_temperatures_K or [test_T])
     ]
+    titles = {"model": f"{model.arch} model (this checkpoint)", **BASELINE_TITLES}
     curves = {
-        name if name != "model" else model.arch: (
-            list(t4),
-            [t4[s][name]["pos_mean_A"] for s in t4 if name in t4[s]],
-        )
+        titles[name]: (list(t4), [t4[s][name]["pos_mean_A"] for s in t4])
         for name in ("model", *BASELINE_NAMES)
         if all(name in t4[s] for s in t4)
     }
-    curves["paper (Table 4)"] = (list(PAPER_TABLE4_A), list(PAPER_TABLE4_A.values()))
+    curves["published paper (Table 4)"] = (list(PAPER_TABLE4_A), list(PAPER_TABLE4_A.values()))
     err_png = plots.plot_error_vs_dt(out / "error_vs_dt.png", curves)
     result = {
         "data": str(cfg.data),
