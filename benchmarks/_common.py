@@ -1,0 +1,1171 @@
+"""Shared machinery of the benchmark suite: run plan, result tables, timing, memory, structures.
+
+Imported by ``benchmarks/conftest.py``, the test modules and the MPI worker
+``benchmarks/_lammps_bench.py`` (which runs outside pytest, so nothing here imports pytest).
+Units are the package's (LAMMPS ``metal``): Å, ps, amu, K; strides and timesteps in fs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+LATTICE_A = 4.05
+TEMPERATURE_K = 300.0
+ARCHS = ("paper", "equivariant")
+LAMMPS_DT_FS = (1.0, 5.0)
+ENV_FULL = "EQUIGNNMD_BENCH_FULL"
+ENV_SMOKE = "EQUIGNNMD_BENCH_SMOKE"
+
+
+# ------------------------------------------------------------------------------ run plan
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures. ``smoke`` < 1 min, ``default`` a few minutes on 2 cores,
+    ``full`` paper-scale sizes (up to 32 000 atoms; long)."""
+
+    mode: str
+    throughput_sizes: tuple[int, ...]
+    strides_fs: tuple[float, ...]
+    compiled_sizes: tuple[int, ...]
+    float64_sizes: tuple[int, ...]
+    gpu_sizes: tuple[int, ...]
+    scaling_sizes: tuple[int, ...]
+    replicas: tuple[int, ...]
+    replica_atom_cap: int
+    lammps_modes: tuple[str, ...]
+    lammps_target_s: float
+    step_budget_s: float
+    min_rounds: int
+    max_rounds: int
+    matmul_s: float
+    profile_atoms: int
+    training: bool
+    train_samples: int
+    accuracy: bool
+    accuracy_epochs: int
+    accuracy_samples: int
+    accuracy_configs: str
+    """``small`` (configs/*-small.yaml) or ``default`` (configs/*.yaml) for the trained model."""
+    rollout_steps: int
+    eval_pairs: int
+    dataset: dict = field(default_factory=dict)
+    """GenerateConfig overrides of the small reference dataset (training and accuracy)."""
+
+    def warmup_rounds(self, total_atoms: int, mode: str) -> int:
+        if self.mode == "smoke":
+            return 1
+        if mode == "compiled":
+            return 2  # the first call compiles; the second shows whether it recompiles
+        return 2 if total_atoms <= 2048 else 1
+
+    def rounds(self, step_s: float) -> int:
+        if not math.isfinite(step_s) or step_s <= 0:
+            return self.min_rounds
+        return int(min(self.max_rounds, max(self.min_rounds, self.step_budget_s // step_s)))
+
+
+def make_plan(mode: str) -> Plan:
+    common = dict(
+        strides_fs=(10.0, 20.0, 50.0),
+        replicas=(1, 8, 32),
+        lammps_modes=("serial", "openmp", "mpi"),
+        gpu_sizes=(256, 4000),
+    )
+    if mode == "smoke":
+        return Plan(
+            mode=mode,
+            throughput_sizes=(256,),
+            strides_fs=(10.0,),
+            compiled_sizes=(),
+            float64_sizes=(),
+            gpu_sizes=(256,),
+            scaling_sizes=(256, 500),
+            replicas=(1, 2),
+            replica_atom_cap=512,
+            lammps_modes=("serial",),
+            lammps_target_s=0.3,
+            step_budget_s=0.5,
+            min_rounds=1,
+            max_rounds=2,
+            matmul_s=0.3,
+            profile_atoms=256,
+            training=False,
+            train_samples=0,
+            accuracy=False,
+            accuracy_epochs=0,
+            accuracy_samples=0,
+            accuracy_configs="small",
+            rollout_steps=0,
+            eval_pairs=0,
+        )
+    if mode == "full":
+        return Plan(
+            mode=mode,
+            throughput_sizes=(256, 4000, 32000),
+            compiled_sizes=(256, 4000, 32000),
+            float64_sizes=(256, 4000),
+            scaling_sizes=(256, 500, 2048, 4000, 13500, 32000),
+            replica_atom_cap=10**9,
+            lammps_target_s=3.0,
+            step_budget_s=10.0,
+            min_rounds=2,
+            max_rounds=30,
+            matmul_s=2.0,
+            profile_atoms=4000,
+            training=True,
+            train_samples=32,
+            accuracy=True,
+            accuracy_epochs=10,
+            accuracy_samples=256,
+            accuracy_configs="small",
+            rollout_steps=200,
+            eval_pairs=32,
+            dataset=dict(
+                temperatures_K=[300.0, 350.0, 800.0],
+                test_temperatures_K=[350.0],
+                equilibration_ps=1.0,
+                production_ps=2.0,
+            ),
+            **common,
+        )
+    return Plan(
+        mode="default",
+        throughput_sizes=(256, 4000),
+        compiled_sizes=(256,),
+        float64_sizes=(256,),
+        scaling_sizes=(256, 500, 2048, 4000),
+        replica_atom_cap=4096,
+        lammps_target_s=1.0,
+        step_budget_s=2.0,
+        min_rounds=1,
+        max_rounds=5,
+        matmul_s=1.0,
+        profile_atoms=4000,
+        training=True,
+        train_samples=4,
+        accuracy=True,
+        accuracy_epochs=2,
+        accuracy_samples=48,
+        accuracy_configs="small",
+        rollout_steps=20,
+        eval_pairs=8,
+        dataset=dict(
+            temperatures_K=[300.0, 350.0],
+            test_temperatures_K=[350.0],
+            equilibration_ps=0.5,
+            production_ps=0.4,
+        ),
+        **common,
+    )
+
+
+# ------------------------------------------------------------------------------ structures
+def cells_for(atoms: int) -> int:
+    """n of an n×n×n conventional FCC supercell with ``atoms`` = 4 n³ atoms."""
+    n = round((atoms / 4) ** (1 / 3))
+    if 4 * n**3 != atoms:
+        raise ValueError(f"{atoms} atoms is not 4 n³ (an n×n×n FCC supercell)")
+    return n
+
+
+def model_config(arch: str, small: bool = False) -> dict:
+    """The ``model:`` section of ``configs/<arch>.yaml`` (or ``<arch>-small.yaml``)."""
+    import yaml
+
+    path = REPO / "configs" / f"{arch}{'-small' if small else ''}.yaml"
+    return dict((yaml.safe_load(path.read_text()) or {}).get("model") or {})
+
+
+def smallest_box_atoms(arch: str) -> int:
+    """Atoms of the smallest cubic Al supercell whose width is ≥ 2 × the model's cutoff."""
+    cutoff = float(model_config(arch).get("cutoff", 6.287))
+    return 4 * math.ceil(2.0 * cutoff / LATTICE_A - 1e-9) ** 3
+
+
+def initial_arrays(atoms: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The benchmark box: FCC Al at a = 4.05 Å, lattice sites, Maxwell–Boltzmann velocities
+    at 300 K (zero net momentum, seeded). Metal units (velocities Å/ps)."""
+    from ase.build import bulk
+
+    from equignnmd.thermostats import maxwell_boltzmann
+
+    n = cells_for(atoms)
+    crystal = bulk("Al", "fcc", a=LATTICE_A, cubic=True).repeat((n, n, n))
+    masses = torch.as_tensor(crystal.get_masses(), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(int(seed))
+    vel = maxwell_boltzmann(masses, TEMPERATURE_K, gen)
+    return {
+        "positions": crystal.positions.copy(),
+        "velocities": vel.numpy(),
+        "cell": crystal.cell.array.copy(),
+        "species": crystal.numbers.copy(),
+        "masses": crystal.get_masses().copy(),
+    }
+
+
+def make_state(atoms: int, replicas: int = 1, device: str = "cpu", seed: int = 0):
+    """A :class:`~equignnmd.rollout.RolloutState` of ``replicas`` copies of the box; replica r
+    draws its velocities with seed ``seed + r``."""
+    from equignnmd.rollout import RolloutState
+
+    arrays = [initial_arrays(atoms, seed + r) for r in range(replicas)]
+    return RolloutState.from_arrays(
+        [a["positions"] for a in arrays],
+        [a["velocities"] for a in arrays],
+        [a["cell"] for a in arrays],
+        [a["species"] for a in arrays],
+        [a["masses"] for a in arrays],
+        device=device,
+    )
+
+
+# ------------------------------------------------------------------------------ machine
+def _first(pattern: str, text: str, default: str = "?") -> str:
+    m = re.search(pattern, text, re.MULTILINE)
+    return m.group(1).strip() if m else default
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, cores, memory, library versions, thread counts, GPU and git state."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpuinfo = ""
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        mem_gib = int(_first(r"^MemTotal:\s+(\d+)", meminfo, "0")) / 2**20
+    except OSError:
+        mem_gib = float("nan")
+    cores = usable_cores()
+    info: dict[str, Any] = {
+        "cpu": _first(r"^model name\s*:\s*(.+)$", cpuinfo, platform.processor() or "?"),
+        "cores": cores,
+        "memory_GiB": round(mem_gib, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "e3nn": _version("e3nn"),
+        "torch_geometric": _version("torch-geometric"),
+        "vesin": _version("vesin-torch"),
+        "numpy": np.__version__,
+        "mpich": _version("mpich"),
+        "pytest_benchmark": _version("pytest-benchmark"),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "load_average_start": load_average(),
+    }
+    try:
+        from _lammps_bench import lammps_info
+
+        info.update(lammps_info())
+    except Exception as err:  # noqa: BLE001 - reported in the table header
+        info["lammps"] = f"unavailable ({type(err).__name__}: {err})"
+    info.update(git_state())
+    return info
+
+
+def git_state() -> dict[str, Any]:
+    def run(*args):
+        out = subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=False
+        )
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    try:
+        commit = run("rev-parse", "--short", "HEAD")
+        status = run("status", "--porcelain")
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_modified_files": None}
+    return {
+        "git_commit": commit,
+        "git_modified_files": None if status is None else len(status.splitlines()),
+    }
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """One line naming the machine, for the header of every table."""
+    gpu = m.get("cuda") or "no CUDA"
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_GiB']} GiB; torch {m['torch']} "
+        f"({m['torch_threads']} threads); LAMMPS {m.get('lammps', '?')}; {gpu}"
+    )
+
+
+# ------------------------------------------------------------------------------ memory
+def _status_kb(field_name: str) -> int | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    m = re.search(rf"^{field_name}:\s+(\d+)\s+kB", text, re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM (peak RSS) of this process (Linux ≥ 4.0: ``echo 5 > clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+class PeakMemory:
+    """Peak memory of the code inside the block above the level at entry, in MB.
+
+    CPU: the process's peak resident set (VmHWM) reset at entry via ``/proc/self/clear_refs``
+    minus the resident set at entry (falls back to sampling VmRSS every 2 ms in a thread).
+    CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation at entry.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.cuda = torch.device(device).type == "cuda"
+        self.mb: float | None = None
+        self.method = ""
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+            self.method = "torch.cuda.max_memory_allocated"
+            return self
+        self.base = _status_kb("VmRSS") or 0
+        self.exact = _reset_peak_rss() and _status_kb("VmHWM") is not None
+        self.method = "peak RSS (VmHWM reset)" if self.exact else "sampled RSS"
+        self._peak = self.base
+        self._stop = threading.Event()
+        self._thread = None
+        if not self.exact:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.002):
+            self._peak = max(self._peak, _status_kb("VmRSS") or 0)
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.mb = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+            return False
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, _status_kb("VmRSS") or 0)
+        else:
+            peak = _status_kb("VmHWM") or self.base
+        self.mb = max(peak - self.base, 0) / 1024.0
+        return False
+
+
+def available_memory_mb() -> float:
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return float("inf")
+    return int(_first(r"^MemAvailable:\s+(\d+)", text, "0")) / 1024.0
+
+
+# ------------------------------------------------------------------------------ timing
+class Timed:
+    """Callable wrapper that records the wall time of every call (and the peak memory of the
+    first one); what pytest-benchmark runs, so the tables do not depend on its settings."""
+
+    def __init__(self, fn, device: str = "cpu"):
+        self.fn = fn
+        self.device = device
+        self.times: list[float] = []
+        self.peak_mb: float | None = None
+        self.memory_method = ""
+        self.result = None
+
+    def __call__(self):
+        first = not self.times
+        mem = PeakMemory(self.device) if first else nullcontext()
+        with mem:
+            t0 = time.perf_counter()
+            self.result = self.fn()
+            elapsed = time.perf_counter() - t0
+        if first:
+            self.peak_mb, self.memory_method = mem.mb, mem.method
+        self.times.append(elapsed)
+        return self.result
+
+
+def run_timed(timed: Timed, rounds: int, benchmark=None) -> None:
+    """``rounds`` timed calls, through pytest-benchmark's ``pedantic`` when given."""
+    if benchmark is not None:
+        benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=0)
+    if not timed.times:  # no benchmark fixture, or benchmarking disabled/skipped
+        for _ in range(rounds):
+            timed()
+
+
+def fit_exponent(xs, ys) -> tuple[float, float]:
+    """Least-squares slope of log y against log x, and R² (nan with fewer than 2 points)."""
+    x = np.log(np.asarray(xs, float))
+    y = np.log(np.asarray(ys, float))
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icpt)
+    total = ((y - y.mean()) ** 2).sum()
+    r2 = 1.0 - (resid**2).sum() / total if total > 0 else float("nan")
+    return float(slope), float(r2)
+
+
+def short_error(err: BaseException, limit: int = 240) -> str:
+    text = str(err).strip().splitlines()
+    first = text[0] if text else ""
+    msg = f"{type(err).__name__}: {first}"
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
+# ------------------------------------------------------------------------------ surrogate steps
+@dataclass(frozen=True)
+class StepCase:
+    """One surrogate step measurement: model, box, stride, execution mode, dtype, device."""
+
+    arch: str
+    atoms: int
+    stride_fs: float = 10.0
+    mode: str = "eager"
+    dtype: str = "float32"
+    device: str = "cpu"
+    replicas: int = 1
+
+    @property
+    def total_atoms(self) -> int:
+        return self.atoms * self.replicas
+
+    @property
+    def id(self) -> str:
+        rep = f"-x{self.replicas}" if self.replicas > 1 else ""
+        return (
+            f"{self.arch}-{self.atoms}{rep}-{self.stride_fs:g}fs-{self.mode}-{self.dtype}"
+            f"-{self.device}"
+        )
+
+    def shape_key(self) -> tuple:
+        return (self.arch, self.atoms, self.replicas, self.mode, self.dtype, self.device)
+
+
+@dataclass
+class Measurement:
+    case: StepCase
+    times_s: list[float] = field(default_factory=list)
+    warmup_s: list[float] = field(default_factory=list)
+    peak_mb: float | None = None
+    memory_method: str = ""
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    guard: str | None = None
+
+    @property
+    def step_s(self) -> float:
+        return statistics.median(self.times_s) if self.times_s else float("nan")
+
+
+def compile_model(model):
+    """torch.compile a surrogate the way its architecture supports; returns (model, note)."""
+    if hasattr(model, "compiled"):
+        model.compiled()
+        return model, "model.compiled(): torch.compile(dynamic=True) of the tensor core"
+    blocks = getattr(model, "blocks", None)
+    if blocks is not None:
+        for block in blocks:
+            block.compile(dynamic=True)
+        return model, (
+            "torch.compile(dynamic=True) of each block; neighbour list and descriptors eager "
+            "(a whole-model compile breaks at the neighbour list and recompiles every step)"
+        )
+    return torch.compile(model, dynamic=True), "torch.compile(model, dynamic=True)"
+
+
+def _dynamo_graphs() -> int:
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:  # noqa: BLE001 - diagnostics only
+        return 0
+
+
+class SurrogateStep:
+    """One real rollout step from a fixed state: :func:`equignnmd.rollout.advance` (batch,
+    descriptors, neighbour list, model, position/velocity update, momentum removal) and the
+    per-step stability guard of :class:`~equignnmd.rollout.Rollout` (no file output)."""
+
+    def __init__(self, model, state, stride_fs: float, device: str):
+        from equignnmd.rollout import StabilityGuard
+
+        self.model, self.state, self.stride_fs, self.device = model, state, stride_fs, device
+        self.guard = StabilityGuard(
+            reference_K=torch.full((state.n_replicas,), TEMPERATURE_K, dtype=torch.float64)
+        )
+        self.problem = None
+
+    def __call__(self):
+        from equignnmd.rollout import advance
+
+        new, _ = advance(self.model, self.state, self.stride_fs, TEMPERATURE_K)
+        _, self.problem = self.guard.check(new)
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.synchronize()
+        return new
+
+
+class Engine:
+    """Builds and caches models and states, and measures (memoised) surrogate steps, so that
+    every table of one run draws on the same measurements."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self._models: dict[tuple, tuple[Any, str]] = {}
+        self._states: dict[tuple, Any] = {}
+        self._warm: dict[tuple, list[float]] = {}
+        self._measured: dict[StepCase, Measurement] = {}
+
+    def model(self, arch: str, mode: str = "eager", dtype: str = "float32", device="cpu"):
+        key = (arch, mode, dtype, device)
+        if key not in self._models:
+            from equignnmd.models import build_model
+
+            model = build_model(arch, **model_config(arch))
+            model = model.to(getattr(torch, dtype)).to(device).eval()
+            note = ""
+            if mode == "compiled":
+                model, note = compile_model(model)
+            self._models[key] = (model, note)
+        return self._models[key]
+
+    def state(self, atoms: int, replicas: int = 1, device: str = "cpu"):
+        key = (atoms, replicas, device)
+        if key not in self._states:
+            self._states[key] = make_state(atoms, replicas, device)
+        return self._states[key]
+
+    def cached(self, case: StepCase) -> Measurement | None:
+        return self._measured.get(case)
+
+    def measure(self, case: StepCase, benchmark=None) -> Measurement:
+        if case in self._measured:
+            return self._measured[case]
+        m = Measurement(case)
+        try:
+            model, note = self.model(case.arch, case.mode, case.dtype, case.device)
+            if note:
+                m.notes.append(note)
+            state = self.state(case.atoms, case.replicas, case.device)
+            step = SurrogateStep(model, state, case.stride_fs, case.device)
+            key = case.shape_key()
+            if key not in self._warm:
+                warm = []
+                for _ in range(self.plan.warmup_rounds(case.total_atoms, case.mode)):
+                    t0 = time.perf_counter()
+                    step()
+                    warm.append(time.perf_counter() - t0)
+                self._warm[key] = warm
+                m.warmup_s = warm
+            estimate = self._warm[key][-1]
+            graphs = _dynamo_graphs()
+            timed = Timed(step, case.device)
+            run_timed(timed, self.plan.rounds(estimate), benchmark)
+            m.times_s = list(timed.times)
+            m.peak_mb = timed.peak_mb
+            m.memory_method = timed.memory_method
+            self._warm[key].append(m.step_s)
+            new_graphs = _dynamo_graphs() - graphs
+            if case.mode == "compiled" and new_graphs > 0:
+                m.notes.append(f"recompiled while timed ({new_graphs} new graphs)")
+            if step.problem is not None:
+                m.guard = f"replica {step.problem[0]}: {step.problem[1]}"
+            out = timed.result
+            if not bool(torch.isfinite(out.positions).all()):
+                m.notes.append("non-finite positions after the step")
+        except Exception as err:  # noqa: BLE001 - the row says why
+            m.error = short_error(err)
+        self._measured[case] = m
+        return m
+
+
+def step_row(m: Measurement) -> dict[str, Any]:
+    """The table row of a surrogate measurement (derived throughput figures included)."""
+    c = m.case
+    row: dict[str, Any] = {
+        "system": c.arch,
+        "atoms": c.total_atoms,
+        "replicas": c.replicas,
+        "dt_fs": c.stride_fs,
+        "mode": c.mode,
+        "dtype": c.dtype,
+        "device": c.device,
+        "parallel": f"{torch.get_num_threads()} threads" if c.device == "cpu" else "1 GPU",
+        "rounds": len(m.times_s),
+        "times_s": m.times_s,
+        "warmup_s": m.warmup_s,
+        "first_step_s": m.warmup_s[0] if m.warmup_s else None,
+        "peak_mb": m.peak_mb,
+        "memory_method": m.memory_method,
+        "notes": "; ".join(
+            [*m.notes, *([f"guard: {m.guard}"] if m.guard else []), *([m.error] if m.error else [])]
+        ),
+    }
+    if m.times_s:
+        s = m.step_s
+        row.update(
+            ms_step=1e3 * s,
+            ms_min=1e3 * min(m.times_s),
+            atom_steps_s=c.total_atoms / s,
+            atom_fs_s=c.total_atoms * c.stride_fs / s,
+            ns_day=c.stride_fs / s * 86400.0 * 1e-6,
+        )
+    return row
+
+
+def not_measured_row(case: StepCase, why: str) -> dict[str, Any]:
+    return {
+        "system": case.arch,
+        "atoms": case.total_atoms,
+        "replicas": case.replicas,
+        "dt_fs": case.stride_fs,
+        "mode": case.mode,
+        "dtype": case.dtype,
+        "device": case.device,
+        "parallel": "1 GPU" if case.device == "cuda" else f"{torch.get_num_threads()} threads",
+        "notes": f"not measured: {why}",
+    }
+
+
+# ------------------------------------------------------------------------------ case lists
+def throughput_cases(plan: Plan) -> list[StepCase]:
+    cases = []
+    for arch in ARCHS:
+        for atoms in plan.throughput_sizes:
+            for mode in ("eager", "compiled"):
+                if mode == "compiled" and atoms not in plan.compiled_sizes:
+                    continue
+                for dtype in ("float32", "float64"):
+                    if dtype == "float64" and (atoms not in plan.float64_sizes or mode != "eager"):
+                        continue
+                    strides = plan.strides_fs if dtype == "float32" else plan.strides_fs[:1]
+                    for dt in strides:
+                        cases.append(StepCase(arch, atoms, dt, mode, dtype))
+        for atoms in plan.gpu_sizes:
+            cases.append(StepCase(arch, atoms, plan.strides_fs[0], "eager", "float32", "cuda"))
+    return cases
+
+
+def replica_cases(plan: Plan) -> list[StepCase]:
+    return [
+        StepCase(arch, smallest_box_atoms(arch), 10.0, replicas=r)
+        for arch in ARCHS
+        for r in plan.replicas
+    ]
+
+
+def scaling_cases(plan: Plan) -> list[StepCase]:
+    return [StepCase(arch, n, 10.0) for arch in ARCHS for n in plan.scaling_sizes]
+
+
+@dataclass(frozen=True)
+class LammpsCase:
+    atoms: int
+    dt_fs: float
+    mode: str  # serial | openmp | mpi
+
+    @property
+    def id(self) -> str:
+        return f"{self.atoms}-{self.dt_fs:g}fs-{self.mode}"
+
+
+def lammps_cases(plan: Plan) -> list[LammpsCase]:
+    return [
+        LammpsCase(atoms, dt, mode)
+        for atoms in plan.throughput_sizes
+        for mode in plan.lammps_modes
+        for dt in LAMMPS_DT_FS
+    ]
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (affinity mask; containers, taskset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------------------ result tables
+# key -> (title, intro, [(field, header)])
+TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
+    "headline": (
+        "Headline: surrogate versus LAMMPS EAM in simulated time per wall second",
+        "Largest default box (4000 atoms; 256 in smoke mode), CPU, float32. 'best' is the "
+        "faster of eager and compiled where both were measured. Ratios divide the "
+        "surrogate's simulated fs per wall second by LAMMPS's at the same atom count, LAMMPS "
+        "taking its fastest configuration on this machine (serial, OpenMP or MPI).",
+        [
+            ("system", "model"),
+            ("atoms", "atoms"),
+            ("dt_fs", "Δt fs"),
+            ("mode", "mode"),
+            ("ms_step", "ms/step"),
+            ("ns_day", "ns/day"),
+            ("x_lammps_1fs", "× LAMMPS 1 fs"),
+            ("x_lammps_5fs", "× LAMMPS 5 fs"),
+        ],
+    ),
+    "lammps": (
+        "Throughput: LAMMPS EAM reference (Al_mm.eam.fs, NVE velocity Verlet)",
+        "Same box and initial state as the surrogate rows (FCC Al, a = 4.05 Å, lattice sites, "
+        "Maxwell–Boltzmann 300 K, seed 0). `md.run(steps)` timed in chunks after a 20-step "
+        "warm-up; serial and OpenMP in-process (OpenMP through `-sf omp -pk omp N`), MPI as "
+        "`mpiexec -n N python benchmarks/_lammps_bench.py`. E drift: total-energy change over "
+        "the timed steps (1 fs is the accurate reference; 5 fs is taken as the largest "
+        "accurate step on this potential).",
+        [
+            ("atoms", "atoms"),
+            ("dt_fs", "Δt fs"),
+            ("mode", "parallel"),
+            ("steps", "steps"),
+            ("ms_step", "ms/step"),
+            ("atom_steps_s", "atom-steps/s"),
+            ("atom_fs_s", "atom·fs/s"),
+            ("ns_day", "ns/day"),
+            ("peak_mb", "peak MB"),
+            ("e_drift", "E drift meV/atom/ps"),
+            ("notes", "notes"),
+        ],
+    ),
+    "throughput": (
+        "Throughput: surrogate inference steps",
+        "One real rollout step from the 300 K lattice state: `advance` (batch, descriptors for "
+        "`paper`, neighbour list, model, update, momentum removal) plus the stability guard. "
+        "Default configs (`configs/paper.yaml`, `configs/equivariant.yaml`), untrained weights "
+        "(cost does not depend on them, except the `paper` skin-list rebuilds). ms/step is the "
+        "median of the timed rounds; 'first s' is the first call (compilation included); "
+        "peak MB is the peak resident memory above the level before the step (CPU) or "
+        "`torch.cuda.max_memory_allocated` (GPU). × LAMMPS: simulated time per wall second "
+        "relative to the fastest LAMMPS configuration at the same atom count.",
+        [
+            ("system", "model"),
+            ("atoms", "atoms"),
+            ("dt_fs", "Δt fs"),
+            ("mode", "mode"),
+            ("dtype", "dtype"),
+            ("device", "device"),
+            ("rounds", "rounds"),
+            ("ms_step", "ms/step"),
+            ("atom_steps_s", "atom-steps/s"),
+            ("atom_fs_s", "atom·fs/s"),
+            ("ns_day", "ns/day"),
+            ("x_lammps_1fs", "× LAMMPS 1 fs"),
+            ("x_lammps_5fs", "× LAMMPS 5 fs"),
+            ("peak_mb", "peak MB"),
+            ("first_step_s", "first s"),
+            ("notes", "notes"),
+        ],
+    ),
+    "replicas": (
+        "Throughput: batched replicas in one forward",
+        "R copies of the smallest legal box of each model (width ≥ 2 × cutoff: 108 atoms for "
+        "`equivariant`, 256 for `paper`), independent velocities, one `advance` call for all; "
+        "Δt = 10 fs, eager float32. 'per-atom gain' is atom-steps/s relative to R = 1.",
+        [
+            ("system", "model"),
+            ("atoms_per_replica", "atoms/replica"),
+            ("replicas", "R"),
+            ("atoms", "total atoms"),
+            ("ms_step", "ms/step"),
+            ("atom_steps_s", "atom-steps/s"),
+            ("replica_steps_s", "replica-steps/s"),
+            ("gain", "per-atom gain"),
+            ("peak_mb", "peak MB"),
+            ("notes", "notes"),
+        ],
+    ),
+    "scaling": (
+        "Cost growth: time and memory per step against N",
+        "Eager float32, Δt = 10 fs, one replica. The fit rows give the log-log least-squares "
+        "exponent of time and of peak memory against N (1 = linear).",
+        [
+            ("system", "model"),
+            ("atoms", "N"),
+            ("ms_step", "ms/step"),
+            ("us_atom_step", "µs/atom-step"),
+            ("peak_mb", "peak MB"),
+            ("kb_atom", "kB/atom"),
+            ("time_exponent", "time exponent"),
+            ("memory_exponent", "memory exponent"),
+            ("notes", "notes"),
+        ],
+    ),
+    "flops": (
+        "Efficiency: FLOPs per atom-step and achieved fraction of matrix-multiply FLOP/s",
+        "`torch.utils.flop_counter.FlopCounterMode` over one model forward (256 atoms, "
+        "float32, untrained default config): it counts the matrix-multiply family (mm, addmm, "
+        "bmm, baddbmm, einsum lowered to bmm), not element-wise work, gathers or scatters, so "
+        "the fractions are lower bounds on the useful arithmetic. Achieved = FLOPs/atom-step × "
+        "measured atom-steps/s of the whole step (Δt = 10 fs, eager float32) ÷ this machine's "
+        "float32 1024×1024 matmul rate measured in the same run.",
+        [
+            ("system", "model / kernel"),
+            ("parameters", "parameters"),
+            ("gflop_step_256", "GFLOP/step (256 atoms)"),
+            ("flops_atom_step", "FLOPs/atom-step"),
+            ("achieved_256", "achieved GFLOP/s (256)"),
+            ("fraction_256", "of matmul (256)"),
+            ("achieved_4000", "achieved GFLOP/s (4000)"),
+            ("fraction_4000", "of matmul (4000)"),
+            ("notes", "notes"),
+        ],
+    ),
+    "profile": (
+        "Where a step's time goes (cProfile of one step)",
+        "One eager float32 step (Δt = 10 fs) under cProfile; cumulative times attributed to "
+        "the package's functions. Neighbour lists are split by caller (model, descriptors, "
+        "stability guard). 'rest of forward' is the model's own non-layer work (embeddings, "
+        "edge features, skin filtering, readout). Top ops: torch calls by own time.",
+        [
+            ("system", "model"),
+            ("atoms", "atoms"),
+            ("phase", "phase"),
+            ("ms", "ms"),
+            ("percent", "% of step"),
+            ("notes", "notes"),
+        ],
+    ),
+    "training": (
+        "Training throughput: 1 versus 2 data-parallel processes (DDP, gloo, CPU)",
+        "`torchrun --standalone --nproc_per_node=P -m equignnmd train --config configs/<arch>"
+        ".yaml` on the small generated dataset (256 atoms per sample), one epoch, Δt ∈ "
+        "{5, 10, 20, 50} fs; samples/s and atoms/s from the run's `metrics.csv`. Threads per "
+        "process = cores / P (OMP_NUM_THREADS). Wall s is the whole subprocess (start-up, "
+        "data statistics, validation and final report included).",
+        [
+            ("system", "model"),
+            ("processes", "processes"),
+            ("threads", "threads/process"),
+            ("samples", "train samples"),
+            ("batch_size", "batch"),
+            ("samples_per_s", "samples/s"),
+            ("atoms_per_s", "atoms/s"),
+            ("speedup", "speed-up vs 1"),
+            ("epoch_s", "epoch s"),
+            ("wall_s", "wall s"),
+            ("notes", "notes"),
+        ],
+    ),
+    "accuracy": (
+        "Accuracy: one-shot error versus Δt beside the baselines",
+        "Mean per-atom position error (Å) on the held-out temperature of the small generated "
+        "dataset, `equignnmd.evaluate.table4`. Zero / ballistic / Taylor are the package's "
+        "baselines on the same pairs; the paper's Table 4 (trained on its 4000-atom data) is "
+        "shown for scale only.",
+        [
+            ("system", "model"),
+            ("dt_fs", "Δt fs"),
+            ("model_A", "model"),
+            ("zero_A", "zero displacement"),
+            ("ballistic_A", "ballistic r+vΔt"),
+            ("taylor_A", "2nd-order Taylor"),
+            ("paper_A", "paper Table 4"),
+            ("notes", "notes"),
+        ],
+    ),
+    "stability": (
+        "Stability: rollouts against LAMMPS EAM from the same held-out state",
+        "`equignnmd.evaluate.rollout_vs_lammps`: surrogate rollout (CSVR thermostat at the "
+        "held-out temperature) and LAMMPS EAM at 1 fs from the same positions and velocities. "
+        "Steps done counts strides before any stability guard fired; RDF L1 compares the "
+        "second halves of both trajectories.",
+        [
+            ("system", "model"),
+            ("dt_fs", "Δt fs"),
+            ("steps", "steps done / asked"),
+            ("t_mean", "T mean K (surrogate / LAMMPS)"),
+            ("t_drift", "T drift K/ps"),
+            ("rdf_l1", "RDF L1"),
+            ("msd_ratio", "MSD ratio (end)"),
+            ("wall", "wall s (surrogate / LAMMPS)"),
+            ("notes", "notes"),
+        ],
+    ),
+}
+
+
+class Results:
+    """Rows of every table, gathered over the session; rendered once at the end."""
+
+    def __init__(self, plan: Plan, machine: dict[str, Any], command: str):
+        self.plan = plan
+        self.machine = machine
+        self.command = command
+        self.started = datetime.now(timezone.utc)
+        self.t0 = time.perf_counter()
+        self.rows: dict[str, list[dict[str, Any]]] = {k: [] for k in TABLE_SPECS}
+        self.notes: dict[str, list[str]] = {k: [] for k in TABLE_SPECS}
+        self.extra: dict[str, Any] = {}
+        self.header_notes: list[str] = []
+
+    def header_note(self, text: str) -> None:
+        if text not in self.header_notes:
+            self.header_notes.append(text)
+
+    def add(self, table: str, row: dict[str, Any]) -> None:
+        if table not in TABLE_SPECS:
+            raise KeyError(f"unknown table {table!r}; known: {sorted(TABLE_SPECS)}")
+        self.rows[table].append(dict(row))
+
+    def note(self, table: str, text: str) -> None:
+        if text not in self.notes[table]:
+            self.notes[table].append(text)
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.rows.values())
+
+    # -- derived figures --------------------------------------------------------------------
+    def best_lammps(self, atoms: int, dt_fs: float) -> dict[str, Any] | None:
+        rows = [
+            r
+            for r in self.rows["lammps"]
+            if r.get("atoms") == atoms and r.get("dt_fs") == dt_fs and r.get("atom_fs_s")
+        ]
+        return max(rows, key=lambda r: r["atom_fs_s"]) if rows else None
+
+    def finalize(self) -> None:
+        """Fill the derived columns (ratios, gains, achieved FLOP/s) and the headline table."""
+        for row in self.rows["throughput"]:
+            for dt in LAMMPS_DT_FS:
+                ref = self.best_lammps(row["atoms"], dt)
+                key = f"x_lammps_{dt:g}fs"
+                if ref and row.get("atom_fs_s"):
+                    row[key] = row["atom_fs_s"] / ref["atom_fs_s"]
+                    row[f"{key}_vs"] = ref["mode"]
+        base = {
+            r["system"]: r.get("atom_steps_s")
+            for r in self.rows["replicas"]
+            if r.get("replicas") == 1
+        }
+        for row in self.rows["replicas"]:
+            b = base.get(row["system"])
+            if b and row.get("atom_steps_s"):
+                row["gain"] = row["atom_steps_s"] / b
+        self._flops()
+        self._headline()
+        self.extra["wall_s"] = time.perf_counter() - self.t0
+        self.machine["load_average_end"] = load_average()
+
+    def _flops(self) -> None:
+        peak = self.extra.get("matmul_flops")
+        for row in self.rows["flops"]:
+            per_atom = row.get("flops_atom_step")
+            if not per_atom:
+                continue
+            for n in (256, 4000):
+                tp = [
+                    r
+                    for r in self.rows["throughput"]
+                    if r["system"] == row["system"]
+                    and r["atoms"] == n
+                    and r["dt_fs"] == 10.0
+                    and r["mode"] == "eager"
+                    and r["dtype"] == "float32"
+                    and r["device"] == "cpu"
+                    and r.get("atom_steps_s")
+                ]
+                if tp:
+                    achieved = per_atom * tp[0]["atom_steps_s"]
+                    row[f"achieved_{n}"] = achieved / 1e9
+                    if peak:
+                        row[f"fraction_{n}"] = f"{100.0 * achieved / peak:.2g} %"
+
+    def _headline(self) -> None:
+        sizes = [r["atoms"] for r in self.rows["throughput"] if r.get("atom_fs_s")]
+        if not sizes:
+            return
+        target = 4000 if 4000 in sizes else max(s for s in sizes if s <= 4000)
+        for arch in ARCHS:
+            for dt in self.plan.strides_fs:
+                rows = [
+                    r
+                    for r in self.rows["throughput"]
+                    if r["system"] == arch
+                    and r["atoms"] == target
+                    and r["dt_fs"] == dt
+                    and r["dtype"] == "float32"
+                    and r["device"] == "cpu"
+                    and r.get("atom_fs_s")
+                ]
+                picks = [("eager", [r for r in rows if r["mode"] == "eager"])]
+                if len(rows) > 1:
+                    picks.append(("best", rows))
+                for label, cand in picks:
+                    if not cand:
+                        continue
+                    best = max(cand, key=lambda r: r["atom_fs_s"])
+                    mode = label if label == "eager" else f"best ({best['mode']})"
+                    self.add(
+                        "headline",
+                        {
+                            "system": arch,
+                            "atoms": target,
+                            "dt_fs": dt,
+                            "mode": mode,
+                            "ms_step": best.get("ms_step"),
+                            "ns_day": best.get("ns_day"),
+                            "x_lammps_1fs": best.get("x_lammps_1fs"),
+                            "x_lammps_5fs": best.get("x_lammps_5fs"),
+                        },
+                    )
+
+    # -- output -------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "equignnmd-benchmarks/1",
+            "mode": self.plan.mode,
+            "command": self.command,
+            "started_utc": self.started.isoformat(timespec="seconds"),
+            "wall_s": self.extra.get("wall_s"),
+            "machine": self.machine,
+            "matmul": {k: v for k, v in self.extra.items() if k.startswith("matmul")},
+            "notes": self.header_notes,
+            "tables": {
+                key: {
+                    "title": spec[0],
+                    "columns": [c for c, _ in spec[2]],
+                    "rows": self.rows[key],
+                    "notes": self.notes[key],
+                }
+                for key, spec in TABLE_SPECS.items()
+            },
+        }
+
+    def to_markdown(self) -> str:
+        m = self.machine
+        wall = self.extra.get("wall_s")
+        lines = [
+            f"# equignnmd benchmarks ({self.plan.mode} mode)",
+            "",
+            f"- Command: `{self.command}`",
+            f"- Started {self.started.strftime('%Y-%m-%d %H:%M UTC')}; wall "
+            + (f"{wall:.0f} s" if wall is not None else "?"),
+            f"- Machine: {machine_line(m)}",
+            f"- CPU load average (1/5/15 min) at start {m.get('load_average_start')}, at end "
+            f"{m.get('load_average_end')}: other work on the machine slows and scatters timings.",
+            f"- Versions: Python {m['python']}, e3nn {m['e3nn']}, torch-geometric "
+            f"{m['torch_geometric']}, vesin {m['vesin']}, mpich {m['mpich']}; git "
+            f"{m.get('git_commit')} ({m.get('git_modified_files')} modified files)",
+        ]
+        if "matmul_flops" in self.extra:
+            lines.append(
+                f"- float32 1024×1024 matmul: {self.extra['matmul_flops'] / 1e9:.1f} GFLOP/s "
+                f"with {m['torch_threads']} threads, "
+                f"{self.extra.get('matmul_flops_1thread', float('nan')) / 1e9:.1f} GFLOP/s "
+                "with 1"
+            )
+        lines += [f"- {note}" for note in self.header_notes]
+        for key, (title, intro, columns) in TABLE_SPECS.items():
+            rows = self.rows[key]
+            if not rows and not self.notes[key]:
+                continue
+            lines += ["", f"## {title}", "", f"_Machine: {machine_line(m)}_", "", intro, ""]
+            if rows:
+                lines.append("| " + " | ".join(h for _, h in columns) + " |")
+                lines.append("|" + "---|" * len(columns))
+                for row in rows:
+                    lines.append("| " + " | ".join(fmt(row.get(c)) for c, _ in columns) + " |")
+            for note in self.notes[key]:
+                lines += ["", f"- {note}"]
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path = RESULTS_DIR) -> tuple[Path, Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        js, md = folder / "latest.json", folder / "latest.md"
+        js.write_text(json.dumps(self.to_json(), indent=2, default=_json_default) + "\n")
+        md.write_text(self.to_markdown())
+        return js, md
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def fmt(value) -> str:
+    """Table cell: 3 significant digits, thousands separators, '—' for missing values."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        x = float(value)
+        if not math.isfinite(x):
+            return "—"
+        if x == 0:
+            return "0"
+        if abs(x) >= 1000:
+            digits = int(math.floor(math.log10(abs(x)))) + 1
+            return f"{round(x, 3 - digits):,.0f}"
+        if abs(x) >= 0.001:
+            return f"{x:.3g}"
+        return f"{x:.2e}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def command_line() -> str:
+    env = " ".join(
+        f"{k}={os.environ[k]}"
+        for k in (ENV_FULL, ENV_SMOKE)
+        if os.environ.get(k) not in (None, "", "0")
+    )
+    argv = " ".join(["pytest", *sys.argv[1:]])
+    return f"{env} {argv}".strip()

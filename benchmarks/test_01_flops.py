@@ -1,0 +1,98 @@
+"""The machine's own matrix-multiply rate, and FLOPs per atom-step of each model."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+from _common import ARCHS, TEMPERATURE_K, Timed, run_timed, short_error
+
+MATMUL_N = 1024
+
+
+def _matmul_rate(seconds: float, threads: int | None = None) -> float:
+    """float32 FLOP/s of a 1024×1024 @ 1024×1024 loop run for about ``seconds``."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
+        b = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
+        for _ in range(3):
+            torch.mm(a, b)
+        count, t0 = 0, time.perf_counter()
+        while True:
+            torch.mm(a, b)
+            count += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= seconds and count >= 3:
+                break
+    finally:
+        torch.set_num_threads(previous)
+    return 2.0 * MATMUL_N**3 * count / elapsed
+
+
+def test_matmul_rate(plan, results, benchmark):
+    """The reference every model's FLOP/s is compared with (same process, same threads)."""
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
+    b = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
+    timed = Timed(lambda: torch.mm(a, b))
+    run_timed(timed, 5, benchmark)  # pytest-benchmark record of single matmuls
+    rate = _matmul_rate(plan.matmul_s)
+    rate1 = _matmul_rate(plan.matmul_s / 2, threads=1)
+    assert math.isfinite(rate) and rate > 0 and rate1 > 0
+    threads = torch.get_num_threads()
+    results.extra["matmul_flops"] = rate
+    results.extra["matmul_flops_1thread"] = rate1
+    results.add(
+        "flops",
+        {
+            "system": f"float32 {MATMUL_N}×{MATMUL_N} matmul",
+            "achieved_256": rate / 1e9,
+            "fraction_256": "100 %",
+            "achieved_4000": rate / 1e9,
+            "fraction_4000": "100 %",
+            "notes": f"{threads} threads; 1 thread: {rate1 / 1e9:.1f} GFLOP/s",
+        },
+    )
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_model_flops(arch, engine, results):
+    """FlopCounterMode over one forward of the 256-atom box (descriptors prepared first)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from equignnmd.rollout import make_batch
+
+    try:
+        model, _ = engine.model(arch)
+        state = engine.state(256)
+        # no_grad, not inference_mode: FlopCounterMode's module tracker hooks need autograd
+        with torch.no_grad():
+            batch = make_batch(state, 10.0, TEMPERATURE_K, model.dtype).to(model.device)
+            batch = model.prepare(batch)
+            counter = FlopCounterMode(display=False)
+            with counter:
+                model(batch)
+    except Exception as err:
+        results.add("flops", {"system": arch, "notes": f"failed: {short_error(err)}"})
+        raise
+    total = counter.get_total_flops()
+    by_op = counter.get_flop_counts().get("Global", {})
+    assert total > 0
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:4]
+    results.add(
+        "flops",
+        {
+            "system": arch,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "gflop_step_256": total / 1e9,
+            "flops_atom_step": total / state.positions.shape[0],
+            "notes": "forward only; "
+            + ", ".join(f"{str(op).split('.')[-1]} {100 * n / total:.0f} %" for op, n in top),
+        },
+    )

@@ -1,0 +1,224 @@
+"""Pairs (frame t, frame t + Δt) from a dataset folder, read lazily, split in time.
+
+Split rule, per trajectory: the first ``train_fraction`` (80 %) of frames are *train*, the rest
+*val*; a pair belongs to a split only when both of its frames do, so no pair crosses the
+boundary. Trajectories whose temperature is listed in ``test_temperatures_K`` are held out
+whole as the *test* split (and never appear in train or val). Targets are displacements of the
+unwrapped coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..graph import check_box, make_data
+from ..models.base import TrainingStats
+from .format import Trajectory, read_index
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class PairIndex:
+    traj: np.ndarray  # (P,) trajectory number
+    start: np.ndarray  # (P,) frame t
+    offset: np.ndarray  # (P,) frames between t and t + Δt
+    stride_fs: np.ndarray  # (P,) Δt in fs
+
+    def __len__(self) -> int:
+        return len(self.traj)
+
+
+def parse_strides(text: str | list | tuple) -> list[float]:
+    if isinstance(text, str):
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+    else:
+        parts = list(text)
+    try:
+        strides = [float(p) for p in parts]
+    except ValueError as err:
+        raise ValueError(f"strides {text!r}: expected comma-separated numbers in fs") from err
+    if not strides or any(s <= 0 for s in strides):
+        raise ValueError(f"strides {text!r}: expected positive numbers in fs")
+    return strides
+
+
+class PairDataset(Dataset):
+    """Samples of one split as PyG ``Data`` (see :func:`equignnmd.graph.make_data`).
+
+    Each sample carries the state at t (``pos``, ``vel``, ``cell``, ``descriptors`` when
+    recorded, ``forces`` when recorded) and the targets ``disp`` (N, 3) Å and ``vel_next``
+    (N, 3) Å/ps at t + Δt. ``start_every_fs`` thins the start frames (consecutive 1-fs frames
+    are nearly identical); ``max_samples`` caps the split with an evenly spaced subset.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        strides_fs,
+        split: str = "train",
+        train_fraction: float = 0.8,
+        test_temperatures_K: list[float] | None = None,
+        start_every_fs: float | None = None,
+        max_samples: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        cutoff: float | None = None,
+    ):
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r}: expected one of {SPLITS}")
+        self.root = Path(root)
+        self.meta = read_index(self.root)
+        self.split = split
+        self.dtype = dtype
+        self.strides_fs = parse_strides(strides_fs)
+        if test_temperatures_K is None:
+            test_temperatures_K = self.meta.get("test_temperatures_K", [])
+        self.test_temperatures_K = [float(t) for t in test_temperatures_K]
+        self.trajectories = [Trajectory(self.root / t["file"]) for t in self.meta["trajectories"]]
+        if cutoff is not None:
+            for tr in self.trajectories:
+                check_box(tr.read("cell", 0), cutoff, where=f"trajectory file {tr.path}")
+        self.index = self._build_index(train_fraction, start_every_fs)
+        if max_samples is not None and len(self.index) > max_samples:
+            keep = np.linspace(0, len(self.index) - 1, max_samples).round().astype(int)
+            self.index = PairIndex(
+                *(getattr(self.index, f)[keep] for f in PairIndex.__annotations__)
+            )
+
+    def _is_test(self, tr: Trajectory) -> bool:
+        return any(abs(tr.temperature_K - t) < 1e-6 for t in self.test_temperatures_K)
+
+    def _build_index(self, train_fraction: float, start_every_fs: float | None) -> PairIndex:
+        cols: list[list[np.ndarray]] = [[], [], [], []]
+        for k, tr in enumerate(self.trajectories):
+            dt = tr.frame_interval_fs
+            duration = tr.time_fs[-1] - tr.time_fs[0]
+            for s in self.strides_fs:
+                ratio = s / dt
+                if abs(ratio - round(ratio)) > 1e-6:
+                    raise ValueError(
+                        f"trajectory file {tr.path}: stride {s} fs is not a whole multiple of "
+                        f"the frame interval 'frame_interval_fs' = {dt} fs"
+                    )
+                if s > duration:
+                    raise ValueError(
+                        f"trajectory file {tr.path}: stride {s} fs is longer than the "
+                        f"trajectory ('time_fs' spans {duration} fs)"
+                    )
+            if self._is_test(tr) != (self.split == "test"):
+                continue
+            n = tr.n_frames
+            boundary = int(np.floor(train_fraction * n))
+            lo, hi = (0, boundary) if self.split == "train" else (boundary, n)
+            if self.split == "test":
+                lo, hi = 0, n
+            every = max(1, int(round((start_every_fs or dt) / dt)))
+            for s in self.strides_fs:
+                off = int(round(s / dt))
+                starts = np.arange(lo, hi - off, every)
+                cols[0].append(np.full(len(starts), k))
+                cols[1].append(starts)
+                cols[2].append(np.full(len(starts), off))
+                cols[3].append(np.full(len(starts), s, dtype=float))
+        arrays = [np.concatenate(c) if c else np.zeros(0) for c in cols]
+        return PairIndex(
+            arrays[0].astype(np.int64),
+            arrays[1].astype(np.int64),
+            arrays[2].astype(np.int64),
+            arrays[3].astype(np.float64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def raw(self, i: int) -> dict:
+        """Arrays of sample ``i``: state at t, targets at t + Δt, metadata."""
+        tr = self.trajectories[self.index.traj[i]]
+        t, off = int(self.index.start[i]), int(self.index.offset[i])
+        a = tr.frame(t)
+        b = tr.frame(t + off, fields=("positions", "velocities"))
+        return {
+            **a,
+            "species": tr.species,
+            "masses": tr.masses,
+            "disp": b["positions"] - a["positions"],
+            "vel_next": b["velocities"],
+            "dt_fs": float(self.index.stride_fs[i]),
+            "temperature_K": tr.temperature_K,
+        }
+
+    def __getitem__(self, i: int):
+        r = self.raw(i)
+        extra = {"disp": r["disp"], "vel_next": r["vel_next"], "sample_id": np.array([i])}
+        if "forces" in r:
+            extra["forces"] = r["forces"]
+        return make_data(
+            r["positions"],
+            r["velocities"],
+            r["cell"],
+            r["species"],
+            r["masses"],
+            dt_fs=r["dt_fs"],
+            temperature_K=r["temperature_K"],
+            descriptors=r.get("descriptors"),
+            dtype=self.dtype,
+            **extra,
+        )
+
+    def summary(self) -> dict:
+        temps = sorted({self.trajectories[k].temperature_K for k in np.unique(self.index.traj)})
+        return {
+            "root": str(self.root),
+            "split": self.split,
+            "samples": len(self),
+            "strides_fs": self.strides_fs,
+            "temperatures_K": temps,
+            "atoms": [tr.n_atoms for tr in self.trajectories],
+        }
+
+    def statistics(self, max_pairs_per_stride: int = 64) -> TrainingStats:
+        """Normalisation statistics of this split (call it on the training split only)."""
+        if len(self) == 0:
+            raise ValueError(f"dataset {self.root}: split '{self.split}' has no samples")
+        rng = np.random.default_rng(0)
+        vel, desc, disp_rms, dvel_rms, density = [], [], [], [], []
+        for s in self.strides_fs:
+            idx = np.flatnonzero(self.index.stride_fs == s)
+            if len(idx) == 0:
+                raise ValueError(f"dataset {self.root}: no '{self.split}' pairs at stride {s} fs")
+            pick = rng.choice(idx, size=min(max_pairs_per_stride, len(idx)), replace=False)
+            d2, dv2 = [], []
+            for i in pick:
+                r = self.raw(int(i))
+                d2.append(np.mean(r["disp"] ** 2))
+                dv2.append(np.mean((r["vel_next"] - r["velocities"]) ** 2))
+                vel.append(np.mean(r["velocities"].astype(np.float64) ** 2))
+                if "descriptors" in r:
+                    desc.append(r["descriptors"].astype(np.float64))
+                density.append(len(r["positions"]) / abs(np.linalg.det(r["cell"])))
+            disp_rms.append(float(np.sqrt(np.mean(d2))))
+            dvel_rms.append(float(np.sqrt(np.mean(dv2))))
+        temps = [tr.temperature_K for tr in self.trajectories if not self._is_test(tr)]
+        if desc:
+            alld = np.concatenate(desc)
+            mean, std = alld.mean(0), np.maximum(alld.std(0), 1e-6)
+        else:
+            mean, std = np.zeros(5), np.ones(5)
+        species = sorted({int(z) for tr in self.trajectories for z in np.unique(tr.species)})
+        return TrainingStats(
+            vel_rms=float(np.sqrt(np.mean(vel))),
+            desc_mean=mean.tolist(),
+            desc_std=std.tolist(),
+            strides_fs=list(self.strides_fs),
+            disp_rms=disp_rms,
+            dvel_rms=dvel_rms,
+            dt_range_fs=(min(self.strides_fs), max(self.strides_fs)),
+            temperature_range_K=(min(temps), max(temps)),
+            number_density=float(np.mean(density)),
+            species=species,
+        )
