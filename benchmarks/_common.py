@@ -7,6 +7,7 @@ Units are the package's (LAMMPS ``metal``): Å, ps, amu, K; strides and timestep
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,10 @@ class Plan:
     replicas: tuple[int, ...]
     replica_atom_cap: int
     lammps_modes: tuple[str, ...]
+    measure_all_strides_up_to: int
+    """Boxes with more atoms are timed at the first stride only; their other stride rows are
+    derived from that time (the step's cost does not depend on Δt)."""
+    one_thread_rows: bool
     lammps_target_s: float
     step_budget_s: float
     min_rounds: int
@@ -99,9 +104,11 @@ def make_plan(mode: str) -> Plan:
             float64_sizes=(),
             gpu_sizes=(256,),
             scaling_sizes=(256, 500),
-            replicas=(1, 2),
+            replicas=(),
             replica_atom_cap=512,
             lammps_modes=("serial",),
+            measure_all_strides_up_to=256,
+            one_thread_rows=False,
             lammps_target_s=0.3,
             step_budget_s=0.5,
             min_rounds=1,
@@ -125,6 +132,8 @@ def make_plan(mode: str) -> Plan:
             float64_sizes=(256, 4000),
             scaling_sizes=(256, 500, 2048, 4000, 13500, 32000),
             replica_atom_cap=10**9,
+            measure_all_strides_up_to=10**9,
+            one_thread_rows=True,
             lammps_target_s=3.0,
             step_budget_s=10.0,
             min_rounds=2,
@@ -154,6 +163,8 @@ def make_plan(mode: str) -> Plan:
         float64_sizes=(256,),
         scaling_sizes=(256, 500, 2048, 4000),
         replica_atom_cap=4096,
+        measure_all_strides_up_to=256,
+        one_thread_rows=True,
         lammps_target_s=1.0,
         step_budget_s=2.0,
         min_rounds=1,
@@ -161,7 +172,7 @@ def make_plan(mode: str) -> Plan:
         matmul_s=1.0,
         profile_atoms=4000,
         training=True,
-        train_samples=4,
+        train_samples=8,
         accuracy=True,
         accuracy_epochs=2,
         accuracy_samples=48,
@@ -288,6 +299,8 @@ def machine_info() -> dict[str, Any]:
         "pytest_benchmark": _version("pytest-benchmark"),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average_start": load_average(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
     }
     try:
         from _lammps_bench import lammps_info
@@ -346,6 +359,17 @@ def _reset_peak_rss() -> bool:
     return True
 
 
+def _release_free_memory() -> None:
+    """Return freed heap pages to the OS, so that the resident set at entry is live memory."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """Peak memory of the code inside the block above the level at entry, in MB.
 
@@ -366,6 +390,7 @@ class PeakMemory:
             self.base = torch.cuda.memory_allocated()
             self.method = "torch.cuda.max_memory_allocated"
             return self
+        _release_free_memory()
         self.base = _status_kb("VmRSS") or 0
         self.exact = _reset_peak_rss() and _status_kb("VmHWM") is not None
         self.method = "peak RSS (VmHWM reset)" if self.exact else "sampled RSS"
@@ -473,6 +498,8 @@ class StepCase:
     dtype: str = "float32"
     device: str = "cpu"
     replicas: int = 1
+    threads: int | None = None
+    """torch intra-op threads; None = the session's setting."""
 
     @property
     def total_atoms(self) -> int:
@@ -481,13 +508,22 @@ class StepCase:
     @property
     def id(self) -> str:
         rep = f"-x{self.replicas}" if self.replicas > 1 else ""
+        threads = f"-{self.threads}thread" if self.threads else ""
         return (
             f"{self.arch}-{self.atoms}{rep}-{self.stride_fs:g}fs-{self.mode}-{self.dtype}"
-            f"-{self.device}"
+            f"-{self.device}{threads}"
         )
 
     def shape_key(self) -> tuple:
-        return (self.arch, self.atoms, self.replicas, self.mode, self.dtype, self.device)
+        return (
+            self.arch,
+            self.atoms,
+            self.replicas,
+            self.mode,
+            self.dtype,
+            self.device,
+            self.threads,
+        )
 
 
 @dataclass
@@ -498,12 +534,18 @@ class Measurement:
     peak_mb: float | None = None
     memory_method: str = ""
     error: str | None = None
+    skipped: bool = False
     notes: list[str] = field(default_factory=list)
     guard: str | None = None
 
     @property
     def step_s(self) -> float:
+        """Median of the timed rounds, s."""
         return statistics.median(self.times_s) if self.times_s else float("nan")
+
+    @property
+    def min_s(self) -> float:
+        return min(self.times_s) if self.times_s else float("nan")
 
 
 def compile_model(model):
@@ -589,9 +631,55 @@ class Engine:
         return self._measured.get(case)
 
     def measure(self, case: StepCase, benchmark=None) -> Measurement:
+        """Warm up (once per model, box and thread count), then time adaptive rounds.
+
+        ``benchmark`` is pytest-benchmark's fixture or a callable returning it (fetched only
+        when the case has not been measured yet)."""
         if case in self._measured:
             return self._measured[case]
+        if callable(benchmark) and not hasattr(benchmark, "pedantic"):
+            benchmark = benchmark()
+        previous_threads = torch.get_num_threads()
+        if case.threads:
+            torch.set_num_threads(case.threads)
+        try:
+            return self._measure(case, benchmark)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def memory_guard(self, case: StepCase) -> str | None:
+        """Why a box above 4000 atoms would not fit in free memory (linear extrapolation of
+        the largest measured smaller box of the same model, dtype and device), or None."""
+        if case.total_atoms <= 4000 or case.device != "cpu":
+            return None
+        done = [
+            m
+            for c, m in self._measured.items()
+            if c.arch == case.arch
+            and c.dtype == case.dtype
+            and c.device == case.device
+            and c.total_atoms < case.total_atoms
+            and m.peak_mb
+        ]
+        if not done:
+            return None
+        last = max(done, key=lambda m: m.case.total_atoms)
+        need = last.peak_mb * case.total_atoms / last.case.total_atoms
+        free = available_memory_mb()
+        if need > 0.7 * free:
+            return (
+                f"needs about {need / 1024:.1f} GiB (extrapolated from "
+                f"{last.case.total_atoms} atoms), {free / 1024:.1f} GiB available"
+            )
+        return None
+
+    def _measure(self, case: StepCase, benchmark) -> Measurement:
         m = Measurement(case)
+        too_big = self.memory_guard(case)
+        if too_big:
+            m.error, m.skipped = f"not measured: {too_big}", True
+            self._measured[case] = m
+            return m
         try:
             model, note = self.model(case.arch, case.mode, case.dtype, case.device)
             if note:
@@ -609,8 +697,13 @@ class Engine:
                 m.warmup_s = warm
             estimate = self._warm[key][-1]
             graphs = _dynamo_graphs()
+            lists = getattr(model, "neighbour_list_calls", None)
             timed = Timed(step, case.device)
             run_timed(timed, self.plan.rounds(estimate), benchmark)
+            if lists is not None and timed.times:
+                per_step = (model.neighbour_list_calls - lists) / len(timed.times)
+                if per_step > 1:
+                    m.notes.append(f"{per_step:.2g} model neighbour lists per step (skin rebuilds)")
             m.times_s = list(timed.times)
             m.peak_mb = timed.peak_mb
             m.memory_method = timed.memory_method
@@ -629,9 +722,10 @@ class Engine:
         return m
 
 
-def step_row(m: Measurement) -> dict[str, Any]:
-    """The table row of a surrogate measurement (derived throughput figures included)."""
-    c = m.case
+def step_row(m: Measurement, stride_fs: float | None = None) -> dict[str, Any]:
+    """The table row of a surrogate measurement (derived throughput figures included);
+    ``stride_fs`` re-labels the measured step cost for another stride."""
+    c = m.case if stride_fs is None else replace(m.case, stride_fs=stride_fs)
     row: dict[str, Any] = {
         "system": c.arch,
         "atoms": c.total_atoms,
@@ -640,7 +734,7 @@ def step_row(m: Measurement) -> dict[str, Any]:
         "mode": c.mode,
         "dtype": c.dtype,
         "device": c.device,
-        "parallel": f"{torch.get_num_threads()} threads" if c.device == "cpu" else "1 GPU",
+        "threads": (c.threads or torch.get_num_threads()) if c.device == "cpu" else "GPU",
         "rounds": len(m.times_s),
         "times_s": m.times_s,
         "warmup_s": m.warmup_s,
@@ -655,7 +749,7 @@ def step_row(m: Measurement) -> dict[str, Any]:
         s = m.step_s
         row.update(
             ms_step=1e3 * s,
-            ms_min=1e3 * min(m.times_s),
+            ms_min=1e3 * m.min_s,
             atom_steps_s=c.total_atoms / s,
             atom_fs_s=c.total_atoms * c.stride_fs / s,
             ns_day=c.stride_fs / s * 86400.0 * 1e-6,
@@ -672,7 +766,7 @@ def not_measured_row(case: StepCase, why: str) -> dict[str, Any]:
         "mode": case.mode,
         "dtype": case.dtype,
         "device": case.device,
-        "parallel": "1 GPU" if case.device == "cuda" else f"{torch.get_num_threads()} threads",
+        "threads": "GPU" if case.device == "cuda" else (case.threads or torch.get_num_threads()),
         "notes": f"not measured: {why}",
     }
 
@@ -689,8 +783,13 @@ def throughput_cases(plan: Plan) -> list[StepCase]:
                     if dtype == "float64" and (atoms not in plan.float64_sizes or mode != "eager"):
                         continue
                     strides = plan.strides_fs if dtype == "float32" else plan.strides_fs[:1]
+                    if atoms > plan.measure_all_strides_up_to:
+                        strides = strides[:1]
                     for dt in strides:
                         cases.append(StepCase(arch, atoms, dt, mode, dtype))
+                        one = plan.one_thread_rows and usable_cores() > 1
+                        if one and mode == "eager" and dtype == "float32":
+                            cases.append(StepCase(arch, atoms, dt, mode, dtype, threads=1))
         for atoms in plan.gpu_sizes:
             cases.append(StepCase(arch, atoms, plan.strides_fs[0], "eager", "float32", "cuda"))
     return cases
@@ -740,8 +839,10 @@ def usable_cores() -> int:
 TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     "headline": (
         "Headline: surrogate versus LAMMPS EAM in simulated time per wall second",
-        "Largest default box (4000 atoms; 256 in smoke mode), CPU, float32. 'best' is the "
-        "faster of eager and compiled where both were measured. Ratios divide the "
+        "Largest default box (4000 atoms; 256 in smoke mode), CPU, float32. First row per "
+        "stride: eager with the session's torch threads; 'best': the fastest measured "
+        "variant (eager or compiled, all threads or 1) where that is another one. Ratios "
+        "divide the "
         "surrogate's simulated fs per wall second by LAMMPS's at the same atom count, LAMMPS "
         "taking its fastest configuration on this machine (serial, OpenMP or MPI).",
         [
@@ -794,6 +895,7 @@ TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
             ("mode", "mode"),
             ("dtype", "dtype"),
             ("device", "device"),
+            ("threads", "threads"),
             ("rounds", "rounds"),
             ("ms_step", "ms/step"),
             ("atom_steps_s", "atom-steps/s"),
@@ -826,8 +928,9 @@ TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     ),
     "scaling": (
         "Cost growth: time and memory per step against N",
-        "Eager float32, Δt = 10 fs, one replica. The fit rows give the log-log least-squares "
-        "exponent of time and of peak memory against N (1 = linear).",
+        "Eager float32, Δt = 10 fs, one replica, the session's torch threads. ms/step is the "
+        "median of the timed rounds; the fit rows give the log-log least-squares exponent of "
+        "the fastest round's time and of the peak memory against N (1 = linear).",
         [
             ("system", "model"),
             ("atoms", "N"),
@@ -1013,6 +1116,7 @@ class Results:
                     and r["mode"] == "eager"
                     and r["dtype"] == "float32"
                     and r["device"] == "cpu"
+                    and r.get("threads") == self.machine["torch_threads"]
                     and r.get("atom_steps_s")
                 ]
                 if tp:
@@ -1038,14 +1142,22 @@ class Results:
                     and r["device"] == "cpu"
                     and r.get("atom_fs_s")
                 ]
-                picks = [("eager", [r for r in rows if r["mode"] == "eager"])]
-                if len(rows) > 1:
-                    picks.append(("best", rows))
+                default = [
+                    r
+                    for r in rows
+                    if r["mode"] == "eager" and r.get("threads") == self.machine["torch_threads"]
+                ]
+                picks = [("eager", default), ("best", rows)]
+                shown = []
                 for label, cand in picks:
                     if not cand:
                         continue
                     best = max(cand, key=lambda r: r["atom_fs_s"])
-                    mode = label if label == "eager" else f"best ({best['mode']})"
+                    if any(best is r for r in shown):
+                        continue  # the default variant is also the fastest
+                    shown.append(best)
+                    mode = f"{best['mode']}, {best.get('threads')} thr."
+                    mode = mode if label == "eager" else f"best: {mode}"
                     self.add(
                         "headline",
                         {
@@ -1098,6 +1210,16 @@ class Results:
             f"{m['torch_geometric']}, vesin {m['vesin']}, mpich {m['mpich']}; git "
             f"{m.get('git_commit')} ({m.get('git_modified_files')} modified files)",
         ]
+        policy = m.get("OMP_WAIT_POLICY") or "unset (libgomp default: spin, then sleep)"
+        lines.append(
+            f"- OpenMP: OMP_WAIT_POLICY={policy}"
+            + (
+                " (set by the suite; export OMP_WAIT_POLICY to override)"
+                if m.get("omp_wait_policy_set_by_suite")
+                else ""
+            )
+            + f", OMP_NUM_THREADS={m.get('OMP_NUM_THREADS') or 'unset'}"
+        )
         if "matmul_flops" in self.extra:
             lines.append(
                 f"- float32 1024×1024 matmul: {self.extra['matmul_flops'] / 1e9:.1f} GFLOP/s "
@@ -1116,8 +1238,9 @@ class Results:
                 lines.append("|" + "---|" * len(columns))
                 for row in rows:
                     lines.append("| " + " | ".join(fmt(row.get(c)) for c, _ in columns) + " |")
-            for note in self.notes[key]:
-                lines += ["", f"- {note}"]
+            if self.notes[key]:
+                lines.append("")
+                lines += [f"- {note}" for note in self.notes[key]]
         return "\n".join(lines) + "\n"
 
     def write(self, folder: Path = RESULTS_DIR) -> tuple[Path, Path]:

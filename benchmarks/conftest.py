@@ -10,10 +10,19 @@ markdown tables printed.
 from __future__ import annotations
 
 import os
+import sys
 
-import pytest
-import torch
-from _common import (
+# OpenMP threads that spin while waiting make every multi-threaded kernel (torch's and
+# LAMMPS's) 10-100x slower as soon as another process competes for the cores (measured on a
+# shared 2-core machine). Passive waiting costs little on an idle machine, so the suite uses it
+# unless the caller chose a policy; libgomp reads it once, when it is loaded (with torch).
+OMP_POLICY_SET_BY_SUITE = "OMP_WAIT_POLICY" not in os.environ and "torch" not in sys.modules
+if OMP_POLICY_SET_BY_SUITE:
+    os.environ["OMP_WAIT_POLICY"] = "passive"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from _common import (  # noqa: E402
     ENV_FULL,
     ENV_SMOKE,
     Engine,
@@ -69,7 +78,9 @@ def pytest_configure(config):
     config.stash[PLAN_KEY] = plan
     threads = torch.get_num_threads()
     config.stash[THREADS_KEY] = threads
-    config.stash[RESULTS_KEY] = Results(plan, machine_info(), command_line())
+    machine = machine_info()
+    machine["omp_wait_policy_set_by_suite"] = OMP_POLICY_SET_BY_SUITE
+    config.stash[RESULTS_KEY] = Results(plan, machine, command_line())
     torch.set_num_threads(threads)  # machine_info() started LAMMPS, which may reset it
     config.stash[ENGINE_KEY] = Engine(plan)
     config.addinivalue_line("markers", "training: DDP training throughput (subprocesses)")

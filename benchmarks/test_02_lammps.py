@@ -26,7 +26,7 @@ def _add(results, row, mode, error=None):
     results.add("lammps", row)
 
 
-def test_lammps_throughput(lammps_case, plan, results, benchmark):
+def test_lammps_throughput(lammps_case, plan, results, request):
     atoms, dt, mode = lammps_case.atoms, lammps_case.dt_fs, lammps_case.mode
     if mode == "mpi":
         if CORES < 2:
@@ -42,6 +42,7 @@ def test_lammps_throughput(lammps_case, plan, results, benchmark):
         row = mine[0]
     else:
         cmdargs = openmp_args(CORES) if mode == "openmp" else []
+        benchmark = request.getfixturevalue("benchmark")  # in-process rows only
         try:
             row = measure(
                 atoms,

@@ -8,7 +8,7 @@ import pytest
 from _common import not_measured_row, step_row
 
 
-def test_batched_replicas(replica_case, plan, engine, results, benchmark):
+def test_batched_replicas(replica_case, plan, engine, results, request):
     case = replica_case
     if case.total_atoms > plan.replica_atom_cap:
         row = not_measured_row(
@@ -19,7 +19,10 @@ def test_batched_replicas(replica_case, plan, engine, results, benchmark):
         row["atoms_per_replica"] = case.atoms
         results.add("replicas", row)
         pytest.skip(row["notes"])
-    m = engine.measure(case, benchmark)
+    m = engine.measure(case, lambda: request.getfixturevalue("benchmark"))
+    if m.skipped:
+        results.add("replicas", not_measured_row(case, m.error.removeprefix("not measured: ")))
+        pytest.skip(m.error)
     row = step_row(m)
     row["atoms_per_replica"] = case.atoms
     if m.times_s:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from _common import ARCHS, StepCase, available_memory_mb, fit_exponent, step_row
+from _common import ARCHS, StepCase, fit_exponent, step_row
 
 
 def _row(m):
@@ -17,33 +17,12 @@ def _row(m):
     return row
 
 
-def _memory_estimate_mb(engine, plan, case) -> float | None:
-    """Linear extrapolation of the peak memory from the largest smaller measured size."""
-    done = [
-        engine.cached(StepCase(case.arch, n, case.stride_fs))
-        for n in plan.scaling_sizes
-        if n < case.atoms
-    ]
-    done = [m for m in done if m is not None and m.peak_mb]
-    if not done:
-        return None
-    last = max(done, key=lambda m: m.case.atoms)
-    return last.peak_mb * case.atoms / last.case.atoms
-
-
-def test_step_cost(scaling_case, plan, engine, results, benchmark):
+def test_step_cost(scaling_case, plan, engine, results, request):
     case = scaling_case
-    need = _memory_estimate_mb(engine, plan, case) if case.atoms > 4000 else None
-    if need is not None and need > 0.7 * available_memory_mb():
-        row = {
-            "system": case.arch,
-            "atoms": case.atoms,
-            "notes": f"not measured: needs about {need / 1024:.1f} GiB, "
-            f"{available_memory_mb() / 1024:.1f} GiB available",
-        }
-        results.add("scaling", row)
-        pytest.skip(row["notes"])
-    m = engine.measure(case, benchmark)
+    m = engine.measure(case, lambda: request.getfixturevalue("benchmark"))
+    if m.skipped:
+        results.add("scaling", {"system": case.arch, "atoms": case.atoms, "notes": m.error})
+        pytest.skip(m.error)
     results.add("scaling", _row(m))
     if m.error:
         pytest.fail(m.error)
@@ -57,7 +36,7 @@ def test_growth_exponent(arch, plan, engine, results):
     if len(ms) < 2:
         pytest.skip(f"{arch}: fewer than two sizes measured")
     n = [m.case.total_atoms for m in ms]
-    t_exp, t_r2 = fit_exponent(n, [m.step_s for m in ms])
+    t_exp, t_r2 = fit_exponent(n, [m.min_s for m in ms])  # min: least disturbed round
     mem = [(m.case.total_atoms, m.peak_mb) for m in ms if m.peak_mb and m.peak_mb > 0]
     m_exp, m_r2 = fit_exponent([a for a, _ in mem], [b for _, b in mem])
     results.add(
