@@ -26,7 +26,6 @@ from _common import (  # noqa: E402
     ENV_FULL,
     ENV_SMOKE,
     Engine,
-    Results,
     command_line,
     lammps_cases,
     machine_info,
@@ -35,6 +34,7 @@ from _common import (  # noqa: E402
     scaling_cases,
     throughput_cases,
 )
+from _report import Results  # noqa: E402
 
 PLAN_KEY = pytest.StashKey()
 RESULTS_KEY = pytest.StashKey()

