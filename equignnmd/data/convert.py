@@ -47,7 +47,6 @@ two frames (true for any sensible MD output).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import itertools
 import math
 import re
@@ -60,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from .. import units
-from .format import PARTIAL, TrajectoryWriter, trajectory_name, write_index
+from .format import PARTIAL, TrajectoryWriter, file_sha256, trajectory_name, write_index
 
 UNITS = "metal (Å, ps, eV, amu, K; velocities Å/ps; times in fs)"
 THERMO = ("temperature_K", "ke_eV", "volume_A3")
@@ -90,14 +89,6 @@ class _Frame:
     masses: np.ndarray | None  # (N,) amu from the file, if it has them
     pbc: np.ndarray  # (3,) bool
     temperature_K: float | None = None  # from the file (ASE info)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------ species / mass

@@ -37,6 +37,7 @@ DataLoaders.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -55,6 +56,15 @@ DTYPES = {
     "forces": np.float32,
     "descriptors": np.float32,
 }
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file (provenance of potentials and converted inputs)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def trajectory_name(temperature_K: float, tag: str = "") -> str:

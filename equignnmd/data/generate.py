@@ -27,7 +27,7 @@ import h5py
 from .. import __version__
 from .._lammps import import_lammps, resolve_potential
 from ..config import ConfigError
-from .format import TrajectoryWriter, read_index, trajectory_name, write_index
+from .format import TrajectoryWriter, file_sha256, read_index, trajectory_name, write_index
 from .lammps_md import THERMO_NAMES, LammpsMD, MDSettings
 
 BYTES_PER_ATOM_FRAME = 8 * 3 + 4 * 3 + 4 * 3 + 4 * 5
@@ -103,14 +103,6 @@ class GenerateConfig:
     def md_steps(self) -> int:
         per_t = (self.equilibration_ps + self.production_ps) * 1000.0 / self.timestep_fs
         return int(per_t * len(self.temperatures_K))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _settings_key(cfg: GenerateConfig, temperature_K: float, potential_hash: str) -> str:
