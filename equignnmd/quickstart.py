@@ -81,8 +81,43 @@ def quickstart(
             device=device,
         )
     )
+    demo = out / "demo_rollout"
+    print(f"[demo] rollout of the shipped pretrained:equivariant-al model → {demo}")
+    demo_rollout(data, demo, steps=rollout_steps, device=device)
     minutes = (time.time() - t0) / 60
     print(f"\ndone in {minutes:.1f} min")
     print(f"report: {report / 'report.md'}")
     print(f"plots:  {', '.join(sorted(p.name for p in report.glob('*.png')))} in {report}")
+    print(f"demo:   {demo / 'replica_000.extxyz'} and {demo / 'thermo.csv'}")
     return report
+
+
+def demo_rollout(data: Path, out: Path, steps: int = 200, device="auto", dt_fs: float = 10.0):
+    """NVT (CSVR) rollout of the pretrained equivariant model from the held-out frame 0."""
+    from .checkpoint import load_checkpoint
+    from .cli import _dataset_frame
+    from .data.format import read_index
+    from .rollout import run_rollout
+    from .train import pick_device
+
+    test = read_index(data).get("test_temperatures_K") or [None]
+    atoms, temperature = _dataset_frame(str(data), 0, test[0])
+    model = load_checkpoint("pretrained:equivariant-al", device=pick_device(device))
+    result = run_rollout(
+        model,
+        atoms,
+        dt_fs,
+        steps,
+        temperature_K=temperature,
+        thermostat="csvr",
+        out_dir=out,
+        write_every=10,
+        progress=False,
+    )
+    done = int(result.step[-1])
+    print(
+        f"      {done} steps × {dt_fs:g} fs = {done * dt_fs / 1000:g} ps at {temperature:g} K: "
+        f"{result.ns_per_day:.3g} ns/day, mean T {result.temperature_K[1:].mean():.0f} K"
+        + ("" if result.completed else f"; stopped: {result.stopped_reason}")
+    )
+    return result

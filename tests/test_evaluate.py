@@ -181,7 +181,8 @@ def test_quickstart_runs_and_reuses(tmp_path, capsys):
     report = quickstart(tmp_path / "qs", **kw)
     assert (report / "report.md").exists() and (report / "metrics.json").exists()
     text = capsys.readouterr().out
-    assert "report:" in text and "plots:" in text
+    assert "report:" in text and "plots:" in text and "demo:" in text
+    assert (tmp_path / "qs" / "demo_rollout" / "thermo.csv").exists()
     data_file = tmp_path / "qs" / "data" / "T0300K.h5"
     ckpt = tmp_path / "qs" / "run" / "last.pt"
     stamps = data_file.stat().st_mtime_ns, ckpt.stat().st_mtime_ns
