@@ -201,26 +201,21 @@ def train_spec(args):
     from .config import parse_overrides
     from .train import load_run_spec
 
-    sets = parse_overrides(args.set)
+    named = {
+        "data": args.data,
+        "out": args.out,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "strides_fs": args.strides,
+        "device": args.device,
+        "dtype": args.dtype,
+        "seed": args.seed,
+    }
+    train_over = {k: v for k, v in named.items() if v is not None}
+    sets = parse_overrides(args.set)  # --set wins over the named options
     model_over = {k[len("model.") :]: v for k, v in sets.items() if k.startswith("model.")}
-    train_over = {k: v for k, v in sets.items() if not k.startswith("model.")}
-    train_over.update(
-        {
-            k: v
-            for k, v in {
-                "data": args.data,
-                "out": args.out,
-                "epochs": args.epochs,
-                "batch_size": args.batch_size,
-                "lr": args.lr,
-                "strides_fs": args.strides,
-                "device": args.device,
-                "dtype": args.dtype,
-                "seed": args.seed,
-            }.items()
-            if v is not None
-        }
-    )
+    train_over.update({k: v for k, v in sets.items() if not k.startswith("model.")})
     config = resolve_config(args.config or args.arch, "")
     return load_run_spec(config, args.arch, train_over, model_over)
 
