@@ -77,8 +77,17 @@ class TrainConfig:
     start_every_fs: float = 5.0
     """Spacing of start frames (consecutive 1-fs frames are nearly the same sample)."""
     max_train_samples: int = 0
-    """0 = all."""
+    """Cap the training split with a fixed, evenly spaced subset; 0 = all."""
     max_val_samples: int = 128
+    samples_per_epoch: int = 0
+    """Draw this many training pairs afresh every epoch (without replacement, seeded by
+    (seed, epoch)), so that a long run sees the whole split; 0 = the whole split per epoch."""
+    noise_position_A: float = 0.0
+    """Std of Gaussian noise added to the input positions at 300 K, Å (scaled √(T/300 K) per
+    graph); the target stays the true position at t + Δt. 0 = off."""
+    noise_velocity_A_ps: float = 0.0
+    """Std of Gaussian noise added to the input velocities at 300 K, Å/ps (scaled the same
+    way); the target stays the true velocity at t + Δt. 0 = off."""
 
     def validate(self, source: str = "config") -> None:
         for name in ("epochs", "batch_size"):
@@ -92,6 +101,9 @@ class TrainConfig:
             )
         if not self.strides_fs or any(s <= 0 for s in self.strides_fs):
             raise ConfigError(f"{source}: field 'strides_fs' must hold positive strides in fs")
+        for name in ("samples_per_epoch", "noise_position_A", "noise_velocity_A_ps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{source}: field '{name}' must be ≥ 0")
 
 
 @dataclass
@@ -179,6 +191,40 @@ def loss_terms(pred, batch, stats: TrainingStats, velocity_weight: float):
         parts["vel"] = vel
         loss = loss + velocity_weight * vel
     return loss, parts
+
+
+def perturb_inputs(batch, noise_position_A: float, noise_velocity_A_ps: float, generator=None):
+    """Training-noise injection (in place): the model learns to pull a perturbed state back.
+
+    Autoregressive rollouts feed a model its own slightly wrong outputs; trained on exact
+    states only, it has never seen such inputs, and its errors compound (typically as
+    heating). Here input positions and velocities get Gaussian noise of std
+    ``noise_* · √(T/300 K)`` per graph (thermal amplitudes scale as √T), with the
+    mass-weighted mean removed per graph so that net momentum and the centre of mass are
+    untouched. Targets keep the true state at t + Δt: ``disp`` is reduced by the position
+    noise, ``vel_next`` is unchanged.
+    """
+    if noise_position_A <= 0 and noise_velocity_A_ps <= 0:
+        return batch
+    from torch_geometric.utils import scatter
+
+    graph = batch.batch
+    scale = torch.sqrt(batch.temperature_K.reshape(-1).clamp(min=0) / 300.0)[graph].unsqueeze(-1)
+    m = batch.mass.unsqueeze(-1)
+    total = scatter(batch.mass, graph, dim=0, reduce="sum").unsqueeze(-1)
+
+    def noise(std):
+        x = torch.randn(batch.pos.shape, generator=generator, dtype=batch.pos.dtype)
+        x = x.to(batch.pos.device) * (std * scale)
+        return x - (scatter(m * x, graph, dim=0, reduce="sum") / total)[graph]
+
+    if noise_position_A > 0:
+        dr = noise(noise_position_A)
+        batch.pos = batch.pos + dr
+        batch.disp = batch.disp - dr
+    if noise_velocity_A_ps > 0:
+        batch.vel = batch.vel + noise(noise_velocity_A_ps)
+    return batch
 
 
 def pick_device(name: str) -> torch.device:
@@ -309,6 +355,10 @@ class Trainer:
         every rank, so that every rank steps the scheduler with the same loss."""
         sampler = None
         generator = torch.Generator().manual_seed(self.cfg.seed * 1000003 + epoch)
+        per_epoch = self.cfg.samples_per_epoch
+        if shuffle and 0 < per_epoch < len(dataset):
+            pick = torch.randperm(len(dataset), generator=generator)[:per_epoch]
+            dataset = torch.utils.data.Subset(dataset, pick.tolist())
         if self.dist.enabled and shard:
             sampler = torch.utils.data.distributed.DistributedSampler(
                 dataset, shuffle=shuffle, seed=self.cfg.seed, drop_last=False
@@ -341,7 +391,10 @@ class Trainer:
             leave=False,
         )
         for batch in bar:
-            batch = self.model.prepare(batch.to(self.device))
+            batch = perturb_inputs(
+                batch.to(self.device), self.cfg.noise_position_A, self.cfg.noise_velocity_A_ps
+            )
+            batch = self.model.prepare(batch)
             pred = self.net(batch)
             loss, _ = loss_terms(pred, batch, self.model.stats, self.cfg.velocity_weight)
             self.opt.zero_grad(set_to_none=True)

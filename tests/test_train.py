@@ -12,9 +12,11 @@ import torch
 from equignnmd import load_checkpoint
 from equignnmd.checkpoint import read_checkpoint
 from equignnmd.cli import main
+from equignnmd.data.dataset import PairDataset
+from equignnmd.graph import collate
 from equignnmd.models import build_model
 from equignnmd.models.base import TrainingStats
-from equignnmd.train import load_run_spec, stride_scale
+from equignnmd.train import load_run_spec, perturb_inputs, stride_scale
 
 SMALL = [
     "--config",
@@ -84,6 +86,43 @@ def test_unknown_arch_and_bad_config(tmp_path, capsys):
     bad.write_text("arch: paper\ntrain:\n  epochs: lots\n")
     assert main(["train", "--config", str(bad), "--data", str(pytest.tiny)]) == 2
     assert "'epochs'" in capsys.readouterr().err
+
+
+def test_noise_keeps_targets_momentum_and_centre_of_mass():
+    ds = PairDataset(pytest.tiny, [10.0], "train", dtype=torch.float64)
+    clean = collate([ds[0], ds[3]])
+    noisy = perturb_inputs(
+        collate([ds[0], ds[3]]), 0.02, 0.3, generator=torch.Generator().manual_seed(1)
+    )
+    dr, dv = noisy.pos - clean.pos, noisy.vel - clean.vel
+    # the noise is there, at the asked size (300 K data: scale 1) ...
+    assert 0.015 < float(dr.std()) < 0.025 and 0.25 < float(dv.std()) < 0.35
+    # ... and the target is still the true position at t + Δt
+    assert torch.allclose(noisy.pos + noisy.disp, clean.pos + clean.disp, atol=1e-12)
+    assert torch.equal(noisy.vel_next, clean.vel_next)
+    for g in range(2):
+        sel = noisy.batch == g
+        m = noisy.mass[sel].unsqueeze(-1)
+        assert float((m * dr[sel]).sum(0).abs().max()) < 1e-10  # centre of mass kept
+        assert float((m * dv[sel]).sum(0).abs().max()) < 1e-10  # momentum kept
+    same = perturb_inputs(collate([ds[0]]), 0.0, 0.0)
+    assert torch.equal(same.pos, ds[0].pos)
+
+
+def test_fresh_samples_every_epoch_and_noisy_training(tmp_path):
+    extra = ["--epochs", "2", "--set", "samples_per_epoch=3", "--set", "noise_position_A=0.01"]
+    assert run(tmp_path, "fresh", *extra, "--set", "noise_velocity_A_ps=0.1") == 0
+    rows = list(csv.DictReader(open(tmp_path / "fresh" / "metrics.csv")))
+    assert len(rows) == 2 and all(float(r["train_loss"]) > 0 for r in rows)
+    spec = load_run_spec(None, "paper", {"data": str(pytest.tiny), "samples_per_epoch": 3}, {})
+    from equignnmd.train import Trainer
+
+    trainer = Trainer(spec, progress=False)
+    picks = [
+        list(trainer._loader(trainer.train_set, e, shuffle=True).dataset.indices) for e in (0, 1)
+    ]
+    assert all(len(p) == 3 for p in picks) and picks[0] != picks[1]
+    assert picks[0] == list(trainer._loader(trainer.train_set, 0, shuffle=True).dataset.indices)
 
 
 def test_stride_scale_interpolates():
