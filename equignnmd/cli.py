@@ -346,8 +346,10 @@ def add_evaluate(sub) -> None:
     p.add_argument("--out", default="report", help="report folder")
     p.add_argument("--dt", type=_floats, help="strides of the Table-4 layout, fs")
     p.add_argument("--test-temperature", type=float, help="held-out temperature, K")
-    p.add_argument("--rollout-dt", type=float, help="rollout stride, fs")
+    p.add_argument("--rollout-dt", type=_floats, help="rollout strides, fs (comma-separated)")
     p.add_argument("--rollout-steps", type=int)
+    p.add_argument("--rollout-ps", type=float, help="rollout length, ps (overrides steps)")
+    p.add_argument("--tau-fs", type=float, help="thermostat time constant, fs (100 × Δt)")
     p.add_argument("--rollout-temperatures", type=_floats)
     p.add_argument("--thermostat", choices=["none", "csvr", "langevin"])
     p.add_argument("--max-pairs", type=int)
@@ -366,8 +368,10 @@ def cmd_evaluate(args) -> int:
         "out": args.out,
         "strides_fs": args.dt,
         "test_temperature_K": args.test_temperature,
-        "rollout_stride_fs": args.rollout_dt,
+        "rollout_strides_fs": args.rollout_dt,
         "rollout_steps": args.rollout_steps,
+        "rollout_ps": args.rollout_ps,
+        "rollout_tau_fs": args.tau_fs,
         "rollout_temperatures_K": args.rollout_temperatures,
         "rollout_thermostat": args.thermostat,
         "max_pairs": args.max_pairs,

@@ -66,10 +66,14 @@ class EvaluateConfig:
     """Start frames per stride (and per temperature in the Table-6 layout)."""
     table6_stride_fs: float = 0.0
     """0 = the largest training stride of the model."""
-    rollout_stride_fs: float = 0.0
-    """0 = the largest training stride of the model."""
+    rollout_strides_fs: list[float] = field(default_factory=list)
+    """Empty = the largest training stride of the model; every stride × every temperature."""
     rollout_steps: int = 100
+    rollout_ps: float = 0.0
+    """Simulated length of every rollout, ps (overrides ``rollout_steps`` when > 0)."""
     rollout_thermostat: str = "csvr"
+    rollout_tau_fs: float = 0.0
+    """CSVR / Langevin time constant, fs, for surrogate and LAMMPS alike; 0 = 100 × stride."""
     rollout_temperatures_K: list[float] = field(default_factory=list)
     """Empty = the held-out temperature."""
     min_distance_A: float = 1.5
@@ -87,6 +91,17 @@ class EvaluateConfig:
                 f"{source}: field 'rollout_thermostat' = {self.rollout_thermostat!r}; "
                 "expected none, csvr or langevin"
             )
+        if self.rollout_ps < 0 or self.rollout_tau_fs < 0:
+            raise ConfigError(f"{source}: fields 'rollout_ps' and 'rollout_tau_fs' must be ≥ 0")
+
+    def steps_for(self, stride_fs: float) -> int:
+        """Steps at ``stride_fs``: ``rollout_ps`` of simulated time, else ``rollout_steps``."""
+        if self.rollout_ps > 0:
+            return max(2, int(round(self.rollout_ps * 1000.0 / stride_fs)))
+        return self.rollout_steps
+
+    def tau_for(self, stride_fs: float) -> float:
+        return self.rollout_tau_fs or 100.0 * stride_fs
 
 
 # ------------------------------------------------------------------------------ one-shot
@@ -157,6 +172,7 @@ def rollout_arrays(
     seed: int = 0,
     min_distance_A: float = 1.5,
     out_dir=None,
+    tau_fs: float | None = None,
 ) -> dict[str, Any]:
     """A one-replica surrogate rollout kept in memory for analysis (metal units).
 
@@ -184,6 +200,7 @@ def rollout_arrays(
         steps,
         temperature_K=temperature_K,
         thermostat=thermostat,
+        tau_fs=tau_fs,
         seed=seed,
         out_dir=out_dir,
         observers=[keep],
@@ -223,6 +240,8 @@ def rollout_vs_lammps(
     start = 0 if is_test else int(0.8 * tr.n_frames)  # held-out frames only
     frame = tr.frame(start)
     meta = read_index(cfg.data)
+    steps, tau = cfg.steps_for(stride), cfg.tau_for(stride)
+    tag = f"{int(round(tr.temperature_K))}K_{stride:g}fs"
     t0 = time.perf_counter()
     sur = rollout_arrays(
         model,
@@ -232,12 +251,13 @@ def rollout_vs_lammps(
         tr.species,
         tr.masses,
         dt_fs=stride,
-        steps=cfg.rollout_steps,
+        steps=steps,
         temperature_K=tr.temperature_K,
         thermostat=cfg.rollout_thermostat,
         seed=cfg.seed,
         min_distance_A=cfg.min_distance_A,
-        out_dir=out / f"rollout_{int(round(tr.temperature_K))}K",
+        out_dir=out / f"rollout_{tag}",
+        tau_fs=tau,
     )
     sur_wall = time.perf_counter() - t0
     ref = lammps_reference(
@@ -245,9 +265,10 @@ def rollout_vs_lammps(
         frame["velocities"],
         frame["cell"],
         stride,
-        cfg.rollout_steps,
+        steps,
         tr.temperature_K,
         cfg.rollout_thermostat,
+        tau_fs=tau,
         potential=meta.get("potential"),
         mass_amu=float(tr.masses[0]),
     )
@@ -265,7 +286,6 @@ def rollout_vs_lammps(
     temp_ref = analysis.kinetic_temperature(ref["velocities"][:n], tr.masses)
     f_sur, d_sur = analysis.vdos(sur["velocities"][:n], tr.masses, stride)
     f_ref, d_ref = analysis.vdos(ref["velocities"][:n], tr.masses, stride)
-    tag = f"{int(round(tr.temperature_K))}K"
     label_s, label_r = f"{model.arch} Δt={stride:g} fs", "LAMMPS EAM 1 fs"
     pngs = {
         "rdf": plots.plot_rdf(out / f"rdf_{tag}.png", {label_s: (r, g_sur), label_r: (r, g_ref)}),
@@ -287,7 +307,8 @@ def rollout_vs_lammps(
         "start_frame": start,
         "stride_fs": stride,
         "thermostat": cfg.rollout_thermostat,
-        "steps_requested": cfg.rollout_steps,
+        "tau_fs": tau if cfg.rollout_thermostat != "none" else None,
+        "steps_requested": steps,
         "steps_completed": n_done,
         "stopped": sur.get("stopped"),
         "rdf_l1": analysis.rdf_l1(r, g_sur, g_ref),
@@ -360,10 +381,11 @@ def render_report(result: dict[str, Any]) -> str:
             f"{ro['vdos_overlap']:.3f} |"
         )
     for ro in result["rollouts"]:
+        where = f"{ro['temperature_K']:g} K, Δt = {ro['stride_fs']:g} fs"
         if ro.get("stopped"):
-            lines.append(f"\nRollout at {ro['temperature_K']:g} K stopped: {ro['stopped']}")
+            lines.append(f"\nRollout at {where} stopped: {ro['stopped']}")
         lines.append(
-            f"\nVolume at {ro['temperature_K']:g} K: {ro['volume_A3_input_cell']:.1f} Å³ — the "
+            f"\nVolume at {where}: {ro['volume_A3_input_cell']:.1f} Å³ — the "
             "input cell; a fixed-cell surrogate does not predict volume."
         )
         lines += [f"\n![{k}]({v})" for k, v in ro["plots"].items()]
@@ -387,12 +409,13 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         test_temps = [*test_temps, test_T]
     train_strides = list(model.stats.strides_fs)
     s6 = cfg.table6_stride_fs or max(train_strides)
-    s_roll = cfg.rollout_stride_fs or max(train_strides)
+    rollout_strides = cfg.rollout_strides_fs or [max(train_strides)]
     t4, notes = table4(model, cfg, test_T)
     t6 = table6(model, cfg, s6, test_temps)
     rollouts = [
-        rollout_vs_lammps(model, cfg, T, s_roll, test_temps, out)
+        rollout_vs_lammps(model, cfg, T, stride, test_temps, out)
         for T in (cfg.rollout_temperatures_K or [test_T])
+        for stride in rollout_strides
     ]
     titles = {"model": f"{model.arch} model (this checkpoint)", **BASELINE_TITLES}
     curves = {

@@ -45,8 +45,12 @@ def test_evaluate_writes_report_metrics_and_plots(tiny_dataset, tmp_path):
                 str(out),
                 "--dt",
                 "1,10,20,1000",
-                "--rollout-steps",
-                "6",
+                "--rollout-dt",
+                "5,10",
+                "--rollout-ps",
+                "0.06",
+                "--tau-fs",
+                "200",
                 "--max-pairs",
                 "4",
             ]
@@ -60,8 +64,13 @@ def test_evaluate_writes_report_metrics_and_plots(tiny_dataset, tmp_path):
     assert {"model", "zero", "ballistic", "taylor"} <= set(row)
     assert row["taylor"]["pos_mean_A"] < row["zero"]["pos_mean_A"]
     assert set(metrics["table6"]) == {"300.0", "350.0"}
-    ro = metrics["rollouts"][0]
-    assert ro["temperature_K"] == 350.0 and ro["stride_fs"] == 10.0
+    assert [(r["stride_fs"], r["steps_requested"]) for r in metrics["rollouts"]] == [
+        (5.0, 12),
+        (10.0, 6),
+    ]
+    assert len({png for r in metrics["rollouts"] for png in r["plots"].values()}) == 8
+    ro = metrics["rollouts"][1]
+    assert ro["temperature_K"] == 350.0 and ro["tau_fs"] == 200.0
     for key in (
         "rdf_l1",
         "msd_ratio_end",

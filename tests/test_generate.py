@@ -151,3 +151,25 @@ def test_mpi_two_ranks_matches_first_frame(tmp_path):
     assert a.n_frames == b.n_frames == 11
     # same seed, same physics; round-off differs between decompositions
     assert np.allclose(a.read("positions"), b.read("positions"), atol=1e-6)
+
+
+def test_vacancy_box(tmp_path):
+    cfg = load_config(
+        GenerateConfig,
+        overrides={
+            "output": str(tmp_path / "vac"),
+            "temperatures_K": [300.0],
+            "test_temperatures_K": [300.0],
+            "equilibration_ps": 0.02,
+            "production_ps": 0.01,
+            "vacancies": 2,
+            "seed": 11,
+        },
+    )
+    (tr,) = open_trajectories(generate(cfg, progress=False))
+    assert tr.n_atoms == 254 and read_index(tmp_path / "vac")["trajectories"][0]["atoms"] == 254
+    cna = tr.read("descriptors", 0)[:, 1]
+    # the 2 × 12 neighbours of the empty sites lose their FCC label; the rest stay FCC
+    assert 12 <= np.sum(cna != 1) <= 40 and np.mean(cna == 1) > 0.8
+    with pytest.raises(ConfigError, match="vacancies"):
+        load_config(GenerateConfig, overrides={"vacancies": 256})

@@ -57,6 +57,9 @@ class GenerateConfig:
     seed: int = 2024
     mpi_ranks: int = 1
     descriptors: bool = True
+    vacancies: int = 0
+    """Lattice sites left empty, chosen at random with ``seed`` (a defect box for transfer
+    tests: ``--set vacancies=1``)."""
 
     def validate(self, source: str = "config") -> None:
         def bad(name, expected):
@@ -82,11 +85,13 @@ class GenerateConfig:
             bad("ensemble", "one of npt, nvt, nve")
         if self.mpi_ranks < 1:
             bad("mpi_ranks", "a positive integer")
+        if not 0 <= self.vacancies < 4 * self.cells**3:
+            bad("vacancies", f"a number of empty sites from 0 to {4 * self.cells**3 - 1}")
 
     # derived quantities -------------------------------------------------------------------
     @property
     def n_atoms(self) -> int:
-        return 4 * self.cells**3
+        return 4 * self.cells**3 - self.vacancies
 
     @property
     def steps_per_record(self) -> int:
@@ -110,6 +115,8 @@ def _settings_key(cfg: GenerateConfig, temperature_K: float, potential_hash: str
     d = asdict(cfg)
     for k in ("output", "mpi_ranks", "temperatures_K", "test_temperatures_K"):
         d.pop(k)
+    if not d["vacancies"]:
+        d.pop("vacancies")  # files made before the field existed stay reusable
     d["temperature_K"] = temperature_K
     d["potential_sha256"] = potential_hash
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -219,6 +226,8 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
             pdamp_fs=cfg.pdamp_fs,
             pressure_bar=cfg.pressure_bar,
             descriptors=cfg.descriptors,
+            vacancies=cfg.vacancies,
+            vacancy_seed=cfg.seed,
         )
         md = LammpsMD(settings, comm=comm)
         bar.set_postfix_str(f"{temperature:g} K")

@@ -37,6 +37,9 @@ class MDSettings:
     pdamp_fs: float = 1000.0
     pressure_bar: float = 0.0
     descriptors: bool = True
+    vacancies: int = 0
+    """Lattice sites removed after the crystal is built (ids drawn with ``vacancy_seed``)."""
+    vacancy_seed: int = 0
     velocity_scale: float = 2.0
     """Initial velocities are drawn at ``velocity_scale × T``: in a crystal started at the
     lattice sites, equipartition moves half the kinetic energy into potential energy."""
@@ -66,6 +69,14 @@ class LammpsMD:
                 "create_box 1 box",
                 "create_atoms 1 box",
             ]
+            if s.vacancies:
+                sites = 4 * s.cells**3
+                ids = np.random.default_rng(s.vacancy_seed).choice(sites, s.vacancies, False) + 1
+                cmds += [
+                    "group vacancy id " + " ".join(str(int(i)) for i in sorted(ids)),
+                    "delete_atoms group vacancy compress yes",
+                    "group vacancy delete",
+                ]
         else:
             cmds += self._box_from_cell(np.asarray(state["cell"], float))
         self.lmp.commands_list(cmds)
