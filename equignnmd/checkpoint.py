@@ -84,12 +84,23 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return ckpt
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None = None):
-    """Rebuild a ready model (eval mode) from a checkpoint file or ``"pretrained:NAME"``."""
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None = None, **overrides):
+    """Rebuild a ready model (eval mode) from a checkpoint file or ``"pretrained:NAME"``.
+
+    ``overrides`` replace hyperparameters that change kernels, not weights, e.g.
+    ``use_cueq=True`` or ``compile=True`` for the equivariant model; a key the checkpoint's
+    config does not have is refused.
+    """
     from .models import build_model
 
     ckpt = read_checkpoint(path)
     config = dict(ckpt["config"])
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(
+            f"checkpoint {path}: cannot override {unknown}; its config has {sorted(config)}"
+        )
+    config.update(overrides)
     model = build_model(ckpt["arch"], stats=ckpt["stats"], **config)
     model = model.to(getattr(torch, ckpt.get("dtype", "float32")))
     model.load_state_dict(ckpt["model"])

@@ -26,6 +26,7 @@ import json
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,14 @@ class TrainConfig:
     samples_per_epoch: int = 0
     """Draw this many training pairs afresh every epoch (without replacement, seeded by
     (seed, epoch)), so that a long run sees the whole split; 0 = the whole split per epoch."""
-    noise_position_A: float = 0.0
-    """Std of Gaussian noise added to the input positions at 300 K, Å (scaled √(T/300 K) per
-    graph); the target stays the true position at t + Δt. 0 = off."""
-    noise_velocity_A_ps: float = 0.0
-    """Std of Gaussian noise added to the input velocities at 300 K, Å/ps (scaled the same
-    way); the target stays the true velocity at t + Δt. 0 = off."""
+    noise_velocity_rel: float = 0.0
+    """Training noise on the input velocities: std as a fraction of the training split's RMS
+    velocity change over the sample's stride, ``stats.dvel_rms(Δt)`` (× √(T/300 K)); the
+    target stays the true velocity at t + Δt. 0 = off. See :func:`perturb_inputs`."""
+    noise_position_rel: float = 0.0
+    """Training noise on the input positions: std as a fraction of ``½ dvel_rms(Δt) Δt``, the
+    size of a stride's non-ballistic displacement (× √(T/300 K)); the target stays the true
+    position at t + Δt. 0 = off."""
 
     def validate(self, source: str = "config") -> None:
         for name in ("epochs", "batch_size"):
@@ -101,7 +104,7 @@ class TrainConfig:
             )
         if not self.strides_fs or any(s <= 0 for s in self.strides_fs):
             raise ConfigError(f"{source}: field 'strides_fs' must hold positive strides in fs")
-        for name in ("samples_per_epoch", "noise_position_A", "noise_velocity_A_ps"):
+        for name in ("samples_per_epoch", "noise_velocity_rel", "noise_position_rel"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: field '{name}' must be ≥ 0")
 
@@ -193,37 +196,43 @@ def loss_terms(pred, batch, stats: TrainingStats, velocity_weight: float):
     return loss, parts
 
 
-def perturb_inputs(batch, noise_position_A: float, noise_velocity_A_ps: float, generator=None):
+def perturb_inputs(
+    batch, stats: TrainingStats, velocity_rel: float, position_rel: float, generator=None
+):
     """Training-noise injection (in place): the model learns to pull a perturbed state back.
 
     Autoregressive rollouts feed a model its own slightly wrong outputs; trained on exact
     states only, it has never seen such inputs, and its errors compound (typically as
-    heating). Here input positions and velocities get Gaussian noise of std
-    ``noise_* · √(T/300 K)`` per graph (thermal amplitudes scale as √T), with the
-    mass-weighted mean removed per graph so that net momentum and the centre of mass are
-    untouched. Targets keep the true state at t + Δt: ``disp`` is reduced by the position
-    noise, ``vel_next`` is unchanged.
+    heating). Here the input velocities and positions of every graph get Gaussian noise of std
+    ``velocity_rel · s_v`` and ``position_rel · ½ s_v Δt``, with ``s_v = stats.dvel_rms`` at the
+    graph's stride times √(T/300 K) (thermal amplitudes scale as √T): the noise is the size of
+    the errors a model makes over one stride, so short strides get little. The mass-weighted
+    mean is removed per graph, so net momentum and the centre of mass are untouched. Targets
+    keep the true state at t + Δt: ``disp`` is reduced by the position noise, ``vel_next`` is
+    unchanged.
     """
-    if noise_position_A <= 0 and noise_velocity_A_ps <= 0:
+    if velocity_rel <= 0 and position_rel <= 0:
         return batch
     from torch_geometric.utils import scatter
 
     graph = batch.batch
-    scale = torch.sqrt(batch.temperature_K.reshape(-1).clamp(min=0) / 300.0)[graph].unsqueeze(-1)
+    dt_fs = batch.dt_fs.reshape(-1)
+    s_v = stride_scale(dt_fs, stats, "dvel_rms")
+    s_v = s_v * torch.sqrt(batch.temperature_K.reshape(-1).clamp(min=0) / 300.0)
     m = batch.mass.unsqueeze(-1)
     total = scatter(batch.mass, graph, dim=0, reduce="sum").unsqueeze(-1)
 
-    def noise(std):
+    def noise(std_per_graph):
         x = torch.randn(batch.pos.shape, generator=generator, dtype=batch.pos.dtype)
-        x = x.to(batch.pos.device) * (std * scale)
+        x = x.to(batch.pos.device) * std_per_graph[graph].unsqueeze(-1)
         return x - (scatter(m * x, graph, dim=0, reduce="sum") / total)[graph]
 
-    if noise_position_A > 0:
-        dr = noise(noise_position_A)
+    if velocity_rel > 0:
+        batch.vel = batch.vel + noise(velocity_rel * s_v)
+    if position_rel > 0:
+        dr = noise(position_rel * 0.5 * s_v * dt_fs * 1.0e-3)
         batch.pos = batch.pos + dr
         batch.disp = batch.disp - dr
-    if noise_velocity_A_ps > 0:
-        batch.vel = batch.vel + noise(noise_velocity_A_ps)
     return batch
 
 
@@ -313,6 +322,13 @@ class Trainer:
             ckpt = read_checkpoint(last)
             stats = TrainingStats.from_dict(ckpt["stats"])
             model_cfg = ckpt["config"]
+            changed = sorted(k for k, v in spec.model.items() if model_cfg.get(k, v) != v)
+            if changed:
+                warnings.warn(
+                    f"--resume: model settings {changed} differ from {last}; the checkpoint's "
+                    "values are used (a resumed run keeps its architecture)",
+                    stacklevel=2,
+                )
         else:
             stats = self.train_set.statistics()
             model_cfg = spec.model
@@ -392,7 +408,10 @@ class Trainer:
         )
         for batch in bar:
             batch = perturb_inputs(
-                batch.to(self.device), self.cfg.noise_position_A, self.cfg.noise_velocity_A_ps
+                batch.to(self.device),
+                self.model.stats,
+                self.cfg.noise_velocity_rel,
+                self.cfg.noise_position_rel,
             )
             batch = self.model.prepare(batch)
             pred = self.net(batch)
@@ -448,6 +467,18 @@ class Trainer:
             "spec": {"arch": self.spec.arch, "train": asdict(self.cfg)},
         }
 
+    def _truncate_metrics(self, path: Path) -> None:
+        """Keep the rows of the epochs ``last.pt`` holds: a run killed after writing an
+        epoch's row but before its checkpoint redoes that epoch on resume."""
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= self.start_epoch]
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+
     def fit(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
@@ -461,6 +492,8 @@ class Trainer:
                 )
             )
         metrics_path = self.out / "metrics.csv"
+        if self.dist.main and metrics_path.exists():
+            self._truncate_metrics(metrics_path)
         shards: dict[int, list[list[int]]] = {}
         bar = tqdm(
             range(self.start_epoch, cfg.epochs),
@@ -492,11 +525,13 @@ class Trainer:
                     if new:
                         w.writeheader()
                     w.writerow(row)
+                # best before last: a run killed in between resumes from the previous last.pt
+                # and redoes this epoch (its metrics row is dropped on resume, see fit())
+                if improved:
+                    save_checkpoint(self.out / "best.pt", self.model, self.data_summary)
                 save_checkpoint(
                     self.out / "last.pt", self.model, self.data_summary, self._trainer_state(epoch)
                 )
-                if improved:
-                    save_checkpoint(self.out / "best.pt", self.model, self.data_summary)
                 if self.dist.enabled:
                     (self.out / "ddp.json").write_text(
                         json.dumps(

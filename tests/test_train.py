@@ -64,13 +64,18 @@ def test_files_metrics_and_best(tmp_path, capsys):
 def test_resume_equals_uninterrupted(tmp_path):
     assert run(tmp_path, "straight", "--epochs", "3") == 0
     assert run(tmp_path, "split", "--epochs", "1") == 0
-    assert run(tmp_path, "split", "--epochs", "3", "--resume") == 0
+    # as if killed after epoch 2's metrics row was written but before its checkpoint
+    with open(tmp_path / "split" / "metrics.csv", "a") as f:
+        f.write("2,9.9,9.9,9.9,0.001,1.0,1.0,1.0\n")
+    with pytest.warns(UserWarning, match="model settings"):
+        assert run(tmp_path, "split", "--epochs", "3", "--resume", "--set", "model.hidden=16") == 0
     a = read_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     b = read_checkpoint(tmp_path / "split" / "last.pt")["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
     rows = list(csv.DictReader(open(tmp_path / "split" / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert float(rows[1]["train_loss"]) != 9.9
 
 
 def test_resume_without_checkpoint_is_clear(tmp_path, capsys):
@@ -91,12 +96,13 @@ def test_unknown_arch_and_bad_config(tmp_path, capsys):
 def test_noise_keeps_targets_momentum_and_centre_of_mass():
     ds = PairDataset(pytest.tiny, [10.0], "train", dtype=torch.float64)
     clean = collate([ds[0], ds[3]])
-    noisy = perturb_inputs(
-        collate([ds[0], ds[3]]), 0.02, 0.3, generator=torch.Generator().manual_seed(1)
-    )
+    stats = TrainingStats(strides_fs=[5.0, 20.0], dvel_rms=[0.5, 2.0])
+    gen = torch.Generator().manual_seed(1)
+    noisy = perturb_inputs(collate([ds[0], ds[3]]), stats, 0.2, 0.5, generator=gen)
     dr, dv = noisy.pos - clean.pos, noisy.vel - clean.vel
-    # the noise is there, at the asked size (300 K data: scale 1) ...
-    assert 0.015 < float(dr.std()) < 0.025 and 0.25 < float(dv.std()) < 0.35
+    # the noise is there, at the asked size: s_v(10 fs) = 1 Å/ps, √(300 K / 300 K) = 1
+    assert 0.17 < float(dv.std()) < 0.23  # 0.2 × 1 Å/ps
+    assert 0.002 < float(dr.std()) < 0.003  # 0.5 × ½ × 1 Å/ps × 0.01 ps
     # ... and the target is still the true position at t + Δt
     assert torch.allclose(noisy.pos + noisy.disp, clean.pos + clean.disp, atol=1e-12)
     assert torch.equal(noisy.vel_next, clean.vel_next)
@@ -105,13 +111,13 @@ def test_noise_keeps_targets_momentum_and_centre_of_mass():
         m = noisy.mass[sel].unsqueeze(-1)
         assert float((m * dr[sel]).sum(0).abs().max()) < 1e-10  # centre of mass kept
         assert float((m * dv[sel]).sum(0).abs().max()) < 1e-10  # momentum kept
-    same = perturb_inputs(collate([ds[0]]), 0.0, 0.0)
+    same = perturb_inputs(collate([ds[0]]), stats, 0.0, 0.0)
     assert torch.equal(same.pos, ds[0].pos)
 
 
 def test_fresh_samples_every_epoch_and_noisy_training(tmp_path):
-    extra = ["--epochs", "2", "--set", "samples_per_epoch=3", "--set", "noise_position_A=0.01"]
-    assert run(tmp_path, "fresh", *extra, "--set", "noise_velocity_A_ps=0.1") == 0
+    extra = ["--epochs", "2", "--set", "samples_per_epoch=3", "--set", "noise_position_rel=0.1"]
+    assert run(tmp_path, "fresh", *extra, "--set", "noise_velocity_rel=0.05") == 0
     rows = list(csv.DictReader(open(tmp_path / "fresh" / "metrics.csv")))
     assert len(rows) == 2 and all(float(r["train_loss"]) > 0 for r in rows)
     spec = load_run_spec(None, "paper", {"data": str(pytest.tiny), "samples_per_epoch": 3}, {})

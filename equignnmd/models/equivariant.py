@@ -61,13 +61,28 @@ float64 and keeps exact float64 copies of its constant buffers (Clebsch-Gordan t
 it restores after every ``.to()``/``.float()``/``.double()``, so equivariance holds to float64
 rounding (~1e-16) however the model was cast before.
 ``compiled()`` (or config ``compile: true``) wraps the tensor part of the forward with
-``torch.compile(dynamic=True)``; the neighbour list stays eager. ``use_cueq: true`` requests
-NVIDIA cuEquivariance kernels; it raises if the package is not importable (and, until a
-cuEquivariance backend is wired in, also when it is).
+``torch.compile(dynamic=True)``; the neighbour list stays eager.
+
+``use_cueq: true`` runs both channel-wise tensor products of every layer through NVIDIA
+cuEquivariance (``pip install cuequivariance-torch``; an ImportError naming the packages if it
+is missing): the edge convolution, including the gather of ``h_j`` by source atom and the
+scatter-sum onto the centre atom, and the velocity product ``tp_vel``. Each is written as a
+cuEquivariance segmented polynomial with exactly the numbers of the e3nn path: the same Wigner
+3j blocks, the same normalisation and the same weights (``w_{u,p} = a_u W_p`` for the
+convolution, with ``a`` and ``W`` as separate operands so the per-edge product is never
+materialised; e3nn's flat "uvu" weight layout for ``tp_vel``). The parameters, buffers and
+``state_dict`` are identical with the flag on or off, so any checkpoint loads either way;
+only the kernels change. The other layers (linears, gate, self-connection, spherical harmonics)
+stay e3nn. On a CUDA device cuEquivariance uses its ``uniform_1d`` kernel when
+``cuequivariance-ops-torch-cu12`` is installed, and its pure-torch ``naive`` method otherwise
+(always on the CPU). Parity with the e3nn path (1e-10 in float64, outputs and gradients) and
+equivariance are tested on the CPU through that fallback; the GPU-kernel parity test runs only
+where a GPU is present.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Any
 
@@ -126,6 +141,32 @@ def channelwise_tp(irreps_in1: o3.Irreps, irreps_in2: o3.Irreps, targets: o3.Irr
     )
 
 
+def _cueq_tp(tp: o3.TensorProduct) -> _CueqPolynomial:
+    """The "uvu" e3nn ``tp`` of :func:`channelwise_tp` as a cuEquivariance polynomial.
+
+    Same weights (e3nn's flat per-sample layout, one ``mul`` segment per instruction), same
+    Wigner 3j blocks and e3nn's own path normalisation (``path_weight``); features enter and
+    leave irrep-major ("ir_mul", (N, Σ dim · mul)) and the second input is the (N, dim)
+    harmonics (multiplicity 1).
+    """
+    cue = _require_cueq()[0]
+    if {mul for mul, _ in tp.irreps_in2} != {1} or len({m for m, _ in tp.irreps_in1}) != 1:
+        raise ValueError(f"_cueq_tp: unsupported irreps {tp.irreps_in1} ⊗ {tp.irreps_in2}")
+    stp = cue.SegmentedTensorProduct.from_subscripts("u,iu,j,ku+ijk")
+    for ins in tp.instructions:
+        if ins.connection_mode != "uvu" or not ins.has_weight:
+            raise ValueError(f"_cueq_tp: unsupported instruction {ins}")
+        stp.add_segment(0, (ins.path_shape[0],))
+    stp.add_segments(1, [(ir.dim, mul) for mul, ir in tp.irreps_in1])
+    stp.add_segments(2, [(ir.dim,) for _, ir in tp.irreps_in2])
+    stp.add_segments(3, [(ir.dim, mul) for mul, ir in tp.irreps_out])
+    for k, ins in enumerate(tp.instructions):
+        ls = (tp.irreps_in1[ins.i_in1].ir.l, tp.irreps_in2[ins.i_in2].ir.l)
+        w3j = o3.wigner_3j(*ls, tp.irreps_out[ins.i_out].ir.l, dtype=torch.float64)
+        stp.add_path(k, ins.i_in1, ins.i_in2, ins.i_out, c=(ins.path_weight * w3j).numpy())
+    return _CueqPolynomial(cue.SegmentedPolynomial.eval_last_operand(stp))
+
+
 class EdgeConvolution(nn.Module):
     """Channel-wise tensor-product convolution ``Σ_j (h_j ⊗ Y(r̂_ij))`` with radial weights.
 
@@ -145,6 +186,12 @@ class EdgeConvolution(nn.Module):
 
     Features enter and leave irrep-major ("ir_mul"): (N, D, C) with D = Σ dim over the irreps
     blocks, so that the per-edge product is one batched (D_out × D) @ (D × C) matrix product.
+
+    With ``use_cueq`` the same sum runs as one cuEquivariance segmented polynomial
+    ``out[k,u] += c_p[i,j,k] · W_p · a_u · h_j[i,u] · Y[j]`` (``c_p`` the normalised 3j block
+    above; cuEquivariance's "ir_mul" layout is this (N, D, C) tensor flattened), which also
+    gathers ``h_j`` by ``src`` and scatter-sums onto ``dst``. It adds no parameters or
+    persistent buffers.
     """
 
     def __init__(
@@ -153,6 +200,7 @@ class EdgeConvolution(nn.Module):
         irreps_sh: o3.Irreps,
         targets: o3.Irreps,
         num_radial_features: int,
+        use_cueq: bool = False,
     ):
         super().__init__()
         irreps_in, irreps_sh = o3.Irreps(irreps_in), o3.Irreps(irreps_sh)
@@ -179,11 +227,13 @@ class EdgeConvolution(nn.Module):
         fan_in = {ir: sum(1 for p in paths if p[2] == ir) for ir in out_irs}
         # cg[p, j, k, i]: path p, harmonic component j, output component k, input component i
         cg = torch.zeros(len(paths), dim_sh, dim_out, dim_in, dtype=torch.float64)
+        blocks = []  # (b1, b2, bo, w3j[i, j, k]) per path: the same numbers for cuEquivariance
         for k, (b1, b2, ir_out) in enumerate(paths):
             ir1, ir2 = irreps_in[b1].ir, irreps_sh[b2].ir
             bo = out_irs.index(ir_out)
             w3j = o3.wigner_3j(ir1.l, ir2.l, ir_out.l, dtype=torch.float64)
             w3j = w3j * math.sqrt(ir_out.dim / fan_in[ir_out])
+            blocks.append((b1, b2, bo, w3j))
             cg[
                 k,
                 off_sh[b2] : off_sh[b2] + ir2.dim,
@@ -195,6 +245,19 @@ class EdgeConvolution(nn.Module):
         cg = cg.reshape(len(paths) * dim_sh, dim_out * dim_in).to(torch.get_default_dtype())
         self.register_buffer("cg", cg, persistent=False)
         self.radial_head = nn.Linear(num_radial_features, self.channels + self.num_paths)
+        self.cueq = None
+        if use_cueq:
+            cue = _require_cueq()[0]
+            # W_p (one scalar per path), a (channels), h_j (ir_mul), Y (per l) → m (ir_mul)
+            stp = cue.SegmentedTensorProduct.from_subscripts(",u,iu,j,ku+ijk")
+            stp.add_segments(0, [()] * self.num_paths)
+            stp.add_segment(1, (self.channels,))
+            stp.add_segments(2, [(ir.dim, self.channels) for _, ir in irreps_in])
+            stp.add_segments(3, [(ir.dim,) for _, ir in irreps_sh])
+            stp.add_segments(4, [(ir.dim, self.channels) for ir in out_irs])
+            for k, (b1, b2, bo, w3j) in enumerate(blocks):
+                stp.add_path(k, 0, b1, b2, bo, c=w3j.numpy())
+            self.cueq = _CueqPolynomial(cue.SegmentedPolynomial.eval_last_operand(stp))
 
     def forward(self, x, src, dst, edge_sh, radial, envelope):
         """x (N, D_in, C) → summed messages (N, D_out, C); edge tensors are (E, ...).
@@ -203,8 +266,18 @@ class EdgeConvolution(nn.Module):
         """
         num_edges = edge_sh.shape[0]
         w = self.radial_head(radial)
-        a = w[:, : self.channels].unsqueeze(1)
         path_w = w[:, self.channels :] * envelope.unsqueeze(-1)
+        if self.cueq is not None:
+            n = x.shape[0]
+            # cuEquivariance gathers h_j by src and scatter-sums the messages by dst itself
+            out = self.cueq(
+                [path_w, w[:, : self.channels].contiguous(), x.reshape(n, -1), edge_sh],
+                input_indices={2: src},
+                output_indices={0: dst},
+                num_out=n,
+            )
+            return out.reshape(n, self.dim_out, self.channels)
+        a = w[:, : self.channels].unsqueeze(1)
         kernel = (path_w.unsqueeze(-1) * edge_sh.unsqueeze(1)).reshape(num_edges, -1) @ self.cg
         kernel = kernel.reshape(num_edges, self.dim_out, self.dim_in)
         messages = torch.bmm(kernel, torch.index_select(x, 0, src)) * a
@@ -259,16 +332,22 @@ class InteractionLayer(nn.Module):
         num_cond: int,
         vel_hidden: list[int],
         avg_num_neighbours: float,
+        use_cueq: bool = False,
     ):
         super().__init__()
         self.irreps_in = o3.Irreps(irreps_in)
         self.inv_avg_num_neighbours = 1.0 / float(avg_num_neighbours)
 
-        self.conv = EdgeConvolution(self.irreps_in, irreps_edge_sh, targets, num_radial_features)
+        self.conv = EdgeConvolution(
+            self.irreps_in, irreps_edge_sh, targets, num_radial_features, use_cueq
+        )
         self.in_blocks = irreps_blocks(self.irreps_in)
         self.conv_blocks = irreps_blocks(self.conv.irreps_out)
         self.mix = o3.Linear(self.conv.irreps_out, self.conv.irreps_out)
+        # the e3nn module stays even with cuEquivariance: its buffers are in the state_dict
         self.tp_vel = channelwise_tp(self.conv.irreps_out, irreps_vel_sh, targets)
+        self.vel_blocks = irreps_blocks(self.tp_vel.irreps_out)
+        self.tp_vel_cueq = _cueq_tp(self.tp_vel) if use_cueq else None
         self.vel_mlp = mlp([num_cond, *vel_hidden, self.tp_vel.weight_numel], nn.SiLU)
 
         targets = o3.Irreps(targets)
@@ -297,24 +376,89 @@ class InteractionLayer(nn.Module):
     ) -> torch.Tensor:
         pooled = self.conv(to_ir_mul(x, self.in_blocks), src, dst, edge_sh, radial, envelope)
         pooled = from_ir_mul(pooled * self.inv_avg_num_neighbours, self.conv_blocks)
-        h = self.tp_vel(self.mix(pooled), vel_sh, self.vel_mlp(cond))
+        mixed, vel_w = self.mix(pooled), self.vel_mlp(cond)
+        if self.tp_vel_cueq is None:
+            h = self.tp_vel(mixed, vel_sh, vel_w)
+        else:
+            n = x.shape[0]
+            mixed = to_ir_mul(mixed, self.conv_blocks).reshape(n, -1)
+            h = self.tp_vel_cueq([vel_w, mixed, vel_sh]).reshape(n, -1, self.conv.channels)
+            h = from_ir_mul(h, self.vel_blocks)
         h = self.gate(self.lin_out(h))
         return h + self.self_connection(x, onehot)
 
 
-def _require_cueq() -> None:
+def _require_cueq():
+    """``(cuequivariance, cuequivariance_torch)``, or a clear ImportError naming the packages."""
     try:
-        import cuequivariance_torch  # noqa: F401
+        import cuequivariance
+        import cuequivariance_torch
     except ImportError as err:
         raise ImportError(
             "equivariant model: config 'use_cueq' is true but NVIDIA cuEquivariance is not "
             "importable (pip install cuequivariance-torch cuequivariance-ops-torch-cu12); "
             "set use_cueq: false to use the e3nn kernels"
         ) from err
-    raise NotImplementedError(
-        "equivariant model: cuEquivariance is importable but its backend is not wired into "
-        "this model yet; set use_cueq: false (the e3nn kernels give the same results)"
-    )
+    return cuequivariance, cuequivariance_torch
+
+
+class _CueqPolynomial:
+    """A cuEquivariance segmented polynomial run by ``cuequivariance_torch`` on the inputs' device.
+
+    Deliberately not an ``nn.Module``: its coefficient tables stay float64 (cast to the inputs'
+    dtype at every call, so float64 runs use the exact Clebsch-Gordan values however the model
+    was cast before) and stay out of ``state_dict``, so checkpoints are identical with and
+    without cuEquivariance. The executor for a device is built on first use there, or when the
+    model moves there (the CPU one eagerly), so that a compiled forward finds it ready:
+    cuEquivariance's ``uniform_1d`` CUDA kernel
+    on a GPU when ``cuequivariance_ops_torch`` is installed, its pure-torch ``naive`` method
+    otherwise. Copies (``deepcopy``, pickling) rebuild their executors.
+    """
+
+    def __init__(self, polynomial):
+        self.polynomial = polynomial
+        self._executors: dict[torch.device, nn.Module] = {}
+        self._executor(torch.device("cpu"))
+
+    def _executor(self, device: torch.device) -> nn.Module:
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        executor = self._executors.get(device)
+        if executor is None:
+            cuet = _require_cueq()[1]
+            kernels = importlib.util.find_spec("cuequivariance_ops_torch") is not None
+            method = "uniform_1d" if device.type == "cuda" and kernels else "naive"
+            executor = cuet.SegmentedPolynomial(self.polynomial, method=method).to(device)
+            self._executors[device] = executor
+        return executor
+
+    def method(self, device: torch.device | str) -> str:
+        """The cuEquivariance method (``"naive"`` or ``"uniform_1d"``) used on ``device``;
+        builds the executor there if there is none yet."""
+        return self._executor(torch.device(device)).method
+
+    def __call__(self, inputs, input_indices=None, output_indices=None, num_out=None):
+        """Inputs (batch or E, size_k) → output (batch, size) or, scattered, (num_out, size)."""
+        executor = self._executor(inputs[0].device)
+        shapes = None
+        if output_indices:
+            shapes = {k: inputs[0].new_empty(num_out, 1) for k in output_indices}
+        [out] = executor(
+            inputs,
+            input_indices=input_indices,
+            output_shapes=shapes,
+            output_indices=output_indices,
+        )
+        return out
+
+    def __getstate__(self):
+        return {"polynomial": self.polynomial}
+
+    def __setstate__(self, state):
+        self.__init__(state["polynomial"])
+
+    def __deepcopy__(self, memo):
+        return _CueqPolynomial(self.polynomial)
 
 
 def _restore_after_load(module, _incompatible_keys) -> None:
@@ -393,6 +537,11 @@ class EquivariantModel(SurrogateModel):
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
         self._restore_exact()
+        if self.config.get("use_cueq") and "embed" in self._modules:
+            device = self.embed.weight.device
+            for layer in self.layers:
+                layer.conv.cueq.method(device)
+                layer.tp_vel_cueq.method(device)
         return out
 
     def _build(self) -> None:
@@ -457,6 +606,7 @@ class EquivariantModel(SurrogateModel):
                 num_cond,
                 [int(w) for w in c["vel_mlp"]],
                 avg_nn,
+                bool(c["use_cueq"]),
             )
             layers.append(layer)
             irreps = layer.irreps_out
