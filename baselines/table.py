@@ -53,18 +53,24 @@ def baseline_table(
 
 
 def format_table(rows: list[dict]) -> str:
-    """Markdown table, one block per temperature (mean per-atom position error, Å)."""
+    """Markdown table, one block per temperature: mean per-atom position error, Å (mean
+    velocity error, Å/ps) per baseline, and the position RMSE of every baseline, Å."""
     out = []
     for temp in sorted({r["temperature_K"] for r in rows}):
         out.append(f"\n{temp:g} K — mean per-atom position error, Å (velocity error, Å/ps)\n")
-        out.append("| Δt fs | zero displacement | ballistic r+vΔt | 2nd-order Taylor |")
-        out.append("|---|---|---|---|")
+        out.append(
+            "| Δt fs | zero displacement | ballistic r+vΔt | 2nd-order Taylor "
+            "| position RMSE, Å: zero / ballistic / Taylor |"
+        )
+        out.append("|---|---|---|---|---|")
         for r in (r for r in rows if r["temperature_K"] == temp):
-            cells = []
+            cells, rmse = [], []
             for name in NAMES:
                 if f"{name}_mean_A" in r:
                     cells.append(f"{r[f'{name}_mean_A']:.5f} ({r[f'{name}_vel_mean_A_ps']:.3f})")
+                    rmse.append(f"{r[f'{name}_rmse_A']:.5f}")
                 else:
                     cells.append("n/a (no forces)")
-            out.append(f"| {r['dt_fs']:g} | " + " | ".join(cells) + " |")
+                    rmse.append("n/a")
+            out.append(f"| {r['dt_fs']:g} | " + " | ".join(cells) + f" | {' / '.join(rmse)} |")
     return "\n".join(out)

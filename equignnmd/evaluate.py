@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,16 @@ PAPER_TABLE4_A = {
 """The paper's Table 4: one-shot error at 350 K versus Δt (fs), trained on Δt ≤ 10 fs."""
 PAPER_TABLE6_RANGE_A = (0.0004, 0.0009)
 BASELINE_NAMES = ("zero", "ballistic", "taylor")
+ROLLOUT_SCORES = (
+    "rdf_l1",
+    "msd_ratio_end",
+    "temperature_mean_K",
+    "temperature_drift_K_per_ps",
+    "lammps_temperature_mean_K",
+    "lammps_temperature_drift_K_per_ps",
+    "vdos_overlap",
+)
+"""Rollout-vs-LAMMPS scores; NaN in a row whose rollout stopped before its 2nd step."""
 BASELINE_TITLES = {
     "zero": "zero displacement",
     "ballistic": "ballistic r+vΔt",
@@ -208,7 +219,9 @@ def rollout_arrays(
         progress=False,
     )
     last = steps if result.stopped_step is None else int(result.stopped_step) - 1
-    n = last + 1  # frames 0..last, every one before the guard fired
+    # frames 0..last, every one before the guard fired; the start frame even when the guard
+    # refused it (it is the dataset's own frame, recorded by the observer at step 0)
+    n = max(last + 1, 1)
     pos = [frames[k][0] for k in range(n)]
     vel = [frames[k][1] for k in range(n)]
     return {
@@ -260,22 +273,41 @@ def rollout_vs_lammps(
         tau_fs=tau,
     )
     sur_wall = time.perf_counter() - t0
+    n_done = sur["steps_completed"]
+    row: dict[str, Any] = {
+        "temperature_K": tr.temperature_K,
+        "start_frame": start,
+        "stride_fs": stride,
+        "thermostat": cfg.rollout_thermostat,
+        "tau_fs": tau if cfg.rollout_thermostat != "none" else None,
+        "steps_requested": steps,
+        "steps_completed": n_done,
+        "stopped": sur.get("stopped"),
+    }
+    nan = float("nan")
+    scores = dict.fromkeys(ROLLOUT_SCORES, nan)
+    tail = {
+        "volume_A3_input_cell": float(analysis.volume(frame["cell"])),
+        "surrogate_wall_s": sur_wall,
+    }
+    if n_done < 2:
+        # Fewer than 3 frames: no RDF half, MSD end or temperature trend to score, and no
+        # LAMMPS run to compare with; the row still says how far it got and why it stopped.
+        return {**row, **scores, **tail, "lammps_wall_s": 0.0, "plots": {}}
+    # LAMMPS only as far as the surrogate got: frames 0..n_done
     ref = lammps_reference(
         frame["positions"],
         frame["velocities"],
         frame["cell"],
         stride,
-        steps,
+        n_done,
         tr.temperature_K,
         cfg.rollout_thermostat,
         tau_fs=tau,
         potential=meta.get("potential"),
         mass_amu=float(tr.masses[0]),
     )
-    n_done = sur["steps_completed"]
-    n = max(n_done, 1) + 1
-    if n_done < 2:
-        raise RuntimeError(f"rollout at {tr.temperature_K:g} K failed at once: {sur['stopped']}")
+    n = n_done + 1
     t_ps = np.arange(n) * stride / 1000.0
     half = slice(n // 2, n)
     r, g_sur = analysis.rdf(sur["positions"][half], sur["cell"][half], r_max=7.0)
@@ -302,32 +334,29 @@ def rollout_vs_lammps(
         ),
     }
     ts, tl = analysis.temperature_stats(t_ps, temp_sur), analysis.temperature_stats(t_ps, temp_ref)
+    scores.update(
+        {
+            "rdf_l1": analysis.rdf_l1(r, g_sur, g_ref),
+            "msd_ratio_end": float(msd_sur[-1] / msd_ref[-1]) if msd_ref[-1] > 0 else nan,
+            "temperature_mean_K": ts["mean_K"],
+            "temperature_drift_K_per_ps": ts["drift_K_per_ps"],
+            "lammps_temperature_mean_K": tl["mean_K"],
+            "lammps_temperature_drift_K_per_ps": tl["drift_K_per_ps"],
+            "vdos_overlap": analysis.vdos_overlap(f_sur, d_sur, f_ref, d_ref),
+        }
+    )
     return {
-        "temperature_K": tr.temperature_K,
-        "start_frame": start,
-        "stride_fs": stride,
-        "thermostat": cfg.rollout_thermostat,
-        "tau_fs": tau if cfg.rollout_thermostat != "none" else None,
-        "steps_requested": steps,
-        "steps_completed": n_done,
-        "stopped": sur.get("stopped"),
-        "rdf_l1": analysis.rdf_l1(r, g_sur, g_ref),
-        "msd_ratio_end": float(msd_sur[-1] / msd_ref[-1]) if msd_ref[-1] > 0 else float("nan"),
-        "temperature_mean_K": ts["mean_K"],
-        "temperature_drift_K_per_ps": ts["drift_K_per_ps"],
-        "lammps_temperature_mean_K": tl["mean_K"],
-        "lammps_temperature_drift_K_per_ps": tl["drift_K_per_ps"],
-        "vdos_overlap": analysis.vdos_overlap(f_sur, d_sur, f_ref, d_ref),
-        "volume_A3_input_cell": float(analysis.volume(frame["cell"])),
-        "surrogate_wall_s": sur_wall,
+        **row,
+        **scores,
+        **tail,
         "lammps_wall_s": ref["wall_s"],
         "plots": {k: Path(v).name for k, v in pngs.items()},
     }
 
 
 # ------------------------------------------------------------------------------ report
-def _fmt(x: float) -> str:
-    return "—" if x is None or not np.isfinite(x) else f"{x:.5f}"
+def _fmt(x: float | None, spec: str = ".5f") -> str:
+    return "—" if x is None or not np.isfinite(x) else format(x, spec)
 
 
 def render_report(result: dict[str, Any]) -> str:
@@ -375,10 +404,11 @@ def render_report(result: dict[str, Any]) -> str:
     for ro in result["rollouts"]:
         lines.append(
             f"| {ro['temperature_K']:g} | {ro['stride_fs']:g} | {ro['thermostat']} | "
-            f"{ro['steps_completed']} / {ro['steps_requested']} | {ro['rdf_l1']:.4f} | "
-            f"{ro['msd_ratio_end']:.3f} | {ro['temperature_mean_K']:.1f} / "
-            f"{ro['lammps_temperature_mean_K']:.1f} | {ro['temperature_drift_K_per_ps']:.2f} | "
-            f"{ro['vdos_overlap']:.3f} |"
+            f"{ro['steps_completed']} / {ro['steps_requested']} | {_fmt(ro['rdf_l1'], '.4f')} | "
+            f"{_fmt(ro['msd_ratio_end'], '.3f')} | {_fmt(ro['temperature_mean_K'], '.1f')} / "
+            f"{_fmt(ro['lammps_temperature_mean_K'], '.1f')} | "
+            f"{_fmt(ro['temperature_drift_K_per_ps'], '.2f')} | "
+            f"{_fmt(ro['vdos_overlap'], '.3f')} |"
         )
     for ro in result["rollouts"]:
         where = f"{ro['temperature_K']:g} K, Δt = {ro['stride_fs']:g} fs"
@@ -389,8 +419,28 @@ def render_report(result: dict[str, Any]) -> str:
             "input cell; a fixed-cell surrogate does not predict volume."
         )
         lines += [f"\n![{k}]({v})" for k, v in ro["plots"].items()]
+        if not ro["plots"]:
+            lines.append(
+                f"\nNo scores or plots at {where}: the rollout completed "
+                f"{ro['steps_completed']} step(s), fewer than the 2 they need."
+            )
     lines += ["", f"![error vs Δt]({result['plots']['error_vs_dt']})", ""]
     return "\n".join(lines)
+
+
+def _json_safe(x):
+    """Strict JSON: NaN/inf scores (a rollout that stopped at once) become ``null``."""
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return _json_safe(x.tolist())
+    return x
 
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
@@ -443,6 +493,13 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "rollouts": rollouts,
         "plots": {"error_vs_dt": Path(err_png).name},
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))
-    (out / "report.md").write_text(render_report(result))
+    _write_atomic(out / "metrics.json", json.dumps(_json_safe(result), indent=2, allow_nan=False))
+    _write_atomic(out / "report.md", render_report(result))
     return result
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary name and rename, so a killed run never leaves half a file."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -212,16 +212,19 @@ class LammpsDumpWriter(_FrameWriter):
         numbers = np.asarray(numbers, int)
         n = pos.shape[0]
         if self.species_order is None:
-            self.species_order = sorted(set(numbers.tolist()))
-        lookup = {z: k + 1 for k, z in enumerate(self.species_order)}
-        missing = sorted(set(numbers.tolist()) - set(lookup))
-        if missing:
+            self.species_order = np.unique(numbers).tolist()
+        # type = 1 + position in species_order, found by binary search in the sorted order
+        order = np.asarray(self.species_order, dtype=np.int64)
+        by_z = np.argsort(order, kind="stable")
+        slot = np.searchsorted(order[by_z], numbers).clip(max=len(order) - 1)
+        known = order[by_z][slot] == numbers
+        if not known.all():
             raise ValueError(
-                f"{self.path}: atomic numbers {missing} are not in this dump's species order "
-                f"{self.species_order}"
+                f"{self.path}: atomic numbers {np.unique(numbers[~known]).tolist()} are not in "
+                f"this dump's species order {self.species_order}"
             )
-        types = np.array([lookup[z] for z in numbers.tolist()], dtype=np.int64)
-        elements = np.array([chemical_symbols[z] for z in numbers.tolist()])
+        types = by_z[slot] + 1
+        elements = np.asarray(chemical_symbols)[numbers]
         if image is None:
             image = np.zeros((n, 3), dtype=np.int64)
 

@@ -14,7 +14,8 @@ One step (:func:`advance`, under ``torch.inference_mode()``):
 Ensembles: NVE (``thermostat="none"``) feeds the model each replica's initial kinetic
 temperature as its temperature label; NVT (``"csvr"``, τ = 100 × stride by default, or
 ``"langevin"``) feeds the set point. Structures without velocities (all zero) start from
-Maxwell–Boltzmann velocities at ``temperature_K`` with zero net momentum.
+Maxwell–Boltzmann velocities at ``temperature_K`` with zero net momentum; without a positive
+``temperature_K`` they are refused (``ValueError``), as in :class:`~equignnmd.ase_md.SurrogateMD`.
 
 Replica r uses its own random stream seeded with ``seed + r`` (initial velocities and thermostat
 noise), so a replica follows the same trajectory in a batch as when run alone with that seed.
@@ -35,6 +36,7 @@ Temperatures use 3N − 3 degrees of freedom when momentum is removed, 3N otherw
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -398,7 +400,8 @@ class Rollout:
         structures: ``ase.Atoms``, a path (:func:`~equignnmd.io.read_structure`), or a list;
             each is repeated ``replicas`` times (replica index = structure × replicas + copy).
         dt_fs: stride, fs. temperature_K: set point (scalar or one per replica); for NVE only
-            used to draw initial velocities for structures that have none.
+            used to draw initial velocities for structures that have none (required, > 0 K,
+            when a structure has none: a ``ValueError`` otherwise).
         thermostat: "none" (NVE) | "csvr" | "langevin"; tau_fs (csvr, default 100 × dt_fs);
             friction_per_ps (langevin, default 1000 / (100 × dt_fs)).
         seed: replica r draws from a generator seeded ``seed + r``.
@@ -460,12 +463,13 @@ class Rollout:
         self.observers = [o if isinstance(o, tuple) else (o, 1) for o in observers]
         device = model.device
 
-        atoms_list = []
+        atoms_list, names = [], []
         for k, s in enumerate(_as_list(structures)):
             atoms = read_structure(s)
             where = f"structure {k}" + (f" ({s})" if isinstance(s, (str, Path)) else "")
             check_box(atoms.cell.array, model.cutoff, where=where)
             atoms_list += [atoms.copy() for _ in range(int(replicas))]
+            names += [where] * int(replicas)
         if not atoms_list:
             raise ValueError("no structures given")
         n_rep = len(atoms_list)
@@ -491,12 +495,19 @@ class Rollout:
         self.initialised_velocities = []
         for r in range(n_rep):
             s = state.replica_slice(r)
-            missing = resample_velocities or bool((vel[s] == 0).all())
-            if missing and set_point is not None and float(set_point[r]) > 0:
-                vel[s] = th.maxwell_boltzmann(
-                    state.masses[s], float(set_point[r]), self.generators[r]
+            given = not bool((vel[s] == 0).all())
+            if given and not resample_velocities:
+                continue
+            if set_point is None or float(set_point[r]) <= 0:
+                # From rest, an NVE run would label itself 0 K and switch its temperature
+                # guard off; as in SurrogateMD, ask for a temperature instead of guessing.
+                what = "is to be resampled" if given else "has no velocities"
+                raise ValueError(
+                    f"{names[r]} {what}: give temperature_K to draw Maxwell–Boltzmann velocities"
+                    + ("" if set_point is None else f" (got {float(set_point[r]):g} K)")
                 )
-                self.initialised_velocities.append(r)
+            vel[s] = th.maxwell_boltzmann(state.masses[s], float(set_point[r]), self.generators[r])
+            self.initialised_velocities.append(r)
         if self.remove_momentum:
             vel = th.remove_net_momentum(vel, state.masses, state.batch)
         self.state = replace(state, velocities=vel)
@@ -568,8 +579,12 @@ class Rollout:
             "files": self.files,
         }
         meta.update(extra or {})
+        # rewritten as the run goes (finite differences seen, how it ended): a reader or a
+        # kill mid-write must find the previous version, never half a file
         path = Path(self.files["metadata"])
-        path.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, path)
 
     def _write_frames(self, state: RolloutState, thermo: dict, info: dict | None = None) -> None:
         pos = state.positions.detach().cpu().numpy()

@@ -26,24 +26,50 @@ def test_batch_predictors_agree_with_table(tiny_dataset):
 
 
 def test_table_matches_developers_figures_at_350K(tiny_dataset):
-    rows = {r["dt_fs"]: r for r in baseline_table(tiny_dataset, [1, 10, 20], 100, [350])}
-    # DEVELOPERS.md (350 K, NPT): zero 0.0053/0.052/0.103, ballistic 0.00019/0.0102/0.040.
-    # The tiny set is equilibrated only 0.5 ps, so allow 30 %; at 1 fs the still-settling
-    # barostat's rescaling of positions dominates the ballistic error, so skip that one.
-    for dt, zero, ballistic in [(1, 0.0053, None), (10, 0.052, 0.0102), (20, 0.103, 0.040)]:
-        assert abs(rows[dt]["zero_mean_A"] / zero - 1) < 0.3
-        if ballistic is not None:
-            assert abs(rows[dt]["ballistic_mean_A"] / ballistic - 1) < 0.3
+    rows = {r["dt_fs"]: r for r in baseline_table(tiny_dataset, [1, 10, 20, 50], 100, [350])}
+    # DEVELOPERS.md (LAMMPS EAM Al, 350 K, NPT), mean per-atom error, Å:
+    #   Δt fs   zero    ballistic  Taylor
+    #    1      0.0053  0.00019    0.00015
+    #   10      0.052   0.0102     0.0022
+    #   20      0.103   0.040      0.012
+    #   50      0.226   0.222      0.168
+    # The tiny set is equilibrated only 0.5 ps, so allow 30 %. Its barostat is still settling:
+    # it rescales all positions about the box centre every step, an affine flow the recorded
+    # velocities do not carry, worth ~0.0003 Å per fs of Δt here (measured from the cell
+    # change). That flow adds to the error of every predictor; it dominates ballistic at 1 fs
+    # (0.00036 vs 0.00019) and Taylor up to 10 fs (1 fs: 0.00034 vs 0.00015; 10 fs: 0.0037 vs
+    # 0.0022, while the Taylor error left after removing the flow is 0.0015), so those entries
+    # are skipped. From 20 fs on, the predictors' own error dominates and all three columns
+    # must match.
+    figures = [
+        # Δt, zero, ballistic, Taylor (None: barostat-dominated on the tiny set, skipped)
+        (1, 0.0053, None, None),
+        (10, 0.052, 0.0102, None),
+        (20, 0.103, 0.040, 0.012),
+        (50, 0.226, 0.222, 0.168),
+    ]
+    for dt, *refs in figures:
+        for name, ref in zip(("zero", "ballistic", "taylor"), refs):
+            if ref is not None:
+                got = rows[dt][f"{name}_mean_A"]
+                assert abs(got / ref - 1) < 0.3, f"{name} at {dt} fs: {got:.5f} Å vs {ref} Å"
     assert rows[10]["taylor_mean_A"] < 0.5 * rows[10]["ballistic_mean_A"]
     text = format_table(list(rows.values()))
     assert "350 K" in text and "| 10 |" in text
+    # the RMSE column: header, and each row's three RMSEs in baseline order
+    assert "position RMSE, Å: zero / ballistic / Taylor" in text
+    for r in rows.values():
+        rmse = " / ".join(f"{r[f'{n}_rmse_A']:.5f}" for n in ("zero", "ballistic", "taylor"))
+        assert f"| {rmse} |" in text
+        # RMSE ≥ mean for any set of per-atom errors; equal only if all atoms err the same
+        assert r["taylor_rmse_A"] > r["taylor_mean_A"]
 
 
 def test_cli_prints_table(tiny_dataset, capsys, tmp_path):
     out = tmp_path / "rows.json"
     assert main(["baselines", "--data", str(tiny_dataset), "--dt", "1,5", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "300 K" in text and "350 K" in text and "Taylor" in text
+    assert "300 K" in text and "350 K" in text and "Taylor" in text and "RMSE" in text
     assert out.exists()
     assert main(["baselines", "--data", str(tiny_dataset), "--dt", "5000"]) == 2
     err = capsys.readouterr().err

@@ -255,6 +255,38 @@ def test_ase_extxyz_and_traj(tmp_path):
     assert json.loads((out / "dataset.json").read_text())["format"] == meta["format"]
 
 
+def test_cli_convert_maps_options(tmp_path, capsys):
+    """``equignnmd convert``: every option reaches the dataset it writes."""
+    from equignnmd.cli import main
+
+    u, v, f = crystal(ORTHO, seed=9)
+    dump = write_dump(tmp_path / "run.dump", u, v, ORTHO, f=f, mode="xu")
+    out = tmp_path / "ds"
+    args = ["convert", str(dump), "-o", str(out), "--timestep-fs", str(TIMESTEP_FS)]
+    args += ["--temperature", "450", "--test-temperatures", "450", "--species", "Al"]
+    assert main([*args, "--mass", "26.5"]) == 0
+    assert f"dataset written to {out}" in capsys.readouterr().out
+    (tr,) = open_trajectories(out)
+    meta = read_index(out)
+    assert tr.temperature_K == 450.0 and tr.n_atoms == 256 and tr.n_frames == len(STEPS)
+    assert tr.frame_interval_fs == 10 * TIMESTEP_FS  # dump every 10 steps of 2 fs
+    np.testing.assert_allclose(tr.time_fs, STEPS * TIMESTEP_FS)
+    assert np.all(tr.species == 13) and np.all(tr.masses == 26.5)
+    np.testing.assert_allclose(tr.read("positions"), u, atol=1e-8)
+    entry = meta["trajectories"][0]
+    assert entry["file"] == "T0450K_run.h5" and entry["atoms"] == 256 and entry["test"] is True
+    assert meta["test_temperatures_K"] == [450.0]
+    command = meta["command_line"]
+    assert command.startswith("equignnmd convert ") and "--mass 26.5" in command
+    # the element's own mass without --mass; a missing timestep is a clear error (exit 2)
+    assert main([*args[:3], str(tmp_path / "ds2"), *args[4:]]) == 0
+    np.testing.assert_allclose(open_trajectories(tmp_path / "ds2")[0].masses, 26.9815385)
+    capsys.readouterr()
+    assert main(["convert", str(dump), "-o", str(tmp_path / "ds3"), "--species", "Al"]) == 2
+    err = capsys.readouterr().err
+    assert "run.dump" in err and "timestep_fs" in err, err
+
+
 # ---------------------------------------------------------------------------------- errors
 def _dump(tmp_path, name="bad.dump", **kw):
     u, v, f = crystal(ORTHO, seed=5)

@@ -61,6 +61,31 @@ def test_statistics_from_training_split(tiny_dataset):
     assert abs(stats.number_density - 0.0603) < 0.003
 
 
+def test_statistics_compute_missing_descriptors(tiny_dataset, tmp_path):
+    """A dataset without recorded descriptors (as ``equignnmd convert`` writes) gets descriptor
+    statistics from the torch implementation, close to LAMMPS' own on the same frames."""
+    import shutil
+
+    import h5py
+
+    copy = tmp_path / "no_desc"
+    shutil.copytree(tiny_dataset, copy)
+    for path in copy.glob("*.h5"):
+        with h5py.File(path, "r+") as f:
+            del f["descriptors"]  # optional in the format (see equignnmd/data/format.py)
+    without = PairDataset(copy, [1, 10], "train")
+    assert not any(tr.has_descriptors for tr in without.trajectories)
+    assert "descriptors" not in without.raw(0)  # the file really lost them
+    recorded = PairDataset(tiny_dataset, [1, 10], "train").statistics(max_pairs_per_stride=32)
+    computed = without.statistics(max_pairs_per_stride=32)
+    # same sampled frames, so everything but the descriptor source is identical
+    assert computed.vel_rms == recorded.vel_rms and computed.disp_rms == recorded.disp_rms
+    # torch CSP/CNA/Q4/Q6/CN match LAMMPS to ~1e-4 on real frames (CNA, CN exactly)
+    np.testing.assert_allclose(computed.desc_mean, recorded.desc_mean, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(computed.desc_std, recorded.desc_std, rtol=1e-3, atol=1e-4)
+    assert 11.0 < computed.desc_mean[4] < 12.5  # CN of FCC at 300 K, not the 0/1 fallback
+
+
 def test_bad_strides_are_clear_errors(tiny_dataset):
     with pytest.raises(ValueError, match=r"T0300K.h5.*longer than the trajectory"):
         PairDataset(tiny_dataset, [1000], "train")
@@ -95,3 +120,30 @@ def test_nan_and_nonincreasing_time_rejected(tiny_dataset, tmp_path):
         f["time_fs"][3] = f["time_fs"][2]
     with pytest.raises(ValueError, match=r"copy.h5.*'time_fs'.*frame 3"):
         Trajectory(copy)
+
+    # NaN in time_fs: every comparison with NaN is False, so the ordering test alone misses it
+    shutil.copy(open_trajectories(tiny_dataset)[0].path, copy)
+    with h5py.File(copy, "r+") as f:
+        f["time_fs"][4] = np.nan
+    with pytest.raises(ValueError, match=r"copy.h5.*'time_fs'.*frame 4.*expected finite"):
+        Trajectory(copy)
+
+    # NaN in one coordinate of one atom of frame 7: the file opens (the check is per frame,
+    # not a scan of the whole file), reading that frame fails, other frames still read
+    shutil.copy(open_trajectories(tiny_dataset)[0].path, copy)
+    with h5py.File(copy, "r+") as f:
+        f["positions"][7, 42, 1] = np.nan
+        f["forces"][9, 3, 0] = np.inf
+    tr = Trajectory(copy)
+    assert np.isfinite(tr.frame(6)["positions"]).all()
+    expected = r"copy.h5: field 'positions' of frame 7 .*atom 42.*expected finite values"
+    with pytest.raises(ValueError, match=expected):
+        tr.frame(7)
+    with pytest.raises(ValueError, match=expected):
+        tr.read("positions")  # whole-array reads (baseline tables) are checked too
+    with pytest.raises(ValueError, match=expected):
+        tr.read("positions", np.array([2, 7, 8]))
+    with pytest.raises(ValueError, match=r"copy.h5: field 'forces' of frame 9 .*atom 3.*finite"):
+        tr.frame(9)
+    # a frame read without the poisoned field is fine
+    assert np.isfinite(tr.frame(9, fields=("positions", "velocities"))["positions"]).all()

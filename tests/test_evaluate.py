@@ -87,6 +87,87 @@ def test_evaluate_writes_report_metrics_and_plots(tiny_dataset, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
 
 
+def test_evaluate_reports_a_rollout_that_fails_at_once(tiny_dataset, tmp_path):
+    """A real tiny ``paper`` model whose displacement scale (vel_rms · Δt) is 1000× too large
+    scatters the atoms on its first step; the report is still written, with the stop message,
+    the steps done, null (metrics, strict JSON) / "—" (report) scores and no plots for that
+    rollout."""
+    import torch
+
+    from equignnmd.checkpoint import save_checkpoint
+    from equignnmd.config import read_yaml
+    from equignnmd.models import TrainingStats, build_model
+
+    torch.manual_seed(0)
+    stats = TrainingStats(vel_rms=5000.0, strides_fs=[10.0], disp_rms=[50.0], dvel_rms=[1.0])
+    model = build_model("paper", stats, **read_yaml("configs/paper-small.yaml")["model"])
+    ckpt = tmp_path / "exploding.pt"
+    save_checkpoint(ckpt, model)
+    out = tmp_path / "report"
+    args = ["evaluate", "--checkpoint", str(ckpt), "--data", str(tiny_dataset)]
+    args += ["--out", str(out), "--dt", "10", "--rollout-dt", "10", "--rollout-ps", "0.1"]
+    args += ["--tau-fs", "200", "--max-pairs", "2"]
+    assert main(args) == 0
+    text = (out / "metrics.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # strict JSON for jq and friends
+    metrics = json.loads(text)
+    (ro,) = metrics["rollouts"]
+    assert ro["steps_requested"] == 10 and ro["steps_completed"] < 2
+    assert "rollout unstable at step 1" in ro["stopped"], ro["stopped"]
+    for key in ("rdf_l1", "msd_ratio_end", "temperature_mean_K", "vdos_overlap"):
+        assert ro[key] is None, key
+    assert ro["plots"] == {} and ro["lammps_wall_s"] == 0.0  # no LAMMPS run to compare with
+    assert not list(out.glob("rdf_*.png"))
+    assert "10.0" in metrics["table4"]  # the one-shot tables are still there
+    report = (out / "report.md").read_text()
+    line = next(x for x in report.splitlines() if x.startswith("| 350 | 10 | csvr |"))
+    assert f"| {ro['steps_completed']} / 10 | — | — | — / — | — | — |" in line, line
+    assert "nan" not in report.lower()
+    assert f"stopped: {ro['stopped']}" in report
+    assert not list(out.glob("*.tmp*"))  # written through temporary names, all renamed
+
+
+def test_lammps_reference_runs_only_as_far_as_the_rollout(tiny_dataset, tmp_path, monkeypatch):
+    """A free-flight model that turns NaN on its 5th step: 4 steps are scored against a LAMMPS
+    reference of 4 strides (the real one, call recorded), not the 10 asked for."""
+    import math
+
+    from test_rollout import Ballistic
+
+    import baselines.reference_md as reference_md
+    from equignnmd.evaluate import EvaluateConfig, rollout_vs_lammps
+
+    class NanOnStep(Ballistic):
+        def __init__(self, at: int):
+            super().__init__()
+            self.at = at
+
+        def forward(self, batch):
+            pred = super().forward(batch)
+            if len(self.seen_dt_fs) >= self.at:
+                pred.displacement[3] = float("nan")
+            return pred
+
+    asked = []
+    real = reference_md.lammps_reference
+
+    def recording(*args, **kwargs):
+        asked.append(args[4])  # n_frames: strides after the start frame
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reference_md, "lammps_reference", recording)
+    cfg = EvaluateConfig(checkpoint="-", data=str(tiny_dataset), rollout_steps=10)
+    cfg.rollout_tau_fs = 200.0
+    row = rollout_vs_lammps(NanOnStep(at=5), cfg, 350.0, 10.0, [350.0], tmp_path)
+    assert row["steps_requested"] == 10 and row["steps_completed"] == 4
+    assert "step 5" in row["stopped"] and "non-finite" in row["stopped"]
+    assert asked == [4]
+    for key in ("rdf_l1", "msd_ratio_end", "temperature_mean_K", "lammps_temperature_mean_K"):
+        assert math.isfinite(row[key]), key
+    assert sorted(row["plots"]) == ["msd", "rdf", "temperature", "vdos"]
+    assert all((tmp_path / png).exists() for png in row["plots"].values())
+
+
 def test_rollout_cli_from_dataset_frame_and_file(tiny_dataset, tmp_path, capsys):
     import ase.io
 

@@ -173,3 +173,41 @@ def test_vacancy_box(tmp_path):
     assert 12 <= np.sum(cna != 1) <= 40 and np.mean(cna == 1) > 0.8
     with pytest.raises(ConfigError, match="vacancies"):
         load_config(GenerateConfig, overrides={"vacancies": 256})
+
+
+def test_non_finite_lammps_frame_is_refused(tmp_path, monkeypatch):
+    """A real LAMMPS run whose third recorded frame comes back with a NaN velocity (fault
+    injected after LAMMPS returns it): generate stops with an error naming the temperature and
+    step, and leaves no trajectory file, partial or final."""
+    from equignnmd.data.lammps_md import LammpsMD
+
+    real_frame = LammpsMD.frame
+    calls = []
+
+    def poisoned(self):
+        out = real_frame(self)
+        calls.append(self.step)
+        if len(calls) == 3:
+            out["velocities"][5, 2] = np.nan
+        return out
+
+    monkeypatch.setattr(LammpsMD, "frame", poisoned)
+    cfg = load_config(
+        GenerateConfig,
+        overrides={
+            "output": str(tmp_path / "nan"),
+            "temperatures_K": [300.0],
+            "test_temperatures_K": [],
+            "cells": 2,
+            "equilibration_ps": 0.005,
+            "production_ps": 0.005,
+            "record_every_fs": 1.0,
+        },
+    )
+    with pytest.raises(ValueError) as err:
+        generate(cfg, progress=False)
+    msg = str(err.value)
+    assert calls[2] == 7  # 5 equilibration steps, then frames at steps 5, 6, 7
+    assert "300 K" in msg and "step 7" in msg, msg
+    assert "'velocities'" in msg and "atom 5" in msg and "expected finite values" in msg, msg
+    assert not list((tmp_path / "nan").glob("*.h5*"))

@@ -289,6 +289,81 @@ def test_initial_velocities_drawn_when_missing():
     assert not torch.allclose(st.velocities[:256], st.velocities[256:])
 
 
+def test_structure_without_velocities_needs_a_temperature(tmp_path):
+    """NVE from rest would label itself 0 K with the temperature guard off: refused, as by
+    SurrogateMD, naming the structure (and its file)."""
+    from equignnmd.ase_md import SurrogateMD
+
+    still = fcc(0, temperature_K=None)
+    expected = "has no velocities: give temperature_K to draw Maxwell–Boltzmann velocities"
+    with pytest.raises(ValueError, match=f"structure 0 {expected}"):
+        Rollout(Ballistic(), still, 2.0, progress=False)
+    with pytest.raises(ValueError, match=r"structure 1 has no velocities.*\(got 0 K\)"):
+        Rollout(Ballistic(), [fcc(1), still], 2.0, temperature_K=0.0, progress=False)
+    ase.io.write(tmp_path / "still.extxyz", still)
+    with pytest.raises(ValueError, match=r"structure 0 \(.*still\.extxyz\) has no velocities"):
+        run_rollout(Ballistic(), str(tmp_path / "still.extxyz"), 2.0, 1, progress=False)
+    with pytest.raises(ValueError, match="is to be resampled: give temperature_K"):
+        Rollout(Ballistic(), fcc(0), 2.0, resample_velocities=True, progress=False)
+    # the ASE integrator refuses the same inputs
+    for temperature_K in (None, 0.0):
+        with pytest.raises(ValueError, match="no velocities"):
+            SurrogateMD(still.copy(), Ballistic(), 2.0 * ase.units.fs, temperature_K=temperature_K)
+    # with velocities, NVE needs no temperature: the label is the initial kinetic temperature
+    ro = Rollout(Ballistic(), fcc(0), 2.0, progress=False)
+    np.testing.assert_allclose(ro.model_temperature.numpy(), 300.0)
+
+
+def test_rollout_json_replaced_atomically(tmp_path):
+    """rollout.json is rewritten as the run goes; each version arrives by rename (a new
+    file), never by rewriting the old one in place, and no temporary file is left."""
+    import json
+    import os
+
+    with Rollout(Ballistic(), fcc(0), 2.0, out_dir=tmp_path, progress=False) as ro:
+        path = tmp_path / "rollout.json"
+        first = json.loads(path.read_text())
+        inode = os.stat(path).st_ino
+        ro.run(3)
+    assert "stopped_reason" not in first and first["dt_fs"] == 2.0
+    after = json.loads(path.read_text())
+    assert after["steps_done"] == 3 and after["stopped_reason"] is None
+    assert os.stat(path).st_ino != inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "replica_000.extxyz",
+        "rollout.json",
+        "thermo.csv",
+    ]
+
+
+@pytest.mark.parametrize("thermostat", ["csvr", "langevin"])
+def test_thermostat_heats_a_rollout_to_the_set_point(thermostat):
+    """300 K velocities, set point 600 K, free-flight model (the kinetic temperature is the
+    thermostat's doing alone): after 10 relaxation times the mean is 600 K within 10 %.
+    Canonical fluctuations are 600 K × sqrt(2 / 765) ≈ 31 K per step, correlated over ~10
+    steps, so the 100-step mean sits within ~3 % of the set point."""
+    res = run_rollout(
+        Ballistic(),
+        fcc(3),
+        dt_fs=2.0,
+        steps=200,
+        temperature_K=600.0,
+        thermostat=thermostat,
+        tau_fs=20.0,  # csvr: 10 strides
+        friction_per_ps=25.0,  # langevin: kinetic energy relaxes at 2γ, i.e. in 20 fs
+        seed=5,
+        write_every=0,
+        min_distance_A=0.0,  # free flight lets atoms pass through each other
+        progress=False,
+    )
+    assert res.completed, res.stopped_reason
+    temps = res.temperature_K[:, 0]
+    assert abs(temps[0] / 300.0 - 1) < 1e-9  # started at 300 K, not at the set point
+    second_half = temps[len(temps) // 2 :]
+    assert abs(second_half.mean() / 600.0 - 1) < 0.1, second_half.mean()
+    assert temps[:5].mean() < 500.0  # heated over time, not in one go
+
+
 # ------------------------------------------------------------------------------------ guard
 @pytest.mark.parametrize(
     "mode, cause",
@@ -350,6 +425,26 @@ def test_lammps_dump_round_trip(tmp_path):
     text = Path(path).read_text().splitlines()
     assert text[4] == "ITEM: BOX BOUNDS pp pp pp"
     assert text[8] == "ITEM: ATOMS id type element x y z vx vy vz ix iy iz"
+
+
+def test_lammps_dump_types_follow_species_order(tmp_path):
+    """Types number ``species_order`` (given in any order) from 1; unknown species refused."""
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    numbers = np.array([13, 29, 29, 8] * 8)
+    atoms.set_atomic_numbers(numbers)
+    path = tmp_path / "mix.lammpstrj"
+    with LammpsDumpWriter(path, species_order=[29, 8, 13]) as w:
+        w.write(atoms.positions, np.zeros((32, 3)), atoms.cell.array, numbers)
+        with pytest.raises(ValueError, match=r"mix.lammpstrj: atomic numbers \[1, 47\]"):
+            w.write(atoms.positions, np.zeros((32, 3)), atoms.cell.array, [1, 47] * 16)
+    rows = [r.split() for r in path.read_text().splitlines()[9:]]
+    assert [int(r[1]) for r in rows[:4]] == [3, 1, 1, 2]
+    assert [r[2] for r in rows[:4]] == ["Al", "Cu", "Cu", "O"]
+    back = ase.io.read(path, format="lammps-dump-text")
+    np.testing.assert_array_equal(back.numbers, numbers)
+    with LammpsDumpWriter(tmp_path / "auto.lammpstrj") as w:  # default: by atomic number
+        w.write(atoms.positions, np.zeros((32, 3)), atoms.cell.array, numbers)
+    assert w.species_order == [8, 13, 29]
 
 
 def test_lammps_dump_triclinic(tmp_path):

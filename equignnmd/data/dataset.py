@@ -182,11 +182,21 @@ class PairDataset(Dataset):
         }
 
     def statistics(self, max_pairs_per_stride: int = 64) -> TrainingStats:
-        """Normalisation statistics of this split (call it on the training split only)."""
+        """Normalisation statistics of this split (call it on the training split only).
+
+        Descriptor mean/std come from the recorded descriptors of the sampled start frames;
+        frames without recorded ones (e.g. datasets made by ``equignnmd convert``) get them
+        from :func:`equignnmd.descriptors.compute_descriptors`, the same code the ``paper``
+        model runs at rollout time, so the model never sees unnormalised descriptors.
+        """
         if len(self) == 0:
             raise ValueError(f"dataset {self.root}: split '{self.split}' has no samples")
         rng = np.random.default_rng(0)
         vel, desc, disp_rms, dvel_rms, density = [], [], [], [], []
+        # start frames without recorded descriptors, (trajectory, frame) per sampled pair;
+        # a frame picked at several strides is computed once but counted like recorded ones
+        unrecorded: list[tuple[int, int]] = []
+        states: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         for s in self.strides_fs:
             idx = np.flatnonzero(self.index.stride_fs == s)
             if len(idx) == 0:
@@ -200,10 +210,16 @@ class PairDataset(Dataset):
                 vel.append(np.mean(r["velocities"].astype(np.float64) ** 2))
                 if "descriptors" in r:
                     desc.append(r["descriptors"].astype(np.float64))
+                else:
+                    key = (int(self.index.traj[i]), int(self.index.start[i]))
+                    unrecorded.append(key)
+                    states[key] = (r["positions"], r["cell"])
                 density.append(len(r["positions"]) / abs(np.linalg.det(r["cell"])))
             disp_rms.append(float(np.sqrt(np.mean(d2))))
             dvel_rms.append(float(np.sqrt(np.mean(dv2))))
         temps = [tr.temperature_K for tr in self.trajectories if not self._is_test(tr)]
+        computed = dict(zip(states, _computed_descriptors(list(states.values()))))
+        desc += [computed[key] for key in unrecorded]
         if desc:
             alld = np.concatenate(desc)
             mean, std = alld.mean(0), np.maximum(alld.std(0), 1e-6)
@@ -222,3 +238,25 @@ class PairDataset(Dataset):
             number_density=float(np.mean(density)),
             species=species,
         )
+
+
+def _computed_descriptors(frames: list[tuple[np.ndarray, np.ndarray]], max_atoms: int = 65536):
+    """Descriptors (N, 5) float64 of every ``(positions (N, 3) Å, cell (3, 3) Å)`` frame, by
+    :func:`equignnmd.descriptors.compute_descriptors`. Frames go through in batches of up to
+    ``max_atoms`` atoms: one call per batch is ~6× faster than one per 256-atom frame, and the
+    cap bounds the neighbour tables' memory for large boxes."""
+    from ..descriptors import compute_descriptors
+
+    out: list[np.ndarray] = []
+    sizes = np.array([len(p) for p, _ in frames], dtype=np.int64)
+    lo = 0
+    while lo < len(frames):
+        fit = int(np.searchsorted(np.cumsum(sizes[lo:]), max_atoms, side="right"))
+        hi = lo + max(1, fit)
+        pos = torch.as_tensor(np.concatenate([p for p, _ in frames[lo:hi]]), dtype=torch.float64)
+        cell = torch.as_tensor(np.stack([c for _, c in frames[lo:hi]]), dtype=torch.float64)
+        batch = torch.repeat_interleave(torch.arange(hi - lo), torch.as_tensor(sizes[lo:hi]))
+        d = compute_descriptors(pos, cell, batch).numpy()
+        out += np.split(d, np.cumsum(sizes[lo:hi])[:-1])
+        lo = hi
+    return out

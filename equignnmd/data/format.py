@@ -56,6 +56,19 @@ DTYPES = {
     "forces": np.float32,
     "descriptors": np.float32,
 }
+FINITE = ("cell", *PER_FRAME)
+"""Per-frame float fields that must hold finite values (checked on every read)."""
+
+
+def non_finite(name: str, values: np.ndarray) -> str | None:
+    """``None`` when ``values`` (one frame of field ``name``) are all finite, else a short
+    description of the first bad entry (its atom for per-atom fields)."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    where = f"atom {first[0]}" if name != "cell" else f"entry {tuple(int(i) for i in first)}"
+    return f"{int(bad.sum())} non-finite value(s), first at {where} ({values[first]})"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -195,6 +208,12 @@ class Trajectory:
         t = f["time_fs"][()]
         if len(t) != n_frames:
             raise ValueError(f"{where}: field 'time_fs' has {len(t)} entries; expected {n_frames}")
+        if not np.isfinite(t).all():
+            # NaN compares false with everything, so the ordering test below would pass it.
+            bad = int(np.argmax(~np.isfinite(t)))
+            raise ValueError(
+                f"{where}: field 'time_fs' is {t[bad]} at frame {bad}; expected finite values"
+            )
         if n_frames > 1 and np.any(np.diff(t) <= 0):
             bad = int(np.argmax(np.diff(t) <= 0))
             raise ValueError(
@@ -210,16 +229,44 @@ class Trajectory:
         return self._file
 
     def frame(self, t: int, fields=("positions", "velocities", "forces", "descriptors")):
-        """Arrays of frame ``t`` (only the requested fields that the file has) and its cell."""
+        """Arrays of frame ``t`` (only the requested fields that the file has) and its cell.
+
+        ``cell`` (3, 3) Å, ``positions`` (N, 3) Å, ``velocities`` (N, 3) Å/ps, ``forces``
+        (N, 3) eV/Å, ``descriptors`` (N, 5), ``time_fs``. Raises ``ValueError`` naming the
+        file, field and frame when a float field holds NaN or inf: a blown-up frame would
+        otherwise poison normalisation statistics and losses without a trace.
+        """
         f = self.file
         out = {"cell": f["cell"][t], "time_fs": float(self.time_fs[t])}
         for name in fields:
             if name in f:
                 out[name] = f[name][t]
+        for name in FINITE:
+            if name in out:
+                self._check_finite(name, out[name], t)
         return out
 
+    def _check_finite(self, name: str, values: np.ndarray, t: int) -> None:
+        problem = non_finite(name, values)
+        if problem is not None:
+            raise ValueError(
+                f"trajectory file {self.path}: field '{name}' of frame {t} has {problem}; "
+                "expected finite values"
+            )
+
     def read(self, name: str, frames=slice(None)) -> np.ndarray:
-        return self.file[name][frames]
+        """Field ``name`` for ``frames`` (index, slice or index array), as stored; per-frame
+        float fields are checked for finiteness like :meth:`frame`."""
+        values = self.file[name][frames]
+        if name in FINITE:
+            ids = np.arange(self.n_frames)[frames]
+            if np.ndim(ids) == 0:
+                self._check_finite(name, values, int(ids))
+            elif not np.isfinite(values).all():
+                bad = (~np.isfinite(values)).reshape(len(ids), -1).any(axis=1)
+                k = int(np.argmax(bad))
+                self._check_finite(name, values[k], int(ids[k]))
+        return values
 
     def thermo(self, name: str) -> np.ndarray:
         return self.file[f"thermo/{name}"][()]

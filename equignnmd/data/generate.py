@@ -23,11 +23,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from .. import __version__
 from .._lammps import import_lammps, resolve_potential
 from ..config import ConfigError
-from .format import TrajectoryWriter, file_sha256, read_index, trajectory_name, write_index
+from .format import (
+    FINITE,
+    TrajectoryWriter,
+    file_sha256,
+    non_finite,
+    read_index,
+    trajectory_name,
+    write_index,
+)
 from .lammps_md import THERMO_NAMES, LammpsMD, MDSettings
 
 BYTES_PER_ATOM_FRAME = 8 * 3 + 4 * 3 + 4 * 3 + 4 * 5
@@ -143,6 +152,29 @@ def relaunch_with_mpi(ranks: int, argv: list[str]) -> int:
     cmd = [launcher, "-n", str(ranks), sys.executable, "-m", "equignnmd", *argv]
     cmd += ["--mpi-ranks", "1"]
     return subprocess.call(cmd)
+
+
+def _check_finite_frame(frame, temperature_K: float, step: int, cfg: GenerateConfig, comm) -> None:
+    """Refuse a frame with NaN/inf before it is written: a blown-up LAMMPS run must not leave a
+    trajectory that looks complete. Rank 0 holds the frame; the verdict is broadcast so that
+    every MPI rank stops together instead of the others waiting in the next ``run``."""
+    problem = None
+    if frame is not None:
+        for name in FINITE:
+            if name in frame:
+                what = non_finite(name, np.asarray(frame[name]))
+                if what is not None:
+                    problem = f"field '{name}' has {what}"
+                    break
+    if comm is not None:
+        problem = comm.bcast(problem, root=0)
+    if problem is not None:
+        raise ValueError(
+            f"LAMMPS run at {temperature_K:g} K, step {step} "
+            f"(t = {step * cfg.timestep_fs:g} fs since the start, equilibration included): "
+            f"{problem}; expected finite values (the simulation blew up: check timestep_fs = "
+            f"{cfg.timestep_fs} fs and the potential {cfg.potential})"
+        )
 
 
 def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True) -> Path | None:
@@ -262,6 +294,7 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
                     md.run(cfg.steps_per_record)
                     bar.update(cfg.steps_per_record)
                 frame = md.frame()
+                _check_finite_frame(frame, temperature, md.step, cfg, comm)
                 if writer is not None:
                     frame["time_fs"] -= t_origin
                     writer.append(frame)
