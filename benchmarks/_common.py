@@ -30,6 +30,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LATTICE_A = 4.05
 TEMPERATURE_K = 300.0
 ARCHS = ("paper", "equivariant")
+SHIPPED = ("paper-al", "equivariant-al")
+"""Configs of the shipped reference models (``configs/<name>.yaml``): smaller than the
+architectures' defaults, and what ``pretrained:<name>`` users actually run."""
+MODELS = ARCHS + SHIPPED
+"""Names the throughput, headline and FLOP tables measure; a name is a config file."""
 LAMMPS_DT_FS = (1.0, 5.0)
 ENV_FULL = "EQUIGNNMD_BENCH_FULL"
 ENV_SMOKE = "EQUIGNNMD_BENCH_SMOKE"
@@ -160,8 +165,8 @@ def make_plan(mode: str) -> Plan:
         compiled_sizes=(256,),
         float64_sizes=(256,),
         scaling_sizes=(256, 500, 2048, 4000),
-        replica_atom_cap=4096,
-        measure_all_strides_up_to=256,
+        replica_atom_cap=8192,
+        measure_all_strides_up_to=4000,
         one_thread_rows=True,
         lammps_target_s=1.0,
         step_budget_s=2.0,
@@ -196,12 +201,22 @@ def cells_for(atoms: int) -> int:
     return n
 
 
-def model_config(arch: str, small: bool = False) -> dict:
-    """The ``model:`` section of ``configs/<arch>.yaml`` (or ``<arch>-small.yaml``)."""
+def _config_file(name: str, small: bool = False) -> dict:
     import yaml
 
-    path = REPO / "configs" / f"{arch}{'-small' if small else ''}.yaml"
-    return dict((yaml.safe_load(path.read_text()) or {}).get("model") or {})
+    path = REPO / "configs" / f"{name}{'-small' if small else ''}.yaml"
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def model_config(arch: str, small: bool = False) -> dict:
+    """The ``model:`` section of ``configs/<arch>.yaml`` (or ``<arch>-small.yaml``); ``arch``
+    may also name a shipped model's config (``equivariant-al``)."""
+    return dict(_config_file(arch, small).get("model") or {})
+
+
+def arch_of(name: str) -> str:
+    """The architecture behind a model name of :data:`MODELS` (its config's ``arch``)."""
+    return str(_config_file(name).get("arch") or name)
 
 
 def smallest_box_atoms(arch: str) -> int:
@@ -611,7 +626,7 @@ class Engine:
         if key not in self._models:
             from equignnmd.models import build_model
 
-            model = build_model(arch, **model_config(arch))
+            model = build_model(arch_of(arch), **model_config(arch))
             model = model.to(getattr(torch, dtype)).to(device).eval()
             note = ""
             if mode == "compiled":
@@ -772,7 +787,7 @@ def not_measured_row(case: StepCase, why: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ case lists
 def throughput_cases(plan: Plan) -> list[StepCase]:
     cases = []
-    for arch in ARCHS:
+    for arch in MODELS:
         for atoms in plan.throughput_sizes:
             for mode in ("eager", "compiled"):
                 if mode == "compiled" and atoms not in plan.compiled_sizes:

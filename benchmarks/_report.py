@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ARCHS, LAMMPS_DT_FS, RESULTS_DIR, Plan, load_average, machine_line
+from _common import LAMMPS_DT_FS, MODELS, RESULTS_DIR, Plan, load_average, machine_line
 
 # ------------------------------------------------------------------------------ result tables
 # key -> (title, intro, [(field, header)])
@@ -310,7 +310,7 @@ class Results:
         if not sizes:
             return
         target = 4000 if 4000 in sizes else max(s for s in sizes if s <= 4000)
-        for arch in ARCHS:
+        for arch in MODELS:
             for dt in self.plan.strides_fs:
                 rows = [
                     r

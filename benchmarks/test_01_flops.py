@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from _common import ARCHS, TEMPERATURE_K, Timed, run_timed, short_error
+from _common import MODELS, TEMPERATURE_K, Timed, run_timed, short_error
 
 MATMUL_N = 1024
 
@@ -61,7 +61,7 @@ def test_matmul_rate(plan, results, benchmark):
     )
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", MODELS)
 def test_model_flops(arch, engine, results):
     """FlopCounterMode over one forward of the 256-atom box (descriptors prepared first)."""
     from torch.utils.flop_counter import FlopCounterMode
