@@ -70,6 +70,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     strides_fs: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
     velocity_weight: float = 1.0
+    kinetic_weight: float = 0.0
+    """Weight of the per-graph kinetic-energy term of :func:`loss_terms` (0 = off)."""
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
@@ -104,7 +106,12 @@ class TrainConfig:
             )
         if not self.strides_fs or any(s <= 0 for s in self.strides_fs):
             raise ConfigError(f"{source}: field 'strides_fs' must hold positive strides in fs")
-        for name in ("samples_per_epoch", "noise_velocity_rel", "noise_position_rel"):
+        for name in (
+            "samples_per_epoch",
+            "noise_velocity_rel",
+            "noise_position_rel",
+            "kinetic_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: field '{name}' must be ≥ 0")
 
@@ -182,8 +189,17 @@ def stride_scale(dt_fs: torch.Tensor, stats: TrainingStats, key: str) -> torch.T
     return ys[k] + w * (ys[k + 1] - ys[k])
 
 
-def loss_terms(pred, batch, stats: TrainingStats, velocity_weight: float):
-    """Normalised position MSE (+ velocity MSE); returns (loss, {name: value})."""
+def loss_terms(
+    pred, batch, stats: TrainingStats, velocity_weight: float, kinetic_weight: float = 0.0
+):
+    """Normalised position MSE (+ velocity MSE, + kinetic-energy term); (loss, {name: value}).
+
+    The kinetic term is the squared relative error of each graph's kinetic energy at t + Δt,
+    ``((Σ m v_pred² − Σ m v_true²) / Σ m v_true²)²``, averaged over graphs. A bias of a few
+    per cent in the speed of the predicted velocities barely moves the velocity MSE (it is
+    dominated by the force-driven change), yet in a rollout it heats or cools the system by
+    that much every stride; this term is what a rollout's temperature feels.
+    """
     sr = stride_scale(batch.dt_fs, stats, "disp_rms")[batch.batch].unsqueeze(-1)
     pos = (((pred.displacement - batch.disp) / sr) ** 2).sum(-1).mean() / 3.0
     parts = {"pos": pos}
@@ -193,6 +209,16 @@ def loss_terms(pred, batch, stats: TrainingStats, velocity_weight: float):
         vel = (((pred.velocity - batch.vel_next) / sv) ** 2).sum(-1).mean() / 3.0
         parts["vel"] = vel
         loss = loss + velocity_weight * vel
+    if pred.velocity is not None and kinetic_weight > 0:
+        from torch_geometric.utils import scatter
+
+        def twice_ke(v):
+            return scatter(batch.mass * (v * v).sum(-1), batch.batch, dim=0, reduce="sum")
+
+        ke_true = twice_ke(batch.vel_next)
+        kin = (((twice_ke(pred.velocity) - ke_true) / ke_true.clamp(min=1e-12)) ** 2).mean()
+        parts["kinetic"] = kin
+        loss = loss + kinetic_weight * kin
     return loss, parts
 
 
@@ -355,6 +381,18 @@ class Trainer:
             self.sched.load_state_dict(state["scheduler"])
             self.start_epoch = int(state["epoch"]) + 1
             self.best = float(state["best_val"])
+            before = (state.get("spec") or {}).get("train") or {}
+            loss_keys = ("velocity_weight", "kinetic_weight", "strides_fs")
+            changed = [k for k in loss_keys if k in before and before[k] != getattr(cfg, k)]
+            if changed:
+                # the validation loss is now another function: compare new epochs among
+                # themselves, not with the old best
+                warnings.warn(
+                    f"--resume: {changed} changed, so the validation loss is redefined; "
+                    f"best.pt will be replaced by the first resumed epoch",
+                    stacklevel=2,
+                )
+                self.best = float("inf")
             set_rng_state(state["rng"])
         self.data_summary = {
             "train": self.train_set.summary(),
@@ -415,7 +453,9 @@ class Trainer:
             )
             batch = self.model.prepare(batch)
             pred = self.net(batch)
-            loss, _ = loss_terms(pred, batch, self.model.stats, self.cfg.velocity_weight)
+            loss, _ = loss_terms(
+                pred, batch, self.model.stats, self.cfg.velocity_weight, self.cfg.kinetic_weight
+            )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -444,7 +484,9 @@ class Trainer:
         acc = {"loss": 0.0, "graphs": 0}
 
         def add_loss(batch, pred):
-            loss, _ = loss_terms(pred, batch, self.model.stats, self.cfg.velocity_weight)
+            loss, _ = loss_terms(
+                pred, batch, self.model.stats, self.cfg.velocity_weight, self.cfg.kinetic_weight
+            )
             acc["loss"] += float(loss.item()) * batch.num_graphs
             acc["graphs"] += batch.num_graphs
 

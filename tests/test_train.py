@@ -15,8 +15,8 @@ from equignnmd.cli import main
 from equignnmd.data.dataset import PairDataset
 from equignnmd.graph import collate
 from equignnmd.models import build_model
-from equignnmd.models.base import TrainingStats
-from equignnmd.train import load_run_spec, perturb_inputs, stride_scale
+from equignnmd.models.base import Prediction, TrainingStats
+from equignnmd.train import load_run_spec, loss_terms, perturb_inputs, stride_scale
 
 SMALL = [
     "--config",
@@ -129,6 +129,20 @@ def test_fresh_samples_every_epoch_and_noisy_training(tmp_path):
     ]
     assert all(len(p) == 3 for p in picks) and picks[0] != picks[1]
     assert picks[0] == list(trainer._loader(trainer.train_set, 0, shuffle=True).dataset.indices)
+
+
+def test_kinetic_energy_term():
+    ds = PairDataset(pytest.tiny, [10.0], "train", dtype=torch.float64)
+    batch = collate([ds[0], ds[5]])
+    stats = TrainingStats(strides_fs=[10.0], disp_rms=[0.03], dvel_rms=[1.0])
+    exact = Prediction(batch.disp, batch.vel_next)
+    loss, parts = loss_terms(exact, batch, stats, 1.0, kinetic_weight=100.0)
+    assert float(loss) < 1e-20 and float(parts["kinetic"]) < 1e-20
+    hot = Prediction(batch.disp, 1.01 * batch.vel_next)  # 1 % too fast: 2.01 % too much KE
+    _, parts = loss_terms(hot, batch, stats, 1.0, kinetic_weight=100.0)
+    assert abs(float(parts["kinetic"]) - 0.0201**2) < 1e-9
+    _, no_term = loss_terms(hot, batch, stats, 1.0)
+    assert "kinetic" not in no_term
 
 
 def test_stride_scale_interpolates():
