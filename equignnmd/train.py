@@ -189,13 +189,18 @@ def stride_scale(dt_fs: torch.Tensor, stats: TrainingStats, key: str) -> torch.T
     return ys[k] + w * (ys[k + 1] - ys[k])
 
 
+KINETIC_HUBER = 0.05
+"""Relative kinetic-energy error beyond which the kinetic loss term grows linearly."""
+
+
 def loss_terms(
     pred, batch, stats: TrainingStats, velocity_weight: float, kinetic_weight: float = 0.0
 ):
     """Normalised position MSE (+ velocity MSE, + kinetic-energy term); (loss, {name: value}).
 
     The kinetic term is the squared relative error of each graph's kinetic energy at t + Δt,
-    ``((Σ m v_pred² − Σ m v_true²) / Σ m v_true²)²``, averaged over graphs. A bias of a few
+    ``((Σ m v_pred² − Σ m v_true²) / Σ m v_true²)²`` (linear beyond ±``KINETIC_HUBER``),
+    averaged over graphs. A bias of a few
     per cent in the speed of the predicted velocities barely moves the velocity MSE (it is
     dominated by the force-driven change), yet in a rollout it heats or cools the system by
     that much every stride; this term is what a rollout's temperature feels.
@@ -216,7 +221,12 @@ def loss_terms(
             return scatter(batch.mass * (v * v).sum(-1), batch.batch, dim=0, reduce="sum")
 
         ke_true = twice_ke(batch.vel_next)
-        kin = (((twice_ke(pred.velocity) - ke_true) / ke_true.clamp(min=1e-12)) ** 2).mean()
+        rel = (twice_ke(pred.velocity) - ke_true) / ke_true.clamp(min=1e-12)
+        # Huber: quadratic for the per-cent biases that matter in a rollout, linear beyond
+        # KINETIC_HUBER, so that a graph the model gets badly wrong (a 5 K state at a 50 fs
+        # stride, say) cannot swamp the batch
+        kin = torch.nn.functional.huber_loss(rel, torch.zeros_like(rel), delta=KINETIC_HUBER)
+        kin = 2.0 * kin  # huber_loss is ½x² inside delta: make it x², the relative error²
         parts["kinetic"] = kin
         loss = loss + kinetic_weight * kin
     return loss, parts
@@ -388,11 +398,13 @@ class Trainer:
                 # the validation loss is now another function: compare new epochs among
                 # themselves, not with the old best
                 warnings.warn(
-                    f"--resume: {changed} changed, so the validation loss is redefined; "
-                    f"best.pt will be replaced by the first resumed epoch",
+                    f"--resume: {changed} changed, so the loss is redefined: the optimiser's "
+                    "moment estimates restart (stale ones send the first steps astray) and "
+                    "best.pt will be replaced by the first resumed epoch",
                     stacklevel=2,
                 )
                 self.best = float("inf")
+                self.opt.state.clear()  # learning rate (param_groups) and schedule are kept
             set_rng_state(state["rng"])
         self.data_summary = {
             "train": self.train_set.summary(),

@@ -141,6 +141,9 @@ def test_kinetic_energy_term():
     hot = Prediction(batch.disp, 1.01 * batch.vel_next)  # 1 % too fast: 2.01 % too much KE
     _, parts = loss_terms(hot, batch, stats, 1.0, kinetic_weight=100.0)
     assert abs(float(parts["kinetic"]) - 0.0201**2) < 1e-9
+    wild = Prediction(batch.disp, 3.0 * batch.vel_next)  # 800 % too much KE: linear regime
+    _, parts = loss_terms(wild, batch, stats, 1.0, kinetic_weight=100.0)
+    assert abs(float(parts["kinetic"]) - 0.05 * (2 * 8.0 - 0.05)) < 1e-9
     _, no_term = loss_terms(hot, batch, stats, 1.0)
     assert "kinetic" not in no_term
 
@@ -183,3 +186,16 @@ def test_ddp_two_cpu_processes(tmp_path):
     c = info["param_checksums"]
     assert c[0] == c[1]  # identical weights on both ranks
     assert (out / "best.pt").exists() and (out / "metrics.csv").exists()
+
+
+def test_resume_with_a_redefined_loss_restarts_moments_and_best(tmp_path):
+    assert run(tmp_path, "k", "--epochs", "1") == 0
+    with pytest.warns(UserWarning, match="loss is redefined"):
+        assert run(tmp_path, "k", "--epochs", "2", "--resume", "--set", "kinetic_weight=5") == 0
+    rows = list(csv.DictReader(open(tmp_path / "k" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # the first epoch under the new loss is the new best, whatever the old loss was
+    best = read_checkpoint(tmp_path / "k" / "best.pt")["model"]
+    last = read_checkpoint(tmp_path / "k" / "last.pt")
+    assert last["trainer"]["epoch"] == 1 and last["trainer"]["spec"]["train"]["kinetic_weight"] == 5
+    assert all(torch.equal(best[k], last["model"][k]) for k in best)
