@@ -393,7 +393,10 @@ class Trainer:
             self.best = float(state["best_val"])
             before = (state.get("spec") or {}).get("train") or {}
             loss_keys = ("velocity_weight", "kinetic_weight", "strides_fs")
-            changed = [k for k in loss_keys if k in before and before[k] != getattr(cfg, k)]
+            defaults = TrainConfig()  # a field newer than the checkpoint had its default
+            changed = [
+                k for k in loss_keys if before.get(k, getattr(defaults, k)) != getattr(cfg, k)
+            ]
             if changed:
                 # the validation loss is now another function: compare new epochs among
                 # themselves, not with the old best
