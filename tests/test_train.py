@@ -71,8 +71,10 @@ def test_resume_equals_uninterrupted(tmp_path):
         assert run(tmp_path, "split", "--epochs", "3", "--resume", "--set", "model.hidden=16") == 0
     a = read_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     b = read_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    # Float reductions on 2 CPU threads may change order between runs (seen: ≤ 3e-7 after 3
+    # epochs); a resume that lost optimizer, scheduler or RNG state moves weights by ~lr = 1e-3.
     for k in a:
-        assert torch.equal(a[k], b[k]), k
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5, msg=k)
     rows = list(csv.DictReader(open(tmp_path / "split" / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[1]["train_loss"]) != 9.9
