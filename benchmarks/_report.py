@@ -425,7 +425,10 @@ class Results:
 
     def write(self, folder: Path = RESULTS_DIR) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
-        js, md = folder / "latest.json", folder / "latest.md"
+        # Only the default mode publishes `latest.*`; a smoke run (CI) or a full run must not
+        # overwrite the figures the README quotes.
+        stem = "latest" if self.plan.mode == "default" else f"latest-{self.plan.mode}"
+        js, md = folder / f"{stem}.json", folder / f"{stem}.md"
         js.write_text(json.dumps(self.to_json(), indent=2, default=_json_default) + "\n")
         md.write_text(self.to_markdown())
         return js, md

@@ -3,8 +3,8 @@
 ``pytest benchmarks/`` (default: a few minutes on a 2-core CPU), ``--full`` or
 ``EQUIGNNMD_BENCH_FULL=1`` (paper-scale sizes up to 32 000 atoms; long), ``--smoke`` or
 ``EQUIGNNMD_BENCH_SMOKE=1`` (under a minute). Every test adds rows to one collector; at the end
-of the session ``benchmarks/results/latest.json`` and ``latest.md`` are written and the
-markdown tables printed.
+of the session ``benchmarks/results/latest.json`` and ``latest.md`` are written (smoke and full
+runs write ``latest-smoke.*`` / ``latest-full.*``) and the markdown tables printed.
 """
 
 from __future__ import annotations
