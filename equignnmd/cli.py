@@ -259,6 +259,9 @@ def add_rollout(sub) -> None:
     p.add_argument("--format", choices=["extxyz", "lammps-dump"], default="extxyz")
     p.add_argument("--min-distance", type=float, default=1.5, help="guard, Å")
     p.add_argument("--max-temperature-factor", type=float, default=3.0, help="guard")
+    p.add_argument(
+        "--min-temperature-factor", type=float, help="guard: stop below this × set point (off)"
+    )
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--no-progress", action="store_true")
@@ -320,6 +323,7 @@ def cmd_rollout(args) -> int:
         fmt=args.format,
         min_distance_A=args.min_distance,
         max_temperature_factor=args.max_temperature_factor,
+        min_temperature_factor=args.min_temperature_factor,
         progress=not args.no_progress,
     )
     done = int(result.step[-1])

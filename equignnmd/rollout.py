@@ -22,9 +22,11 @@ noise), so a replica follows the same trajectory in a batch as when run alone wi
 
 Stability guard after every step, per replica: non-finite positions or velocities; a pair closer
 than ``min_distance_A``; kinetic temperature above ``max_temperature_factor`` × the reference
-(set point, or initial temperature for NVE). The rollout stops (or raises
-:class:`RolloutUnstable` with ``on_unstable="raise"``) with a message naming the step, replica
-and cause; files written so far stay readable (every frame and thermo row is flushed).
+(set point, or initial temperature for NVE) or, when ``min_temperature_factor`` is set, below
+that fraction of it (a model that drains the kinetic energy freezes the system). The rollout
+stops (or raises :class:`RolloutUnstable` with ``on_unstable="raise"``) with a message naming
+the step, replica and cause; files written so far stay readable (every frame and thermo row is
+flushed).
 
 Outputs in ``out_dir``: ``replica_000.extxyz`` (or ``.lammpstrj``) per replica every
 ``write_every`` steps (see :mod:`equignnmd.io`), ``thermo.csv`` every ``thermo_every`` steps
@@ -262,13 +264,16 @@ class StabilityGuard:
 
     ``min_distance_A``: any pair closer is a failure (1.5 Å for Al, whose nearest neighbours
     sit at 2.86 Å); ``max_temperature_factor`` × ``reference_K`` (per replica; skipped where the
-    reference is 0); ``probe_cutoff_A``: radius of the neighbour list that also measures the
-    minimum pair distance reported in the thermo log (``inf`` when no pair is that close).
+    reference is 0) and, if set, ``min_temperature_factor`` × ``reference_K`` bound the kinetic
+    temperature from above and below; ``probe_cutoff_A``: radius of the neighbour list that also
+    measures the minimum pair distance reported in the thermo log (``inf`` when no pair is that
+    close).
     """
 
     min_distance_A: float = 1.5
     max_temperature_factor: float | None = 3.0
     probe_cutoff_A: float = 3.5
+    min_temperature_factor: float | None = None
     reference_K: torch.Tensor | None = None
 
     def check(self, state: RolloutState, dof=None):
@@ -285,14 +290,21 @@ class StabilityGuard:
                     f"atoms {i} and {j} are {thermo['min_distance_A'][r]:.3f} Å apart, closer "
                     f"than min_distance_A = {self.min_distance_A} Å",
                 )
-            if self.max_temperature_factor is not None and self.reference_K is not None:
-                ref = float(self.reference_K[r])
-                limit = self.max_temperature_factor * ref
-                if ref > 0 and thermo["temperature_K"][r] > limit:
+            ref = float(self.reference_K[r]) if self.reference_K is not None else 0.0
+            temp = thermo["temperature_K"][r]
+            if ref > 0 and self.max_temperature_factor is not None:
+                if temp > self.max_temperature_factor * ref:
                     return thermo, (
                         r,
-                        f"temperature {thermo['temperature_K'][r]:.1f} K exceeds "
+                        f"temperature {temp:.1f} K exceeds "
                         f"max_temperature_factor {self.max_temperature_factor} × {ref:.1f} K",
+                    )
+            if ref > 0 and self.min_temperature_factor is not None:
+                if temp < self.min_temperature_factor * ref:
+                    return thermo, (
+                        r,
+                        f"temperature {temp:.1f} K is below "
+                        f"min_temperature_factor {self.min_temperature_factor} × {ref:.1f} K",
                     )
         return thermo, None
 
@@ -409,7 +421,8 @@ class Rollout:
             write_every (frames, 0 = never), thermo_every (CSV rows; default write_every or 1).
         observers: callables ``fn(state, thermo)`` called after every step, or
             ``(fn, interval)``; ``thermo`` holds step, time_ps and per-replica arrays.
-        min_distance_A, max_temperature_factor: stability guard (see :class:`StabilityGuard`);
+        min_distance_A, max_temperature_factor, min_temperature_factor: stability guard (see
+            :class:`StabilityGuard`; the lower bound is off by default);
             on_unstable: "stop" (warn, return) or "raise" (:class:`RolloutUnstable`).
         remove_momentum: remove each replica's net momentum every step (dof 3N − 3).
         resample_velocities: draw Maxwell–Boltzmann velocities at ``temperature_K`` for every
@@ -435,6 +448,7 @@ class Rollout:
         observers: Sequence = (),
         min_distance_A: float = 1.5,
         max_temperature_factor: float | None = 3.0,
+        min_temperature_factor: float | None = None,
         remove_momentum: bool = True,
         progress: bool = True,
         on_unstable: str = "stop",
@@ -525,6 +539,7 @@ class Rollout:
         self.guard = StabilityGuard(
             min_distance_A=min_distance_A,
             max_temperature_factor=max_temperature_factor,
+            min_temperature_factor=min_temperature_factor,
             probe_cutoff_A=max(3.5, float(min_distance_A) + 0.5),
             reference_K=self.model_temperature.detach().cpu(),
         )
@@ -576,6 +591,7 @@ class Rollout:
             "thermo_every": self.thermo_every,
             "min_distance_A": self.guard.min_distance_A,
             "max_temperature_factor": self.guard.max_temperature_factor,
+            "min_temperature_factor": self.guard.min_temperature_factor,
             "files": self.files,
         }
         meta.update(extra or {})
@@ -803,8 +819,8 @@ def run_rollout(
     """Build a :class:`Rollout`, run ``steps`` strides, close its files, return the result.
 
     Extra keyword arguments go to :class:`Rollout` (friction_per_ps, thermo_every,
-    min_distance_A, max_temperature_factor, remove_momentum, progress, on_unstable,
-    resample_velocities).
+    min_distance_A, max_temperature_factor, min_temperature_factor, remove_momentum, progress,
+    on_unstable, resample_velocities).
     """
     with Rollout(
         model,

@@ -77,7 +77,7 @@ class Ballistic(SurrogateModel):
 class Exploding(SurrogateModel):
     """Ballistic until step ``at`` (counted in forward calls), then fails in replica 1 with
     ``mode``: "nan" (NaN displacement), "collapse" (atom 1 moved onto atom 0), "hot"
-    (velocities × 10)."""
+    (velocities × 10), "cold" (velocities × 0.1)."""
 
     arch = "exploding"
 
@@ -98,6 +98,8 @@ class Exploding(SurrogateModel):
                 disp[first + 1] = batch.pos[first] - batch.pos[first + 1] + 0.3
             elif self.mode == "hot":
                 vel[first:] *= 10.0
+            elif self.mode == "cold":
+                vel[first:] *= 0.1
         return Prediction(disp, vel)
 
 
@@ -367,11 +369,18 @@ def test_thermostat_heats_a_rollout_to_the_set_point(thermostat):
 # ------------------------------------------------------------------------------------ guard
 @pytest.mark.parametrize(
     "mode, cause",
-    [("nan", "non-finite"), ("collapse", "closer than min_distance_A"), ("hot", "temperature")],
+    [
+        ("nan", "non-finite"),
+        ("collapse", "closer than min_distance_A"),
+        ("hot", "exceeds max_temperature_factor"),
+        ("cold", "below min_temperature_factor"),
+    ],
 )
 def test_stability_guard(tmp_path, mode, cause):
     at = 5
     structures = [fcc(0), fcc(1)]
+    # the lower bound is off by default; the ballistic steps before `at` keep 300 K
+    guard = {"min_temperature_factor": 0.5} if mode == "cold" else {}
     with pytest.warns(RuntimeWarning, match="rollout unstable"):
         res = run_rollout(
             Exploding(mode, at),
@@ -382,6 +391,7 @@ def test_stability_guard(tmp_path, mode, cause):
             write_every=1,
             out_dir=tmp_path,
             progress=False,
+            **guard,
         )
     assert not res.completed
     assert res.stopped_step == at and res.stopped_replica == 1
@@ -399,7 +409,7 @@ def test_stability_guard(tmp_path, mode, cause):
     with pytest.raises(RolloutUnstable, match=f"step {at}") as err:
         run_rollout(
             Exploding(mode, at), structures, 2.0, 20, temperature_K=300.0, write_every=0,
-            progress=False, on_unstable="raise",
+            progress=False, on_unstable="raise", **guard,
         )  # fmt: skip
     assert err.value.step == at and err.value.replica == 1
 
