@@ -30,6 +30,7 @@ def test_dataset_contents(tiny_dataset):
         assert key in meta, key
     assert meta["ensemble"].startswith("NPT")
     assert len(meta["potential_sha256"]) == 64
+    assert meta["initial_velocities"].startswith("Maxwell–Boltzmann at 2 × T")
     trajs = open_trajectories(tiny_dataset)
     assert [t.temperature_K for t in trajs] == [300.0, 350.0]
     tr = trajs[0]
