@@ -1,6 +1,6 @@
 """Benchmark suite configuration: run modes, the session-wide result collector, the report.
 
-``pytest benchmarks/`` (default: a few minutes on a 2-core CPU), ``--full`` or
+``pytest benchmarks/`` (default: about 11 minutes on a 2-core CPU), ``--full`` or
 ``EQUIGNNMD_BENCH_FULL=1`` (paper-scale sizes up to 32 000 atoms; long), ``--smoke`` or
 ``EQUIGNNMD_BENCH_SMOKE=1`` (under a minute). Every test adds rows to one collector; at the end
 of the session ``benchmarks/results/latest.json`` and ``latest.md`` are written (smoke and full

@@ -201,7 +201,7 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
         "potential_sha256": potential_hash,
         "seed": cfg.seed,
         # lattice-site start: equipartition moves half the kinetic energy into the potential
-        "initial_velocities": f"Maxwell–Boltzmann at {MDSettings.velocity_scale:g} × T, seed + k",
+        "initial_velocities": f"Maxwell–Boltzmann at {MDSettings.velocity_scale:g} × T, per-trajectory seed",
         "ensemble": cfg.ensemble.upper() + " Nosé–Hoover" if cfg.ensemble != "nve" else "NVE",
         "integrator": "velocity-Verlet",
         "timestep_fs": cfg.timestep_fs,
