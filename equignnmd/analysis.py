@@ -22,7 +22,7 @@ Summary
 ``diffusion_coefficient``      D from a linear fit of the MSD, Å²/ps
 ``kinetic_energy``             ½ Σ m v² per frame, eV
 ``net_momentum``               Σ m v per frame, amu·Å/ps
-``kinetic_temperature``        2K / (dof k_B) per frame, K
+``kinetic_temperature``        2 K_internal / ((3N − 3) k_B) per frame, K
 ``vdos``                       VDOS from the mass-weighted velocity autocorrelation, THz
 ``vdos_overlap``               ∫ min(d1, d2) df on a common grid, in [0, 1]
 ``per_atom_errors``            mean / RMS / max per-atom position and velocity errors
@@ -37,8 +37,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from .units import KB_EV_PER_K, MVV2E
 
 _CHUNK_ELEMENTS = 1 << 22  # time-series elements per FFT chunk (bounds memory to ~100 MB)
 
@@ -343,48 +341,53 @@ def diffusion_coefficient(t_ps, msd_A2, fit_range: tuple[float, float] | None = 
     return float(slope / 6.0)
 
 
+def _frames_as_systems(velocities, masses):
+    """(F, N, 3) frames as one batch of F systems for :mod:`equignnmd.physics` (float64)."""
+    import torch
+
+    v, single = _as_traj(velocities, "velocities")
+    n_frames, n_atoms = v.shape[:2]
+    m = _as_masses(masses, n_atoms)
+    vel = torch.from_numpy(np.ascontiguousarray(v, np.float64)).reshape(-1, 3)
+    mass = torch.from_numpy(np.tile(m, n_frames))
+    batch = torch.arange(n_frames).repeat_interleave(n_atoms)
+    return vel, mass, batch, single
+
+
 def kinetic_energy(velocities, masses) -> np.ndarray | float:
     """Kinetic energy ½ Σ m v² · MVV2E, eV, per frame (a float for a single (N, 3) frame)."""
-    v, single = _as_traj(velocities, "velocities")
-    m = _as_masses(masses, v.shape[1])
-    ke = 0.5 * MVV2E * np.einsum("n,fnk,fnk->f", m, v, v)
+    from . import physics
+
+    vel, mass, batch, single = _frames_as_systems(velocities, masses)
+    ke = physics.kinetic_energy(vel, mass, batch).numpy()
     return float(ke[0]) if single else ke
 
 
 def net_momentum(velocities, masses) -> np.ndarray:
     """Total momentum Σ m v, amu·Å/ps: (F, 3), or (3,) for a single (N, 3) frame."""
-    v, single = _as_traj(velocities, "velocities")
-    m = _as_masses(masses, v.shape[1])
-    p = np.einsum("n,fnk->fk", m, v)
+    from . import physics
+
+    vel, mass, batch, single = _frames_as_systems(velocities, masses)
+    p = physics.net_momentum(vel, mass, batch).numpy()
     return p[0] if single else p
 
 
-def kinetic_temperature(
-    velocities, masses, dof: int | None = None, remove_com: bool = True
-) -> np.ndarray | float:
-    """Instantaneous kinetic temperature T = 2K / (dof · k_B), K, per frame.
+def kinetic_temperature(velocities, masses) -> np.ndarray | float:
+    """Kinetic temperature per frame, K: :func:`equignnmd.physics.kinetic_temperature`
+    (centre-of-mass motion removed, 3N − 3 degrees of freedom), the one definition the package
+    uses everywhere.
 
     Args:
         velocities: (F, N, 3) or (N, 3), Å/ps.
         masses: (N,) or scalar, amu.
-        dof: degrees of freedom. Default: 3N − 3 when ``remove_com`` (net momentum removed or
-            conserved, as in LAMMPS' default ``compute temp``), else 3N.
-        remove_com: subtract the centre-of-mass velocity of each frame before computing K.
 
     Returns:
         (F,) temperatures, or a float for a single frame.
     """
-    v, single = _as_traj(velocities, "velocities")
-    n_atoms = v.shape[1]
-    m = _as_masses(masses, n_atoms)
-    if remove_com:
-        v = _remove_com(v, m)
-    if dof is None:
-        dof = 3 * n_atoms - 3 if remove_com else 3 * n_atoms
-    if dof <= 0:
-        raise ValueError(f"kinetic_temperature: dof must be positive, got {dof}")
-    ke = 0.5 * MVV2E * np.einsum("n,fnk,fnk->f", m, v, v)
-    t = 2.0 * ke / (dof * KB_EV_PER_K)
+    from . import physics
+
+    vel, mass, batch, single = _frames_as_systems(velocities, masses)
+    t = physics.kinetic_temperature(vel, mass, batch).numpy()
     return float(t[0]) if single else t
 
 

@@ -7,34 +7,44 @@ implementation below (used at rollout time, where LAMMPS is not there). The LAMM
 column      LAMMPS compute                                               meaning
 ==========  ==========================================================  =====================
 csp         ``centro/atom fcc`` (12 nearest neighbours)                 Å², 0 for perfect FCC
-cna         ``cna/atom 3.4587`` (0.854 × a0, a0 = 4.05 Å)               0 unknown, 1 FCC,
+cna         ``cna/atom 3.4587`` (0.854 × a0, the material's lattice)   0 unknown, 1 FCC,
                                                                         2 HCP, 3 BCC, 4 ICO,
                                                                         5 other
 q4, q6      ``orientorder/atom nnn 12 degrees 2 4 6 cutoff 4.5``        Steinhardt Q_l
 cn          ``coord/atom cutoff 3.5``                                   neighbours < 3.5 Å
 ==========  ==========================================================  =====================
+
+The CNA cutoff follows the :class:`~equignnmd.materials.Material` (default
+:data:`~equignnmd.materials.ALUMINIUM`, 3.4587 Å); the Q and CN cutoffs (4.5 Å and 3.5 Å, between
+the second and third, first and second FCC shells of Al) are Al's.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .materials import ALUMINIUM, Material
+
 if TYPE_CHECKING:
     import torch
 
 DESCRIPTOR_NAMES = ("csp", "cna", "q4", "q6", "cn")
-A0_AL = 4.05
-CNA_CUTOFF_A = 0.854 * A0_AL
 Q_CUTOFF_A = 4.5
 Q_NEIGHBOURS = 12
 CN_CUTOFF_A = 3.5
 
 
-def lammps_compute_commands() -> list[str]:
+def cna_cutoff_A(material: Material = ALUMINIUM) -> float:
+    """The CNA cutoff exactly as LAMMPS reads it from :func:`lammps_compute_commands`, Å
+    (0.854 × the lattice constant, printed with 6 decimals)."""
+    return float(f"{material.cna_cutoff_A:.6f}")
+
+
+def lammps_compute_commands(material: Material = ALUMINIUM) -> list[str]:
     """LAMMPS commands that define the descriptor computes (group ``all``)."""
     return [
         "compute eq_csp all centro/atom fcc",
-        f"compute eq_cna all cna/atom {CNA_CUTOFF_A:.6f}",
+        f"compute eq_cna all cna/atom {cna_cutoff_A(material):.6f}",
         f"compute eq_q all orientorder/atom nnn {Q_NEIGHBOURS} degrees 2 4 6 cutoff {Q_CUTOFF_A}",
         f"compute eq_cn all coord/atom cutoff {CN_CUTOFF_A}",
     ]
@@ -76,8 +86,6 @@ atom has fewer than 12 neighbours within :data:`Q_CUTOFF_A`."""
 CNA_MAX_NEAR = 14
 """CNA only classifies atoms with exactly 12 (FCC, HCP, ICO) or 14 (BCC) neighbours."""
 CNA_UNKNOWN, CNA_FCC, CNA_HCP, CNA_BCC, CNA_ICO, CNA_OTHER = range(6)
-_CNA_CUTOFF_LAMMPS = float(f"{CNA_CUTOFF_A:.6f}")
-"""The CNA cutoff exactly as LAMMPS reads it from :func:`lammps_compute_commands`, Å."""
 
 
 def _neighbour_table(
@@ -253,7 +261,10 @@ def _prepare(pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor | None):
 
 
 def compute_descriptors(
-    pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor | None = None
+    pos: torch.Tensor,
+    cell: torch.Tensor,
+    batch: torch.Tensor | None = None,
+    material: Material = ALUMINIUM,
 ) -> torch.Tensor:
     """Per-atom structural descriptors matching the LAMMPS computes of this module.
 
@@ -263,6 +274,7 @@ def compute_descriptors(
         pos: (N, 3) positions, Å (wrapped or not).
         cell: (3, 3) or (B, 3, 3) periodic cells, rows are lattice vectors, Å.
         batch: (N,) sorted graph index of every atom for several systems; ``None`` for one.
+        material: sets the CNA cutoff (:func:`cna_cutoff_A`).
 
     Returns:
         (N, 5) tensor, columns in :data:`DESCRIPTOR_NAMES` order: CSP (Å²), CNA label (0-5 as
@@ -279,10 +291,11 @@ def compute_descriptors(
     k = max(CSP_NEIGHBOURS, Q_NEIGHBOURS, CNA_MAX_NEAR)
     vec, dst, d2 = _neighbour_table(p, c, batch, Q_CUTOFF_A, k)
     n_q = _count_within(dst, d2, n, Q_CUTOFF_A)
-    n_cna = _count_within(dst, d2, n, _CNA_CUTOFF_LAMMPS)
+    cna_cut = cna_cutoff_A(material)
+    n_cna = _count_within(dst, d2, n, cna_cut)
     cn = _count_within(dst, d2, n, CN_CUTOFF_A)
     q = steinhardt_from_table(vec, n_q)
-    cna = cna_from_table(vec, n_cna, _CNA_CUTOFF_LAMMPS)
+    cna = cna_from_table(vec, n_cna, cna_cut)
     if bool((n_q >= CSP_NEIGHBOURS).all()):
         csp = centro_symmetry_from_table(vec, n_q)
     else:

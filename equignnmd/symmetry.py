@@ -32,6 +32,8 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from .graph import wrap_positions
+from .materials import ALUMINIUM
+from .units import fs_to_ps
 
 _FIELDS = ("pos", "vel", "species", "mass", "cell", "dt_fs", "temperature_K")
 
@@ -80,7 +82,7 @@ def run_model(model, graphs: list[Data]) -> tuple[torch.Tensor, torch.Tensor]:
         model.train(was_training)
     disp = out.displacement.double().cpu()
     if out.velocity is None:
-        dt_ps = batch.dt_fs.double().cpu()[batch.batch.cpu()] * 1.0e-3
+        dt_ps = fs_to_ps(batch.dt_fs.double().cpu()[batch.batch.cpu()])
         vel = disp / dt_ps.unsqueeze(-1)
     else:
         vel = out.velocity.double().cpu()
@@ -248,7 +250,7 @@ def com_error(model, data, at_rest: bool = False) -> float:
     worst = 0.0
     for g, d in zip(graphs, _per_graph(graphs, disp)):
         m = g.mass.double().unsqueeze(-1)
-        dt_ps = float(g.dt_fs.reshape(-1)[0]) * 1.0e-3
+        dt_ps = fs_to_ps(float(g.dt_fs.reshape(-1)[0]))
         p0 = (m * g.vel.double()).sum(0)
         err = (m * d).sum(0) - p0 * dt_ps
         scale = float((m * d).norm(dim=-1).sum())
@@ -295,7 +297,8 @@ def side_by_side(seed: int = 0) -> str:
     from .models import build_model
 
     rng = np.random.default_rng(seed)
-    atoms = ase.build.bulk("Al", "fcc", a=4.05, cubic=True).repeat((4, 4, 4))
+    al = ALUMINIUM
+    atoms = ase.build.bulk(al.element, al.structure, a=al.lattice_A, cubic=True).repeat(4)
     atoms.rattle(0.05, seed=seed)
     vel = rng.normal(scale=5.0, size=(len(atoms), 3))
     desc = np.tile([0.2, 1.0, 0.19, 0.55, 12.0], (len(atoms), 1))

@@ -1,17 +1,15 @@
-"""Thermostats and velocity helpers: functional steps on velocity tensors (state in, state out).
+"""Stochastic velocity operations: Maxwell–Boltzmann draws and thermostats (state in, state out).
 
 Every function works on a *batch* of systems at once: ``vel`` (N, 3) Å/ps, ``masses`` (N,) amu
 and ``batch`` (N,) the system index of every atom (sorted or not; ``None`` for one system).
 Units are LAMMPS ``metal`` throughout (Å, ps, eV, amu, K). Nothing is modified in place.
+Kinetic energies, temperatures and momenta come from :mod:`equignnmd.physics` (3N − 3 degrees
+of freedom of the motion relative to the centre of mass).
 
 Randomness comes from ``generator``: one ``torch.Generator`` for the whole batch, or a list
 with one generator per system. With one generator per system, system ``r`` draws exactly the
 numbers it would draw alone, so a replica gives the same trajectory in a batch of several as
 when run by itself (:mod:`equignnmd.rollout` relies on this).
-
-Degrees of freedom: ``dof=None`` means 3N − 3 per system (net momentum removed or conserved,
-the rollout default); pass ``dof`` (int or (B,) tensor) to override, e.g. 3N when the centre of
-mass moves freely. ASE's ``Atoms.get_temperature()`` uses 3N, so it reads 3N/(3N − 3) lower.
 """
 
 from __future__ import annotations
@@ -21,49 +19,23 @@ from collections.abc import Sequence
 
 import torch
 
-from .units import KB_EV_PER_K, MVV2E
+from .physics import (
+    degrees_of_freedom,
+    internal_kinetic_energy,
+    kinetic_temperature,
+    num_systems,
+    per_system,
+    remove_net_momentum,
+    system_index,
+)
+from .units import KB_EV_PER_K, MVV2E, fs_to_ps
 
 GeneratorLike = torch.Generator | Sequence[torch.Generator] | None
 
-__all__ = [
-    "csvr",
-    "degrees_of_freedom",
-    "kinetic_energy",
-    "kinetic_temperature",
-    "langevin",
-    "make_thermostat",
-    "maxwell_boltzmann",
-    "net_momentum",
-    "remove_net_momentum",
-]
+__all__ = ["csvr", "langevin", "make_thermostat", "maxwell_boltzmann"]
 
 
-# --------------------------------------------------------------------------------- helpers
-def _graph(batch: torch.Tensor | None, n: int, device) -> torch.Tensor:
-    if batch is None:
-        return torch.zeros(n, dtype=torch.long, device=device)
-    return batch.to(device=device, dtype=torch.long)
-
-
-def _num_systems(graph: torch.Tensor) -> int:
-    return int(graph.max().item()) + 1 if graph.numel() else 0
-
-
-def _per_system(value, num: int, like: torch.Tensor) -> torch.Tensor:
-    """A scalar or (B,) value as a (B,) tensor of ``like``'s dtype and device."""
-    t = torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1)
-    if t.numel() == 1:
-        return t.expand(num).clone()
-    if t.numel() != num:
-        raise ValueError(f"expected a scalar or {num} per-system values, got {t.numel()}")
-    return t
-
-
-def _sum_per_system(x: torch.Tensor, graph: torch.Tensor, num: int) -> torch.Tensor:
-    out = torch.zeros((num,) + x.shape[1:], dtype=x.dtype, device=x.device)
-    return out.index_add_(0, graph, x)
-
-
+# --------------------------------------------------------------------------------- randomness
 def _generators(generator: GeneratorLike, num: int) -> list[torch.Generator | None] | None:
     if generator is None or isinstance(generator, torch.Generator):
         return None
@@ -84,6 +56,7 @@ def _randn_atoms(
             (n, *shape_tail), generator=generator, dtype=like.dtype, device=like.device
         )
     out = torch.empty((n, *shape_tail), dtype=like.dtype, device=like.device)
+    # one draw per system (not per atom): each system's stream is independent of the others
     for g in range(num):
         idx = (graph == g).nonzero().squeeze(-1)
         out[idx] = torch.randn(
@@ -107,50 +80,6 @@ def _randn_systems(
     return r1, chi2
 
 
-def degrees_of_freedom(batch: torch.Tensor, dof=None, num: int | None = None) -> torch.Tensor:
-    """(B,) float64 degrees of freedom: ``dof`` if given, else 3N − 3 per system (at least 1)."""
-    graph = batch.to(torch.long)
-    num = num if num is not None else _num_systems(graph)
-    if dof is not None:
-        return _per_system(dof, num, torch.zeros((), dtype=torch.float64, device=graph.device))
-    counts = torch.bincount(graph, minlength=num).to(torch.float64)
-    return (3.0 * counts - 3.0).clamp_min(1.0)
-
-
-# --------------------------------------------------------------------------------- observables
-def kinetic_energy(vel: torch.Tensor, masses: torch.Tensor, batch=None) -> torch.Tensor:
-    """(B,) kinetic energy per system, eV."""
-    graph = _graph(batch, vel.shape[0], vel.device)
-    per_atom = 0.5 * MVV2E * masses.to(vel.dtype) * (vel * vel).sum(-1)
-    return _sum_per_system(per_atom, graph, _num_systems(graph))
-
-
-def kinetic_temperature(vel: torch.Tensor, masses: torch.Tensor, batch=None, dof=None):
-    """(B,) instantaneous temperature 2 K / (dof k_B) per system, K (dof: module docstring)."""
-    graph = _graph(batch, vel.shape[0], vel.device)
-    num = _num_systems(graph)
-    ke = kinetic_energy(vel, masses, graph)
-    nf = degrees_of_freedom(graph, dof=dof, num=num).to(device=vel.device, dtype=vel.dtype)
-    return 2.0 * ke / (nf * KB_EV_PER_K)
-
-
-def net_momentum(vel: torch.Tensor, masses: torch.Tensor, batch=None) -> torch.Tensor:
-    """(B, 3) total momentum per system, amu·Å/ps."""
-    graph = _graph(batch, vel.shape[0], vel.device)
-    p = masses.to(vel.dtype).unsqueeze(-1) * vel
-    return _sum_per_system(p, graph, _num_systems(graph))
-
-
-def remove_net_momentum(vel: torch.Tensor, masses: torch.Tensor, batch=None) -> torch.Tensor:
-    """Velocities with each system's centre-of-mass velocity subtracted."""
-    graph = _graph(batch, vel.shape[0], vel.device)
-    num = _num_systems(graph)
-    m = masses.to(vel.dtype)
-    total_p = _sum_per_system(m.unsqueeze(-1) * vel, graph, num)
-    total_m = _sum_per_system(m, graph, num)
-    return vel - (total_p / total_m.unsqueeze(-1))[graph]
-
-
 # --------------------------------------------------------------------------------- initial state
 def maxwell_boltzmann(
     masses: torch.Tensor,
@@ -161,14 +90,14 @@ def maxwell_boltzmann(
 ) -> torch.Tensor:
     """Maxwell–Boltzmann velocities (N, 3) Å/ps with zero net momentum per system.
 
-    Rescaled so that :func:`kinetic_temperature` (3N − 3 degrees of freedom) equals
+    Rescaled so that :func:`~equignnmd.physics.kinetic_temperature` equals
     ``temperature_K`` (scalar or (B,)) exactly; 0 K gives zeros.
     """
     dtype = dtype or (masses.dtype if masses.is_floating_point() else torch.float64)
     m = masses.to(dtype)
-    graph = _graph(batch, m.shape[0], m.device)
-    num = _num_systems(graph)
-    target = _per_system(temperature_K, num, m)
+    graph = system_index(batch, m.shape[0], m.device)
+    num = num_systems(graph)
+    target = per_system(temperature_K, num, m)
     if bool((target < 0).any()):
         raise ValueError(f"temperature_K must be ≥ 0 K, got {target.tolist()}")
     z = _randn_atoms((3,), graph, num, generator, m)
@@ -188,31 +117,32 @@ def csvr(
     dt_fs: float,
     tau_fs: float | None = None,
     generator: GeneratorLike = None,
-    dof=None,
 ) -> torch.Tensor:
     """Canonical sampling through velocity rescaling (Bussi, Donadio & Parrinello 2007).
 
-    Exact stochastic update of each system's kinetic energy K over one interval ``dt_fs``
-    (their Eq. A7): with c = exp(−Δt/τ), K̄ = N_f k_B T/2, R a standard normal and S a
-    χ² variable with N_f − 1 degrees of freedom,
+    Exact stochastic update of each system's internal kinetic energy K (relative to its centre
+    of mass, N_f = 3N − 3, as :mod:`equignnmd.physics` defines the temperature) over one
+    interval ``dt_fs`` (their Eq. A7): with c = exp(−Δt/τ), K̄ = N_f k_B T/2, R a standard
+    normal and S a χ² variable with N_f − 1 degrees of freedom,
 
         K' = K + (1 − c)(K̄ (S + R²)/N_f − K) + 2 R √(c (1 − c) K K̄ / N_f),
 
-    and the velocities are scaled by √(K'/K). ``tau_fs`` defaults to 100 × ``dt_fs``; τ = 0
-    resamples K from the canonical distribution at once. The scaling preserves zero net
-    momentum, so with momentum removed use the default N_f = 3N − 3.
+    and the velocities relative to the centre of mass are scaled by √(K'/K) (net momentum is
+    untouched). ``tau_fs`` defaults to 100 × ``dt_fs``; τ = 0 resamples K from the canonical
+    distribution at once.
     """
-    graph = _graph(batch, vel.shape[0], vel.device)
-    num = _num_systems(graph)
+    graph = system_index(batch, vel.shape[0], vel.device)
+    num = num_systems(graph)
     if tau_fs is None:
         tau_fs = 100.0 * dt_fs
     if tau_fs < 0 or dt_fs <= 0:
         raise ValueError(f"csvr: need dt_fs > 0 and tau_fs ≥ 0, got {dt_fs}, {tau_fs}")
     c = math.exp(-dt_fs / tau_fs) if tau_fs > 0 else 0.0
     work = vel.to(torch.float64) if vel.dtype != torch.float64 else vel
-    ke = kinetic_energy(work, masses, graph)
-    nf = degrees_of_freedom(graph, dof=dof, num=num).to(work.device)
-    kbar = 0.5 * nf * KB_EV_PER_K * _per_system(target_K, num, ke)
+    internal = remove_net_momentum(work, masses, graph)
+    ke = internal_kinetic_energy(work, masses, graph)
+    nf = degrees_of_freedom(graph, num=num).to(work.device)
+    kbar = 0.5 * nf * KB_EV_PER_K * per_system(target_K, num, ke)
     r1, chi2 = _randn_systems((nf.round() - 1).clamp_min(0).long(), num, generator, ke)
     new = (
         ke
@@ -220,7 +150,8 @@ def csvr(
         + 2.0 * r1 * torch.sqrt((c * (1.0 - c)) * ke * kbar / nf)
     )
     alpha = torch.where(ke > 0, torch.sqrt(new.clamp_min(0) / ke.clamp_min(1e-300)), 1.0)
-    return vel * alpha.to(vel.dtype)[graph].unsqueeze(-1)
+    scaled = work + (alpha[graph].unsqueeze(-1) - 1.0) * internal
+    return scaled.to(vel.dtype)
 
 
 def langevin(
@@ -237,13 +168,13 @@ def langevin(
     v' = c v + √((1 − c²) k_B T / m) ξ with c = exp(−γ Δt), γ = ``friction_per_ps`` (1/ps).
     The noise carries net momentum; remove it afterwards when momentum should stay zero.
     """
-    graph = _graph(batch, vel.shape[0], vel.device)
-    num = _num_systems(graph)
+    graph = system_index(batch, vel.shape[0], vel.device)
+    num = num_systems(graph)
     if friction_per_ps < 0:
         raise ValueError(f"langevin: friction_per_ps must be ≥ 0, got {friction_per_ps}")
-    c = math.exp(-friction_per_ps * dt_fs / 1000.0)
+    c = math.exp(-friction_per_ps * fs_to_ps(dt_fs))
     m = masses.to(vel.dtype)
-    target = _per_system(target_K, num, m)
+    target = per_system(target_K, num, m)
     sigma = torch.sqrt((1.0 - c * c) * KB_EV_PER_K * target[graph] / (m * MVV2E))
     noise = _randn_atoms((3,), graph, num, generator, vel)
     return c * vel + sigma.unsqueeze(-1) * noise
@@ -255,13 +186,11 @@ def make_thermostat(
     dt_fs: float | None = None,
     tau_fs: float | None = None,
     friction_per_ps: float | None = None,
-    dof=None,
 ):
     """A callable ``(vel, masses, batch, generator) -> vel`` for ``kind`` none | csvr | langevin.
 
     csvr: ``tau_fs`` defaults to 100 × ``dt_fs``; langevin: ``friction_per_ps`` defaults to
-    1000 / (100 × ``dt_fs``) (a damping time of 100 strides); ``dof`` goes to :func:`csvr`.
-    Returns ``None`` for "none".
+    1 / (100 × ``dt_fs``) (a damping time of 100 strides). Returns ``None`` for "none".
     """
     name = (kind or "none").lower()
     if name in ("none", "nve"):
@@ -274,12 +203,12 @@ def make_thermostat(
         tau = 100.0 * dt_fs if tau_fs is None else float(tau_fs)
 
         def step(vel, masses, batch, generator):
-            return csvr(vel, masses, batch, target_K, dt_fs, tau, generator, dof)
+            return csvr(vel, masses, batch, target_K, dt_fs, tau, generator)
 
         step.description = f"csvr(T={t_text} K, tau={tau:g} fs)"
         return step
     if name == "langevin":
-        gamma = 1000.0 / (100.0 * dt_fs) if friction_per_ps is None else float(friction_per_ps)
+        gamma = 1.0 / fs_to_ps(100.0 * dt_fs) if friction_per_ps is None else float(friction_per_ps)
 
         def step(vel, masses, batch, generator):
             return langevin(vel, masses, batch, target_K, dt_fs, gamma, generator)

@@ -17,13 +17,29 @@ FTM2V = 1.0 / 1.0364269e-4
 """(eV/Å)/amu → Å/ps² (LAMMPS metal ``ftm2v``)."""
 
 FS_PER_PS = 1000.0
+"""Femtoseconds per picosecond: strides are given in fs, metal time is ps."""
 
-AL_MASS_AMU = 26.9815
-AL_LATTICE_A = 4.05
-AL_ATOMIC_NUMBER = 13
-
-ASE_VELOCITY_PER_A_PS = 1.0 / (1000.0 * ase.units.fs)
+ASE_VELOCITY_PER_A_PS = 1.0 / (FS_PER_PS * ase.units.fs)
 """Multiply a velocity in Å/ps by this to get ASE's velocity unit (Å per ASE time unit)."""
+
+
+PS_PER_NS = 1000.0
+SECONDS_PER_DAY = 86400.0
+
+
+def ns_per_day(simulated_ps: float, wall_s: float) -> float:
+    """Throughput of an MD engine: simulated ns per day of wall time (0 when none passed)."""
+    return simulated_ps / PS_PER_NS / wall_s * SECONDS_PER_DAY if wall_s > 0 else 0.0
+
+
+def fs_to_ps(t_fs):
+    """A time (or stride) in fs → ps; works on floats, arrays and tensors."""
+    return t_fs / FS_PER_PS
+
+
+def ps_to_fs(t_ps):
+    """A time in ps → fs; works on floats, arrays and tensors."""
+    return t_ps * FS_PER_PS
 
 
 def velocity_to_ase(v_A_ps):

@@ -9,9 +9,11 @@ from ase.neighborlist import neighbor_list
 
 from equignnmd import analysis as an
 from equignnmd import plots
-from equignnmd.units import AL_MASS_AMU, KB_EV_PER_K, MVV2E
+from equignnmd.materials import ALUMINIUM
+from equignnmd.units import KB_EV_PER_K, MVV2E
 
-A0 = 4.05
+AL_MASS_AMU = ALUMINIUM.mass_amu
+A0 = ALUMINIUM.lattice_A
 SHELLS = [(A0 / np.sqrt(2), 12), (A0, 6), (A0 * np.sqrt(1.5), 24)]  # 2.864, 4.05, 4.960 Å
 WINDOWS = [(2.5, 3.4), (3.6, 4.5), (4.6, 5.3)]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -158,12 +160,14 @@ def test_kinetic_temperature_maxwell_boltzmann():
     t = an.kinetic_temperature(v, AL_MASS_AMU)
     assert isinstance(t, float)
     assert t == pytest.approx(300.0, rel=0.03)
-    # dof handling: 3N − 3 with COM removed (default), 3N without
+    # the centre-of-mass motion is not thermal: removed, 3N − 3 degrees of freedom
     v_free = v - v.mean(axis=0)
     t_free = an.kinetic_temperature(v_free, AL_MASS_AMU)
-    t_3n = an.kinetic_temperature(v_free, AL_MASS_AMU, remove_com=False)
-    assert t_3n == pytest.approx(t_free * (3 * n - 3) / (3 * n), rel=1e-12)
-    assert an.kinetic_temperature(v_free, AL_MASS_AMU, dof=3 * n) == pytest.approx(t_3n)
+    assert an.kinetic_temperature(v_free + [3.0, -1.0, 2.0], AL_MASS_AMU) == pytest.approx(
+        t_free, rel=1e-12
+    )
+    ke_free = an.kinetic_energy(v_free, AL_MASS_AMU)
+    assert t_free == pytest.approx(2 * ke_free / ((3 * n - 3) * KB_EV_PER_K), rel=1e-12)
     # trajectory input and energy / momentum helpers
     traj = np.stack([v_free, 2 * v_free])
     temps = an.kinetic_temperature(traj, np.full(n, AL_MASS_AMU))

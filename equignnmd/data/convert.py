@@ -456,10 +456,11 @@ def _read_ase(
 
 # ------------------------------------------------------------------------------ one input
 def _kinetic(masses: np.ndarray, v: np.ndarray) -> tuple[float, float]:
-    """(kinetic energy eV, temperature K with 3N − 3 degrees of freedom)."""
-    ke = 0.5 * units.MVV2E * float(np.sum(masses[:, None] * v.astype(np.float64) ** 2))
-    dof = max(3 * len(masses) - 3, 1)
-    return ke, 2.0 * ke / (dof * units.KB_EV_PER_K)
+    """(kinetic energy eV, kinetic temperature K) of one frame (:mod:`equignnmd.analysis`)."""
+    from .. import analysis
+
+    v = v.astype(np.float64)
+    return analysis.kinetic_energy(v, masses), analysis.kinetic_temperature(v, masses)
 
 
 def _stem(path: Path) -> str:
@@ -636,7 +637,10 @@ def _convert_one(
             t_source = "atoms.info['temperature_K']"
         else:
             temperature = float(np.mean(temps))
-            t_source = "mean kinetic temperature of the file (3N-3 degrees of freedom)"
+            t_source = (
+                "mean kinetic temperature of the file (centre-of-mass motion removed, 3N-3 "
+                "degrees of freedom)"
+            )
         interval = times[1] - times[0]
         writer.f.attrs["temperature_K"] = temperature
         writer.f.attrs["frame_interval_fs"] = interval

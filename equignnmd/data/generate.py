@@ -28,6 +28,8 @@ import numpy as np
 from .. import __version__
 from .._lammps import import_lammps, resolve_potential
 from ..config import ConfigError
+from ..materials import ALUMINIUM, Material, material
+from ..units import ps_to_fs
 from .format import (
     FINITE,
     TrajectoryWriter,
@@ -51,9 +53,10 @@ class GenerateConfig:
     temperatures_K: list[float] = field(default_factory=lambda: [300.0, 350.0, 800.0])
     test_temperatures_K: list[float] = field(default_factory=lambda: [350.0])
     cells: int = 4
-    lattice_A: float = 4.05
-    element: str = "Al"
-    mass_amu: float = 26.9815
+    lattice_A: float = ALUMINIUM.lattice_A
+    element: str = ALUMINIUM.element
+    """A symbol of :data:`equignnmd.materials.MATERIALS` (only "Al" today)."""
+    mass_amu: float = ALUMINIUM.mass_amu
     potential: str = "Al_mm.eam.fs"
     timestep_fs: float = 1.0
     equilibration_ps: float = 2.0
@@ -76,6 +79,10 @@ class GenerateConfig:
                 f"{source}: field '{name}' = {getattr(self, name)!r}; expected {expected}"
             )
 
+        try:
+            material(self.element)
+        except ValueError as err:
+            raise ConfigError(f"{source}: field 'element' = {self.element!r}: {err}") from None
         if not self.temperatures_K or any(t <= 0 for t in self.temperatures_K):
             bad("temperatures_K", "a non-empty list of positive temperatures in K")
         if any(t not in self.temperatures_K for t in self.test_temperatures_K):
@@ -94,13 +101,23 @@ class GenerateConfig:
             bad("ensemble", "one of npt, nvt, nve")
         if self.mpi_ranks < 1:
             bad("mpi_ranks", "a positive integer")
-        if not 0 <= self.vacancies < 4 * self.cells**3:
-            bad("vacancies", f"a number of empty sites from 0 to {4 * self.cells**3 - 1}")
+        if not 0 <= self.vacancies < self.material.atoms_per_cell * self.cells**3:
+            bad(
+                "vacancies",
+                f"a number of empty sites from 0 to {self.n_atoms + self.vacancies - 1}",
+            )
 
     # derived quantities -------------------------------------------------------------------
     @property
+    def material(self) -> Material:
+        """The element's record with this config's mass and lattice constant."""
+        from dataclasses import replace
+
+        return replace(material(self.element), mass_amu=self.mass_amu, lattice_A=self.lattice_A)
+
+    @property
     def n_atoms(self) -> int:
-        return 4 * self.cells**3 - self.vacancies
+        return self.material.atoms_per_cell * self.cells**3 - self.vacancies
 
     @property
     def steps_per_record(self) -> int:
@@ -108,14 +125,14 @@ class GenerateConfig:
 
     @property
     def n_records(self) -> int:
-        return int(round(self.production_ps * 1000.0 / self.record_every_fs)) + 1
+        return int(round(ps_to_fs(self.production_ps) / self.record_every_fs)) + 1
 
     def disk_bytes(self) -> int:
         per_frame = self.n_atoms * BYTES_PER_ATOM_FRAME + 9 * 8 + 8 * 7
         return per_frame * self.n_records * len(self.temperatures_K)
 
     def md_steps(self) -> int:
-        per_t = (self.equilibration_ps + self.production_ps) * 1000.0 / self.timestep_fs
+        per_t = ps_to_fs(self.equilibration_ps + self.production_ps) / self.timestep_fs
         return int(per_t * len(self.temperatures_K))
 
 
@@ -201,7 +218,9 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
         "potential_sha256": potential_hash,
         "seed": cfg.seed,
         # lattice-site start: equipartition moves half the kinetic energy into the potential
-        "initial_velocities": f"Maxwell–Boltzmann at {MDSettings.velocity_scale:g} × T, per-trajectory seed",
+        "initial_velocities": (
+            f"Maxwell–Boltzmann at {MDSettings.velocity_scale:g} × T, per-trajectory seed"
+        ),
         "ensemble": cfg.ensemble.upper() + " Nosé–Hoover" if cfg.ensemble != "nve" else "NVE",
         "integrator": "velocity-Verlet",
         "timestep_fs": cfg.timestep_fs,
@@ -239,7 +258,7 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
                 reuse = f.attrs.get("settings_key") == key
         if comm is not None:
             reuse = comm.bcast(reuse, root=0)
-        steps_here = int((cfg.equilibration_ps + cfg.production_ps) * 1000 / cfg.timestep_fs)
+        steps_here = int(ps_to_fs(cfg.equilibration_ps + cfg.production_ps) / cfg.timestep_fs)
         if reuse:
             bar.update(steps_here)
             entry.update({k: v for k, v in previous.get(name, {}).items() if k == "wall_s"})
@@ -248,9 +267,7 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
         t0 = time.time()
         settings = MDSettings(
             potential=potential,
-            element=cfg.element,
-            mass_amu=cfg.mass_amu,
-            lattice_A=cfg.lattice_A,
+            material=cfg.material,
             cells=cfg.cells,
             temperature_K=temperature,
             seed=cfg.seed + k,
@@ -265,7 +282,7 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
         )
         md = LammpsMD(settings, comm=comm)
         bar.set_postfix_str(f"{temperature:g} K")
-        n_eq = int(round(cfg.equilibration_ps * 1000 / cfg.timestep_fs))
+        n_eq = int(round(ps_to_fs(cfg.equilibration_ps) / cfg.timestep_fs))
         chunk = max(1, min(n_eq, 1000))
         done = 0
         while done < n_eq:
@@ -275,11 +292,9 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
             bar.update(step)
         writer = None
         if rank == 0:
-            from .. import units
-
             writer = TrajectoryWriter(
                 path,
-                species=[units.AL_ATOMIC_NUMBER if cfg.element == "Al" else 0] * cfg.n_atoms,
+                species=[cfg.material.atomic_number] * cfg.n_atoms,
                 masses=[cfg.mass_amu] * cfg.n_atoms,
                 temperature_K=temperature,
                 frame_interval_fs=cfg.record_every_fs,

@@ -15,6 +15,8 @@ import numpy as np
 
 from .. import descriptors as desc
 from .._lammps import import_lammps, new_lammps, pair_style_for
+from ..materials import ALUMINIUM, Material
+from ..units import fs_to_ps
 
 THERMO_KEYS = ("temp", "press", "vol", "pe", "ke", "etotal")
 THERMO_NAMES = ("temperature_K", "pressure_bar", "volume_A3", "pe_eV", "ke_eV", "etotal_eV")
@@ -25,9 +27,8 @@ class MDSettings:
     """One LAMMPS run. Units: metal (Å, ps, eV, amu, K, bar); times in fs."""
 
     potential: Path
-    element: str = "Al"
-    mass_amu: float = 26.9815
-    lattice_A: float = 4.05
+    material: Material = ALUMINIUM
+    """Element, mass and the lattice constant of the FCC crystal built when no state is given."""
     cells: int = 4
     temperature_K: float = 300.0
     seed: int = 12345
@@ -64,7 +65,7 @@ class LammpsMD:
         cmds = ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map array"]
         if state is None:
             cmds += [
-                f"lattice fcc {s.lattice_A}",
+                f"lattice {s.material.structure} {s.material.lattice_A}",
                 f"region box block 0 {s.cells} 0 {s.cells} 0 {s.cells}",
                 "create_box 1 box",
                 "create_atoms 1 box",
@@ -83,12 +84,12 @@ class LammpsMD:
         if state is not None:
             self._create_from_state(state)
         cmds = [
-            f"mass 1 {s.mass_amu}",
+            f"mass 1 {s.material.mass_amu}",
             f"pair_style {style}",
-            f"pair_coeff * * {s.potential}" + ("" if style == "eam" else f" {s.element}"),
+            f"pair_coeff * * {s.potential}" + ("" if style == "eam" else f" {s.material.element}"),
             "neighbor 1.0 bin",
             "neigh_modify every 1 delay 0 check yes",
-            f"timestep {s.timestep_fs / 1000.0}",
+            f"timestep {fs_to_ps(s.timestep_fs)}",
             "thermo_style custom step " + " ".join(THERMO_KEYS),
         ]
         if state is None:
@@ -97,8 +98,8 @@ class LammpsMD:
                 "mom yes rot yes dist gaussian"
             )
         if s.descriptors:
-            cmds += desc.lammps_compute_commands()
-        t, tdamp, pdamp = s.temperature_K, s.tdamp_fs / 1000.0, s.pdamp_fs / 1000.0
+            cmds += desc.lammps_compute_commands(s.material)
+        t, tdamp, pdamp = s.temperature_K, fs_to_ps(s.tdamp_fs), fs_to_ps(s.pdamp_fs)
         if s.ensemble == "npt":
             cmds.append(
                 f"fix eq_int all npt temp {t} {t} {tdamp} iso {s.pressure_bar} "
@@ -224,7 +225,7 @@ class LammpsMD:
         return out
 
     def masses(self) -> float:
-        return self.settings.mass_amu
+        return self.settings.material.mass_amu
 
     def close(self) -> None:
         self.lmp.close()
