@@ -6,23 +6,32 @@
 >>> dyn.run(1000)
 
 Everything ASE-facing is in ASE units (``timestep``, ``taut`` in ASE time, ``friction`` in
-1/ASE time, velocities in Å per ASE time); the step itself is :func:`equignnmd.rollout.advance`
-(the same code as batched rollouts, metal units inside).
+1/ASE time, velocities in Å per ASE time); inside, the settings are a
+:class:`~equignnmd.rollout.RolloutConfig`, the first state and the stages come from
+:func:`~equignnmd.rollout.init_run` and each ``step()`` is :func:`equignnmd.rollout.step`:
+the same code as batched rollouts, metal units inside.
 
 Positions: ``atoms.positions`` are kept wrapped into the cell (``wrap=False`` keeps them
 unwrapped, like ASE's own integrators); ``dyn.unwrapped_positions`` (and
 ``atoms.arrays["unwrapped_positions"]``) hold the running sum of displacements. If something
 else moves the atoms between steps, the unwrapped copy restarts from the new positions.
 
-No forces, no calculator: ``atoms.calc`` may be ``None``. ASE's ``MDLogger`` asks for the
-potential energy and fails without a calculator, so ``logfile=`` attaches a
-:class:`KineticOnlyLogger` (time, kinetic energy, temperature) when there is none; attach it
-yourself in the same way (``dyn.attach(KineticOnlyLogger(dyn, atoms, "md.log"), interval=10)``).
-``Trajectory`` writers and observers work unchanged. Temperatures printed by ASE use 3N degrees
-of freedom; the model's and the thermostat's use 3N − 3 (net momentum is removed every step).
+No forces, no calculator: ``atoms.calc`` may be ``None``. ASE's ``irun`` asks the atoms for
+forces before every step's observers (``Dynamics.irun`` in ASE 3.23,
+``MolecularDynamics._refresh_properties`` from 3.24 on); ``SurrogateMD`` overrides the public
+``irun``/``run`` with the same loop (step, count, log, observers) without that request, so no
+calculator is needed and none is made up. ASE's ``MDLogger`` asks for the potential energy
+and fails without a calculator, so ``logfile=`` attaches a :class:`KineticOnlyLogger` (time,
+kinetic energy, temperature) when there is none; attach it yourself in the same way
+(``dyn.attach(KineticOnlyLogger(dyn, atoms, "md.log"), interval=10)``). ``Trajectory``
+writers and observers work unchanged. :class:`KineticOnlyLogger` prints the package's kinetic
+temperature (:func:`equignnmd.physics.kinetic_temperature`: centre-of-mass motion removed,
+3N − 3 degrees of freedom); ASE's own ``get_temperature()`` and ``MDLogger`` count 3N.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -30,10 +39,17 @@ from ase import units
 from ase.md.logger import MDLogger
 from ase.md.md import MolecularDynamics
 
-from . import thermostats as th
-from .graph import check_box
-from .rollout import RolloutState, advance, make_generators
-from .units import velocity_from_ase, velocity_to_ase
+from . import physics
+from .rollout import (
+    RolloutConfig,
+    RolloutState,
+    finite_difference,
+    init_run,
+    model_temperature,
+    thermostat_of,
+)
+from .rollout import step as rollout_step
+from .units import FS_PER_PS, ase_time_to_fs, velocity_from_ase, velocity_to_ase
 
 __all__ = ["KineticOnlyLogger", "SurrogateMD"]
 
@@ -42,7 +58,8 @@ class KineticOnlyLogger(MDLogger):
     """``MDLogger`` without potential energy: ``Time[ps] Ekin[eV] T[K]`` per line (flushed).
 
     For force-free surrogate dynamics where ``atoms.calc`` is ``None``. Arguments as
-    ``ase.md.MDLogger`` (``stress`` is not supported).
+    ``ase.md.MDLogger`` (``stress`` is not supported). ``T`` is
+    :func:`equignnmd.physics.kinetic_temperature` (3N − 3, centre of mass removed).
     """
 
     def __init__(self, dyn, atoms, logfile, header: bool = True, peratom: bool = False, mode="a"):
@@ -59,8 +76,10 @@ class KineticOnlyLogger(MDLogger):
         ekin = self.atoms.get_kinetic_energy()
         if self.peratom:
             ekin /= self.atoms.get_global_number_of_atoms()
-        dat = (self.dyn.get_time() / (1000 * units.fs),) if self.dyn is not None else ()
-        dat += (ekin, self.atoms.get_temperature())
+        vel = torch.as_tensor(velocity_from_ase(self.atoms.get_velocities()))
+        temp = float(physics.kinetic_temperature(vel, torch.as_tensor(self.atoms.get_masses())))
+        dat = (self.dyn.get_time() / (FS_PER_PS * units.fs),) if self.dyn is not None else ()
+        dat += (ekin, temp)
         self.logfile.write(self.fmt % dat)
         self.logfile.flush()
 
@@ -75,8 +94,9 @@ class SurrogateMD(MolecularDynamics):
         model: a :class:`~equignnmd.models.base.SurrogateModel` (put in eval mode).
         timestep: the stride in ASE time units (``10 * ase.units.fs``); the model is asked for
             ``timestep / ase.units.fs`` fs.
-        temperature_K: thermostat set point and the model's temperature label; for NVE
-            (``thermostat="none"``) defaults to the initial kinetic temperature.
+        temperature_K: thermostat set point (the model's temperature label with a
+            thermostat); without one, only used to draw missing velocities: the label is
+            the initial kinetic temperature (:func:`equignnmd.physics.temperature_label`).
         thermostat: "none" | "csvr" | "langevin".
         taut: CSVR time constant, ASE time units (default 100 × timestep).
         friction: Langevin friction, 1 / ASE time units (default 1 / (100 × timestep)).
@@ -104,48 +124,34 @@ class SurrogateMD(MolecularDynamics):
         wrap: bool = True,
         **kwargs,
     ):
+        # settings, first state and stages before ASE opens any file: errors come first
+        cfg = RolloutConfig.of(
+            "SurrogateMD",
+            dt_fs=ase_time_to_fs(timestep),
+            temperature_K=temperature_K,
+            thermostat=thermostat,
+            tau_fs=None if taut is None else ase_time_to_fs(taut),
+            # 1/ASE time → 1/ps: × (ASE time units per ps)
+            friction_per_ps=None if friction is None else friction * FS_PER_PS * units.fs,
+            seed=seed,
+            remove_momentum=remove_momentum,
+            write_every=0,
+            progress=False,
+        )
+        state, stages = init_run(model, atoms, cfg, names=["SurrogateMD(atoms)"])
+        if state.info["init"]["maxwell_boltzmann_replicas"]:
+            atoms.set_velocities(velocity_to_ase(state.velocities.cpu().numpy()))
         super().__init__(
             atoms, timestep, trajectory=trajectory, logfile=None, loginterval=loginterval, **kwargs
         )
-        check_box(atoms.cell.array, model.cutoff, where="SurrogateMD(atoms)")
+        self.config = cfg
         self.model = model.eval()
-        self.dt_fs = float(timestep / units.fs)
-        self.thermostat_name = (thermostat or "none").lower()
-        self.remove_momentum = bool(remove_momentum)
+        self.dt_fs = cfg.dt_fs
         self.wrap = bool(wrap)
         self.seed = seed
-        device = model.device
-        self.generators = make_generators(1, seed, device)
+        self.stages, self.state = stages, state
+        self.thermostat = thermostat_of(self.stages)
         self.finite_difference = not bool(getattr(model, "predicts_velocity", True))
-        nvt = self.thermostat_name not in ("none", "nve")
-        if nvt and temperature_K is None:
-            raise ValueError(f"SurrogateMD: thermostat {thermostat!r} needs temperature_K")
-
-        masses = torch.as_tensor(atoms.get_masses(), dtype=torch.float64, device=device)
-        self._dof = None if self.remove_momentum else 3 * len(atoms)
-        vel = atoms.get_velocities()
-        if not np.any(vel):
-            if temperature_K is None or temperature_K <= 0:
-                raise ValueError(
-                    "SurrogateMD: the atoms have no velocities; pass temperature_K or set them "
-                    "(e.g. ase.md.velocitydistribution.MaxwellBoltzmannDistribution)"
-                )
-            v = th.maxwell_boltzmann(masses, float(temperature_K), self.generators[0])
-            atoms.set_velocities(velocity_to_ase(v.cpu().numpy()))
-        if temperature_K is None:
-            v = torch.as_tensor(velocity_from_ase(atoms.get_velocities()), device=device)
-            if self.remove_momentum:
-                v = th.remove_net_momentum(v, masses)
-            temperature_K = float(th.kinetic_temperature(v, masses, dof=self._dof)[0])
-        self.temperature_K = float(temperature_K)
-        self.thermostat = th.make_thermostat(
-            self.thermostat_name,
-            self.temperature_K,
-            self.dt_fs,
-            tau_fs=None if taut is None else taut / units.fs,
-            friction_per_ps=None if friction is None else friction * 1000.0 * units.fs,
-            dof=self._dof,
-        )
         self.unwrapped_positions = atoms.get_positions().copy()
         self._last_positions = atoms.get_positions().copy()
         if logfile:
@@ -153,28 +159,51 @@ class SurrogateMD(MolecularDynamics):
             logger = self.closelater(cls(dyn=self, atoms=atoms, logfile=logfile))
             self.attach(logger, loginterval)
 
+    @property
+    def temperature_K(self) -> float:
+        """The model's temperature label, K (set point, or the initial kinetic temperature)."""
+        return float(model_temperature(self.state)[0])
+
     def todict(self):
         d = super().todict()
         d.update(
             {
                 "model": getattr(self.model, "arch", type(self.model).__name__),
                 "temperature_K": self.temperature_K,
-                "thermostat": getattr(self.thermostat, "description", "none"),
+                "thermostat": self.thermostat.description if self.thermostat else "none",
             }
         )
         return d
 
-    def _refresh_properties(self):
-        # The base class asks for forces after every step; a surrogate run has none to give.
-        if self.atoms.calc is not None:
-            super()._refresh_properties()
+    # ASE's loops ask the atoms for forces around every step (module doc): the same loop
+    # without that request, through the public entry points.
+    def irun(self, steps: int = 50):
+        """Run as a generator, as ``MolecularDynamics.irun``; yields whether done."""
+        self.max_steps = self.nsteps + steps
+        if self.nsteps == 0:
+            self.log()
+            self.call_observers()
+        yield self.nsteps >= self.max_steps
+        while self.nsteps < self.max_steps:
+            self.step()
+            self.nsteps += 1
+            self.log()
+            self.call_observers()
+            yield self.nsteps >= self.max_steps
+
+    def run(self, steps: int = 50) -> bool:
+        """Run ``steps`` strides, as ``MolecularDynamics.run``; returns True when done."""
+        done = steps == 0
+        for converged in self.irun(steps):
+            done = converged
+        return done
 
     def step(self):
         atoms = self.atoms
         positions = atoms.get_positions()
         if not np.array_equal(positions, self._last_positions):  # moved by someone else
             self.unwrapped_positions = positions.copy()
-        state = RolloutState.from_arrays(
+        current = RolloutState.from_arrays(
             [self.unwrapped_positions],
             [velocity_from_ase(atoms.get_velocities())],
             [atoms.cell.array],
@@ -183,15 +212,10 @@ class SurrogateMD(MolecularDynamics):
             device=self.model.device,
             step=self.nsteps,
         )
-        new, self.finite_difference = advance(
-            self.model,
-            state,
-            self.dt_fs,
-            self.temperature_K,
-            self.thermostat,
-            self.generators,
-            self.remove_momentum,
-        )
+        state = replace(current, generators=self.state.generators, info=self.state.info)
+        self.state = rollout_step(self.model, state, self.dt_fs, self.stages)
+        self.finite_difference = finite_difference(self.state)
+        new = self.state
         self.unwrapped_positions = new.unwrapped.cpu().numpy()
         atoms.set_positions(new.positions.cpu().numpy() if self.wrap else self.unwrapped_positions)
         atoms.set_velocities(velocity_to_ase(new.velocities.cpu().numpy()))

@@ -292,27 +292,15 @@ def _dataset_frame(root: str, frame: int, temperature_K: float | None):
     return atoms, tr.temperature_K
 
 
-def cmd_rollout(args) -> int:
-    import torch
+def rollout_config(args, temperature_K: float | None):
+    """The :class:`~equignnmd.rollout.RolloutConfig` of ``equignnmd rollout`` (checked)."""
+    from .rollout import RolloutConfig
 
-    from .checkpoint import load_checkpoint
-    from .rollout import run_rollout
-
-    model = load_checkpoint(args.checkpoint, device=args.device)
-    if args.dtype:
-        model = model.to(getattr(torch, args.dtype))
-    temperature = args.temperature
-    if args.data:
-        structure, data_T = _dataset_frame(args.data, args.frame, args.data_temperature)
-        temperature = temperature if temperature is not None else data_T
-    else:
-        structure = args.structure
-    result = run_rollout(
-        model,
-        structure,
-        args.dt,
-        args.steps,
-        temperature_K=temperature,
+    return RolloutConfig.of(
+        "equignnmd rollout",
+        dt_fs=args.dt,
+        steps=args.steps,
+        temperature_K=temperature_K,
         thermostat=args.thermostat,
         tau_fs=args.tau_fs,
         friction_per_ps=args.friction,
@@ -326,9 +314,30 @@ def cmd_rollout(args) -> int:
         min_temperature_factor=args.min_temperature_factor,
         progress=not args.no_progress,
     )
+
+
+def cmd_rollout(args) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .rollout import Rollout
+    from .units import fs_to_ps
+
+    temperature = args.temperature
+    if args.data:
+        structure, data_T = _dataset_frame(args.data, args.frame, args.data_temperature)
+        temperature = temperature if temperature is not None else data_T
+    else:
+        structure = args.structure
+    config = rollout_config(args, temperature)  # checked before the model loads
+    model = load_checkpoint(args.checkpoint, device=args.device)
+    if args.dtype:
+        model = model.to(getattr(torch, args.dtype))
+    with Rollout(model, structure, config) as ro:
+        result = ro.run()
     done = int(result.step[-1])
     print(
-        f"{done} steps of {args.dt:g} fs ({done * args.dt / 1000:g} ps) × {args.replicas} "
+        f"{done} steps of {args.dt:g} fs ({fs_to_ps(done * args.dt):g} ps) × {args.replicas} "
         f"replica(s): {result.steps_per_s:.2f} steps/s, {result.ns_per_day:.3g} ns/day; "
         f"files in {args.out}"
     )

@@ -30,6 +30,7 @@ from .config import ConfigError
 from .data.dataset import PairDataset
 from .data.format import read_index
 from .oneshot import stride_errors
+from .units import fs_to_ps, ps_to_fs
 
 PAPER_TABLE4_A = {
     1: 0.00022,
@@ -108,7 +109,7 @@ class EvaluateConfig:
     def steps_for(self, stride_fs: float) -> int:
         """Steps at ``stride_fs``: ``rollout_ps`` of simulated time, else ``rollout_steps``."""
         if self.rollout_ps > 0:
-            return max(2, int(round(self.rollout_ps * 1000.0 / stride_fs)))
+            return max(2, int(round(ps_to_fs(self.rollout_ps) / stride_fs)))
         return self.rollout_steps
 
     def tau_for(self, stride_fs: float) -> float:
@@ -189,13 +190,21 @@ def rollout_arrays(
 
     Returns ``positions`` (S+1, N, 3) unwrapped Å, ``velocities`` (S+1, N, 3) Å/ps, ``cell``
     (S+1, 3, 3) and ``stopped`` (the guard's message, or None)."""
-    import ase
+    from .rollout import Rollout, RolloutConfig, RolloutState
 
-    from .rollout import run_rollout
-    from .units import velocity_to_ase
-
-    atoms = ase.Atoms(numbers=species, positions=positions, cell=cell, pbc=True, masses=masses)
-    atoms.set_velocities(velocity_to_ase(np.asarray(velocities, float)))
+    config = RolloutConfig.of(
+        "rollout_arrays",
+        dt_fs=dt_fs,
+        steps=steps,
+        temperature_K=temperature_K,
+        thermostat=thermostat,
+        tau_fs=tau_fs,
+        seed=seed,
+        min_distance_A=min_distance_A,
+        out_dir=out_dir,
+        progress=False,
+    )
+    start = RolloutState.from_arrays([positions], [velocities], [cell], [species], [masses])
     frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def keep(state, thermo):  # called at step 0, after every step, and at a guard's stop
@@ -204,20 +213,8 @@ def rollout_arrays(
             state.velocities.detach().cpu().numpy().copy(),
         )
 
-    result = run_rollout(
-        model,
-        atoms,
-        dt_fs,
-        steps,
-        temperature_K=temperature_K,
-        thermostat=thermostat,
-        tau_fs=tau_fs,
-        seed=seed,
-        out_dir=out_dir,
-        observers=[keep],
-        min_distance_A=min_distance_A,
-        progress=False,
-    )
+    with Rollout(model, start, config, observers=[keep]) as ro:
+        result = ro.run()
     last = steps if result.stopped_step is None else int(result.stopped_step) - 1
     # frames 0..last, every one before the guard fired; the start frame even when the guard
     # refused it (it is the dataset's own frame, recorded by the observer at step 0)
@@ -308,7 +305,7 @@ def rollout_vs_lammps(
         mass_amu=float(tr.masses[0]),
     )
     n = n_done + 1
-    t_ps = np.arange(n) * stride / 1000.0
+    t_ps = fs_to_ps(np.arange(n) * stride)
     half = slice(n // 2, n)
     r, g_sur = analysis.rdf(sur["positions"][half], sur["cell"][half], r_max=7.0)
     _, g_ref = analysis.rdf(ref["positions"][half], ref["cell"][half], r_max=7.0)

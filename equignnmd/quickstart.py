@@ -101,17 +101,17 @@ def demo_rollout(data: Path, out: Path, steps: int = 200, device="auto", dt_fs: 
     from .checkpoint import load_checkpoint
     from .cli import _dataset_frame
     from .data.format import read_index
-    from .rollout import run_rollout
+    from .rollout import Rollout, RolloutConfig
     from .train import pick_device
+    from .units import fs_to_ps
 
     test = read_index(data).get("test_temperatures_K") or [None]
     atoms, temperature = _dataset_frame(str(data), 0, test[0])
     model = load_checkpoint("pretrained:equivariant-al", device=pick_device(device))
-    result = run_rollout(
-        model,
-        atoms,
-        dt_fs,
-        steps,
+    config = RolloutConfig.of(
+        "quickstart demo rollout",
+        dt_fs=dt_fs,
+        steps=steps,
         temperature_K=temperature,
         thermostat="csvr",
         tau_fs=10.0 * dt_fs,
@@ -119,9 +119,11 @@ def demo_rollout(data: Path, out: Path, steps: int = 200, device="auto", dt_fs: 
         write_every=10,
         progress=False,
     )
+    with Rollout(model, atoms, config) as ro:
+        result = ro.run()
     done = int(result.step[-1])
     print(
-        f"      {done} steps × {dt_fs:g} fs = {done * dt_fs / 1000:g} ps at {temperature:g} K: "
+        f"      {done} steps × {dt_fs:g} fs = {fs_to_ps(done * dt_fs):g} ps at {temperature:g} K: "
         f"{result.ns_per_day:.3g} ns/day, mean T {result.temperature_K[1:].mean():.0f} K "
         f"(CSVR τ = {10 * dt_fs:g} fs)"
         + ("" if result.completed else f"; stopped: {result.stopped_reason}")

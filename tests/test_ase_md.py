@@ -11,9 +11,11 @@ from ase.io import Trajectory
 from ase.md.logger import MDLogger
 from test_rollout import Ballistic, fcc, tiny_model
 
-from equignnmd import thermostats as th
+from equignnmd import physics
 from equignnmd.ase_md import KineticOnlyLogger, SurrogateMD
-from equignnmd.units import velocity_from_ase
+from equignnmd.models.base import SurrogateModel
+from equignnmd.rollout import run_rollout
+from equignnmd.units import velocity_from_ase, velocity_to_ase
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,8 +54,8 @@ def test_surrogate_md_observers_trajectory_logger(tmp_path):
     lines = (tmp_path / "md.log").read_text().splitlines()
     assert lines[0].split() == ["Time[ps]", "Ekin[eV]", "T[K]"] and len(lines) == 12
     assert float(lines[-1].split()[0]) == pytest.approx(0.010)
-    # ASE counts 3N degrees of freedom, the package 3N − 3: 300 K reads 300 × 765 / 768
-    assert float(lines[1].split()[2]) == pytest.approx(300.0 * 765 / 768, abs=0.06)
+    # the package's kinetic temperature (3N − 3), not ASE's get_temperature() (3N)
+    assert float(lines[1].split()[2]) == pytest.approx(300.0, abs=0.06)
 
 
 def test_timestep_units_exact_with_ballistic_model(tmp_path):
@@ -86,7 +88,7 @@ def test_thermostats_and_initial_velocities(thermostat, kw):
     )  # fmt: skip
     v = torch.as_tensor(velocity_from_ase(atoms.get_velocities()))
     m = torch.as_tensor(atoms.get_masses())
-    assert float(th.kinetic_temperature(v, m)) == pytest.approx(600.0)
+    assert float(physics.kinetic_temperature(v, m)) == pytest.approx(600.0)
     desc = dyn.thermostat.description
     assert ("tau=20 fs" in desc) if thermostat == "csvr" else ("friction=50 /ps" in desc)
     dyn.run(5)
@@ -109,3 +111,76 @@ def test_errors_and_mdlogger_with_calculator(tmp_path):
     assert any(isinstance(obs[0], MDLogger) for obs in dyn.observers)
     dyn.run(1)
     assert "Epot[eV]" in (tmp_path / "md.log").read_text()
+
+
+def test_no_forces_asked_and_no_private_hook():
+    """ASE's loop asks the atoms for forces around every step (3.23: Dynamics.irun, later:
+    MolecularDynamics._refresh_properties); SurrogateMD's public irun/run do not, so a
+    calculator attached for other reasons is never asked for forces."""
+    from ase.calculators.emt import EMT
+
+    class Counting(EMT):
+        asked: list = []
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=None):
+            self.asked.append(tuple(properties))
+            super().calculate(atoms, properties, system_changes or [])
+
+    atoms = fcc(0)
+    atoms.calc = Counting()
+    dyn = SurrogateMD(atoms, Ballistic(), ase.units.fs)
+    assert dyn.run(3) and dyn.nsteps == 3
+    assert not any("forces" in p for p in Counting.asked), Counting.asked
+    assert "_refresh_properties" not in vars(SurrogateMD)
+
+
+class Recording(SurrogateModel):
+    """A real tiny model that records the temperature label of every batch it is given."""
+
+    def __init__(self, inner: SurrogateModel):
+        super().__init__(inner.config, inner.stats)
+        self.inner, self.arch = inner, inner.arch
+        self.needs_descriptors = inner.needs_descriptors
+        self.predicts_velocity = inner.predicts_velocity
+        self.labels: list[float] = []
+
+    def forward(self, batch):
+        self.labels += batch.temperature_K.double().tolist()
+        return self.inner(batch)
+
+
+def test_predict_surrogate_md_and_rollout_give_the_same_temperature_label():
+    """For one state (moving centre of mass, so ASE's 3N temperature differs), every entry
+    point gives the model physics.temperature_label: the kinetic temperature (NVE, held
+    fixed) or the set point (NVT)."""
+    atoms = fcc(5)
+    atoms.set_velocities(atoms.get_velocities() + velocity_to_ase(np.array([2.0, -1.0, 0.5])))
+    v = torch.as_tensor(velocity_from_ase(atoms.get_velocities()))
+    m = torch.as_tensor(atoms.get_masses())
+    kinetic = float(physics.temperature_label(v, m)[0])
+    assert kinetic == pytest.approx(300.0, rel=1e-9)
+    assert abs(atoms.get_temperature() - kinetic) > 1.0  # the definitions differ here
+    model = Recording(tiny_model("equivariant", dtype=torch.float64))
+
+    def labels(set_point) -> dict[str, list[float]]:
+        nvt = {} if set_point is None else {"thermostat": "csvr", "temperature_K": set_point}
+        seen = {}
+        for where in ("predict", "SurrogateMD", "run_rollout"):
+            model.labels.clear()
+            if where == "predict":
+                model.predict(atoms.copy(), 1.0, temperature_K=set_point)
+            elif where == "SurrogateMD":
+                SurrogateMD(atoms.copy(), model, ase.units.fs, **nvt).run(2)
+            else:
+                run_rollout(
+                    model, atoms.copy(), 1.0, 2, write_every=0, progress=False,
+                    max_temperature_factor=None, **nvt,
+                )  # fmt: skip
+            seen[where] = list(model.labels)
+        return seen
+
+    for set_point in (None, 450.0):
+        expected = kinetic if set_point is None else set_point
+        for where, got in labels(set_point).items():
+            assert len(got) == (1 if where == "predict" else 2), where
+            np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"{where}, {set_point}")

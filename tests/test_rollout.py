@@ -1,4 +1,4 @@
-"""Rollout engine, thermostats and trajectory writers (equignnmd/rollout.py, thermostats.py, io.py).
+"""Rollout engine, thermostats and trajectory writers (equignnmd/rollout/, thermostats.py, io.py).
 
 Tiny untrained models (``configs/*-small.yaml``) on 256-atom rattled FCC Al boxes; small strides
 (1 fs) keep the untrained models' drift within the stability guard for a few dozen steps.
@@ -8,7 +8,9 @@ Analytic stand-in models (ballistic, exploding) test the plumbing exactly and fa
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 import ase.io
 import numpy as np
@@ -18,11 +20,26 @@ import yaml
 from ase.build import bulk
 from torch import nn
 
+from equignnmd import physics
 from equignnmd import thermostats as th
+from equignnmd.config import ConfigError
 from equignnmd.io import LammpsDumpWriter, read_structure
 from equignnmd.models import build_model
 from equignnmd.models.base import Prediction, SurrogateModel
-from equignnmd.rollout import Rollout, RolloutUnstable, run_rollout
+from equignnmd.rollout import (
+    ModelStep,
+    Rollout,
+    RolloutConfig,
+    RolloutState,
+    RolloutUnstable,
+    Stage,
+    advance,
+    init_stages,
+    init_state,
+    run_rollout,
+    standard_stages,
+    step,
+)
 from equignnmd.units import velocity_from_ase, velocity_to_ase
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -203,6 +220,113 @@ def test_ballistic_rollout_is_exact_and_finite_difference_flagged(tmp_path):
         assert res.ns_per_day > 0 and res.steps_per_s > 0
 
 
+# ------------------------------------------------------------------------------------ stages
+class Heating(Ballistic):
+    """Free flight whose predicted velocities are 5 % faster every stride."""
+
+    def forward(self, batch) -> Prediction:
+        pred = super().forward(batch)
+        return Prediction(pred.displacement, pred.velocity * 1.05)
+
+
+@dataclass(frozen=True)
+class HoldKineticEnergy(Stage):
+    """A stage with its own state: rescales every replica to its first kinetic energy."""
+
+    name: ClassVar[str] = "hold_kinetic_energy"
+
+    def init(self, state):
+        ke = physics.kinetic_energy(state.velocities, state.masses, state.batch)
+        return state.with_info(self.name, reference_eV=ke)
+
+    def __call__(self, model, state, dt_fs):
+        ref = state.info[self.name]["reference_eV"]
+        ke = physics.kinetic_energy(state.velocities, state.masses, state.batch)
+        scale = torch.sqrt(ref / ke)[state.batch].unsqueeze(-1)
+        return replace(state, velocities=state.velocities * scale)
+
+
+def test_a_new_stage_is_one_function_before_or_after_the_model_step():
+    """Adding a stage is adding it to the list: after the model step it undoes the heating
+    (its reference energy carried in the state); before it, the model's heating stays."""
+    atoms = fcc(4)
+    heated = run_rollout(Heating(), atoms, 2.0, 5, write_every=0, progress=False)
+    assert heated.temperature_K[-1, 0] == pytest.approx(300.0 * 1.05**10, rel=1e-9)
+    stages = [*standard_stages(), HoldKineticEnergy()]
+    with Rollout(Heating(), atoms, 2.0, stages=stages, write_every=0, progress=False) as ro:
+        held = ro.run(5)
+    np.testing.assert_allclose(held.temperature_K[:, 0], 300.0, rtol=1e-9)
+    # the pure step: the state given is left as it was; the new one says what happened
+    first = init_stages([HoldKineticEnergy(), ModelStep()], init_state(atoms))
+    before = first.velocities.clone(), dict(first.info), first.step
+    after = step(Heating(), first, 2.0, [HoldKineticEnergy(), ModelStep()])
+    assert torch.equal(first.velocities, before[0]) and first.info == before[1]
+    assert first.step == 0 and after.step == 1
+    temp = physics.kinetic_temperature(after.velocities, after.masses, after.batch)
+    assert float(temp[0]) == pytest.approx(300.0 * 1.05**2, rel=1e-9)
+    assert after.info["model"]["finite_difference"] is False
+
+
+def test_advance_is_the_standard_step_with_a_given_label():
+    """The one-call form (benchmarks use it) from a bare from_arrays state."""
+    atoms = fcc(5)
+    v = velocity_from_ase(atoms.get_velocities())
+    state = RolloutState.from_arrays(
+        [atoms.positions], [v], [atoms.cell.array], [atoms.numbers], [atoms.get_masses()]
+    )
+    new, fd = advance(Ballistic(predicts_velocity=False), state, 4.0, 450.0)
+    assert fd is True and new.step == 1
+    np.testing.assert_allclose(new.unwrapped.numpy(), atoms.positions + v * 4.0e-3, atol=1e-10)
+    torch.testing.assert_close(new.info["model"]["temperature_K"], torch.tensor([450.0]).double())
+
+
+# ------------------------------------------------------------------------------------ config
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("dt_fs", 0.0, "field 'dt_fs' = 0.0; expected a stride > 0 fs"),
+        ("steps", 1.5, "field 'steps': expected an integer"),
+        ("thermostat", "nose-hoover", "field 'thermostat' = 'nose-hoover'"),
+        ("temperature_K", -5.0, "field 'temperature_K' = -5.0"),
+        ("replicas", 0, "field 'replicas' = 0"),
+        ("fmt", "xyz", "field 'fmt' = 'xyz'; expected a trajectory format"),
+        ("on_unstable", "ignore", "field 'on_unstable' = 'ignore'"),
+        ("write_every", -1, "field 'write_every' = -1"),
+        ("max_temperature_factor", 0.0, "field 'max_temperature_factor' = 0.0"),
+        ("max_temp_factor", 2.0, r"unknown field\(s\) \['max_temp_factor'\]"),
+    ],
+)
+def test_config_errors_name_the_field_before_any_output(tmp_path, field, value, expected):
+    out = tmp_path / "ro"
+    settings = {"dt_fs": 1.0, "steps": 2, "out_dir": out, "progress": False, field: value}
+    with pytest.raises(ConfigError, match=expected):
+        RolloutConfig.of(**settings)
+    with pytest.raises(ConfigError, match=expected):
+        run_rollout(Ballistic(), fcc(0), **settings)
+    assert not out.exists()
+
+
+def test_config_drives_a_rollout_and_needs_a_set_point_for_nvt(tmp_path):
+    with pytest.raises(ConfigError, match="thermostat 'csvr' needs temperature_K"):
+        RolloutConfig.of(dt_fs=1.0, thermostat="csvr")
+    config = RolloutConfig.of(
+        dt_fs=2.0, steps=4, thermostat="CSVR", temperature_K=np.float64(450.0), tau_fs=20.0,
+        replicas=2, seed=1, out_dir=tmp_path, write_every=2, progress=False,
+    )  # fmt: skip
+    assert config.out_dir == str(tmp_path) and config.thermostat_kind == "csvr"
+    assert config.temperature_K == 450.0 and config.thermo_interval == 2
+    with Rollout(Ballistic(), fcc(0), config) as ro:
+        res = ro.run()
+    assert res.completed and res.step.tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(ro.model_temperature.numpy(), [450.0, 450.0])
+    assert ro.thermostat.description == "csvr(T=450 K, tau=20 fs)"
+    same = run_rollout(
+        Ballistic(), fcc(0), 2.0, 4, temperature_K=450.0, thermostat="csvr", tau_fs=20.0,
+        replicas=2, seed=1, write_every=0, progress=False,
+    )  # fmt: skip
+    torch.testing.assert_close(same.final_state.velocities, res.final_state.velocities)
+
+
 # ------------------------------------------------------------------------------------ thermostats
 def _thermostat_series(update, n_steps: int = 2000, n: int = 256, systems: int = 4):
     m = torch.full((n * systems,), 26.9815, dtype=torch.float64)
@@ -212,7 +336,7 @@ def _thermostat_series(update, n_steps: int = 2000, n: int = 256, systems: int =
     temps = []
     for _ in range(n_steps):
         vel = update(vel, m, batch, gens)
-        temps.append(th.kinetic_temperature(vel, m, batch))
+        temps.append(physics.kinetic_temperature(vel, m, batch))
     return torch.stack(temps).numpy(), 3 * n - 3
 
 
@@ -227,7 +351,7 @@ def test_thermostat_canonical(kind):
 
         def update(v, m, b, g):
             v = th.langevin(v, m, b, target, dt_fs=dt, friction_per_ps=100.0, generator=g)
-            return th.remove_net_momentum(v, m, b)
+            return physics.remove_net_momentum(v, m, b)
 
     temps, dof = _thermostat_series(update)
     settled = temps[200:]  # 20 relaxation times
@@ -242,10 +366,12 @@ def test_csvr_zero_tau_and_default_tau():
     v = th.maxwell_boltzmann(m, 300.0, torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(1)
     slow = th.csvr(v, m, None, 300.0, dt_fs=1.0, generator=g)  # tau = 100 fs: small change
-    assert abs(float(th.kinetic_temperature(slow, m)) / 300 - 1) < 0.05
+    assert abs(float(physics.kinetic_temperature(slow, m)) / 300 - 1) < 0.05
     fast = th.csvr(v, m, None, 900.0, dt_fs=1.0, tau_fs=0.0, generator=g)  # instant resample
-    assert abs(float(th.kinetic_temperature(fast, m)) / 900 - 1) < 0.25
-    torch.testing.assert_close(th.net_momentum(fast, m), torch.zeros(1, 3, dtype=torch.float64))
+    assert abs(float(physics.kinetic_temperature(fast, m)) / 900 - 1) < 0.25
+    torch.testing.assert_close(
+        physics.net_momentum(fast, m), torch.zeros(1, 3, dtype=torch.float64)
+    )
 
 
 def test_maxwell_boltzmann():
@@ -254,9 +380,9 @@ def test_maxwell_boltzmann():
     gens = [torch.Generator().manual_seed(k) for k in range(2)]
     v = th.maxwell_boltzmann(m, [300.0, 50.0], gens, batch)
     torch.testing.assert_close(
-        th.kinetic_temperature(v, m, batch), torch.tensor([300.0, 50.0], dtype=torch.float64)
+        physics.kinetic_temperature(v, m, batch), torch.tensor([300.0, 50.0], dtype=torch.float64)
     )
-    assert th.net_momentum(v, m, batch).abs().max() < 1e-10
+    assert physics.net_momentum(v, m, batch).abs().max() < 1e-10
     # per-system streams: system 1 alone draws the same velocities
     alone = th.maxwell_boltzmann(m[256:], 50.0, torch.Generator().manual_seed(1))
     torch.testing.assert_close(v[256:], alone)
@@ -270,9 +396,9 @@ def test_maxwell_boltzmann():
 def test_initial_velocities_drawn_when_missing():
     ro = Rollout(Ballistic(), fcc(0, temperature_K=None), 2.0, temperature_K=450.0, progress=False)
     st = ro.state
-    temp = th.kinetic_temperature(st.velocities, st.masses, st.batch)
+    temp = physics.kinetic_temperature(st.velocities, st.masses, st.batch)
     torch.testing.assert_close(temp, torch.tensor([450.0], dtype=torch.float64))
-    assert th.net_momentum(st.velocities, st.masses, st.batch).abs().max() < 1e-10
+    assert physics.net_momentum(st.velocities, st.masses, st.batch).abs().max() < 1e-10
     torch.testing.assert_close(ro.model_temperature, temp)
     # given velocities are kept, unless resampled (then replicas differ)
     kept = Rollout(Ballistic(), fcc(0), 2.0, temperature_K=450.0, replicas=2, progress=False)
@@ -285,7 +411,7 @@ def test_initial_velocities_drawn_when_missing():
     )  # fmt: skip
     st = new.state
     torch.testing.assert_close(
-        th.kinetic_temperature(st.velocities, st.masses, st.batch),
+        physics.kinetic_temperature(st.velocities, st.masses, st.batch),
         torch.tensor([450.0, 450.0], dtype=torch.float64),
     )
     assert not torch.allclose(st.velocities[:256], st.velocities[256:])
@@ -304,7 +430,11 @@ def test_structure_without_velocities_needs_a_temperature(tmp_path):
         Rollout(Ballistic(), [fcc(1), still], 2.0, temperature_K=0.0, progress=False)
     ase.io.write(tmp_path / "still.extxyz", still)
     with pytest.raises(ValueError, match=r"structure 0 \(.*still\.extxyz\) has no velocities"):
-        run_rollout(Ballistic(), str(tmp_path / "still.extxyz"), 2.0, 1, progress=False)
+        run_rollout(
+            Ballistic(), str(tmp_path / "still.extxyz"), 2.0, 1, out_dir=tmp_path / "ro",
+            progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "ro").exists()  # refused before any output
     with pytest.raises(ValueError, match="is to be resampled: give temperature_K"):
         Rollout(Ballistic(), fcc(0), 2.0, resample_velocities=True, progress=False)
     # the ASE integrator refuses the same inputs
@@ -328,6 +458,7 @@ def test_rollout_json_replaced_atomically(tmp_path):
         inode = os.stat(path).st_ino
         ro.run(3)
     assert "stopped_reason" not in first and first["dt_fs"] == 2.0
+    assert first["stages"] == ["ModelStep", "RemoveMomentum"]
     after = json.loads(path.read_text())
     assert after["steps_done"] == 3 and after["stopped_reason"] is None
     assert os.stat(path).st_ino != inode

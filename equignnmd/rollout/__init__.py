@@ -1,0 +1,74 @@
+"""Autoregressive rollouts: a surrogate model advances R replicas together, one stride per step.
+
+The parts, in the order data flows through them:
+
+* :mod:`~equignnmd.rollout.config` — :class:`RolloutConfig`, the typed settings.
+* :mod:`~equignnmd.rollout.state` — :class:`RolloutState` (tensors, metal units) and
+  :func:`init_state` (structures or arrays × replicas, Maxwell–Boltzmann velocities where
+  none are given, net momentum removed, replica r's random stream seeded ``seed + r``).
+* :mod:`~equignnmd.rollout.stages` — the step, :func:`step` (model, state, stride, stages) →
+  state, as an ordered list of stages: :class:`ModelStep`, :class:`RemoveMomentum`,
+  :class:`Thermostat`; :func:`advance` is the one-call form.
+* :mod:`~equignnmd.rollout.guard` — :class:`StabilityGuard` after every step.
+* :mod:`~equignnmd.rollout.reporter` — :class:`RolloutReporter`, the files (an observer).
+* :mod:`~equignnmd.rollout.engine` — :func:`init_run` (first state + stages, as
+  :class:`~equignnmd.ase_md.SurrogateMD` uses too); :class:`Rollout` and :func:`run_rollout`
+  run the loop and return a :class:`RolloutResult`.
+
+The model's temperature label (:func:`equignnmd.physics.temperature_label`) is the set point
+for NVT, else each replica's initial kinetic temperature, held fixed; every temperature
+reported or checked is :func:`equignnmd.physics.kinetic_temperature` (centre-of-mass motion
+removed, 3N − 3 degrees of freedom). A replica follows the same trajectory in a batch as when
+run alone with its seed.
+
+>>> result = run_rollout(model, "start.extxyz", dt_fs=10.0, steps=1000, temperature_K=300,
+...                      thermostat="csvr", replicas=4, out_dir="ro")
+"""
+
+from .config import RolloutConfig
+from .engine import Rollout, RolloutResult, init_run, run_rollout
+from .guard import RolloutUnstable, StabilityGuard, thermo_snapshot
+from .reporter import THERMO_COLUMNS, RolloutReporter
+from .stages import (
+    ModelStep,
+    RemoveMomentum,
+    Stage,
+    Thermostat,
+    advance,
+    finite_difference,
+    init_stages,
+    make_batch,
+    model_temperature,
+    standard_stages,
+    step,
+    thermostat_of,
+)
+from .state import RolloutState, init_state, make_generators
+
+__all__ = [
+    "THERMO_COLUMNS",
+    "ModelStep",
+    "RemoveMomentum",
+    "Rollout",
+    "RolloutConfig",
+    "RolloutReporter",
+    "RolloutResult",
+    "RolloutState",
+    "RolloutUnstable",
+    "StabilityGuard",
+    "Stage",
+    "Thermostat",
+    "advance",
+    "finite_difference",
+    "init_run",
+    "init_stages",
+    "init_state",
+    "make_batch",
+    "make_generators",
+    "model_temperature",
+    "run_rollout",
+    "standard_stages",
+    "step",
+    "thermo_snapshot",
+    "thermostat_of",
+]

@@ -1,0 +1,144 @@
+"""Typed settings of a rollout: what the CLI, ``evaluate``, the quickstart and ``SurrogateMD``
+build, checked (errors name the field) before anything is read or written."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ConfigError, build
+from ..io import TRAJECTORY_SUFFIX
+
+__all__ = ["THERMOSTATS", "RolloutConfig"]
+
+THERMOSTATS = {
+    "none": "none",
+    "nve": "none",
+    "csvr": "csvr",
+    "bussi": "csvr",
+    "langevin": "langevin",
+}
+"""Accepted thermostat names (case-insensitive) → the thermostat."""
+
+
+@dataclass
+class RolloutConfig:
+    """Settings of one rollout (metal units: fs, K, Å, 1/ps).
+
+    Ensemble: NVE (``thermostat="none"``) gives the model each replica's initial kinetic
+    temperature as its label; NVT (``"csvr"``, τ = ``tau_fs``, default 100 × stride, or
+    ``"langevin"``, ``friction_per_ps``, default 1 / (100 × stride)) gives it the set point
+    ``temperature_K``. ``temperature_K`` (scalar or one per replica) also sets the
+    Maxwell–Boltzmann velocities of structures that have none (or all, with
+    ``resample_velocities``: replicas of one structure with given velocities otherwise start
+    identical and, in NVE, stay identical). Replica r draws from a stream seeded ``seed + r``.
+
+    Guard (:class:`~equignnmd.rollout.guard.StabilityGuard`): ``min_distance_A``,
+    ``max_temperature_factor`` and ``min_temperature_factor`` (off when None);
+    ``on_unstable`` "stop" (warn, return) or "raise"
+    (:class:`~equignnmd.rollout.guard.RolloutUnstable`).
+
+    Output (:class:`~equignnmd.rollout.reporter.RolloutReporter`; nothing written when
+    ``out_dir`` is None): ``fmt`` "extxyz" | "lammps-dump", a frame every ``write_every``
+    steps (0 = none), a ``thermo.csv`` row every ``thermo_every`` steps (default
+    ``write_every``, or 1). ``progress``: a progress bar.
+    """
+
+    dt_fs: float = 0.0
+    steps: int = 0
+    temperature_K: float | list[float] | None = None
+    thermostat: str = "none"
+    tau_fs: float | None = None
+    friction_per_ps: float | None = None
+    replicas: int = 1
+    seed: int | None = 0
+    remove_momentum: bool = True
+    resample_velocities: bool = False
+    min_distance_A: float = 1.5
+    max_temperature_factor: float | None = 3.0
+    min_temperature_factor: float | None = None
+    on_unstable: str = "stop"
+    out_dir: str | None = None
+    fmt: str = "extxyz"
+    write_every: int = 10
+    thermo_every: int | None = None
+    progress: bool = True
+
+    @classmethod
+    def of(cls, source: str = "rollout settings", **values: Any) -> RolloutConfig:
+        """Built from keyword values, types checked, then :meth:`validate`d (``ConfigError``,
+        a ``ValueError``, naming ``source`` and the field). Paths, NumPy values and tensors
+        are accepted where a string or number is expected."""
+        values = {k: _plain(v) for k, v in values.items()}
+        if "thermostat" in values and values["thermostat"] is None:
+            values["thermostat"] = "none"
+        return build(cls, values, source)
+
+    @property
+    def thermostat_kind(self) -> str:
+        """The thermostat: one of none, csvr, langevin."""
+        return THERMOSTATS[self.thermostat.lower()]
+
+    @property
+    def nvt(self) -> bool:
+        return self.thermostat_kind != "none"
+
+    @property
+    def set_point_K(self):
+        """The thermostat's set point (the model's label), or None for NVE."""
+        return self.temperature_K if self.nvt else None
+
+    @property
+    def thermo_interval(self) -> int:
+        return int(self.thermo_every or (self.write_every or 1))
+
+    def validate(self, source: str = "rollout settings") -> None:
+        def bad(name: str, expected: str) -> ConfigError:
+            return ConfigError(
+                f"{source}: field '{name}' = {getattr(self, name)!r}; expected {expected}"
+            )
+
+        if not (self.dt_fs > 0 and math.isfinite(self.dt_fs)):
+            raise bad("dt_fs", "a stride > 0 fs")
+        if self.steps < 0:
+            raise bad("steps", "≥ 0")
+        if self.thermostat.lower() not in THERMOSTATS:
+            raise bad("thermostat", "one of none, csvr, langevin")
+        temps = self.temperature_K if isinstance(self.temperature_K, list) else [self.temperature_K]
+        if self.temperature_K is not None and not all(t >= 0 for t in temps):
+            raise bad("temperature_K", "temperatures ≥ 0 K")
+        if self.nvt and self.temperature_K is None:
+            raise ConfigError(
+                f"{source}: field 'temperature_K' is missing: thermostat {self.thermostat!r} "
+                "needs temperature_K (the set point)"
+            )
+        for name in ("tau_fs", "friction_per_ps"):
+            if getattr(self, name) is not None and not getattr(self, name) >= 0:
+                raise bad(name, "≥ 0 or unset (the default)")
+        if self.replicas < 1:
+            raise bad("replicas", "≥ 1")
+        if not self.min_distance_A >= 0:
+            raise bad("min_distance_A", "≥ 0 Å")
+        if self.max_temperature_factor is not None and not self.max_temperature_factor > 0:
+            raise bad("max_temperature_factor", "> 0 or unset (no upper bound)")
+        if self.min_temperature_factor is not None and not self.min_temperature_factor >= 0:
+            raise bad("min_temperature_factor", "≥ 0 or unset (no lower bound)")
+        if self.on_unstable not in ("stop", "raise"):
+            raise bad("on_unstable", "'stop' or 'raise'")
+        if self.fmt not in TRAJECTORY_SUFFIX:
+            raise bad("fmt", f"a trajectory format, one of {list(TRAJECTORY_SUFFIX)}")
+        if self.write_every < 0:
+            raise bad("write_every", "≥ 0 (0: no frames)")
+        if self.thermo_every is not None and self.thermo_every < 0:
+            raise bad("thermo_every", "≥ 1, or unset (write_every)")
+
+
+def _plain(value: Any) -> Any:
+    """A path as ``str``; NumPy scalars / arrays and tensors as Python numbers / lists."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()
+    return value

@@ -1,0 +1,396 @@
+"""The rollout loop: first state → stages every stride → guard → observers; and its result.
+
+:class:`Rollout` puts the parts together from a :class:`~equignnmd.rollout.config.
+RolloutConfig`: :func:`~equignnmd.rollout.state.init_state`, the stages
+(:func:`~equignnmd.rollout.stages.standard_stages` unless given), a
+:class:`~equignnmd.rollout.guard.StabilityGuard` and, with ``out_dir``, a
+:class:`~equignnmd.rollout.reporter.RolloutReporter` attached as the first observer.
+:func:`run_rollout` is the one-call form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..units import fs_to_ps, ns_per_day
+from .config import RolloutConfig
+from .guard import RolloutUnstable, StabilityGuard
+from .reporter import RolloutReporter
+from .stages import (
+    Stage,
+    Thermostat,
+    finite_difference,
+    init_stages,
+    model_temperature,
+    standard_stages,
+    step,
+    thermostat_of,
+)
+from .state import RolloutState, init_state
+
+__all__ = ["Rollout", "RolloutResult", "init_run", "run_rollout"]
+
+@dataclass
+class RolloutResult:
+    """Per-step thermo arrays (rows: step 0 … last step; columns: replicas) and how it ended."""
+
+    step: np.ndarray
+    time_ps: np.ndarray
+    temperature_K: np.ndarray
+    kinetic_energy_eV: np.ndarray
+    momentum_amu_A_per_ps: np.ndarray
+    min_distance_A: np.ndarray
+    wall_s: np.ndarray
+    stopped_reason: str | None
+    stopped_step: int | None = None
+    stopped_replica: int | None = None
+    finite_difference_velocities: bool = False
+    final_state: RolloutState | None = None
+    files: dict = field(default_factory=dict)
+
+    @property
+    def completed(self) -> bool:
+        return self.stopped_reason is None
+
+    @property
+    def steps_per_s(self) -> float:
+        n = len(self.step) - 1
+        return n / self.wall_s[-1] if n > 0 and self.wall_s[-1] > 0 else float("nan")
+
+    @property
+    def ns_per_day(self) -> float:
+        """Simulated ns per day of wall time, per replica (R replicas advance together)."""
+        if len(self.step) < 2 or self.wall_s[-1] <= 0:
+            return float("nan")
+        return ns_per_day(self.time_ps[-1] - self.time_ps[0], self.wall_s[-1])
+
+
+def init_run(
+    model,
+    structures,
+    config: RolloutConfig,
+    stages: Sequence[Stage] | None = None,
+    names: Sequence[str] | None = None,
+) -> tuple[RolloutState, list[Stage]]:
+    """A run's first state and its stages, ready to :func:`~equignnmd.rollout.stages.step`.
+
+    :func:`init_state` from ``structures`` with the config's velocities, replicas and seed (on
+    the model's device, boxes checked against its cutoff; ``names`` as there); ``stages``
+    default to the config's standard ones (its thermostat, momentum removal, the model's
+    label); every stage's ``init`` has run on the state.
+    """
+    state = init_state(
+        structures,
+        config.temperature_K,
+        replicas=config.replicas,
+        seed=config.seed,
+        device=model.device,
+        remove_momentum=config.remove_momentum,
+        resample_velocities=config.resample_velocities,
+        cutoff_A=model.cutoff,
+        names=names,
+    )
+    if stages is None:
+        thermostat = Thermostat.make(
+            config.thermostat_kind,
+            config.set_point_K,
+            config.dt_fs,
+            tau_fs=config.tau_fs,
+            friction_per_ps=config.friction_per_ps,
+        )
+        stages = standard_stages(thermostat, config.remove_momentum, config.set_point_K)
+    stages = list(stages)
+    return init_stages(stages, state), stages
+
+
+def _config(config, settings: dict) -> RolloutConfig:
+    if isinstance(config, RolloutConfig):
+        if not settings:
+            config.validate()
+            return config
+        return RolloutConfig.of(**{**dataclasses.asdict(config), **settings})
+    if config is not None:
+        settings = {"dt_fs": config, **settings}
+    return RolloutConfig.of(**settings)
+
+
+class Rollout:
+    """An autoregressive rollout of ``model`` for one or several structures × replicas.
+
+    Args:
+        model: a :class:`~equignnmd.models.base.SurrogateModel` (eval mode is set).
+        structures: what :func:`~equignnmd.rollout.state.init_state` takes (``ase.Atoms``, a
+            path, a list, or a :class:`RolloutState` of arrays).
+        config: a :class:`RolloutConfig`, or the stride in fs with the other settings as
+            keywords (``Rollout(model, atoms, 2.0, temperature_K=300)``); keywords given with
+            a config override its fields. Checked before anything is read or written.
+        observers: callables ``fn(state, thermo)``, or ``(fn, interval)``; see :meth:`attach`.
+        stages: the step's stages (default :func:`~equignnmd.rollout.stages.standard_stages`
+            for the config); they must include a ``ModelStep``.
+    """
+
+    def __init__(
+        self,
+        model,
+        structures,
+        config: RolloutConfig | float | None = None,
+        *,
+        observers: Sequence = (),
+        stages: Sequence[Stage] | None = None,
+        **settings,
+    ):
+        self.config = cfg = _config(config, settings)
+        self.model = model.eval()
+        self.dt_fs = float(cfg.dt_fs)
+        self.state, self.stages = init_run(model, structures, cfg, stages)
+        self.thermostat = thermostat_of(self.stages)
+        self.model_temperature = model_temperature(self.state)
+        self.guard = StabilityGuard.for_run(
+            self.model_temperature,
+            min_distance_A=cfg.min_distance_A,
+            max_temperature_factor=cfg.max_temperature_factor,
+            min_temperature_factor=cfg.min_temperature_factor,
+        )
+        self.finite_difference = not bool(getattr(model, "predicts_velocity", True))
+        self.observers: list[tuple[Callable, int]] = []
+        self.reporter = None
+        if cfg.out_dir is not None:
+            self.reporter = RolloutReporter(
+                cfg.out_dir,
+                self.state.n_replicas,
+                fmt=cfg.fmt,
+                write_every=cfg.write_every,
+                thermo_every=cfg.thermo_interval,
+                metadata=self.metadata(),
+            )
+            self.attach(self.reporter)
+        for obs in observers:
+            self.attach(*(obs if isinstance(obs, tuple) else (obs,)))
+        self.files = self.reporter.files if self.reporter is not None else {}
+        self.out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
+        self._rows: list[tuple] = []
+        self._wall_offset = 0.0
+        self.stopped: tuple | None = None
+
+    def attach(self, function: Callable, interval: int = 1) -> None:
+        """Call ``function(state, thermo)`` at step 0, every ``interval`` steps, and at the
+        state the guard stopped at; ``thermo`` holds ``step``, ``time_fs``, ``time_ps``,
+        ``wall_s``, ``ns_per_day``, ``unstable`` (the guard's cause or None) and the
+        per-replica arrays temperature_K, kinetic_energy_eV, momentum_amu_A_per_ps,
+        min_distance_A."""
+        self.observers.append((function, int(interval)))
+
+    def metadata(self) -> dict:
+        """What ``rollout.json`` says about the settings."""
+        cfg = self.config
+        return {
+            "arch": getattr(self.model, "arch", type(self.model).__name__),
+            "model_dtype": str(self.model.dtype).replace("torch.", ""),
+            "dt_fs": self.dt_fs,
+            "thermostat": self.thermostat.description if self.thermostat else cfg.thermostat,
+            "stages": [type(s).__name__ for s in self.stages],
+            "model_temperature_K": self.model_temperature.detach().cpu().tolist(),
+            "replicas": self.state.n_replicas,
+            "atoms_per_replica": torch.bincount(self.state.batch).tolist(),
+            "seed": cfg.seed,
+            "remove_momentum": cfg.remove_momentum,
+            "maxwell_boltzmann_initialised_replicas": self.state.info["init"][
+                "maxwell_boltzmann_replicas"
+            ],
+            "velocities": "finite differences disp/dt (model predicts positions only)"
+            if self.finite_difference
+            else "predicted by the model",
+            "min_distance_A": cfg.min_distance_A,
+            "max_temperature_factor": cfg.max_temperature_factor,
+            "min_temperature_factor": cfg.min_temperature_factor,
+        }
+
+    # ------------------------------------------------------------------ running
+    def run(self, steps: int | None = None) -> RolloutResult:
+        """Advance ``steps`` strides (default ``config.steps``), continuing from the current
+        state; stops early (or raises) when the guard fires."""
+        from tqdm.auto import tqdm
+
+        steps = int(self.config.steps if steps is None else steps)
+        if self.stopped is not None:
+            raise RuntimeError(f"this rollout already stopped: {self.stopped[3]}")
+        state = self.state
+        t0 = time.perf_counter()
+        start_step = state.step
+        if not self._rows:
+            thermo, problem = self.guard.check(state)
+            self._record(state, thermo, 0.0)
+            if problem is not None:
+                return self._stop(state, problem, thermo)
+            self._notify(state, thermo, 0.0, 0.0)
+        bar = tqdm(total=steps, disable=not self.config.progress, unit="step", dynamic_ncols=True)
+        problem = None
+        try:
+            with torch.inference_mode():
+                for _ in range(steps):
+                    state = step(self.model, state, self.dt_fs, self.stages)
+                    fd = finite_difference(state)
+                    if fd and not self.finite_difference:
+                        self.finite_difference = True
+                        if self.reporter is not None:
+                            self.reporter.update(**self.metadata())
+                    if fd and state.step == start_step + 1:
+                        warnings.warn(
+                            "model predicts displacements only: velocities are finite "
+                            "differences disp/dt",
+                            stacklevel=2,
+                        )
+                    thermo, problem = self.guard.check(state)
+                    elapsed = time.perf_counter() - t0
+                    wall = self._wall_offset + elapsed
+                    ns_day = ns_per_day(fs_to_ps((state.step - start_step) * self.dt_fs), elapsed)
+                    self._record(state, thermo, wall)
+                    self.state = state
+                    if problem is not None:
+                        break
+                    self._notify(state, thermo, wall, ns_day)
+                    bar.update(1)
+                    if state.step % self.config.thermo_interval == 0:
+                        bar.set_postfix(
+                            ns_day=f"{ns_day:.3g}",
+                            T=f"{float(np.mean(thermo['temperature_K'])):.0f}K",
+                            refresh=False,
+                        )
+        finally:
+            bar.close()
+            self._wall_offset += time.perf_counter() - t0
+        if problem is not None:
+            return self._stop(state, problem, thermo, ns_day, wall)
+        if self.reporter is not None:
+            self.reporter.update(stopped_reason=None, steps_done=state.step)
+        return self.result()
+
+    def _notify(self, state, thermo, wall, ns_day, unstable: str | None = None) -> None:
+        due = [fn for fn, every in self.observers if every > 0 and state.step % every == 0]
+        if unstable is not None:
+            due = [fn for fn, every in self.observers if every > 0]
+        if not due:
+            return
+        time_fs = state.step * self.dt_fs
+        public = {
+            "step": state.step,
+            "time_fs": time_fs,
+            "time_ps": fs_to_ps(time_fs),
+            "wall_s": wall,
+            "ns_per_day": ns_day,
+            "unstable": unstable,
+            **thermo,
+        }
+        for fn in due:
+            fn(state, public)
+
+    def _record(self, state, thermo, wall) -> None:
+        self._rows.append(
+            (
+                state.step,
+                fs_to_ps(state.step * self.dt_fs),
+                thermo["temperature_K"].copy(),
+                thermo["kinetic_energy_eV"].copy(),
+                thermo["momentum_amu_A_per_ps"].copy(),
+                thermo["min_distance_A"].copy(),
+                wall,
+            )
+        )
+
+    def _stop(self, state, problem, thermo, ns_day=0.0, wall=0.0) -> RolloutResult:
+        replica, cause = problem
+        t_ps = fs_to_ps(state.step * self.dt_fs)
+        message = (
+            f"rollout unstable at step {state.step} (t = {t_ps:.4f} ps), replica {replica}: {cause}"
+        )
+        self.stopped = (state.step, replica, cause, message)
+        # The reporter keeps the offending frame when it is finite (useful to look at) and
+        # its thermo row; every observer hears of the stop.
+        self._notify(state, thermo, wall, ns_day, unstable=cause)
+        if self.reporter is not None:
+            message += f"; output so far is in {self.out_dir}"
+            self.reporter.update(
+                stopped_reason=message, stopped_step=state.step, stopped_replica=replica
+            )
+        result = self.result()
+        if self.config.on_unstable == "raise":
+            self.close()
+            raise RolloutUnstable(message, state.step, replica, cause, result)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return result
+
+    def result(self) -> RolloutResult:
+        rows = self._rows
+        stopped = self.stopped
+        return RolloutResult(
+            step=np.array([r[0] for r in rows], dtype=np.int64),
+            time_ps=np.array([r[1] for r in rows]),
+            temperature_K=np.stack([r[2] for r in rows]),
+            kinetic_energy_eV=np.stack([r[3] for r in rows]),
+            momentum_amu_A_per_ps=np.stack([r[4] for r in rows]),
+            min_distance_A=np.stack([r[5] for r in rows]),
+            wall_s=np.array([r[6] for r in rows]),
+            stopped_reason=stopped[3] if stopped else None,
+            stopped_step=stopped[0] if stopped else None,
+            stopped_replica=stopped[1] if stopped else None,
+            finite_difference_velocities=self.finite_difference,
+            final_state=self.state,
+            files=dict(self.files),
+        )
+
+    def close(self) -> None:
+        if self.reporter is not None:
+            self.reporter.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run_rollout(
+    model,
+    structures,
+    dt_fs: float,
+    steps: int,
+    temperature_K=None,
+    thermostat: str = "none",
+    tau_fs: float | None = None,
+    replicas: int = 1,
+    seed: int | None = 0,
+    write_every: int = 10,
+    out_dir: str | Path | None = None,
+    fmt: str = "extxyz",
+    observers: Sequence = (),
+    **kwargs,
+) -> RolloutResult:
+    """Build a :class:`Rollout`, run ``steps`` strides, close its files, return the result.
+
+    Extra keyword arguments are the other :class:`RolloutConfig` fields (friction_per_ps,
+    thermo_every, min_distance_A, max_temperature_factor, min_temperature_factor,
+    remove_momentum, progress, on_unstable, resample_velocities).
+    """
+    config = RolloutConfig.of(
+        dt_fs=dt_fs,
+        steps=steps,
+        temperature_K=temperature_K,
+        thermostat=thermostat,
+        tau_fs=tau_fs,
+        replicas=replicas,
+        seed=seed,
+        write_every=write_every,
+        out_dir=out_dir,
+        fmt=fmt,
+        **kwargs,
+    )
+    with Rollout(model, structures, config, observers=observers) as ro:
+        return ro.run()

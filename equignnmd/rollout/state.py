@@ -1,0 +1,267 @@
+"""The state of R periodic systems advanced together, and how a run's first state is made.
+
+:class:`RolloutState` holds tensors only (metal units, float64 on one device); every stage of
+a step takes one and returns a new one (:mod:`equignnmd.rollout.stages`). :func:`init_state`
+makes the first: structures × replicas, one random stream per replica, Maxwell–Boltzmann
+velocities where a structure has none, net momentum removed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import physics
+from ..graph import check_box, wrap_positions
+from ..io import read_structure
+from ..thermostats import maxwell_boltzmann
+from ..units import velocity_from_ase, velocity_to_ase
+
+__all__ = ["RolloutState", "init_state", "make_generators"]
+
+
+@dataclass
+class RolloutState:
+    """R periodic systems stepped together (float64 on the model's device; metal units).
+
+    ``positions`` (N, 3) wrapped into the cell, ``unwrapped`` (N, 3) the running sum of
+    displacements (for MSD etc.; unwrapped − positions is a whole lattice vector), ``velocities``
+    (N, 3) Å/ps, ``cell`` (R, 3, 3) rows are lattice vectors, ``species`` (N,) atomic numbers,
+    ``masses`` (N,) amu, ``batch`` (N,) replica index of every atom (sorted), ``step`` strides
+    taken so far.
+
+    ``generators``: one ``torch.Generator`` per replica (thermostat noise), or ``None`` (torch's
+    global stream). The streams advance as stages draw from them, and a state shares them with
+    the states stepped from it.
+
+    ``info``: small per-run records by name, each a dict: a stage's own state under the stage's
+    name (``info["model"]["temperature_K"]``, the model's temperature label, (R,) K) and how
+    the first velocities were set (``info["init"]``). A stage returns a new ``info`` through
+    :meth:`with_info`; it never changes the old one in place.
+    """
+
+    positions: torch.Tensor
+    unwrapped: torch.Tensor
+    velocities: torch.Tensor
+    cell: torch.Tensor
+    species: torch.Tensor
+    masses: torch.Tensor
+    batch: torch.Tensor
+    step: int = 0
+    generators: list[torch.Generator] | None = None
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def n_replicas(self) -> int:
+        return int(self.cell.shape[0])
+
+    @property
+    def ptr(self) -> torch.Tensor:
+        counts = torch.bincount(self.batch, minlength=self.n_replicas)
+        return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+
+    def replica_slice(self, r: int) -> slice:
+        ptr = self.ptr.tolist()
+        return slice(ptr[r], ptr[r + 1])
+
+    def to(self, device) -> RolloutState:
+        """The same state on ``device`` (generators and ``info`` are kept as they are)."""
+        names = ("positions", "unwrapped", "velocities", "cell", "species", "masses", "batch")
+        return replace(self, **{k: getattr(self, k).to(device) for k in names})
+
+    def with_info(self, key: str, **values) -> RolloutState:
+        """A copy whose ``info[key]`` has ``values`` merged in (the old dicts are untouched)."""
+        return replace(self, info={**self.info, key: {**self.info.get(key, {}), **values}})
+
+    def select(self, replicas: Sequence[int]) -> RolloutState:
+        """A new state of copies of ``replicas`` (in that order, repeats allowed), step 0,
+        no generators, empty ``info``."""
+        ptr = self.ptr.tolist()
+        device = self.positions.device
+        atoms = torch.cat(
+            [torch.arange(ptr[r], ptr[r + 1], device=device) for r in replicas]
+        )  # one range per replica, not per atom
+        counts = torch.as_tensor([ptr[r + 1] - ptr[r] for r in replicas], device=device)
+        return RolloutState(
+            positions=self.positions[atoms],
+            unwrapped=self.unwrapped[atoms],
+            velocities=self.velocities[atoms],
+            cell=self.cell[list(replicas)],
+            species=self.species[atoms],
+            masses=self.masses[atoms],
+            batch=torch.arange(len(replicas), device=device).repeat_interleave(counts),
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        positions: Sequence,
+        velocities: Sequence,
+        cells: Sequence,
+        species: Sequence,
+        masses: Sequence,
+        device=None,
+        step: int = 0,
+    ) -> RolloutState:
+        """From per-replica arrays (metal units); ``positions`` need not be wrapped."""
+        f64 = dict(dtype=torch.float64, device=device)
+        pos = [torch.as_tensor(np.asarray(p, float), **f64).reshape(-1, 3) for p in positions]
+        unwrapped = torch.cat(pos)
+        cell = torch.stack([torch.as_tensor(np.asarray(c, float), **f64) for c in cells])
+        counts = torch.as_tensor([p.shape[0] for p in pos], device=device)
+        batch = torch.arange(len(pos), device=device).repeat_interleave(counts)
+        return cls(
+            positions=wrap_positions(unwrapped, cell, batch),
+            unwrapped=unwrapped,
+            velocities=torch.cat(
+                [torch.as_tensor(np.asarray(v, float), **f64).reshape(-1, 3) for v in velocities]
+            ),
+            cell=cell,
+            species=torch.cat(
+                [torch.as_tensor(np.asarray(z), dtype=torch.long, device=device) for z in species]
+            ),
+            masses=torch.cat([torch.as_tensor(np.asarray(m, float), **f64) for m in masses]),
+            batch=batch,
+            step=step,
+        )
+
+    @classmethod
+    def from_atoms(cls, atoms_list, device=None) -> RolloutState:
+        """From ``ase.Atoms`` (velocities converted from ASE units; zeros if none are set)."""
+        return cls.from_arrays(
+            [a.positions for a in atoms_list],
+            [velocity_from_ase(a.get_velocities()) for a in atoms_list],
+            [a.cell.array for a in atoms_list],
+            [a.numbers for a in atoms_list],
+            [a.get_masses() for a in atoms_list],
+            device=device,
+        )
+
+    def to_atoms(self, r: int = 0, unwrapped: bool = False):
+        """Replica ``r`` as ``ase.Atoms`` (ASE velocity units; ``info['step']``)."""
+        import ase
+
+        s = self.replica_slice(r)
+        pos = (self.unwrapped if unwrapped else self.positions)[s]
+        atoms = ase.Atoms(
+            numbers=self.species[s].cpu().numpy(),
+            positions=pos.detach().cpu().numpy(),
+            cell=self.cell[r].cpu().numpy(),
+            pbc=True,
+        )
+        atoms.set_masses(self.masses[s].cpu().numpy())
+        atoms.set_velocities(velocity_to_ase(self.velocities[s].detach().cpu().numpy()))
+        atoms.info["step"] = self.step
+        return atoms
+
+
+def make_generators(n: int, seed: int | None, device=None) -> list[torch.Generator]:
+    """One generator per replica, replica r seeded with ``seed + r`` (random seed if None)."""
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    gens = []
+    for r in range(n):
+        g = torch.Generator(device=device if device is not None else "cpu")
+        g.manual_seed(int(seed) + r)
+        gens.append(g)
+    return gens
+
+
+def _read(structures, device) -> tuple[RolloutState, list[str]]:
+    """Structures as one state (replica k = structure k) and how errors name each."""
+    import ase
+
+    if isinstance(structures, RolloutState):
+        state = replace(structures, step=0, generators=None, info={})
+        state = state.to(device) if device is not None else state
+        return state, [f"structure {k}" for k in range(state.n_replicas)]
+    if isinstance(structures, (str, os.PathLike, ase.Atoms)):
+        structures = [structures]
+    atoms_list, names = [], []
+    for k, s in enumerate(structures):
+        atoms_list.append(read_structure(s))
+        names.append(f"structure {k}" + (f" ({s})" if isinstance(s, (str, Path)) else ""))
+    if not atoms_list:
+        raise ValueError("no structures given")
+    return RolloutState.from_atoms(atoms_list, device=device), names
+
+
+def init_state(
+    structures,
+    temperature_K=None,
+    *,
+    replicas: int = 1,
+    seed: int | None = 0,
+    device=None,
+    remove_momentum: bool = True,
+    resample_velocities: bool = False,
+    cutoff_A: float | None = None,
+    names: Sequence[str] | None = None,
+) -> RolloutState:
+    """The first state of a run.
+
+    Args:
+        structures: ``ase.Atoms``, a structure file (:func:`~equignnmd.io.read_structure`),
+            a list of those, or a :class:`RolloutState` of metal-unit arrays
+            (:meth:`RolloutState.from_arrays`). Each is repeated ``replicas`` times (replica
+            index = structure × replicas + copy).
+        temperature_K: K, scalar or one value per replica. Where a replica has no velocities
+            (all zero), or with ``resample_velocities``, Maxwell–Boltzmann velocities at this
+            temperature are drawn from the replica's stream; a ``ValueError`` naming the
+            structure when it is missing or not > 0 there.
+        seed: replica r draws from a generator seeded ``seed + r`` (random if ``None``).
+        device: where the tensors live (the model's device).
+        remove_momentum: remove every replica's net momentum (given velocities too).
+        cutoff_A: if given, refuse a box thinner than 2 × cutoff (:func:`graph.check_box`).
+        names: how errors name each structure (default "structure k" and its file).
+
+    ``info["init"]`` records ``seed`` and ``maxwell_boltzmann_replicas`` (those drawn).
+    """
+    base, default_names = _read(structures, device)
+    names = list(names) if names is not None else default_names
+    copies = int(replicas)
+    if cutoff_A is not None:
+        for k in range(base.n_replicas):
+            check_box(base.cell[k].cpu().numpy(), cutoff_A, where=names[k])
+    order = [k for k in range(base.n_replicas) for _ in range(copies)]
+    state = base.select(order) if copies != 1 else base
+    names = [names[k] for k in order]
+    n_rep = state.n_replicas
+    generators = make_generators(n_rep, seed, device)
+
+    set_point = None
+    if temperature_K is not None:
+        set_point = torch.as_tensor(temperature_K, dtype=torch.float64).reshape(-1)
+        if set_point.numel() not in (1, n_rep):
+            raise ValueError(
+                f"temperature_K: expected 1 or {n_rep} values (one per replica), "
+                f"got {set_point.numel()}"
+            )
+        set_point = set_point.expand(n_rep)
+    vel = state.velocities.clone()
+    drawn = []
+    for r in range(n_rep):  # per-replica bookkeeping; the draws use each replica's stream
+        s = state.replica_slice(r)
+        given = not bool((vel[s] == 0).all())
+        if given and not resample_velocities:
+            continue
+        if set_point is None or float(set_point[r]) <= 0:
+            # From rest, an NVE run would label itself 0 K and switch its temperature guard
+            # off: ask for a temperature instead of guessing.
+            what = "is to be resampled" if given else "has no velocities"
+            raise ValueError(
+                f"{names[r]} {what}: give temperature_K to draw Maxwell–Boltzmann velocities"
+                + ("" if set_point is None else f" (got {float(set_point[r]):g} K)")
+            )
+        vel[s] = maxwell_boltzmann(state.masses[s], float(set_point[r]), generators[r])
+        drawn.append(r)
+    if remove_momentum:
+        vel = physics.remove_net_momentum(vel, state.masses, state.batch)
+    state = replace(state, velocities=vel, generators=generators)
+    return state.with_info("init", seed=seed, maxwell_boltzmann_replicas=drawn)
