@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from equignnmd.models.base import Prediction
-from equignnmd.units import FTM2V
+from equignnmd.units import FTM2V, fs_to_ps
 
 
 def _per_atom_dt_ps(batch) -> torch.Tensor:
-    dt = batch.dt_fs / 1000.0
+    dt = fs_to_ps(batch.dt_fs)
     idx = getattr(batch, "batch", None)
     dt_atom = dt[idx] if idx is not None else dt.expand(batch.vel.shape[0])
     return dt_atom.unsqueeze(-1)
@@ -37,7 +37,7 @@ BASELINES = {"zero": zero, "ballistic": ballistic, "taylor": taylor}
 
 def predict_arrays(name: str, vel, forces, masses, dt_fs: float):
     """NumPy version for whole trajectories: arrays (..., N, 3) → (displacement, velocity)."""
-    dt = dt_fs / 1000.0
+    dt = fs_to_ps(dt_fs)
     vel = np.asarray(vel, np.float64)
     if name == "zero":
         return np.zeros_like(vel), vel

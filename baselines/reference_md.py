@@ -15,6 +15,7 @@ import numpy as np
 
 from equignnmd._lammps import resolve_potential
 from equignnmd.data.lammps_md import LammpsMD, MDSettings
+from equignnmd.materials import ALUMINIUM, Material
 
 ENSEMBLE = {"none": "nve", "nve": "nve", "csvr": "csvr", "langevin": "langevin"}
 
@@ -29,8 +30,7 @@ def lammps_reference(
     thermostat: str = "csvr",
     tau_fs: float | None = None,
     potential: str | Path | None = None,
-    mass_amu: float = 26.9815,
-    element: str = "Al",
+    material: Material = ALUMINIUM,
     md_timestep_fs: float = 1.0,
     seed: int = 4242,
 ) -> dict[str, np.ndarray]:
@@ -52,8 +52,7 @@ def lammps_reference(
         raise ValueError(f"stride {stride_fs} fs must be a multiple of {md_timestep_fs} fs")
     settings = MDSettings(
         potential=resolve_potential(potential),
-        element=element,
-        mass_amu=mass_amu,
+        material=material,
         temperature_K=temperature_K,
         seed=seed,
         timestep_fs=md_timestep_fs,

@@ -302,7 +302,7 @@ def rollout_vs_lammps(
         cfg.rollout_thermostat,
         tau_fs=tau,
         potential=meta.get("potential"),
-        mass_amu=float(tr.masses[0]),
+        material=_dataset_material(tr),
     )
     n = n_done + 1
     t_ps = fs_to_ps(np.arange(n) * stride)
@@ -352,6 +352,19 @@ def rollout_vs_lammps(
 
 
 # ------------------------------------------------------------------------------ report
+def _dataset_material(tr):
+    """The Material of a (monatomic) trajectory, with the mass the dataset recorded."""
+    from dataclasses import replace
+
+    from ase.data import chemical_symbols
+
+    from .materials import material
+
+    symbol = chemical_symbols[int(tr.species[0])]
+    where = f"trajectory file {tr.path}: field 'species'"
+    return replace(material(symbol, where=where), mass_amu=float(tr.masses[0]))
+
+
 def _fmt(x: float | None, spec: str = ".5f") -> str:
     return "—" if x is None or not np.isfinite(x) else format(x, spec)
 

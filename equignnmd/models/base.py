@@ -129,10 +129,19 @@ class SurrogateModel(nn.Module):
         from torch_geometric.data import Batch
 
         from ..graph import check_box, make_data
-        from ..units import velocity_from_ase, velocity_to_ase
+        from ..units import fs_to_ps, velocity_from_ase, velocity_to_ase
 
         if temperature_K is None:
-            temperature_K = float(atoms.get_temperature())
+            # the label a rollout gives the same state (physics.temperature_label), not ASE's
+            # get_temperature(), which keeps the centre-of-mass motion and counts 3N
+            from ..physics import temperature_label
+
+            temperature_K = float(
+                temperature_label(
+                    torch.as_tensor(velocity_from_ase(atoms.get_velocities())),
+                    torch.as_tensor(atoms.get_masses()),
+                )[0]
+            )
         check_box(atoms.cell.array, self.cutoff, where="predict(atoms)")
         data = make_data(
             atoms.positions,
@@ -148,7 +157,7 @@ class SurrogateModel(nn.Module):
         out = self(self.prepare(batch))
         disp = out.displacement.double().cpu().numpy()
         if out.velocity is None:
-            vel_A_ps = disp / (dt_fs / 1000.0)
+            vel_A_ps = disp / fs_to_ps(dt_fs)
         else:
             vel_A_ps = out.velocity.double().cpu().numpy()
         return disp, velocity_to_ase(vel_A_ps)

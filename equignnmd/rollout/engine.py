@@ -38,6 +38,7 @@ from .state import RolloutState, init_state
 
 __all__ = ["Rollout", "RolloutResult", "init_run", "run_rollout"]
 
+
 @dataclass
 class RolloutResult:
     """Per-step thermo arrays (rows: step 0 … last step; columns: replicas) and how it ended."""
