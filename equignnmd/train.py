@@ -176,17 +176,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def stride_scale(dt_fs: torch.Tensor, stats: TrainingStats, key: str) -> torch.Tensor:
-    """Per-graph RMS of ``key`` (``disp_rms`` or ``dvel_rms``) at stride ``dt_fs``,
-    interpolated linearly between the training strides, (B,)."""
-    xs = torch.tensor(stats.strides_fs, dtype=dt_fs.dtype, device=dt_fs.device)
-    ys = torch.tensor(getattr(stats, key), dtype=dt_fs.dtype, device=dt_fs.device)
-    order = torch.argsort(xs)
-    xs, ys = xs[order], ys[order]
-    if len(xs) == 1:
-        return ys.expand_as(dt_fs) * (dt_fs / xs[0])
-    k = torch.clamp(torch.searchsorted(xs, dt_fs) - 1, 0, len(xs) - 2)
-    w = (dt_fs - xs[k]) / (xs[k + 1] - xs[k])
-    return ys[k] + w * (ys[k + 1] - ys[k])
+    """Per-graph RMS of ``key`` (``disp_rms`` or ``dvel_rms``) at stride ``dt_fs``, (B,): the
+    package's one rule, :func:`equignnmd.models.layers.stride_scale`."""
+    from .models.layers import stride_scale as rule
+
+    return rule(dt_fs, stats.strides_fs, getattr(stats, key))
 
 
 KINETIC_HUBER = 0.05

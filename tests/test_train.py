@@ -150,10 +150,25 @@ def test_kinetic_energy_term():
     assert "kinetic" not in no_term
 
 
-def test_stride_scale_interpolates():
-    stats = TrainingStats(strides_fs=[1.0, 10.0], disp_rms=[0.01, 0.1])
-    got = stride_scale(torch.tensor([1.0, 5.5, 10.0]), stats, "disp_rms")
-    assert torch.allclose(got, torch.tensor([0.01, 0.055, 0.1]))
+def test_one_stride_scale_rule_for_trainer_and_both_models():
+    """Through (0, 0) and the training points, constant beyond the largest stride, for the
+    trainer's normaliser and both architectures' velocity scales (they once disagreed: at
+    50 fs with strides 5/10/20 fs the trainer extrapolated to 4.2 where the models held 1.8)."""
+    from equignnmd.models import build_model
+
+    stats = TrainingStats(
+        strides_fs=[10.0, 5.0, 20.0], disp_rms=[0.1, 0.05, 0.2], dvel_rms=[1.0, 0.6, 1.8]
+    )
+    dt = torch.tensor([2.5, 5.0, 7.5, 10.0, 20.0, 50.0], dtype=torch.float64)
+    expected = torch.tensor([0.3, 0.6, 0.8, 1.0, 1.8, 1.8], dtype=torch.float64)
+    torch.testing.assert_close(stride_scale(dt, stats, "dvel_rms"), expected)
+    torch.testing.assert_close(
+        stride_scale(dt, stats, "disp_rms"),
+        torch.tensor([0.025, 0.05, 0.075, 0.1, 0.2, 0.2], dtype=torch.float64),
+    )
+    for arch in ("equivariant", "paper"):
+        model = build_model(arch, stats=stats).double()
+        torch.testing.assert_close(model.dvel_scale(dt), expected, msg=arch)
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo test on Linux")

@@ -94,7 +94,7 @@ from torch_geometric.utils import scatter
 
 from ..graph import edge_vectors, neighbour_list
 from .base import Prediction, SurrogateModel, TrainingStats
-from .layers import BesselBasis, GaussianRBF, PolynomialCutoff, mlp
+from .layers import BesselBasis, GaussianRBF, PolynomialCutoff, mlp, stride_scale
 
 
 def hidden_irreps(channels: int, lmax: int, odd_parity: bool = False) -> o3.Irreps:
@@ -621,17 +621,9 @@ class EquivariantModel(SurrogateModel):
         return self
 
     def dvel_scale(self, dt_fs: torch.Tensor) -> torch.Tensor:
-        """RMS velocity change per component at stride ``dt_fs`` (fs), Å/ps, shape of ``dt_fs``."""
-        xs = self.stride_fs_table.to(dt_fs.dtype)
-        ys = self.dvel_rms_table.to(dt_fs.dtype)
-        below = ys[0] * dt_fs / xs[0]
-        if xs.shape[0] == 1:
-            return torch.where(dt_fs < xs[0], below, ys[0].expand_as(dt_fs))
-        idx = torch.searchsorted(xs, dt_fs.contiguous()).clamp(1, xs.shape[0] - 1)
-        x0, x1, y0, y1 = xs[idx - 1], xs[idx], ys[idx - 1], ys[idx]
-        inside = y0 + (y1 - y0) * (dt_fs - x0) / (x1 - x0)
-        out = torch.where(dt_fs > xs[-1], ys[-1].expand_as(dt_fs), inside)
-        return torch.where(dt_fs < xs[0], below, out)
+        """RMS velocity change per component at stride ``dt_fs`` (fs), Å/ps, shape of ``dt_fs``
+        (:func:`~equignnmd.models.layers.stride_scale`)."""
+        return stride_scale(dt_fs, self.stride_fs_table, self.dvel_rms_table)
 
     # ------------------------------------------------------------------ forward
     def _edges(self, batch, pos, cell, graph):

@@ -26,6 +26,34 @@ class GaussianRBF(nn.Module):
         return torch.exp(-self.gamma * (x.unsqueeze(-1) - self.centres) ** 2)
 
 
+def stride_scale(dt_fs: torch.Tensor, strides_fs, values) -> torch.Tensor:
+    """The one stride-scale rule of the package: a per-stride statistic (an RMS velocity change
+    or displacement, ``values`` at the training ``strides_fs``) at strides ``dt_fs``.
+
+    Piecewise linear through (0, 0) and the training points, constant beyond the largest
+    training stride: both statistics grow ∝ Δt for short strides and saturate in a solid (the
+    velocity decorrelates, the displacement is bounded by the vibration amplitude), so a linear
+    extrapolation would grow without bound. Used by the trainer's loss normalisation and noise
+    and by both architectures' output scales. Returns the shape and dtype of ``dt_fs``.
+    """
+    dt = torch.as_tensor(dt_fs)
+    xs = torch.as_tensor(strides_fs, dtype=dt.dtype, device=dt.device).reshape(-1)
+    ys = torch.as_tensor(values, dtype=dt.dtype, device=dt.device).reshape(-1)
+    if xs.numel() != ys.numel() or xs.numel() == 0:
+        raise ValueError(
+            f"stride_scale: {xs.numel()} strides and {ys.numel()} values; expected as many, ≥ 1"
+        )
+    order = torch.argsort(xs)
+    xs, ys = xs[order], ys[order]
+    if float(xs[0]) > 0:
+        xs = torch.cat([xs.new_zeros(1), xs])
+        ys = torch.cat([ys.new_zeros(1), ys])
+    idx = torch.searchsorted(xs, dt.contiguous()).clamp(1, xs.numel() - 1)
+    x0, x1, y0, y1 = xs[idx - 1], xs[idx], ys[idx - 1], ys[idx]
+    w = ((dt - x0) / (x1 - x0)).clamp(0.0, 1.0)
+    return y0 + w * (y1 - y0)
+
+
 def mlp(sizes: list[int], act: type[nn.Module] = nn.GELU, last_act: bool = False) -> nn.Sequential:
     """Linear layers of the given widths with ``act`` between them (and after, if asked)."""
     layers: list[nn.Module] = []

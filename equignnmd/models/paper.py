@@ -97,7 +97,7 @@ from torch_geometric.utils import scatter, softmax
 
 from ..graph import neighbour_list
 from .base import Prediction, SurrogateModel, TrainingStats
-from .layers import GaussianRBF, mlp
+from .layers import GaussianRBF, mlp, stride_scale
 
 __all__ = ["PaperBlock", "PaperModel", "count_parameters_by_hand"]
 
@@ -287,14 +287,11 @@ class PaperModel(SurrogateModel):
 
     # ------------------------------------------------------------------ helpers
     def dvel_scale(self, dt_fs: torch.Tensor) -> torch.Tensor:
-        """RMS velocity change for strides ``dt_fs`` (B,), Å/ps (interpolated, see docstring)."""
-        xs, ys = self.dvel_x.to(dt_fs.dtype), self.dvel_y.to(dt_fs.dtype)
-        if xs.numel() < 2:
+        """RMS velocity change for strides ``dt_fs`` (B,), Å/ps
+        (:func:`~equignnmd.models.layers.stride_scale`)."""
+        if self.dvel_x.numel() < 2:
             return torch.full_like(dt_fs, float(self.vel_rms))
-        idx = torch.searchsorted(xs, dt_fs.contiguous()).clamp(1, xs.numel() - 1)
-        x0, x1, y0, y1 = xs[idx - 1], xs[idx], ys[idx - 1], ys[idx]
-        w = ((dt_fs - x0) / (x1 - x0)).clamp(0.0, 1.0)
-        return y0 + w * (y1 - y0)
+        return stride_scale(dt_fs, self.dvel_x, self.dvel_y)
 
     def static_features(self, batch, graph: torch.Tensor) -> torch.Tensor:
         """[species ‖ rbf(Δt) ‖ rbf(T) ‖ struct], (N, 192)."""
