@@ -7,21 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-def resolve_config(name: str | None, kind: str = "") -> Path | None:
-    """A YAML path as given, or a built-in config name such as ``quick`` or ``paper``."""
-    if name is None:
-        return None
-    path = Path(name)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    for candidate in (CONFIG_DIR / kind / f"{name}.yaml", CONFIG_DIR / f"{name}.yaml"):
-        if candidate.exists():
-            return candidate
-    known = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
-    raise SystemExit(f"config {name!r} not found; give a YAML file or one of {known}")
+from .config import resolve_config
 
 
 def _floats(text: str) -> list[float]:
@@ -268,30 +254,6 @@ def add_rollout(sub) -> None:
     p.set_defaults(func=cmd_rollout)
 
 
-def _dataset_frame(root: str, frame: int, temperature_K: float | None):
-    import ase
-
-    from .data.format import open_trajectories
-    from .units import velocity_to_ase
-
-    trajs = open_trajectories(root)
-    if temperature_K is not None:
-        trajs = [t for t in trajs if abs(t.temperature_K - temperature_K) < 1e-6]
-        if not trajs:
-            raise ValueError(f"dataset {root}: no trajectory at {temperature_K:g} K")
-    tr = trajs[0]
-    if not -tr.n_frames <= frame < tr.n_frames:
-        raise ValueError(
-            f"trajectory file {tr.path}: frame {frame} out of range 0..{tr.n_frames - 1}"
-        )
-    f = tr.frame(frame, fields=("positions", "velocities"))
-    atoms = ase.Atoms(
-        numbers=tr.species, positions=f["positions"], cell=f["cell"], pbc=True, masses=tr.masses
-    )
-    atoms.set_velocities(velocity_to_ase(f["velocities"].astype(float)))
-    return atoms, tr.temperature_K
-
-
 def rollout_config(args, temperature_K: float | None):
     """The :class:`~equignnmd.rollout.RolloutConfig` of ``equignnmd rollout`` (checked)."""
     from .rollout import RolloutConfig
@@ -320,12 +282,13 @@ def cmd_rollout(args) -> int:
     import torch
 
     from .checkpoint import load_checkpoint
+    from .data.format import dataset_frame
     from .rollout import Rollout
     from .units import fs_to_ps
 
     temperature = args.temperature
     if args.data:
-        structure, data_T = _dataset_frame(args.data, args.frame, args.data_temperature)
+        structure, data_T = dataset_frame(args.data, args.frame, args.data_temperature)
         temperature = temperature if temperature is not None else data_T
     else:
         structure = args.structure

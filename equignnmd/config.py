@@ -130,3 +130,21 @@ def load_config(
 
 def to_dict(obj) -> dict[str, Any]:
     return dataclasses.asdict(obj)
+
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+"""The built-in configs (the repository's ``configs/``; package data is a follow-up)."""
+
+
+def resolve_config(name: str | None, kind: str = "") -> Path | None:
+    """A YAML path as given, or a built-in config name such as ``quick`` or ``paper``."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    for candidate in (CONFIG_DIR / kind / f"{name}.yaml", CONFIG_DIR / f"{name}.yaml"):
+        if candidate.exists():
+            return candidate
+    known = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+    raise SystemExit(f"config {name!r} not found; give a YAML file or one of {known}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .cli import CONFIG_DIR
+from .config import CONFIG_DIR
 
 QUICK_EPOCHS = 6
 QUICK_TRAIN = {
@@ -99,14 +99,13 @@ def demo_rollout(data: Path, out: Path, steps: int = 200, device="auto", dt_fs: 
     kinetic energy per stride, which a 100-stride thermostat lets build up to 10–60 % above the
     set point (see the model card); 10 strides hold it near the set point."""
     from .checkpoint import load_checkpoint
-    from .cli import _dataset_frame
-    from .data.format import read_index
+    from .data.format import dataset_frame, read_index
     from .rollout import Rollout, RolloutConfig
     from .train import pick_device
     from .units import fs_to_ps
 
     test = read_index(data).get("test_temperatures_K") or [None]
-    atoms, temperature = _dataset_frame(str(data), 0, test[0])
+    atoms, temperature = dataset_frame(str(data), 0, test[0])
     model = load_checkpoint("pretrained:equivariant-al", device=pick_device(device))
     config = RolloutConfig.of(
         "quickstart demo rollout",

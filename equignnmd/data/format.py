@@ -315,3 +315,28 @@ def open_trajectories(root: str | Path) -> list[Trajectory]:
     root = Path(root)
     meta = read_index(root)
     return [Trajectory(root / t["file"]) for t in meta["trajectories"]]
+
+
+def dataset_frame(root, frame: int, temperature_K: float | None = None):
+    """Frame ``frame`` of a dataset's trajectory at ``temperature_K`` (default: the first) as
+    ``(ase.Atoms with velocities in ASE units, the trajectory's temperature K)``."""
+    import ase
+
+    from ..units import velocity_to_ase
+
+    trajs = open_trajectories(root)
+    if temperature_K is not None:
+        trajs = [t for t in trajs if abs(t.temperature_K - temperature_K) < 1e-6]
+        if not trajs:
+            raise ValueError(f"dataset {root}: no trajectory at {temperature_K:g} K")
+    tr = trajs[0]
+    if not -tr.n_frames <= frame < tr.n_frames:
+        raise ValueError(
+            f"trajectory file {tr.path}: frame {frame} out of range 0..{tr.n_frames - 1}"
+        )
+    f = tr.frame(frame, fields=("positions", "velocities"))
+    atoms = ase.Atoms(
+        numbers=tr.species, positions=f["positions"], cell=f["cell"], pbc=True, masses=tr.masses
+    )
+    atoms.set_velocities(velocity_to_ase(f["velocities"].astype(float)))
+    return atoms, tr.temperature_K
