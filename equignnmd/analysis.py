@@ -29,6 +29,11 @@ Summary
 ``volume``                     |det(cell)| per frame, Å³
 ``minimum_pair_distance``      shortest periodic interatomic distance, Å
 ``temperature_stats``          mean, std and linear drift of T(t)
+``linear_drift``               slope of a least-squares line through y(t)
+``plane_wave_temperatures``    kinetic temperature of the box's longest plane waves, K
+``vdos_band_fractions``        share of the VDOS in frequency bands
+``mean_frequency``             ⟨ν⟩ of a spectrum, THz
+``site_drift``                 how far time-averaged sites move between two windows, Å
 =============================  ===========================================================
 """
 
@@ -521,21 +526,126 @@ def temperature_stats(times_ps, temps) -> dict:
     }
 
 
+def linear_drift(times, values) -> float:
+    """Slope of the least-squares line through ``values(times)`` (units of values per unit
+    of time; 0 for fewer than two points)."""
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    y = np.asarray(values, dtype=np.float64).reshape(-1)
+    return float(np.polyfit(t, y, 1)[0]) if y.size >= 2 and np.ptp(t) > 0 else 0.0
+
+
+def plane_wave_vectors(cell, max_shell: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Wavevectors k = 2π (n₁ b₁ + n₂ b₂ + n₃ b₃) of the box with integer n, |n|² ≤
+    ``max_shell``, one of each ±k pair. Returns ``(k (K, 3) 1/Å, shell (K,) = |n|²)``."""
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    recip = 2.0 * np.pi * np.linalg.inv(cell).T  # rows b_i with a_i · b_j = 2π δ_ij
+    m = int(np.floor(np.sqrt(max_shell)))
+    rng = np.arange(-m, m + 1)
+    n = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), axis=-1).reshape(-1, 3)
+    shell = np.sum(n * n, axis=1)
+    # one of each ±n: the first non-zero component positive
+    first = np.array([row[np.nonzero(row)[0][0]] if row.any() else 0 for row in n])
+    keep = (shell > 0) & (shell <= max_shell) & (first > 0)
+    return n[keep] @ recip, shell[keep]
+
+
+def plane_wave_temperatures(
+    positions, velocities, cell, masses, max_shell: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kinetic temperature carried by the box's longest plane waves, per shell of |n|².
+
+    For a wavevector k of the box, the mass-weighted velocity amplitude
+    A_k = Σ_i √m_i (v_i − v_com) e^{−i k·r_i} has ⟨|A_k|²⟩ = 3 N k_B T (per 3 polarisations)
+    when every mode holds k_B T/2 of kinetic energy (equipartition), so
+
+        T_k = ⟨|A_k|²⟩ / (3 N k_B)
+
+    equals the kinetic temperature in equilibrium. A surrogate that pumps energy into the
+    slowest collective modes (long transverse sound waves) shows T_k ≫ T in the first shell.
+
+    Args:
+        positions: (F, N, 3) Å (wrapped or unwrapped: k is commensurate with the box);
+        velocities: (F, N, 3) Å/ps; cell (3, 3) Å; masses (N,) or scalar amu.
+        max_shell: largest |n|² (1: the 3 longest waves of a cubic box; 3: 13 wavevectors).
+
+    Returns:
+        ``(shells, T_K)``: the shells |n|² present (S,) and the frame- and shell-averaged T_k
+        (S,), K.
+    """
+    from .units import KB_EV_PER_K, MVV2E
+
+    x, _ = _as_traj(positions, "positions")
+    v, _ = _as_traj(velocities, "velocities")
+    n_frames, n_atoms = v.shape[:2]
+    m = _as_masses(masses, n_atoms)
+    v = _remove_com(v, m)
+    k, shell = plane_wave_vectors(cell, max_shell)
+    power = np.zeros(len(k))
+    step = max(1, _CHUNK_ELEMENTS // max(1, n_atoms * len(k)))
+    w = np.sqrt(m)[None, :, None]
+    for lo in range(0, n_frames, step):
+        phase = np.exp(-1j * (x[lo : lo + step] @ k.T))  # (f, N, K)
+        amp = np.einsum("fnk,fnc->fkc", phase, w * v[lo : lo + step])  # (f, K, 3)
+        power += np.sum(np.abs(amp) ** 2, axis=(0, 2))
+    t_k = power / n_frames * MVV2E / (3.0 * n_atoms * KB_EV_PER_K)
+    shells = np.unique(shell)
+    return shells, np.array([t_k[shell == s].mean() for s in shells])
+
+
+def vdos_band_fractions(frequency_THz, dos, edges_THz) -> np.ndarray:
+    """Share of the VDOS area in each band [edges[b], edges[b+1]) (the last band is closed),
+    of the whole spectrum's area; (B,)."""
+    f = np.asarray(frequency_THz, dtype=np.float64)
+    d = np.clip(np.asarray(dos, dtype=np.float64), 0.0, None)
+    total = _trapezoid(d, f)
+    out = []
+    for lo, hi in zip(edges_THz[:-1], edges_THz[1:]):
+        grid = np.linspace(lo, hi, 64)
+        out.append(_trapezoid(np.interp(grid, f, d, right=0.0), grid))
+    return np.array(out) / total if total > 0 else np.zeros(len(out))
+
+
+def mean_frequency(frequency_THz, dos) -> float:
+    """⟨ν⟩ = ∫ ν D(ν) dν / ∫ D(ν) dν of a spectrum, THz."""
+    f = np.asarray(frequency_THz, dtype=np.float64)
+    d = np.clip(np.asarray(dos, dtype=np.float64), 0.0, None)
+    area = _trapezoid(d, f)
+    return float(_trapezoid(f * d, f) / area) if area > 0 else float("nan")
+
+
+def site_drift(unwrapped_positions, window_frames: int, masses=None) -> float:
+    """Mean distance, Å, between every atom's average position over the first and over the
+    last ``window_frames`` frames (centre of mass removed): 0 ± thermal noise for a solid
+    whose atoms stay on their sites, growing for creep or diffusion."""
+    x, _ = _as_traj(unwrapped_positions, "unwrapped_positions")
+    n_frames, n_atoms = x.shape[:2]
+    x = _remove_com(x, None if masses is None else _as_masses(masses, n_atoms))
+    w = int(max(1, min(window_frames, n_frames // 2)))
+    first, last = x[:w].mean(axis=0), x[-w:].mean(axis=0)
+    return float(np.linalg.norm(last - first, axis=1).mean())
+
+
 __all__ = [
     "coordination_shells",
     "diffusion_coefficient",
     "kinetic_energy",
     "kinetic_temperature",
+    "linear_drift",
+    "mean_frequency",
     "minimum_pair_distance",
     "msd",
     "net_momentum",
     "number_density",
     "per_atom_errors",
+    "plane_wave_temperatures",
+    "plane_wave_vectors",
     "rdf",
     "rdf_l1",
     "running_coordination",
+    "site_drift",
     "temperature_stats",
     "vdos",
+    "vdos_band_fractions",
     "vdos_overlap",
     "volume",
 ]

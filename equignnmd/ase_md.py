@@ -40,6 +40,7 @@ from ase.md.logger import MDLogger
 from ase.md.md import MolecularDynamics
 
 from . import physics
+from .energy import make_energy_source
 from .rollout import (
     RolloutConfig,
     RolloutState,
@@ -105,6 +106,13 @@ class SurrogateMD(MolecularDynamics):
             :class:`KineticOnlyLogger` when ``atoms.calc`` is None, else ASE's ``MDLogger``).
         remove_momentum: remove net momentum every step (default True).
         wrap: keep ``atoms.positions`` wrapped into the cell (default True).
+        energy: a potential energy for the states (:mod:`equignnmd.energy`): an ASE
+            calculator (``atoms.calc``, a user's MLIP), "reference" (the default EAM file in
+            LAMMPS) or an EAM file; None (default) for none.
+        energy_rescale: with ``energy``, rescale the velocities after every model step so
+            that kinetic + potential energy is conserved (NVE) or changes only by the
+            thermostat's work (NVT); the thermostat then acts in half-steps around the model
+            step. False: only measure it (``dyn.total_energy_eV``).
     """
 
     def __init__(
@@ -122,6 +130,8 @@ class SurrogateMD(MolecularDynamics):
         loginterval: int = 1,
         remove_momentum: bool = True,
         wrap: bool = True,
+        energy=None,
+        energy_rescale: bool = True,
         **kwargs,
     ):
         # settings, first state and stages before ASE opens any file: errors come first
@@ -137,8 +147,13 @@ class SurrogateMD(MolecularDynamics):
             remove_momentum=remove_momentum,
             write_every=0,
             progress=False,
+            energy_rescale=energy_rescale,
+            split_thermostat=energy is not None,
         )
-        state, stages = init_run(model, atoms, cfg, names=["SurrogateMD(atoms)"])
+        source = None if energy is None else make_energy_source(energy)
+        state, stages = init_run(
+            model, atoms, cfg, names=["SurrogateMD(atoms)"], energy_source=source
+        )
         if state.info["init"]["maxwell_boltzmann_replicas"]:
             atoms.set_velocities(velocity_to_ase(state.velocities.cpu().numpy()))
         super().__init__(
@@ -158,6 +173,13 @@ class SurrogateMD(MolecularDynamics):
             cls = KineticOnlyLogger if atoms.calc is None else MDLogger
             logger = self.closelater(cls(dyn=self, atoms=atoms, logfile=logfile))
             self.attach(logger, loginterval)
+
+    @property
+    def total_energy_eV(self) -> float | None:
+        """Kinetic (centre of mass removed) + potential energy of the current state, eV, from
+        the ``energy`` source (None without one)."""
+        info = self.state.info.get("energy")
+        return None if info is None else float(info["total_eV"][0])
 
     @property
     def temperature_K(self) -> float:

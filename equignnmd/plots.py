@@ -74,6 +74,17 @@ def plot_temperature(
     return _save(plt, fig, ax, path, title)
 
 
+def plot_energy(
+    path, curves: Mapping[str, tuple], ylabel: str = "Energy (eV)", title: str | None = None
+) -> Path:
+    """Energy traces, ``curves = {label: (t_ps, energy)}`` (units in ``ylabel``)."""
+    plt, fig, ax = _figure()
+    _lines(ax, curves)
+    ax.set_xlabel("Time (ps)")
+    ax.set_ylabel(ylabel)
+    return _save(plt, fig, ax, path, title)
+
+
 def plot_vdos(path, curves: Mapping[str, tuple], title: str | None = None) -> Path:
     """Vibrational densities of states, ``curves = {label: (frequency_THz, dos)}``."""
     plt, fig, ax = _figure()

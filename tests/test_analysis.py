@@ -257,3 +257,52 @@ def test_plots_write_png(tmp_path):
         data = p.read_bytes()
         assert len(data) > 1000
         assert data[:8] == PNG_SIGNATURE
+
+
+# ------------------------------------------------------------------ fidelity observables
+def _mb_frames(n_frames=40, cells=3, T=400.0, seed=0):
+    atoms = ase.build.bulk("Al", "fcc", a=4.07, cubic=True).repeat((cells, cells, cells))
+    rng = np.random.default_rng(seed)
+    n = len(atoms)
+    sigma = np.sqrt(KB_EV_PER_K * T / (ALUMINIUM.mass_amu * MVV2E))
+    pos = atoms.positions[None] + 0.05 * rng.standard_normal((n_frames, n, 3))
+    vel = sigma * rng.standard_normal((n_frames, n, 3))
+    return pos, vel, atoms.cell.array, ALUMINIUM.mass_amu
+
+
+def test_plane_wave_vectors_of_a_cubic_box():
+    cell = np.eye(3) * 12.0
+    k, shell = an.plane_wave_vectors(cell, max_shell=3)
+    assert sorted(np.bincount(shell).tolist()[1:]) == [3, 4, 6]  # ±pairs counted once
+    np.testing.assert_allclose(np.linalg.norm(k[shell == 1], axis=1), 2 * np.pi / 12.0)
+
+
+def test_plane_wave_temperatures_equipartition_and_a_planted_long_wave():
+    pos, vel, cell, m = _mb_frames()
+    temps = an.kinetic_temperature(vel, m)
+    shells, t_k = an.plane_wave_temperatures(pos, vel, cell, m, max_shell=3)
+    assert shells.tolist() == [1, 2, 3]
+    # uncorrelated velocities: every long wave holds k_B T / 2 per mode (40 frames × 3-6
+    # vectors × 3 polarisations: a few % noise)
+    np.testing.assert_allclose(t_k / temps.mean(), 1.0, atol=0.25)
+    # add a transverse wave along x, polarised along y, with the box's longest wavelength
+    L = cell[0, 0]
+    wave = np.zeros_like(vel)
+    wave[..., 1] = 3.0 * np.cos(2 * np.pi * pos[..., 0] / L)
+    _, t_wave = an.plane_wave_temperatures(pos, vel + wave, cell, m, max_shell=1)
+    assert t_wave[0] > 3 * t_k[0]  # one of the three shell-1 waves carries ~10× k_B T
+
+
+def test_vdos_bands_site_drift_and_mean_frequency():
+    f = np.linspace(0, 10, 101)
+    d = np.where((f > 4) & (f < 6), 1.0, 0.0)
+    bands = an.vdos_band_fractions(f, d, (0, 2, 4, 6, 8, 10))
+    assert bands.sum() == pytest.approx(1.0, abs=0.02)
+    assert bands[2] > 0.95
+    assert an.mean_frequency(f, d) == pytest.approx(5.0, abs=0.05)
+    pos, _, _, m = _mb_frames(n_frames=20)
+    assert an.site_drift(pos, 5, m) < 0.08  # thermal noise of 5-frame means: ~0.05 Å
+    moved = pos.copy()
+    moved[10:, :54, 2] += 0.5  # half the atoms hop 0.5 Å along z (the COM moves 0.25 Å)
+    assert an.site_drift(moved, 5, m) == pytest.approx(0.25, abs=0.04)
+    assert an.linear_drift([0, 1, 2, 3], [1, 3, 5, 7]) == pytest.approx(2.0)

@@ -8,7 +8,8 @@ The parts, in the order data flows through them:
   none are given, net momentum removed, replica r's random stream seeded ``seed + r``).
 * :mod:`~equignnmd.rollout.stages` — the step, :func:`step` (model, state, stride, stages) →
   state, as an ordered list of stages: :class:`ModelStep`, :class:`RemoveMomentum`,
-  :class:`Thermostat`; :func:`advance` is the one-call form.
+  :class:`Thermostat`, :class:`EnergyRescale` (FlashMD-style energy conservation with a
+  potential energy from :mod:`equignnmd.energy`); :func:`advance` is the one-call form.
 * :mod:`~equignnmd.rollout.guard` — :class:`StabilityGuard` after every step.
 * :mod:`~equignnmd.rollout.reporter` — :class:`RolloutReporter`, the files (an observer).
 * :mod:`~equignnmd.rollout.engine` — :func:`init_run` (first state + stages, as
@@ -30,11 +31,14 @@ from .engine import Rollout, RolloutResult, init_run, run_rollout
 from .guard import RolloutUnstable, StabilityGuard, thermo_snapshot
 from .reporter import THERMO_COLUMNS, RolloutReporter
 from .stages import (
+    ENERGY_THERMO,
+    EnergyRescale,
     ModelStep,
     RemoveMomentum,
     Stage,
     Thermostat,
     advance,
+    energy_thermo,
     finite_difference,
     init_stages,
     make_batch,
@@ -42,11 +46,14 @@ from .stages import (
     standard_stages,
     step,
     thermostat_of,
+    thermostat_work,
 )
 from .state import RolloutState, init_state, make_generators
 
 __all__ = [
+    "ENERGY_THERMO",
     "THERMO_COLUMNS",
+    "EnergyRescale",
     "ModelStep",
     "RemoveMomentum",
     "Rollout",
@@ -59,6 +66,7 @@ __all__ = [
     "Stage",
     "Thermostat",
     "advance",
+    "energy_thermo",
     "finite_difference",
     "init_run",
     "init_stages",
@@ -71,4 +79,5 @@ __all__ = [
     "step",
     "thermo_snapshot",
     "thermostat_of",
+    "thermostat_work",
 ]

@@ -65,6 +65,9 @@ class RolloutConfig:
     write_every: int = 10
     thermo_every: int | None = None
     progress: bool = True
+    energy: str = "none"
+    energy_rescale: bool = True
+    split_thermostat: bool | None = None
 
     @classmethod
     def of(cls, source: str = "rollout settings", **values: Any) -> RolloutConfig:
@@ -89,6 +92,15 @@ class RolloutConfig:
     def set_point_K(self):
         """The thermostat's set point (the model's label), or None for NVE."""
         return self.temperature_K if self.nvt else None
+
+    @property
+    def has_energy(self) -> bool:
+        return self.energy.lower() not in ("", "none")
+
+    @property
+    def split(self) -> bool:
+        """Whether the thermostat acts in half-strides around the model step."""
+        return self.has_energy if self.split_thermostat is None else bool(self.split_thermostat)
 
     @property
     def thermo_interval(self) -> int:

@@ -25,8 +25,11 @@ from .config import RolloutConfig
 from .guard import RolloutUnstable, StabilityGuard
 from .reporter import RolloutReporter
 from .stages import (
+    ENERGY_THERMO,
+    EnergyRescale,
     Stage,
     Thermostat,
+    energy_thermo,
     finite_difference,
     init_stages,
     model_temperature,
@@ -80,13 +83,16 @@ def init_run(
     config: RolloutConfig,
     stages: Sequence[Stage] | None = None,
     names: Sequence[str] | None = None,
+    energy_source=None,
 ) -> tuple[RolloutState, list[Stage]]:
     """A run's first state and its stages, ready to :func:`~equignnmd.rollout.stages.step`.
 
     :func:`init_state` from ``structures`` with the config's velocities, replicas and seed (on
     the model's device, boxes checked against its cutoff; ``names`` as there); ``stages``
     default to the config's standard ones (its thermostat, momentum removal, the model's
-    label); every stage's ``init`` has run on the state.
+    label, an :class:`EnergyRescale` from ``energy_source`` — a source of
+    :mod:`equignnmd.energy`, an ASE calculator — or else from ``config.energy``); every
+    stage's ``init`` has run on the state.
     """
     state = init_state(
         structures,
@@ -100,14 +106,22 @@ def init_run(
         names=names,
     )
     if stages is None:
+        from ..energy import make_energy_source
+
+        source = make_energy_source(energy_source if energy_source is not None else config.energy)
+        energy = None if source is None else EnergyRescale(source, config.energy_rescale)
+        split = config.split or (energy_source is not None and config.split_thermostat is None)
         thermostat = Thermostat.make(
             config.thermostat_kind,
             config.set_point_K,
             config.dt_fs,
             tau_fs=config.tau_fs,
             friction_per_ps=config.friction_per_ps,
+            fraction=0.5 if split else 1.0,
         )
-        stages = standard_stages(thermostat, config.remove_momentum, config.set_point_K)
+        stages = standard_stages(
+            thermostat, config.remove_momentum, config.set_point_K, energy=energy, split=split
+        )
     stages = list(stages)
     return init_stages(stages, state), stages
 
@@ -136,6 +150,8 @@ class Rollout:
         observers: callables ``fn(state, thermo)``, or ``(fn, interval)``; see :meth:`attach`.
         stages: the step's stages (default :func:`~equignnmd.rollout.stages.standard_stages`
             for the config); they must include a ``ModelStep``.
+        energy_source: the potential energy of the states (:mod:`equignnmd.energy`: a source,
+            an ASE calculator or an EAM file), in place of ``config.energy``.
     """
 
     def __init__(
@@ -146,12 +162,16 @@ class Rollout:
         *,
         observers: Sequence = (),
         stages: Sequence[Stage] | None = None,
+        energy_source=None,
         **settings,
     ):
         self.config = cfg = _config(config, settings)
         self.model = model.eval()
         self.dt_fs = float(cfg.dt_fs)
-        self.state, self.stages = init_run(model, structures, cfg, stages)
+        self.state, self.stages = init_run(
+            model, structures, cfg, stages, energy_source=energy_source
+        )
+        self.energy = next((s for s in self.stages if isinstance(s, EnergyRescale)), None)
         self.thermostat = thermostat_of(self.stages)
         self.model_temperature = model_temperature(self.state)
         self.guard = StabilityGuard.for_run(
@@ -171,6 +191,7 @@ class Rollout:
                 write_every=cfg.write_every,
                 thermo_every=cfg.thermo_interval,
                 metadata=self.metadata(),
+                extra_columns=ENERGY_THERMO if self.energy is not None else (),
             )
             self.attach(self.reporter)
         for obs in observers:
@@ -186,7 +207,8 @@ class Rollout:
         state the guard stopped at; ``thermo`` holds ``step``, ``time_fs``, ``time_ps``,
         ``wall_s``, ``ns_per_day``, ``unstable`` (the guard's cause or None) and the
         per-replica arrays temperature_K, kinetic_energy_eV, momentum_amu_A_per_ps,
-        min_distance_A."""
+        min_distance_A (and, with an energy stage, potential_energy_eV, total_energy_eV,
+        thermostat_work_eV, energy_clamped)."""
         self.observers.append((function, int(interval)))
 
     def metadata(self) -> dict:
@@ -198,6 +220,7 @@ class Rollout:
             "dt_fs": self.dt_fs,
             "thermostat": self.thermostat.description if self.thermostat else cfg.thermostat,
             "stages": [type(s).__name__ for s in self.stages],
+            "energy": self.energy.description if self.energy is not None else None,
             "model_temperature_K": self.model_temperature.detach().cpu().tolist(),
             "replicas": self.state.n_replicas,
             "atoms_per_replica": torch.bincount(self.state.batch).tolist(),
@@ -227,7 +250,7 @@ class Rollout:
         t0 = time.perf_counter()
         start_step = state.step
         if not self._rows:
-            thermo, problem = self.guard.check(state)
+            thermo, problem = self._check(state)
             self._record(state, thermo, 0.0)
             if problem is not None:
                 return self._stop(state, problem, thermo)
@@ -249,7 +272,7 @@ class Rollout:
                             "differences disp/dt",
                             stacklevel=2,
                         )
-                    thermo, problem = self.guard.check(state)
+                    thermo, problem = self._check(state)
                     elapsed = time.perf_counter() - t0
                     wall = self._wall_offset + elapsed
                     ns_day = ns_per_day(fs_to_ps((state.step - start_step) * self.dt_fs), elapsed)
@@ -273,6 +296,12 @@ class Rollout:
         if self.reporter is not None:
             self.reporter.update(stopped_reason=None, steps_done=state.step)
         return self.result()
+
+    def _check(self, state):
+        """The guard's thermo and verdict, with the energy stage's fields when there is one."""
+        thermo, problem = self.guard.check(state)
+        thermo.update(energy_thermo(state))
+        return thermo, problem
 
     def _notify(self, state, thermo, wall, ns_day, unstable: str | None = None) -> None:
         due = [fn for fn, every in self.observers if every > 0 and state.step % every == 0]

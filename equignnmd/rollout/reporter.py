@@ -51,8 +51,10 @@ class RolloutReporter:
         write_every: int = 10,
         thermo_every: int | None = None,
         metadata: dict | None = None,
+        extra_columns: tuple[str, ...] = (),
     ):
         self.out_dir = Path(out_dir)
+        self.extra_columns = tuple(extra_columns)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.write_every = int(write_every)
         self.thermo_every = int(thermo_every or (self.write_every or 1))
@@ -67,7 +69,7 @@ class RolloutReporter:
             self.files["trajectories"] = [str(w.path) for w in self.writers]
         self.files["thermo"] = str(self.out_dir / "thermo.csv")
         self.thermo_file = open(self.files["thermo"], "w")  # noqa: SIM115 - kept open
-        self.thermo_file.write(",".join(THERMO_COLUMNS) + "\n")
+        self.thermo_file.write(",".join(THERMO_COLUMNS + self.extra_columns) + "\n")
         self.thermo_file.flush()
         self.files["metadata"] = str(self.out_dir / "rollout.json")
         self.metadata = {**(metadata or {}), "format": fmt, "write_every": self.write_every}
@@ -132,7 +134,9 @@ class RolloutReporter:
                 thermo["wall_s"],
                 thermo["ns_per_day"],
             )
-            lines.append("{},{:.6f},{},{:.6g},{:.8g},{:.6g},{:.6g},{:.4f},{:.6g}".format(*row))
+            line = "{},{:.6f},{},{:.6g},{:.8g},{:.6g},{:.6g},{:.4f},{:.6g}".format(*row)
+            extra = [f"{float(thermo[c][r]):.10g}" for c in self.extra_columns if c in thermo]
+            lines.append(",".join([line, *extra]))
         self.thermo_file.write("\n".join(lines) + "\n")
         self.thermo_file.flush()
 

@@ -8,7 +8,12 @@ where it belongs in the list, before or after the model step. The standard list
     ModelStep → RemoveMomentum → Thermostat → RemoveMomentum
 
 (momentum removal only with ``remove_momentum``, the thermostat only for NVT), as ASE's
-``Bussi`` is ``scale_velocities()`` then ``super().step()``. A stage is an immutable object
+``Bussi`` is ``scale_velocities()`` then ``super().step()``. With ``split`` the thermostat acts
+in two half-strides around the deterministic part (O–model–O, as FlashMD and BAOAB do), and an
+:class:`EnergyRescale` stage, when there is one, sits inside that deterministic part:
+
+    Thermostat(½) → RemoveMomentum → ModelStep → RemoveMomentum → EnergyRescale
+        → Thermostat(½) → RemoveMomentum A stage is an immutable object
 with
 
 * ``init(state) -> state``: once, on a run's first state (default: nothing); a stage that
@@ -34,6 +39,8 @@ from ..units import fs_to_ps
 from .state import RolloutState
 
 __all__ = [
+    "ENERGY_THERMO",
+    "EnergyRescale",
     "ModelStep",
     "RemoveMomentum",
     "Stage",
@@ -43,9 +50,11 @@ __all__ = [
     "init_stages",
     "make_batch",
     "model_temperature",
+    "energy_thermo",
     "standard_stages",
     "step",
     "thermostat_of",
+    "thermostat_work",
 ]
 
 
@@ -135,7 +144,12 @@ class RemoveMomentum(Stage):
 @dataclass(frozen=True)
 class Thermostat(Stage):
     """A velocity update ``update(vel, masses, batch, generators) -> vel`` (one of
-    :func:`equignnmd.thermostats.make_thermostat`), drawing from the replicas' streams."""
+    :func:`equignnmd.thermostats.make_thermostat`), drawing from the replicas' streams.
+
+    Every call adds the (internal) kinetic energy it put in to ``info["thermostat"]["work_eV"]``
+    ((R,) eV, summed over the run): the total energy of an NVT run changes by exactly that much
+    (LAMMPS calls it ``ecouple``), which is what :class:`EnergyRescale` conserves against.
+    """
 
     update: Callable
     name: ClassVar[str] = "thermostat"
@@ -152,14 +166,139 @@ class Thermostat(Stage):
         dt_fs: float | None = None,
         tau_fs: float | None = None,
         friction_per_ps: float | None = None,
+        fraction: float = 1.0,
     ) -> Thermostat | None:
-        """``kind`` none | csvr | langevin (defaults of :func:`make_thermostat`); None for NVE."""
-        update = make_thermostat(kind, target_K, dt_fs, tau_fs, friction_per_ps)
+        """``kind`` none | csvr | langevin; None for NVE. The update covers ``fraction`` of
+        the stride ``dt_fs`` (½ for the halves of a split step); τ and the friction default to
+        those of :func:`make_thermostat` for the whole stride (a damping time of 100 strides)."""
+        if kind is not None and kind.lower() not in ("none", "nve") and dt_fs is not None:
+            if tau_fs is None:
+                tau_fs = 100.0 * dt_fs
+            if friction_per_ps is None:
+                friction_per_ps = 1.0 / fs_to_ps(100.0 * dt_fs)
+        dt = None if dt_fs is None else dt_fs * fraction
+        update = make_thermostat(kind, target_K, dt, tau_fs, friction_per_ps)
         return None if update is None else cls(update)
+
+    def init(self, state: RolloutState) -> RolloutState:
+        zero = torch.zeros(state.n_replicas, dtype=torch.float64, device=state.positions.device)
+        return state.with_info(self.name, work_eV=zero)
 
     def __call__(self, model, state: RolloutState, dt_fs: float) -> RolloutState:
         vel = self.update(state.velocities, state.masses, state.batch, state.generators)
-        return replace(state, velocities=vel)
+        before = physics.internal_kinetic_energy(state.velocities, state.masses, state.batch)
+        after = physics.internal_kinetic_energy(vel, state.masses, state.batch)
+        work = thermostat_work(state) + (after - before)
+        return replace(state, velocities=vel).with_info(self.name, work_eV=work)
+
+
+def thermostat_work(state: RolloutState) -> torch.Tensor:
+    """(R,) eV: the kinetic energy the thermostat stages have put in so far (0 without)."""
+    work = state.info.get(Thermostat.name, {}).get("work_eV")
+    if work is None:
+        return torch.zeros(state.n_replicas, dtype=torch.float64, device=state.positions.device)
+    return work
+
+
+@dataclass(frozen=True)
+class EnergyRescale(Stage):
+    """Conserve the total energy: after the model step, scale every replica's internal
+    velocities by one factor α so that K + U = E₀ + W (FlashMD's rescaling).
+
+    K is the kinetic energy of the motion relative to the centre of mass (a uniform
+    translation carries no physics and the rollout removes it), U the potential energy of
+    the new positions from ``source`` (an energy source of :mod:`equignnmd.energy`), E₀ the
+    total energy of the first state and W the thermostat's work so far
+    (:func:`thermostat_work`; 0 in NVE). The centre-of-mass motion and the direction of
+    every velocity are kept; only the kinetic energy relative to the centre of mass changes.
+    Where the kinetic energy needed, E₀ + W − U, is negative (the model put the atoms higher
+    than the total energy allows), it is clamped to zero, i.e. the internal motion stops,
+    and ``info["energy"]["clamped"]`` counts it per replica.
+
+    With ``rescale=False`` the stage only measures (U, K + U), every stride.
+
+    ``info["energy"]``: ``potential_eV``, ``total_eV`` (after the stage), ``target_eV``
+    (E₀ + W), ``scale`` (α of the last stride), ``clamped`` (count), all (R,).
+    """
+
+    source: Callable
+    rescale: bool = True
+    name: ClassVar[str] = "energy"
+
+    @property
+    def description(self) -> str:
+        what = "rescale to conserve" if self.rescale else "measure"
+        return f"{what} K + U, U from {getattr(self.source, 'description', 'a callable')}"
+
+    def potential(self, state: RolloutState) -> torch.Tensor:
+        return self.source(state.positions, state.cell, state.species, state.batch).to(
+            dtype=torch.float64, device=state.positions.device
+        )
+
+    def init(self, state: RolloutState) -> RolloutState:
+        u = self.potential(state)
+        total = physics.internal_kinetic_energy(state.velocities, state.masses, state.batch) + u
+        n = state.n_replicas
+        return state.with_info(
+            self.name,
+            initial_eV=total,
+            potential_eV=u,
+            total_eV=total,
+            target_eV=total,
+            scale=torch.ones(n, dtype=torch.float64, device=u.device),
+            clamped=torch.zeros(n, dtype=torch.long, device=u.device),
+        )
+
+    def __call__(self, model, state: RolloutState, dt_fs: float) -> RolloutState:
+        info = state.info[self.name]
+        u = self.potential(state)
+        target = info["initial_eV"] + thermostat_work(state)
+        vel, clamped = state.velocities, info["clamped"]
+        alpha = torch.ones_like(u)
+        if self.rescale:
+            k_int = physics.internal_kinetic_energy(vel, state.masses, state.batch)
+            need = target - u
+            low = need < 0
+            clamped = clamped + low.long()
+            need = need.clamp_min(0.0)
+            alpha = torch.where(
+                k_int > 0, torch.sqrt(need / k_int.clamp_min(1e-300)), torch.ones_like(need)
+            )
+            com = vel - physics.remove_net_momentum(vel, state.masses, state.batch)
+            vel = com + alpha[state.batch].unsqueeze(-1) * (vel - com)
+        total = physics.internal_kinetic_energy(vel, state.masses, state.batch) + u
+        new = replace(state, velocities=vel)
+        return new.with_info(
+            self.name,
+            potential_eV=u,
+            total_eV=total,
+            target_eV=target,
+            scale=alpha,
+            clamped=clamped,
+        )
+
+
+ENERGY_THERMO = ("potential_energy_eV", "total_energy_eV", "thermostat_work_eV", "energy_clamped")
+"""The thermo fields of a run with an :class:`EnergyRescale` stage (per replica)."""
+
+
+def energy_thermo(state: RolloutState) -> dict:
+    """:data:`ENERGY_THERMO` of ``state`` as (R,) NumPy arrays, or {} without an energy stage.
+
+    ``total_energy_eV`` is K + U of the state as it leaves the step (after any thermostat
+    half-step that follows the energy stage), so that total − thermostat work is the
+    conserved quantity of an NVT run."""
+    info = state.info.get(EnergyRescale.name)
+    if info is None:
+        return {}
+    # U is that of the current positions (stages after this one change velocities only)
+    k = physics.internal_kinetic_energy(state.velocities, state.masses, state.batch)
+    return {
+        "potential_energy_eV": info["potential_eV"].cpu().numpy().copy(),
+        "total_energy_eV": (k + info["potential_eV"]).cpu().numpy(),
+        "thermostat_work_eV": thermostat_work(state).cpu().numpy().copy(),
+        "energy_clamped": info["clamped"].cpu().numpy().copy(),
+    }
 
 
 def thermostat_of(stages: Sequence[Stage]) -> Thermostat | None:
@@ -171,20 +310,30 @@ def standard_stages(
     thermostat: Thermostat | None = None,
     remove_momentum: bool = True,
     set_point_K=None,
+    energy: EnergyRescale | None = None,
+    split: bool = False,
 ) -> list[Stage]:
-    """ModelStep(set_point_K) → [RemoveMomentum] → [thermostat → [RemoveMomentum]].
+    """The stages of a stride (module doc).
 
     ``set_point_K`` is the model's temperature label where there is a thermostat (None for
     NVE: the first state's kinetic temperature). Momentum is removed again after a thermostat
-    whose noise carries momentum (Langevin).
+    whose noise carries momentum (Langevin). ``energy`` is put right after the model step.
+    With ``split``, ``thermostat`` must cover half a stride (``Thermostat.make(...,
+    fraction=0.5)``) and acts before and after the deterministic part.
     """
-    stages: list[Stage] = [ModelStep(set_point_K=set_point_K)]
+
+    def thermo() -> list[Stage]:
+        if thermostat is None:
+            return []
+        return [thermostat, RemoveMomentum()] if remove_momentum else [thermostat]
+
+    stages: list[Stage] = thermo() if split else []
+    stages.append(ModelStep(set_point_K=set_point_K))
     if remove_momentum:
         stages.append(RemoveMomentum())
-    if thermostat is not None:
-        stages.append(thermostat)
-        if remove_momentum:
-            stages.append(RemoveMomentum())
+    if energy is not None:
+        stages.append(energy)
+    stages += thermo()
     return stages
 
 

