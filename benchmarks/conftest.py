@@ -85,6 +85,7 @@ def pytest_configure(config):
     config.stash[ENGINE_KEY] = Engine(plan)
     config.addinivalue_line("markers", "training: DDP training throughput (subprocesses)")
     config.addinivalue_line("markers", "accuracy: trains a small model and evaluates it")
+    config.addinivalue_line("markers", "fidelity: trajectories against LAMMPS (equignnmd fidelity)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -18,7 +18,9 @@ checkpoint and the reference EAM potential:
    (:func:`equignnmd.analysis.plane_wave_temperatures`) over the kinetic temperature.
 3. **One-step** kinetic-energy bias (K_pred / K_true − 1) and error energy
    Σ m |Δv|² / Σ m v² per stride and temperature, on pairs of a 1-fs NVE LAMMPS run, with the
-   zero / ballistic / Taylor baselines beside the model.
+   zero / ballistic / Taylor baselines beside the model; and the model's reversibility error
+   (step, flip the velocities, step, flip: the mean distance to the start, Å, and the
+   relative velocity error), which is zero for exact Hamiltonian dynamics.
 
 It writes ``fidelity.md``, ``fidelity.json`` and plots into ``out``. A score computed from
 fewer than ``min_frames`` frames is printed as "–" (and stored as null).
@@ -386,7 +388,16 @@ def onestep_table(model, cfg, material, frames: dict, spacing_fs: float) -> list
             device=model.device,
         )
         stages = standard_stages()
-        new = step(model, init_stages(stages, start), stride, stages)
+        first = init_stages(stages, start)
+        new = step(model, first, stride, stages)
+        # reversibility: forward, flip the velocities, forward again, flip: exact dynamics
+        # returns to the start
+        back = step(model, replace(new, velocities=-new.velocities), stride, stages)
+        rev_r = np.linalg.norm((back.unwrapped - first.unwrapped).cpu().numpy(), axis=-1).mean()
+        rev_v = float(
+            torch.linalg.norm(back.velocities + first.velocities)
+            / torch.linalg.norm(first.velocities)
+        )
         pred_r = new.unwrapped.cpu().numpy().reshape(len(pairs), -1, 3)
         pred_v = new.velocities.cpu().numpy().reshape(len(pairs), -1, 3)
         r0 = np.stack([a["positions"] for a, _ in pairs])
@@ -394,7 +405,12 @@ def onestep_table(model, cfg, material, frames: dict, spacing_fs: float) -> list
         f0 = np.stack([a["forces"] for a, _ in pairs])
         r1 = np.stack([b["positions"] for _, b in pairs])
         v1 = np.stack([b["velocities"] for _, b in pairs])
-        row: dict[str, Any] = {"stride_fs": stride, "pairs": len(pairs)}
+        row: dict[str, Any] = {
+            "stride_fs": stride,
+            "pairs": len(pairs),
+            "reversibility_pos_A": float(rev_r),
+            "reversibility_vel_rel": rev_v,
+        }
         row.update(_step_scores("model", pred_r - r0, pred_v, r1 - r0, v1, m))
         for name in ("zero", "ballistic", "taylor"):
             disp, v = predict_arrays(name, v0, f0, m, stride)
@@ -651,15 +667,17 @@ def render_fidelity(result: dict) -> str:
         lines += ["", "### One step (pairs of a 1-fs NVE LAMMPS run)", ""]
         lines += [
             "| Δt (fs) | pairs | model pos (Å) | zero | ballistic | Taylor | model KE bias "
-            "| Taylor KE bias | model error energy | Taylor error energy |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| Taylor KE bias | model error energy | Taylor error energy "
+            "| reversibility (Å / rel. v) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in block["onestep"]:
             lines.append(
                 f"| {r['stride_fs']:g} | {r['pairs']} | {r['model_pos_A']:.5f} | "
                 f"{r['zero_pos_A']:.4f} | {r['ballistic_pos_A']:.5f} | {r['taylor_pos_A']:.5f} | "
                 f"{r['model_ke_bias']:+.2%} | {r['taylor_ke_bias']:+.2%} | "
-                f"{r['model_error_energy']:.2e} | {r['taylor_error_energy']:.2e} |"
+                f"{r['model_error_energy']:.2e} | {r['taylor_error_energy']:.2e} | "
+                f"{r['reversibility_pos_A']:.5f} / {r['reversibility_vel_rel']:.4f} |"
             )
         lines += ["", "### NVT", ""]
         lines += [

@@ -89,6 +89,9 @@ class TrainConfig:
     """Training noise on the input velocities: std as a fraction of the training split's RMS
     velocity change over the sample's stride, ``stats.dvel_rms(Δt)`` (× √(T/300 K)); the
     target stays the true velocity at t + Δt. 0 = off. See :func:`perturb_inputs`."""
+    time_reversal: bool = False
+    """Add the time-reversed pair (r_t+Δt, −v_t+Δt) → (r_t, −v_t) of every training pair
+    (:class:`~equignnmd.data.dataset.PairDataset`); validation stays forward only."""
     noise_position_rel: float = 0.0
     """Training noise on the input positions: std as a fraction of ``½ dvel_rms(Δt) Δt``, the
     size of a stride's non-ballistic displacement (× √(T/300 K)); the target stays the true
@@ -333,7 +336,12 @@ class Trainer:
             dtype=self.dtype,
         )
         self.train_set = PairDataset(
-            cfg.data, cfg.strides_fs, "train", max_samples=cfg.max_train_samples or None, **kw
+            cfg.data,
+            cfg.strides_fs,
+            "train",
+            max_samples=cfg.max_train_samples or None,
+            time_reversal=cfg.time_reversal,
+            **kw,
         )
         self.val_set = PairDataset(
             cfg.data, cfg.strides_fs, "val", max_samples=cfg.max_val_samples or None, **kw

@@ -147,3 +147,24 @@ def test_nan_and_nonincreasing_time_rejected(tiny_dataset, tmp_path):
         tr.frame(9)
     # a frame read without the poisoned field is fine
     assert np.isfinite(tr.frame(9, fields=("positions", "velocities"))["positions"]).all()
+
+
+def test_time_reversed_pairs_are_the_forward_pairs_run_backwards(tiny_dataset):
+    forward = PairDataset(tiny_dataset, [5.0], "train", start_every_fs=20.0)
+    both = PairDataset(tiny_dataset, [5.0], "train", start_every_fs=20.0, time_reversal=True)
+    n = len(forward)
+    assert len(both) == 2 * n and both.summary()["time_reversal"]
+    for i in (0, n - 1):
+        a, b = forward.raw(i), both.raw(n + i)
+        assert not a["reversed"] and b["reversed"]
+        # the reversed sample starts where the forward one ends, with the velocities flipped,
+        # and its targets lead back to the forward start
+        np.testing.assert_allclose(b["positions"], a["positions"] + a["disp"])
+        np.testing.assert_allclose(b["velocities"], -a["vel_next"])
+        np.testing.assert_allclose(b["disp"], -a["disp"])
+        np.testing.assert_allclose(b["vel_next"], -a["velocities"])
+        assert b["dt_fs"] == a["dt_fs"] and b["temperature_K"] == a["temperature_K"]
+    data = both[n]
+    np.testing.assert_allclose(data.vel.numpy(), -forward.raw(0)["vel_next"], rtol=1e-6)
+    with pytest.raises(IndexError):
+        both.raw(2 * n)

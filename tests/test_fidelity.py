@@ -46,6 +46,8 @@ def test_fidelity_report_rows_and_yardsticks(report):
     # the zero and the Taylor baselines' error levels as they should
     row20 = next(r for r in block["onestep"] if r["stride_fs"] == 20.0)
     assert row20["model_pos_A"] < row20["ballistic_pos_A"] < row20["zero_pos_A"]
+    # a learned map is not exactly reversible, but it comes back close to its start
+    assert 0 < row20["reversibility_pos_A"] < row20["ballistic_pos_A"]
     # NVT: the reference row scores itself as identical; calibration rows are there; the
     # surrogate run (31 frames ≥ min_frames) has numbers
     nvt = {r["run"]: r for r in block["nvt"]}

@@ -55,6 +55,13 @@ class PairDataset(Dataset):
     recorded, ``forces`` when recorded) and the targets ``disp`` (N, 3) Å and ``vel_next``
     (N, 3) Å/ps at t + Δt. ``start_every_fs`` thins the start frames (consecutive 1-fs frames
     are nearly identical); ``max_samples`` caps the split with an evenly spaced subset.
+
+    ``time_reversal`` doubles the split with the time-reversed pairs: for a pair
+    (r_t, v_t) → (r_t+Δt, v_t+Δt) of Hamiltonian dynamics, (r_t+Δt, −v_t+Δt) → (r_t, −v_t) is
+    exact too (samples ``len/2 …`` are the reversed copies of ``0 … len/2``). FlashMD and
+    TrajCast train with it; it teaches the map the symmetry that makes long NVE runs stable.
+    The reference trajectories are thermostatted (NPT Nosé–Hoover, τ ≫ Δt), so the reversal
+    holds to the thermostat's weak coupling over one stride.
     """
 
     def __init__(
@@ -68,6 +75,7 @@ class PairDataset(Dataset):
         max_samples: int | None = None,
         dtype: torch.dtype = torch.float32,
         cutoff: float | None = None,
+        time_reversal: bool = False,
     ):
         if split not in SPLITS:
             raise ValueError(f"split {split!r}: expected one of {SPLITS}")
@@ -76,6 +84,7 @@ class PairDataset(Dataset):
         self.split = split
         self.dtype = dtype
         self.strides_fs = parse_strides(strides_fs)
+        self.time_reversal = bool(time_reversal)
         if test_temperatures_K is None:
             test_temperatures_K = self.meta.get("test_temperatures_K", [])
         self.test_temperatures_K = [float(t) for t in test_temperatures_K]
@@ -134,10 +143,17 @@ class PairDataset(Dataset):
         )
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.index) * (2 if self.time_reversal else 1)
 
     def raw(self, i: int) -> dict:
-        """Arrays of sample ``i``: state at t, targets at t + Δt, metadata."""
+        """Arrays of sample ``i``: state at t, targets at t + Δt, metadata (for a reversed
+        sample, ``i ≥ len/2``: the state at t + Δt with velocities flipped, and the targets
+        at t flipped; ``reversed`` says which)."""
+        n = len(self.index)
+        if not 0 <= i < len(self):
+            raise IndexError(f"sample {i} of a split with {len(self)} samples")
+        if i >= n:
+            return self._reversed(i - n)
         tr = self.trajectories[self.index.traj[i]]
         t, off = int(self.index.start[i]), int(self.index.offset[i])
         a = tr.frame(t)
@@ -150,6 +166,24 @@ class PairDataset(Dataset):
             "vel_next": b["velocities"],
             "dt_fs": float(self.index.stride_fs[i]),
             "temperature_K": tr.temperature_K,
+            "reversed": False,
+        }
+
+    def _reversed(self, i: int) -> dict:
+        tr = self.trajectories[self.index.traj[i]]
+        t, off = int(self.index.start[i]), int(self.index.offset[i])
+        a = tr.frame(t, fields=("positions", "velocities"))
+        b = tr.frame(t + off)
+        return {
+            **b,
+            "velocities": -b["velocities"],
+            "species": tr.species,
+            "masses": tr.masses,
+            "disp": a["positions"] - b["positions"],
+            "vel_next": -a["velocities"],
+            "dt_fs": float(self.index.stride_fs[i]),
+            "temperature_K": tr.temperature_K,
+            "reversed": True,
         }
 
     def __getitem__(self, i: int):
@@ -176,6 +210,7 @@ class PairDataset(Dataset):
             "root": str(self.root),
             "split": self.split,
             "samples": len(self),
+            "time_reversal": self.time_reversal,
             "strides_fs": self.strides_fs,
             "temperatures_K": temps,
             "atoms": [tr.n_atoms for tr in self.trajectories],
