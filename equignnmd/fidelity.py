@@ -193,12 +193,18 @@ def verlet_nve(cfg, material, start, timestep_fs: float, origins: dict | None = 
     times |= set(origins or {})
     times = sorted(t for t in times if t <= total_fs + 1e-9)
     energy, temp, t_ps, frames = [], [], [], {}
+    stopped = None
     settings = _settings(cfg, material, 0.0, "nve", timestep_fs=timestep_fs)
     with LammpsMD(settings, state=start) as md:
         now = 0.0
         for t in times:
             n = int(round((t - now) / timestep_fs))
-            md.run(n)
+            try:
+                md.run(n)
+            except Exception as err:  # noqa: BLE001 - an unstable integrator is a result
+                # (velocity Verlet at 20 fs and 800 K loses atoms): keep what it did
+                stopped = f"LAMMPS stopped after {fs_to_ps(now):.2f} ps: {str(err).splitlines()[0]}"
+                break
             now += n * timestep_fs
             frame = md.frame()
             energy.append(frame["thermo"]["etotal_eV"])
@@ -211,6 +217,7 @@ def verlet_nve(cfg, material, start, timestep_fs: float, origins: dict | None = 
         "total_energy_eV": np.array(energy),
         "temperature_K": np.array(temp),
         "frames": frames,
+        "stopped": stopped,
     }
 
 
@@ -491,7 +498,9 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
             if h == 1.0:
                 one_fs = run
             if h in cfg.verlet_fs:
-                block["nve"].append(_nve_row(f"LAMMPS velocity Verlet {h:g} fs", run, n_atoms, h))
+                block["nve"].append(
+                    _nve_row(f"LAMMPS velocity Verlet {h:g} fs", run, n_atoms, h, run)
+                )
                 block["nve"][-1]["_trace"] = (run["time_ps"], run["temperature_K"])
         # --- NVE: the surrogate
         for stride in cfg.strides_fs:
@@ -590,9 +599,9 @@ def _nve_row(label, run, n_atoms, step_fs, sur=None) -> dict:
         "_energy": (t, e),
     }
     if sur is not None:
-        row.update(
-            stopped=sur["stopped"], steps_completed=sur["steps_completed"], wall_s=sur["wall_s"]
-        )
+        row["stopped"] = sur["stopped"]
+        if "steps_completed" in sur:
+            row.update(steps_completed=sur["steps_completed"], wall_s=sur["wall_s"])
     return row
 
 

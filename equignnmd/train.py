@@ -36,12 +36,13 @@ import torch
 import torch.distributed as dist
 from torch_geometric.loader import DataLoader
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, build, read_yaml
 from .data.dataset import PairDataset
 from .models import build_model
 from .models.base import SurrogateModel, TrainingStats
 from .oneshot import stride_errors
+from .units import fs_to_ps
 
 METRIC_COLUMNS = (
     "epoch",
@@ -52,6 +53,8 @@ METRIC_COLUMNS = (
     "epoch_time_s",
     "samples_per_s",
     "atoms_per_s",
+    "replay_states",
+    "replay_s",
 )
 
 
@@ -89,6 +92,25 @@ class TrainConfig:
     """Training noise on the input velocities: std as a fraction of the training split's RMS
     velocity change over the sample's stride, ``stats.dvel_rms(Δt)`` (× √(T/300 K)); the
     target stays the true velocity at t + Δt. 0 = off. See :func:`perturb_inputs`."""
+    init_from: str = ""
+    """Start from this checkpoint's weights and statistics (a file or ``pretrained:NAME``;
+    fine-tuning): the architecture and hyperparameters are the checkpoint's. "" = from
+    scratch."""
+    unroll: int = 1
+    """Strides per sample in the loss: K > 1 feeds the model its own outputs K − 1 more times
+    and averages the K strides' losses against the true states t + kΔt (back-propagated
+    through the whole chain); see :func:`unrolled_loss`."""
+    replay_every: int = 0
+    """Every this many epochs, roll the model out from training states and add the states it
+    visits, labelled by LAMMPS, to the training pairs (:mod:`equignnmd.replay`); 0 = off."""
+    replay_origins: int = 4
+    """Training states each replay round starts from."""
+    replay_steps: int = 8
+    """Strides of each replay rollout (every visited state is labelled)."""
+    replay_stride_fs: float = 0.0
+    """Stride of the replay rollouts, fs (0 = the largest training stride)."""
+    replay_max_states: int = 256
+    """The replay set keeps the newest this many labelled states."""
     time_reversal: bool = False
     """Add the time-reversed pair (r_t+Δt, −v_t+Δt) → (r_t, −v_t) of every training pair
     (:class:`~equignnmd.data.dataset.PairDataset`); validation stays forward only."""
@@ -109,7 +131,16 @@ class TrainConfig:
             )
         if not self.strides_fs or any(s <= 0 for s in self.strides_fs):
             raise ConfigError(f"{source}: field 'strides_fs' must hold positive strides in fs")
+        if self.unroll < 1:
+            raise ConfigError(f"{source}: field 'unroll' = {self.unroll}; expected ≥ 1")
+        if self.replay_every and (self.replay_origins < 1 or self.replay_steps < 1):
+            raise ConfigError(
+                f"{source}: fields 'replay_origins', 'replay_steps' must be ≥ 1 with replay_every"
+            )
         for name in (
+            "replay_every",
+            "replay_max_states",
+            "replay_stride_fs",
             "samples_per_epoch",
             "noise_velocity_rel",
             "noise_position_rel",
@@ -229,6 +260,50 @@ def loss_terms(
     return loss, parts
 
 
+def unrolled_loss(net, model, batch, stats, velocity_weight, kinetic_weight=0.0, unroll=1):
+    """:func:`loss_terms` over ``unroll`` strides fed the model's own outputs; (loss, parts).
+
+    Stride 1 is the usual one-step loss. For stride k > 1 the model starts from its own
+    state after k − 1 strides (positions r_t + Σ predicted displacements, its predicted
+    velocities) and is scored against the true state at t + kΔt (``batch.disp_unroll``,
+    ``batch.vel_unroll``; the displacement target is what is left to reach it), so the loss is
+    the error of a K-stride rollout, each stride normalised like a one-step loss; gradients
+    flow through the whole chain. The returned loss is the mean over the K strides, ``parts``
+    those of the first stride plus ``unrolled`` (the mean over strides 2 … K).
+    """
+    import copy
+
+    pred = net(batch)
+    loss, parts = loss_terms(pred, batch, stats, velocity_weight, kinetic_weight)
+    if unroll <= 1:
+        return loss, parts
+    total, later = loss, 0.0
+    cum = pred.displacement
+    vel = pred.velocity
+    for k in range(1, unroll):
+        nxt = copy.copy(batch)
+        for key in ("edge_index", "shifts", "cutoff", "descriptors"):
+            if key in nxt:
+                del nxt[key]  # a new state: its own neighbours and descriptors
+        nxt.pos = batch.pos + cum
+        nxt.vel = (
+            vel
+            if vel is not None
+            else pred.displacement / fs_to_ps(batch.dt_fs)[batch.batch].unsqueeze(-1)
+        )
+        nxt.disp = batch.disp_unroll[:, k] - cum
+        nxt.vel_next = batch.vel_unroll[:, k]
+        nxt = model.prepare(nxt)
+        pred = net(nxt)
+        step_loss, _ = loss_terms(pred, nxt, stats, velocity_weight, kinetic_weight)
+        total = total + step_loss
+        later = later + step_loss.detach()
+        cum = cum + pred.displacement
+        vel = pred.velocity
+    parts["unrolled"] = later / (unroll - 1)
+    return total / unroll, parts
+
+
 def perturb_inputs(
     batch, stats: TrainingStats, velocity_rel: float, position_rel: float, generator=None
 ):
@@ -341,6 +416,7 @@ class Trainer:
             "train",
             max_samples=cfg.max_train_samples or None,
             time_reversal=cfg.time_reversal,
+            unroll=cfg.unroll,
             **kw,
         )
         self.val_set = PairDataset(
@@ -367,10 +443,27 @@ class Trainer:
                     "values are used (a resumed run keeps its architecture)",
                     stacklevel=2,
                 )
+        elif cfg.init_from:
+            start = load_checkpoint(cfg.init_from, device="cpu")
+            if start.arch != spec.arch:
+                raise ConfigError(
+                    f"train field 'init_from' = {cfg.init_from!r}: a {start.arch!r} checkpoint, "
+                    f"but the run's architecture is {spec.arch!r}"
+                )
+            stats, model_cfg = start.stats, dict(start.config)
+            changed = sorted(k for k, v in spec.model.items() if model_cfg.get(k, v) != v)
+            if changed:
+                warnings.warn(
+                    f"init_from: model settings {changed} differ from {cfg.init_from}; the "
+                    "checkpoint's values are used (fine-tuning keeps its architecture)",
+                    stacklevel=2,
+                )
         else:
             stats = self.train_set.statistics()
             model_cfg = spec.model
         model = build_model(spec.arch, stats=stats, **model_cfg).to(self.dtype)
+        if ckpt is None and cfg.init_from:
+            model.load_state_dict(start.state_dict())
         for tr in self.train_set.trajectories:
             from .graph import check_box
 
@@ -411,6 +504,17 @@ class Trainer:
                 self.best = float("inf")
                 self.opt.state.clear()  # learning rate (param_groups) and schedule are kept
             set_rng_state(state["rng"])
+        self.replay = None
+        if cfg.replay_every:
+            from ._lammps import resolve_potential
+            from .replay import ReplaySet
+
+            self.replay = ReplaySet(
+                self.out / "replay",
+                cfg.strides_fs,
+                resolve_potential(self.train_set.meta.get("potential")),
+                cfg.replay_max_states,
+            )
         self.data_summary = {
             "train": self.train_set.summary(),
             "val": self.val_set.summary(),
@@ -446,12 +550,47 @@ class Trainer:
             persistent_workers=False,
         )
 
+    def training_pairs(self):
+        """The training split, with the replay set's pairs when there are any."""
+        if self.replay is None:
+            return self.train_set
+        extra = self.replay.dataset(
+            start_every_fs=self.cfg.start_every_fs,
+            dtype=self.dtype,
+            time_reversal=self.cfg.time_reversal,
+            unroll=self.cfg.unroll,
+        )
+        if extra is None or len(extra) == 0:
+            return self.train_set
+        return torch.utils.data.ConcatDataset([self.train_set, extra])
+
+    def replay_round(self, epoch: int) -> dict[str, Any]:
+        """Add the states the current model visits from ``replay_origins`` training states
+        (rank 0 labels them; the others wait): {replay_states, replay_s}."""
+        cfg = self.cfg
+        t0 = time.time()
+        if self.dist.main:
+            rng = np.random.default_rng(cfg.seed * 7919 + epoch)
+            n = len(self.train_set.index)
+            picks = rng.choice(n, size=min(cfg.replay_origins, n), replace=False)
+            origins = [self.train_set.raw(int(i)) for i in picks]
+            self.replay.add_round(
+                self.model,
+                origins,
+                cfg.replay_stride_fs or max(cfg.strides_fs),
+                cfg.replay_steps,
+                round_id=epoch,
+                seed=cfg.seed + epoch,
+            )
+        self.dist.gather_objects(None)  # a barrier: every rank reads the same replay set
+        return {"replay_states": len(self.replay), "replay_s": time.time() - t0}
+
     # -- loop ------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         self.net.train()
-        loader = self._loader(self.train_set, epoch, shuffle=True)
+        loader = self._loader(self.training_pairs(), epoch, shuffle=True)
         total, count, atoms, seen = 0.0, 0, 0, []
         t0 = time.time()
         bar = tqdm(
@@ -469,9 +608,14 @@ class Trainer:
                 self.cfg.noise_position_rel,
             )
             batch = self.model.prepare(batch)
-            pred = self.net(batch)
-            loss, _ = loss_terms(
-                pred, batch, self.model.stats, self.cfg.velocity_weight, self.cfg.kinetic_weight
+            loss, _ = unrolled_loss(
+                self.net,
+                self.model,
+                batch,
+                self.model.stats,
+                self.cfg.velocity_weight,
+                self.cfg.kinetic_weight,
+                self.cfg.unroll,
             )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -563,7 +707,11 @@ class Trainer:
             total=cfg.epochs,
         )
         for epoch in bar:
+            replayed = {}
+            if self.replay is not None and epoch > 0 and epoch % cfg.replay_every == 0:
+                replayed = self.replay_round(epoch)
             row = self.train_epoch(epoch)
+            row.update(replayed)
             seen = self.dist.gather_objects(row.pop("seen"))
             shards[epoch] = seen
             val = self.evaluate()

@@ -80,6 +80,8 @@ def test_too_few_frames_print_a_dash(tmp_path):
     result = fidelity(cfg, progress=lambda _: None)
     nvt = result["temperatures"][0]["nvt"]
     assert all(r["frames"] == 6 for r in nvt)
+    nve = {r["run"]: r for r in result["temperatures"][0]["nve"]}
+    assert nve["LAMMPS velocity Verlet 1 fs"]["stopped"] is None
     stored = json.loads((tmp_path / "fidelity.json").read_text())
     assert all(r["rdf_l1"] is None for r in stored["temperatures"][0]["nvt"])
     rows = [ln for ln in (tmp_path / "fidelity.md").read_text().splitlines() if "csvr" in ln]

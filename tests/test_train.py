@@ -216,3 +216,100 @@ def test_resume_with_a_redefined_loss_restarts_moments_and_best(tmp_path):
     last = read_checkpoint(tmp_path / "k" / "last.pt")
     assert last["trainer"]["epoch"] == 1 and last["trainer"]["spec"]["train"]["kinetic_weight"] == 5
     assert all(torch.equal(best[k], last["model"][k]) for k in best)
+
+
+# ------------------------------------------------------------ fine-tuning, unrolling, replay
+def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
+    from equignnmd.train import Trainer
+
+    assert run(tmp_path, "base", "--epochs", "1") == 0
+    base = tmp_path / "base" / "best.pt"
+    spec = load_run_spec(
+        "configs/paper-small.yaml",
+        train_overrides={
+            "data": str(pytest.tiny),
+            "out": str(tmp_path / "ft"),
+            "strides_fs": [1.0, 10.0],
+            "init_from": str(base),
+            "max_train_samples": 6,
+            "max_val_samples": 4,
+            "epochs": 1,
+        },
+    )
+    trainer = Trainer(spec, progress=False)
+    start = read_checkpoint(base)["model"]
+    for key, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(value, start[key])
+    assert trainer.model.stats.to_dict() == load_checkpoint(base).stats.to_dict()
+    bad = load_run_spec(
+        "configs/equivariant-small.yaml",
+        train_overrides={"data": str(pytest.tiny), "init_from": str(base), "out": str(tmp_path)},
+    )
+    with pytest.raises(ValueError, match="init_from"):
+        Trainer(bad, progress=False)
+
+
+def test_unrolled_loss_feeds_the_model_its_own_outputs():
+    from equignnmd.train import unrolled_loss
+
+    data = PairDataset(pytest.tiny, [5.0], "train", start_every_fs=50.0, unroll=3)
+    sample = data.raw(0)
+    assert sample["disp_unroll"].shape == (256, 3, 3)
+    batch = collate([data[0], data[1]])
+    torch.manual_seed(0)
+    cfg = load_run_spec("configs/equivariant-small.yaml").model
+    model = build_model("equivariant", stats=data.statistics(), **cfg)
+    inputs = []
+
+    def net(b):
+        inputs.append((b.pos.detach().clone(), b.vel.detach().clone()))
+        return model(b)
+
+    one, _ = unrolled_loss(net, model, batch, model.stats, 1.0, 0.0, unroll=1)
+    first = model(batch)
+    three, parts = unrolled_loss(net, model, batch, model.stats, 1.0, 0.0, unroll=3)
+    assert len(inputs) == 1 + 3
+    # stride 2 starts where the model's stride 1 ended, with its velocities
+    torch.testing.assert_close(inputs[2][0], batch.pos + first.displacement.detach())
+    torch.testing.assert_close(inputs[2][1], first.velocity.detach())
+    assert float(parts["unrolled"]) > 0 and not torch.isclose(one, three)
+    three.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_replay_rounds_label_visited_states_with_lammps(tmp_path):
+    from equignnmd.data.format import open_trajectories
+    from equignnmd.train import Trainer
+
+    out = tmp_path / "replay_run"
+    overrides = {
+        "data": str(pytest.tiny),
+        "out": str(out),
+        "strides_fs": [5.0, 10.0],
+        "max_train_samples": 4,
+        "max_val_samples": 2,
+        "epochs": 2,
+        "replay_every": 1,
+        "replay_origins": 1,
+        "replay_steps": 2,
+        "time_reversal": True,
+    }
+    spec = load_run_spec("configs/equivariant-small.yaml", train_overrides=overrides)
+    before = len(Trainer(spec, progress=False).training_pairs())
+    trainer = Trainer(spec, progress=False)
+    trainer.fit()
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["replay_states"] or 0) for r in rows] == [0, 2]
+    trajs = open_trajectories(out / "replay")
+    assert len(trajs) == 2
+    for tr in trajs:
+        # frames every gcd(5, 10) = 5 fs up to 10 fs, from the visited state, by LAMMPS NVE
+        assert tr.n_frames == 3 and tr.frame_interval_fs == 5.0
+        etot = tr.thermo("etotal_eV")
+        assert abs(etot[-1] - etot[0]) < 1e-3 * abs(etot[0])
+    # the replay pairs join training: per state two 5-fs pairs and one 10-fs pair, doubled by
+    # time reversal
+    assert len(trainer.training_pairs()) == before + 2 * (2 + 1) * 2
+    # a redone round replaces its files instead of adding to them
+    trainer.replay_round(1)
+    assert len(trainer.replay) == 2

@@ -60,6 +60,11 @@ class PairDataset(Dataset):
     (r_t, v_t) → (r_t+Δt, v_t+Δt) of Hamiltonian dynamics, (r_t+Δt, −v_t+Δt) → (r_t, −v_t) is
     exact too (samples ``len/2 …`` are the reversed copies of ``0 … len/2``). FlashMD and
     TrajCast train with it; it teaches the map the symmetry that makes long NVE runs stable.
+
+    ``unroll`` = K > 1 strides per sample: the frames t, t + Δt, …, t + KΔt must all lie in
+    the split, and the sample also carries ``disp_unroll`` (N, K, 3) Å (from t) and
+    ``vel_unroll`` (N, K, 3) Å/ps, the targets of a loss unrolled through the model's own
+    outputs (``disp``/``vel_next`` are their first stride).
     The reference trajectories are thermostatted (NPT Nosé–Hoover, τ ≫ Δt), so the reversal
     holds to the thermostat's weak coupling over one stride.
     """
@@ -76,6 +81,7 @@ class PairDataset(Dataset):
         dtype: torch.dtype = torch.float32,
         cutoff: float | None = None,
         time_reversal: bool = False,
+        unroll: int = 1,
     ):
         if split not in SPLITS:
             raise ValueError(f"split {split!r}: expected one of {SPLITS}")
@@ -85,6 +91,9 @@ class PairDataset(Dataset):
         self.dtype = dtype
         self.strides_fs = parse_strides(strides_fs)
         self.time_reversal = bool(time_reversal)
+        self.unroll = int(unroll)
+        if self.unroll < 1:
+            raise ValueError(f"unroll = {unroll}: expected ≥ 1 strides per sample")
         if test_temperatures_K is None:
             test_temperatures_K = self.meta.get("test_temperatures_K", [])
         self.test_temperatures_K = [float(t) for t in test_temperatures_K]
@@ -129,7 +138,7 @@ class PairDataset(Dataset):
             every = max(1, int(round((start_every_fs or dt) / dt)))
             for s in self.strides_fs:
                 off = int(round(s / dt))
-                starts = np.arange(lo, hi - off, every)
+                starts = np.arange(lo, hi - self.unroll * off, every)
                 cols[0].append(np.full(len(starts), k))
                 cols[1].append(starts)
                 cols[2].append(np.full(len(starts), off))
@@ -147,48 +156,43 @@ class PairDataset(Dataset):
 
     def raw(self, i: int) -> dict:
         """Arrays of sample ``i``: state at t, targets at t + Δt, metadata (for a reversed
-        sample, ``i ≥ len/2``: the state at t + Δt with velocities flipped, and the targets
-        at t flipped; ``reversed`` says which)."""
+        sample, ``i ≥ len/2``: the state at t + KΔt with velocities flipped, and the targets
+        back to t, flipped; ``reversed`` says which)."""
         n = len(self.index)
         if not 0 <= i < len(self):
             raise IndexError(f"sample {i} of a split with {len(self)} samples")
-        if i >= n:
-            return self._reversed(i - n)
-        tr = self.trajectories[self.index.traj[i]]
-        t, off = int(self.index.start[i]), int(self.index.offset[i])
-        a = tr.frame(t)
-        b = tr.frame(t + off, fields=("positions", "velocities"))
-        return {
+        back = i >= n
+        j = i - n if back else i
+        tr = self.trajectories[self.index.traj[j]]
+        t, off, k = int(self.index.start[j]), int(self.index.offset[j]), self.unroll
+        frames = [t + m * off for m in range(k + 1)]
+        sign = 1.0
+        if back:  # (r_t+KΔt, −v) → … → (r_t, −v): the same frames, read backwards
+            frames, sign = frames[::-1], -1.0
+        a = tr.frame(frames[0])
+        later = [tr.frame(f, fields=("positions", "velocities")) for f in frames[1:]]
+        disp = np.stack([b["positions"] - a["positions"] for b in later], axis=1)
+        vel = sign * np.stack([b["velocities"] for b in later], axis=1)
+        out = {
             **a,
+            "velocities": sign * a["velocities"],
             "species": tr.species,
             "masses": tr.masses,
-            "disp": b["positions"] - a["positions"],
-            "vel_next": b["velocities"],
-            "dt_fs": float(self.index.stride_fs[i]),
+            "disp": disp[:, 0],
+            "vel_next": vel[:, 0],
+            "dt_fs": float(self.index.stride_fs[j]),
             "temperature_K": tr.temperature_K,
-            "reversed": False,
+            "reversed": back,
         }
-
-    def _reversed(self, i: int) -> dict:
-        tr = self.trajectories[self.index.traj[i]]
-        t, off = int(self.index.start[i]), int(self.index.offset[i])
-        a = tr.frame(t, fields=("positions", "velocities"))
-        b = tr.frame(t + off)
-        return {
-            **b,
-            "velocities": -b["velocities"],
-            "species": tr.species,
-            "masses": tr.masses,
-            "disp": a["positions"] - b["positions"],
-            "vel_next": -a["velocities"],
-            "dt_fs": float(self.index.stride_fs[i]),
-            "temperature_K": tr.temperature_K,
-            "reversed": True,
-        }
+        if k > 1:
+            out["disp_unroll"], out["vel_unroll"] = disp, vel
+        return out
 
     def __getitem__(self, i: int):
         r = self.raw(i)
         extra = {"disp": r["disp"], "vel_next": r["vel_next"], "sample_id": np.array([i])}
+        if "disp_unroll" in r:
+            extra["disp_unroll"], extra["vel_unroll"] = r["disp_unroll"], r["vel_unroll"]
         if "forces" in r:
             extra["forces"] = r["forces"]
         return make_data(
@@ -211,6 +215,7 @@ class PairDataset(Dataset):
             "split": self.split,
             "samples": len(self),
             "time_reversal": self.time_reversal,
+            "unroll": self.unroll,
             "strides_fs": self.strides_fs,
             "temperatures_K": temps,
             "atoms": [tr.n_atoms for tr in self.trajectories],
