@@ -58,6 +58,11 @@ METRIC_COLUMNS = (
 )
 
 
+FINE_TUNABLE = ("temperature_conditioning", "compile", "use_cueq")
+"""Model settings a fine-tuning run (``init_from``) may change: they leave the state dict as
+it is."""
+
+
 @dataclass
 class TrainConfig:
     """Trainer settings (the ``train:`` section of a model config file)."""
@@ -451,6 +456,8 @@ class Trainer:
                     f"but the run's architecture is {spec.arch!r}"
                 )
             stats, model_cfg = start.stats, dict(start.config)
+            # switches that leave the parameters as they are may change on fine-tuning
+            model_cfg.update({k: v for k, v in spec.model.items() if k in FINE_TUNABLE})
             changed = sorted(k for k, v in spec.model.items() if model_cfg.get(k, v) != v)
             if changed:
                 warnings.warn(

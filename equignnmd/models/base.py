@@ -99,6 +99,24 @@ class SurrogateModel(nn.Module):
         self.stats = stats if stats is not None else TrainingStats()
         self.cutoff = float(config.get("cutoff", 6.287))
 
+    @property
+    def temperature_conditioned(self) -> bool:
+        """Whether the model reads the temperature label (config ``temperature_conditioning``,
+        on unless switched off). The map (r, v) → (r′, v′) of a Hamiltonian system needs no
+        temperature; a model that reads one can learn a shortcut that breaks between the
+        training temperatures, so new Hamiltonian models switch it off."""
+        return bool(self.config.get("temperature_conditioning", True))
+
+    def temperature_input(self, temperature_K: torch.Tensor) -> torch.Tensor:
+        """(B,) K: the label as given, or — not conditioned — one fixed value (the middle of
+        the training range), so the temperature features become a learned constant and the
+        state dict stays that of a conditioned model (a conditioned checkpoint can be
+        fine-tuned into an unconditioned one)."""
+        if self.temperature_conditioned:
+            return temperature_K
+        lo, hi = self.stats.temperature_range_K
+        return torch.full_like(temperature_K, 0.5 * (float(lo) + float(hi)))
+
     def forward(self, batch) -> Prediction:  # pragma: no cover - abstract
         raise NotImplementedError
 

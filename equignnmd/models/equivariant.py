@@ -498,6 +498,7 @@ class EquivariantModel(SurrogateModel):
             "speed_max": 8.0,
             "vel_eps": 1.0e-3,  # |v| / vel_rms below which the velocity direction fades out
             "cond_basis": 8,  # Gaussians over stats.dt_range_fs and stats.temperature_range_K
+            "temperature_conditioning": True,  # False: a Hamiltonian map, no label read
             "compile": False,
             "use_cueq": False,
         }
@@ -646,6 +647,7 @@ class EquivariantModel(SurrogateModel):
         mass = batch.mass.to(device=device, dtype=dtype)
         dt_fs = torch.as_tensor(batch.dt_fs, device=device, dtype=dtype).reshape(-1)
         temp = torch.as_tensor(batch.temperature_K, device=device, dtype=dtype).reshape(-1)
+        temp = self.temperature_input(temp)
         graph = getattr(batch, "batch", None)
         if graph is None:
             graph = torch.zeros(pos.shape[0], dtype=torch.long, device=device)

@@ -211,6 +211,7 @@ class PaperModel(SurrogateModel):
             "n_rbf_distance": 32,
             "n_rbf_dt": 32,
             "n_rbf_temperature": 32,
+            "temperature_conditioning": True,  # False: the label is not read (a constant)
             "n_descriptors": 5,
             "struct_dim": 64,
             "vel_edge_dim": 64,
@@ -314,7 +315,7 @@ class PaperModel(SurrogateModel):
             [
                 self.embedding(idx),
                 self.rbf_dt(batch.dt_fs.to(dtype))[graph],
-                self.rbf_temperature(batch.temperature_K.to(dtype))[graph],
+                self.rbf_temperature(self.temperature_input(batch.temperature_K.to(dtype)))[graph],
                 self.struct(desc),
             ],
             dim=-1,
