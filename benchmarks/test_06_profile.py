@@ -48,7 +48,7 @@ def profile_step(model, state, stride_fs: float = 10.0) -> tuple[list[tuple[str,
                 "descriptors"
                 if where.endswith("equignnmd/descriptors.py")
                 else "guard"
-                if where.endswith("equignnmd/rollout.py")
+                if "/equignnmd/rollout/" in where
                 else "model"
                 if "/equignnmd/models/" in where
                 else "other"

@@ -455,7 +455,7 @@ def _json_safe(x):
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Run the whole evaluation and write ``report.md``, ``metrics.json`` and PNGs."""
-    from .train import pick_device
+    from .device import pick_device
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

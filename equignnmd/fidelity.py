@@ -443,7 +443,7 @@ def _step_scores(name, disp, vel, true_disp, true_vel, m) -> dict:
 def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
     """Run every part for every temperature; write ``fidelity.md``/``.json`` and plots."""
     from .checkpoint import load_checkpoint
-    from .train import pick_device
+    from .device import pick_device
 
     cfg.validate()
     out = Path(cfg.out)

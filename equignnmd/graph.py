@@ -31,7 +31,7 @@ def check_box(cell, cutoff: float, where: str = "input") -> None:
         raise ValueError(
             f"{where}: field 'cell' has perpendicular widths {np.round(widths, 3).tolist()} Å; "
             f"expected every width ≥ 2 × cutoff = {2 * cutoff:.3f} Å "
-            "(use a larger supercell, e.g. 4×4×4 FCC Al cells for the 6.287 Å cutoff)"
+            "(use a larger supercell, e.g. more repeats of the unit cell along the thin axes)"
         )
 
 

@@ -100,8 +100,8 @@ def demo_rollout(data: Path, out: Path, steps: int = 200, device="auto", dt_fs: 
     set point (see the model card); 10 strides hold it near the set point."""
     from .checkpoint import load_checkpoint
     from .data.format import dataset_frame, read_index
+    from .device import pick_device
     from .rollout import Rollout, RolloutConfig
-    from .train import pick_device
     from .units import fs_to_ps
 
     test = read_index(data).get("test_temperatures_K") or [None]

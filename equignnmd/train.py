@@ -39,6 +39,7 @@ from torch_geometric.loader import DataLoader
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, build, read_yaml
 from .data.dataset import PairDataset
+from .device import pick_device
 from .models import build_model
 from .models.base import SurrogateModel, TrainingStats
 from .oneshot import stride_errors
@@ -347,12 +348,6 @@ def perturb_inputs(
         batch.pos = batch.pos + dr
         batch.disp = batch.disp - dr
     return batch
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class _Dist:

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..graph import check_box, make_data
-from ..models.base import TrainingStats
+from .stats import TrainingStats
 from .format import Trajectory, read_index
 
 SPLITS = ("train", "val", "test")

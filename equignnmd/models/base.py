@@ -19,12 +19,18 @@ passed to the constructor, so they travel inside the checkpoint with the hyperpa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
+
+from ..data.stats import TrainingStats
+
+__all__ = ["PAPER_CUTOFF_A", "Prediction", "SurrogateModel", "TrainingStats"]
+
+PAPER_CUTOFF_A = 6.287
+"""The paper spec's graph cutoff, Å (between the 4th and 5th FCC Al shells, 5.73 and 6.40 Å at
+a0 = 4.05 Å); the default of a model whose config names no cutoff."""
 
 
 class Prediction(NamedTuple):
@@ -36,45 +42,6 @@ class Prediction(NamedTuple):
 
     displacement: torch.Tensor
     velocity: torch.Tensor | None
-
-
-@dataclass
-class TrainingStats:
-    """Statistics of the training split, in metal units. Plain floats/lists: checkpoint-safe."""
-
-    vel_rms: float = 5.0
-    """RMS of one velocity component, Å/ps."""
-    desc_mean: list[float] = field(default_factory=lambda: [0.0] * 5)
-    desc_std: list[float] = field(default_factory=lambda: [1.0] * 5)
-    strides_fs: list[float] = field(default_factory=lambda: [10.0])
-    disp_rms: list[float] = field(default_factory=lambda: [0.05])
-    """RMS of one displacement component per stride, Å."""
-    dvel_rms: list[float] = field(default_factory=lambda: [1.0])
-    """RMS of one component of v(t+Δt) − v(t) per stride, Å/ps."""
-    dt_range_fs: tuple[float, float] = (1.0, 50.0)
-    temperature_range_K: tuple[float, float] = (5.0, 800.0)
-    number_density: float = 0.0603
-    """Atoms per Å³ (FCC Al at a0 = 4.05 Å)."""
-    species: list[int] = field(default_factory=lambda: [13])
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["dt_range_fs"] = list(self.dt_range_fs)
-        d["temperature_range_K"] = list(self.temperature_range_K)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> TrainingStats:
-        if d is None:
-            return cls()
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for key in ("dt_range_fs", "temperature_range_K"):
-            if key in known:
-                known[key] = tuple(float(x) for x in known[key])
-        return cls(**known)
-
-    def avg_num_neighbours(self, cutoff: float) -> float:
-        return float(self.number_density * 4.0 / 3.0 * np.pi * cutoff**3)
 
 
 class SurrogateModel(nn.Module):
@@ -97,7 +64,7 @@ class SurrogateModel(nn.Module):
         super().__init__()
         self.config = dict(config)
         self.stats = stats if stats is not None else TrainingStats()
-        self.cutoff = float(config.get("cutoff", 6.287))
+        self.cutoff = float(config.get("cutoff", PAPER_CUTOFF_A))
 
     @property
     def temperature_conditioned(self) -> bool:

@@ -96,7 +96,7 @@ from torch import nn
 from torch_geometric.utils import scatter, softmax
 
 from ..graph import neighbour_list
-from .base import Prediction, SurrogateModel, TrainingStats
+from .base import PAPER_CUTOFF_A, Prediction, SurrogateModel, TrainingStats
 from .layers import GaussianRBF, mlp, stride_scale
 
 __all__ = ["PaperBlock", "PaperModel", "count_parameters_by_hand"]
@@ -220,7 +220,7 @@ class PaperModel(SurrogateModel):
             "head_dim": 16,
             "ffn": 512,
             "blocks": 6,
-            "cutoff": 6.287,
+            "cutoff": PAPER_CUTOFF_A,
             "skin": 1.0,
             "velocity_head": True,
             "absolute_positions": True,
