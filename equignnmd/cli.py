@@ -143,7 +143,7 @@ def add_baselines(sub) -> None:
 def cmd_baselines(args) -> int:
     import json
 
-    from baselines.table import baseline_table, format_table
+    from .baselines.table import baseline_table, format_table
 
     rows = baseline_table(args.data, args.dt, args.max_starts, args.temperatures)
     print(format_table(rows))

@@ -9,6 +9,7 @@ naming the file and the field when something is wrong.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,8 +133,9 @@ def to_dict(obj) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-"""The built-in configs (the repository's ``configs/``; package data is a follow-up)."""
+CONFIG_DIR = Path(str(importlib.resources.files("equignnmd.configs")))
+"""The built-in configs: the repository's ``configs/``, installed as the package data
+``equignnmd.configs`` (so a non-editable install finds them too)."""
 
 
 def resolve_config(name: str | None, kind: str = "") -> Path | None:

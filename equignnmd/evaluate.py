@@ -240,8 +240,7 @@ def rollout_vs_lammps(
     out: Path,
 ) -> dict[str, Any]:
     """Surrogate rollout and LAMMPS reference from the same held-out frame."""
-    from baselines.reference_md import lammps_reference
-
+    from .baselines.reference_md import lammps_reference
     from .data.format import open_trajectories
 
     trajs = open_trajectories(cfg.data)

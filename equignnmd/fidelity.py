@@ -229,7 +229,7 @@ def _temperature(vel: np.ndarray, material: Material) -> float:
 
 def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
     """LAMMPS NVT (1 fs) from ``start`` for ``nvt_ps``, frames every stride."""
-    from baselines.reference_md import lammps_reference
+    from .baselines.reference_md import lammps_reference
 
     n = int(round(ps_to_fs(cfg.nvt_ps) / stride_fs))
     ref = lammps_reference(
@@ -377,8 +377,7 @@ def nvt_scores(traj: dict, ref: dict, T: float, stride_fs: float, cell, material
 
 def onestep_table(model, cfg, material, frames: dict, spacing_fs: float) -> list[dict]:
     """One-step scores on pairs (t₀, t₀ + Δt) of a 1-fs NVE LAMMPS run, model and baselines."""
-    from baselines.predictors import predict_arrays
-
+    from .baselines.predictors import predict_arrays
     from .rollout import RolloutState, init_stages, standard_stages, step
 
     rows = []

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from baselines import BASELINES
+from .baselines import BASELINES
 
 
 class _Sums:

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-from baselines import BASELINES, position_errors
-from baselines.table import baseline_table, format_table
+from equignnmd.baselines import BASELINES, position_errors
+from equignnmd.baselines.table import baseline_table, format_table
 from equignnmd.cli import main
 from equignnmd.data.dataset import PairDataset
 

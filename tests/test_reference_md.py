@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from baselines.reference_md import lammps_reference
+from equignnmd.baselines.reference_md import lammps_reference
 from equignnmd.data.format import open_trajectories
 
 

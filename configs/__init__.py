@@ -1,0 +1,1 @@
+"""The built-in configs (YAML package data; see :func:`equignnmd.config.resolve_config`)."""

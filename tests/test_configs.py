@@ -1,0 +1,43 @@
+"""Every built-in config resolves by name from the installed package data and validates."""
+
+from __future__ import annotations
+
+import pytest
+
+from equignnmd.config import CONFIG_DIR, load_config, resolve_config
+from equignnmd.data.generate import GenerateConfig
+from equignnmd.models import build_model
+from equignnmd.train import load_run_spec
+
+MODEL_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+DATA_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml"))
+
+
+def test_the_builtin_configs_are_package_data():
+    import importlib.resources
+
+    assert CONFIG_DIR == importlib.resources.files("equignnmd.configs")
+    assert {"equivariant-al", "paper-al", "equivariant-small"} <= set(MODEL_CONFIGS)
+    assert {"quick", "reference", "paper"} <= set(DATA_CONFIGS)
+
+
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
+def test_model_config_resolves_and_builds(name):
+    path = resolve_config(name)
+    assert path == CONFIG_DIR / f"{name}.yaml"
+    spec = load_run_spec(path)
+    model = build_model(spec.arch, **spec.model)
+    assert model.cutoff > 0 and spec.train.epochs >= 1
+
+
+@pytest.mark.parametrize("name", DATA_CONFIGS)
+def test_data_config_resolves_and_validates(name):
+    path = resolve_config(name, "data")
+    assert path == CONFIG_DIR / "data" / f"{name}.yaml"
+    cfg = load_config(GenerateConfig, path)
+    assert cfg.n_atoms > 0 and cfg.temperatures_K
+
+
+def test_unknown_config_name_lists_the_known_ones():
+    with pytest.raises(SystemExit, match="quick"):
+        resolve_config("no-such-config", "data")
