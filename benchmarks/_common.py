@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from equignnmd.materials import ALUMINIUM
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-LATTICE_A = 4.05
+LATTICE_A = ALUMINIUM.lattice_A  # the package's one Al record
 TEMPERATURE_K = 300.0
 ARCHS = ("paper", "equivariant")
 SHIPPED = ("paper-al", "equivariant-al")

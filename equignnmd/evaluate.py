@@ -240,8 +240,8 @@ def rollout_vs_lammps(
     out: Path,
 ) -> dict[str, Any]:
     """Surrogate rollout and LAMMPS reference from the same held-out frame."""
-    from .baselines.reference_md import lammps_reference
     from .data.format import open_trajectories
+    from .data.reference_md import lammps_reference
 
     trajs = open_trajectories(cfg.data)
     tr = min(trajs, key=lambda t: abs(t.temperature_K - temperature))

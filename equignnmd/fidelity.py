@@ -229,7 +229,7 @@ def _temperature(vel: np.ndarray, material: Material) -> float:
 
 def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
     """LAMMPS NVT (1 fs) from ``start`` for ``nvt_ps``, frames every stride."""
-    from .baselines.reference_md import lammps_reference
+    from .data.reference_md import lammps_reference
 
     n = int(round(ps_to_fs(cfg.nvt_ps) / stride_fs))
     ref = lammps_reference(

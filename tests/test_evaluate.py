@@ -134,7 +134,7 @@ def test_lammps_reference_runs_only_as_far_as_the_rollout(tiny_dataset, tmp_path
 
     from test_rollout import Ballistic
 
-    import equignnmd.baselines.reference_md as reference_md
+    import equignnmd.data.reference_md as reference_md
     from equignnmd.evaluate import EvaluateConfig, rollout_vs_lammps
 
     class NanOnStep(Ballistic):

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from equignnmd.baselines.reference_md import lammps_reference
 from equignnmd.data.format import open_trajectories
+from equignnmd.data.reference_md import lammps_reference
 
 
 def test_reference_starts_from_the_same_state(tiny_dataset):

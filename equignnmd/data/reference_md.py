@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from equignnmd._lammps import resolve_potential
-from equignnmd.data.lammps_md import LammpsMD, MDSettings
-from equignnmd.materials import ALUMINIUM, Material
+from .._lammps import resolve_potential
+from .lammps_md import LammpsMD, MDSettings
+from ..materials import ALUMINIUM, Material
 
 ENSEMBLE = {"none": "nve", "nve": "nve", "csvr": "csvr", "langevin": "langevin"}
 
