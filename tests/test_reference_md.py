@@ -26,3 +26,14 @@ def test_csvr_reference_runs(tiny_dataset):
     f = open_trajectories(tiny_dataset)[0].frame(0)
     ref = lammps_reference(f["positions"], f["velocities"], f["cell"], 10.0, 3, 300.0, "csvr")
     assert np.all(np.isfinite(ref["temperature_K"])) and ref["wall_s"] > 0
+
+
+def test_lammps_md_passes_command_line_switches():
+    from equignnmd._lammps import default_potential
+    from equignnmd.data.lammps_md import LammpsMD, MDSettings
+
+    settings = MDSettings(potential=default_potential(), cells=3, ensemble="nve", descriptors=False)
+    with LammpsMD(settings, cmdargs=["-var", "probe", "7", "-sf", "omp"]) as md:
+        assert md.lmp.extract_variable("probe") == "7"
+        md.run(5)  # the OPENMP-suffixed pair style runs the same input
+        assert md.frame()["thermo"]["temperature_K"] > 0

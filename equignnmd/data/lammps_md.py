@@ -55,11 +55,19 @@ def _comm_size(comm) -> tuple[int, int]:
 class LammpsMD:
     """FCC crystal (or a given state) under EAM, stepped with velocity Verlet."""
 
-    def __init__(self, settings: MDSettings, comm=None, state: dict | None = None):
+    def __init__(
+        self,
+        settings: MDSettings,
+        comm=None,
+        state: dict | None = None,
+        cmdargs: list[str] | None = None,
+    ):
+        """``cmdargs``: extra LAMMPS command-line switches (``-sf omp -pk omp 2`` for the
+        OPENMP package, say); the input commands stay the same."""
         self.settings = settings
         self.comm = comm
         self.rank, self.size = _comm_size(comm)
-        self.lmp = new_lammps(comm=comm)
+        self.lmp = new_lammps(list(cmdargs or []), comm=comm)
         s = settings
         style = pair_style_for(Path(s.potential))
         cmds = ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map array"]

@@ -87,6 +87,18 @@ class SurrogateModel(nn.Module):
     def forward(self, batch) -> Prediction:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    compiled_note = "torch.compile(dynamic=True) of the whole forward"
+    """What :meth:`compiled` compiles (benchmarks print it beside compiled rows)."""
+
+    def compiled(self, **kwargs) -> SurrogateModel:
+        """Compile the model's compute with ``torch.compile`` (``dynamic=True`` by default),
+        in place, the way its architecture supports; returns the model. The default compiles
+        the whole module; architectures override it where a graph break (the neighbour list)
+        would recompile every step."""
+        kwargs.setdefault("dynamic", True)
+        self.compile(**kwargs)
+        return self
+
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype

@@ -615,6 +615,8 @@ class EquivariantModel(SurrogateModel):
         self.readout = o3.Linear(irreps, o3.Irreps("2x1o"))
 
     # ------------------------------------------------------------------ public helpers
+    compiled_note = "model.compiled(): torch.compile(dynamic=True) of the tensor core"
+
     def compiled(self, **kwargs) -> EquivariantModel:
         """Wrap the tensor part of the forward with ``torch.compile(dynamic=True)``; in place."""
         kwargs.setdefault("dynamic", True)

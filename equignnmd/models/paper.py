@@ -332,6 +332,18 @@ class PaperModel(SurrogateModel):
         return ei, batch.shifts
 
     # ------------------------------------------------------------------ forward
+    compiled_note = (
+        "torch.compile(dynamic=True) of each block; neighbour list and descriptors eager "
+        "(a whole-model compile breaks at the neighbour list and recompiles every step)"
+    )
+
+    def compiled(self, **kwargs) -> PaperModel:
+        """Compile every block with ``torch.compile`` (``dynamic=True``), in place."""
+        kwargs.setdefault("dynamic", True)
+        for block in self.blocks:
+            block.compile(**kwargs)
+        return self
+
     def forward(self, batch) -> Prediction:
         pos0, vel = batch.pos, batch.vel
         n = pos0.shape[0]
