@@ -95,6 +95,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
 
     ckpt = read_checkpoint(path)
     config = dict(ckpt["config"])
+    # checkpoints older than the switch were all temperature-conditioned (new models are not)
+    config.setdefault("temperature_conditioning", True)
     unknown = sorted(set(overrides) - set(config))
     if unknown:
         raise ValueError(

@@ -175,3 +175,64 @@ __all__ = [
     "perpendicular_widths",
     "wrap_positions",
 ]
+
+
+class VerletList:
+    """A neighbour list with a skin, reused exactly while the atoms move little (Verlet).
+
+    Built at reference positions with the cutoff ``cutoff + skin``; :meth:`edges` returns the
+    pairs closer than ``cutoff`` at new positions by filtering it, which is exact as long as
+    no atom has moved more than ``skin / 2`` since the build (a pair now inside ``cutoff`` was
+    then inside ``cutoff + skin``). Beyond that it rebuilds from the current positions.
+
+    Args:
+        cell: (B, 3, 3) Å, rows are lattice vectors; graph: (N,) system index of every atom.
+        cutoff, skin: Å. ``on_build(list)``: called after every build (per-edge features that
+            depend only on the list, for example). ``builds`` counts the neighbour searches
+            (a list handed in as ``edge_index`` / ``shifts`` is not one).
+
+    After a build: ``src``, ``dst`` (E,) sorted by centre atom then neighbour (contiguous
+    segments for gathers and scatters), ``offset`` (E, 3) Å the periodic image shift of each
+    pair, ``pos_ref`` (N, 3) the positions it was built at.
+    """
+
+    def __init__(
+        self,
+        pos_ref: torch.Tensor,
+        cell: torch.Tensor,
+        graph: torch.Tensor,
+        cutoff: float,
+        skin: float,
+        edge_index: torch.Tensor | None = None,
+        shifts: torch.Tensor | None = None,
+        on_build=None,
+    ):
+        self.cell, self.graph = cell, graph
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.on_build = on_build
+        self.builds = 0
+        self.build(pos_ref, edge_index, shifts)
+
+    def build(self, pos_ref, edge_index=None, shifts=None) -> None:
+        if edge_index is None:
+            edge_index, shifts = neighbour_list(
+                pos_ref, self.cell, self.cutoff + self.skin, self.graph
+            )
+            self.builds += 1
+        n = pos_ref.shape[0]
+        order = torch.argsort(edge_index[1] * n + edge_index[0])
+        self.src, self.dst = edge_index[:, order]
+        shifts = shifts[order].to(pos_ref.dtype)
+        self.offset = torch.einsum("ek,ekl->el", shifts, self.cell[self.graph[self.dst]])
+        self.pos_ref = pos_ref.detach()
+        if self.on_build is not None:
+            self.on_build(self)
+
+    def edges(self, pos: torch.Tensor):
+        """Pairs with |r_ij| < cutoff at ``pos``: (src, dst, r_ij (E′, 3) Å, kept-edge index)."""
+        if float((pos.detach() - self.pos_ref).norm(dim=-1).max()) > 0.5 * self.skin:
+            self.build(pos)
+        vec = pos[self.src] - pos[self.dst] + self.offset
+        dist2 = (vec.detach() ** 2).sum(-1)
+        keep = torch.nonzero(dist2 < self.cutoff**2).squeeze(-1)
+        return self.src[keep], self.dst[keep], vec[keep], keep

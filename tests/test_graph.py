@@ -98,3 +98,34 @@ def test_box_too_small_is_a_clear_error():
     with pytest.raises(ValueError, match="cell.*2 × cutoff"):
         check_box(small.cell.array, 6.287, where="test.xyz")
     check_box(small.repeat((2, 2, 2)).cell.array, 6.287)
+
+
+def test_verlet_list_reuse_is_exact_and_rebuilds_beyond_half_the_skin():
+    import torch
+
+    from equignnmd.graph import VerletList, neighbour_list
+
+    atoms = ase.build.bulk("Al", "fcc", a=4.05, cubic=True).repeat((3, 3, 3))
+    atoms.rattle(0.05, seed=1)
+    pos = torch.tensor(atoms.positions)
+    cell = torch.tensor(atoms.cell.array)[None]
+    graph = torch.zeros(len(pos), dtype=torch.long)
+    nl = VerletList(pos, cell, graph, cutoff=5.0, skin=1.0)
+    assert nl.builds == 1
+
+    def pairs(src, dst, vec):
+        return sorted(zip(src.tolist(), dst.tolist(), vec.round(decimals=6).tolist()))
+
+    def fresh(p):
+        ei, sh = neighbour_list(p, cell, 5.0, graph)
+        vec = p[ei[0]] - p[ei[1]] + sh.to(p.dtype) @ cell[0]
+        return pairs(ei[0], ei[1], vec)
+
+    gen = torch.Generator().manual_seed(0)
+    moved = pos + 0.2 * torch.randn(pos.shape, generator=gen, dtype=pos.dtype).clamp(-1, 1)
+    assert float((moved - pos).norm(dim=-1).max()) < 0.5  # within half the skin: reused
+    src, dst, vec, _ = nl.edges(moved)
+    assert nl.builds == 1 and pairs(src, dst, vec) == fresh(moved)
+    far = pos + torch.tensor([0.6, 0.0, 0.0]) * (torch.arange(len(pos)) % 2)[:, None]
+    src, dst, vec, _ = nl.edges(far)
+    assert nl.builds == 2 and pairs(src, dst, vec) == fresh(far)

@@ -68,11 +68,11 @@ class SurrogateModel(nn.Module):
 
     @property
     def temperature_conditioned(self) -> bool:
-        """Whether the model reads the temperature label (config ``temperature_conditioning``,
-        on unless switched off). The map (r, v) → (r′, v′) of a Hamiltonian system needs no
-        temperature; a model that reads one can learn a shortcut that breaks between the
-        training temperatures, so new Hamiltonian models switch it off."""
-        return bool(self.config.get("temperature_conditioning", True))
+        """Whether the model reads the temperature label (config ``temperature_conditioning``;
+        off for new models, on for checkpoints older than the switch). The map (r, v) →
+        (r′, v′) of a Hamiltonian system needs no temperature; a model that reads one can learn
+        a shortcut that breaks between the training temperatures."""
+        return bool(self.config.get("temperature_conditioning", False))
 
     def temperature_input(self, temperature_K: torch.Tensor) -> torch.Tensor:
         """(B,) K: the label as given, or — not conditioned — one fixed value (the middle of

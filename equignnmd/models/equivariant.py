@@ -498,7 +498,7 @@ class EquivariantModel(SurrogateModel):
             "speed_max": 8.0,
             "vel_eps": 1.0e-3,  # |v| / vel_rms below which the velocity direction fades out
             "cond_basis": 8,  # Gaussians over stats.dt_range_fs and stats.temperature_range_K
-            "temperature_conditioning": True,  # False: a Hamiltonian map, no label read
+            "temperature_conditioning": False,  # True: the label is an input (older models)
             "compile": False,
             "use_cueq": False,
         }

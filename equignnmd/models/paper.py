@@ -95,7 +95,7 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter, softmax
 
-from ..graph import neighbour_list
+from ..graph import VerletList
 from .base import PAPER_CUTOFF_A, Prediction, SurrogateModel, TrainingStats
 from .layers import GaussianRBF, mlp, stride_scale
 
@@ -161,42 +161,6 @@ class PaperBlock(nn.Module):
         return self.norm2(h1 + self.ffn(h1))
 
 
-class _SkinList:
-    """Neighbour list at ``cutoff + skin`` built at reference positions, filtered per block."""
-
-    def __init__(
-        self, model: PaperModel, pos_ref, cell, graph, vel_n, edge_index=None, shifts=None
-    ):
-        self.model, self.cell, self.graph, self.vel_n = model, cell, graph, vel_n
-        self.build(pos_ref, edge_index, shifts)
-
-    def build(self, pos_ref, edge_index=None, shifts=None):
-        m = self.model
-        if edge_index is None:
-            edge_index, shifts = neighbour_list(pos_ref, self.cell, m.cutoff + m.skin, self.graph)
-            m.neighbour_list_calls += 1
-        # sorted by centre atom (then neighbour): contiguous segments for gathers and scatters
-        n = pos_ref.shape[0]
-        order = torch.argsort(edge_index[1] * n + edge_index[0])
-        src, dst = edge_index[:, order]
-        self.src, self.dst = src, dst
-        shifts = shifts[order].to(pos_ref.dtype)
-        self.offset = torch.einsum("ek,ekl->el", shifts, self.cell[self.graph[dst]])
-        self.pos_ref = pos_ref.detach()
-        # MLP_vel(v_j − v_i): velocities do not change between blocks, evaluate once per list
-        self.vel_feat = m.mlp_vel(self.vel_n[src] - self.vel_n[dst])
-
-    def edges(self, pos):
-        """Edges with |r_ij| < cutoff at positions ``pos``: (src, dst, r_ij, kept-edge index)."""
-        m = self.model
-        if float((pos.detach() - self.pos_ref).norm(dim=-1).max()) > 0.5 * m.skin:
-            self.build(pos)
-        vec = pos[self.src] - pos[self.dst] + self.offset
-        dist2 = (vec.detach() ** 2).sum(-1)
-        keep = torch.nonzero(dist2 < m.cutoff**2).squeeze(-1)
-        return self.src[keep], self.dst[keep], vec[keep], keep
-
-
 class PaperModel(SurrogateModel):
     """The paper's GNN surrogate with an optional velocity head (module docstring: details)."""
 
@@ -211,7 +175,7 @@ class PaperModel(SurrogateModel):
             "n_rbf_distance": 32,
             "n_rbf_dt": 32,
             "n_rbf_temperature": 32,
-            "temperature_conditioning": True,  # False: the label is not read (a constant)
+            "temperature_conditioning": False,  # True: the label is an input (older models)
             "n_descriptors": 5,
             "struct_dim": 64,
             "vel_edge_dim": 64,
@@ -358,7 +322,19 @@ class PaperModel(SurrogateModel):
         disp_scale = (self.vel_rms * dt_fs / 1000.0)[graph].unsqueeze(-1)
         inv_cell = torch.linalg.inv(cell) if self.absolute_positions else None
 
-        nl = _SkinList(self, pos0, cell, graph, vel_n, *self._given_edges(batch))
+        def velocity_features(lst):
+            # MLP_vel(v_j − v_i): velocities do not change between blocks, once per list
+            lst.vel_feat = self.mlp_vel(vel_n[lst.src] - vel_n[lst.dst])
+
+        nl = VerletList(
+            pos0,
+            cell,
+            graph,
+            self.cutoff,
+            self.skin,
+            *self._given_edges(batch),
+            on_build=velocity_features,
+        )
         disp = torch.zeros_like(pos0)
         h = None
         for block in self.blocks:
@@ -377,6 +353,7 @@ class PaperModel(SurrogateModel):
                 x = fixed
             h = block(x, edge_feat, src, dst, h if self.carry_hidden else None)
             disp = disp + disp_scale * block.out(h)
+        self.neighbour_list_calls += nl.builds
         velocity = None
         if self.velocity_out is not None:
             s_v = self.dvel_scale(dt_fs)[graph].unsqueeze(-1)
