@@ -51,8 +51,8 @@ def profile_step(model, state, stride_fs: float = 10.0):
                 if where.endswith("equignnmd/descriptors.py")
                 else "guard"
                 if "/equignnmd/rollout/" in where
-                else "model"
-                if "/equignnmd/models/" in where
+                else "model"  # the models, directly or through graph.py's list helpers
+                if "/equignnmd/models/" in where or where.endswith("equignnmd/graph.py")
                 else "other"
             )
             nl[kind] += 1e3 * values[3]
