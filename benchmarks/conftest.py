@@ -22,13 +22,13 @@ if OMP_POLICY_SET_BY_SUITE:
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from _common import (  # noqa: E402
+from _engine import Engine  # noqa: E402
+from _machine import machine_info  # noqa: E402
+from _plan import (  # noqa: E402
     ENV_FULL,
     ENV_SMOKE,
-    Engine,
     command_line,
     lammps_cases,
-    machine_info,
     make_plan,
     replica_cases,
     scaling_cases,

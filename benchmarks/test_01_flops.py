@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 import torch
-from _common import MODELS, TEMPERATURE_K, Timed, run_timed, short_error
-
-MATMUL_N = 1024
-
-
-def _matmul_rate(seconds: float, threads: int | None = None) -> float:
-    """float32 FLOP/s of a 1024×1024 @ 1024×1024 loop run for about ``seconds``."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        gen = torch.Generator().manual_seed(0)
-        a = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
-        b = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
-        for _ in range(3):
-            torch.mm(a, b)
-        count, t0 = 0, time.perf_counter()
-        while True:
-            torch.mm(a, b)
-            count += 1
-            elapsed = time.perf_counter() - t0
-            if elapsed >= seconds and count >= 3:
-                break
-    finally:
-        torch.set_num_threads(previous)
-    return 2.0 * MATMUL_N**3 * count / elapsed
+from _boxes import TEMPERATURE_K
+from _engine import Timed, run_timed
+from _machine import MATMUL_N, matmul_rate
+from _plan import MODELS
+from _report import short_error
 
 
 def test_matmul_rate(plan, results, benchmark):
@@ -42,8 +20,8 @@ def test_matmul_rate(plan, results, benchmark):
     b = torch.randn(MATMUL_N, MATMUL_N, generator=gen)
     timed = Timed(lambda: torch.mm(a, b))
     run_timed(timed, 5, benchmark)  # pytest-benchmark record of single matmuls
-    rate = _matmul_rate(plan.matmul_s)
-    rate1 = _matmul_rate(plan.matmul_s / 2, threads=1)
+    rate = matmul_rate(plan.matmul_s)
+    rate1 = matmul_rate(plan.matmul_s / 2, threads=1)
     assert math.isfinite(rate) and rate > 0 and rate1 > 0
     threads = torch.get_num_threads()
     results.extra["matmul_flops"] = rate

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from _common import not_measured_row, step_row
+from _report import not_measured_row, step_row
 
 
 def test_surrogate_step(throughput_case, plan, engine, results, request):

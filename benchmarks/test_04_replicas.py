@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from _common import not_measured_row, step_row
+from _report import not_measured_row, step_row
 
 
 def test_batched_replicas(replica_case, plan, engine, results, request):

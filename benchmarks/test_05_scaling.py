@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from _common import ARCHS, StepCase, fit_exponent, step_row
+from _plan import ARCHS, StepCase
+from _report import fit_exponent, step_row
 
 
 def _row(m):

@@ -8,7 +8,8 @@ import pstats
 import re
 
 import pytest
-from _common import ARCHS, StepCase, SurrogateStep
+from _engine import SurrogateStep
+from _plan import ARCHS, StepCase
 
 
 def _key(fn):
@@ -22,8 +23,9 @@ def _op_name(func: tuple) -> str:
     return m.group(1) if m else name
 
 
-def profile_step(model, state, stride_fs: float = 10.0) -> tuple[list[tuple[str, float]], str]:
-    """Phases of one step in ms (exclusive of each other) and the top torch calls."""
+def profile_step(model, state, stride_fs: float = 10.0):
+    """Phases of one step in ms (exclusive of each other), the top torch calls, and the
+    neighbour-list ms by caller (``model``, ``descriptors``, ``guard``, ``other``)."""
     from equignnmd import descriptors, graph, rollout
 
     step = SurrogateStep(model, state, stride_fs, "cpu")
@@ -49,8 +51,8 @@ def profile_step(model, state, stride_fs: float = 10.0) -> tuple[list[tuple[str,
                 if where.endswith("equignnmd/descriptors.py")
                 else "guard"
                 if "/equignnmd/rollout/" in where
-                else "model"
-                if "/equignnmd/models/" in where
+                else "model"  # the models, directly or through graph.py's list helpers
+                if "/equignnmd/models/" in where or where.endswith("equignnmd/graph.py")
                 else "other"
             )
             nl[kind] += 1e3 * values[3]
@@ -71,7 +73,7 @@ def profile_step(model, state, stride_fs: float = 10.0) -> tuple[list[tuple[str,
     builtins = [(k, v) for k, v in stats.items() if k[0] == "~"]
     builtins.sort(key=lambda kv: -kv[1][2])
     top = ", ".join(f"{_op_name(k)} {1e3 * v[2]:.0f} ms" for k, v in builtins[:6])
-    return phases, top
+    return phases, top, nl
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -80,9 +82,13 @@ def test_step_profile(arch, plan, engine, results):
     model, _ = engine.model(arch)
     state = engine.state(atoms)
     engine.measure(StepCase(arch, atoms, 10.0))  # warm (and timed) outside the profiler
-    phases, top = profile_step(model, state)
+    phases, top, nl = profile_step(model, state)
     total = sum(ms for _, ms in phases)
     assert total > 0
+    # every neighbour list of the step is attributed to its caller's file: the guard's probe
+    # (equignnmd/rollout/guard.py) runs each step, and nothing is left unattributed
+    assert nl["guard"] > 0, nl
+    assert nl["other"] == 0, nl
     for phase, ms in phases:
         if ms <= 0 and "descriptors" in phase and not model.needs_descriptors:
             continue

@@ -10,7 +10,10 @@ import sys
 import time
 
 import pytest
-from _common import ARCHS, REPO, usable_cores
+from _machine import usable_cores
+from _plan import ARCHS, REPO
+
+from equignnmd.config import resolve_config
 
 pytestmark = pytest.mark.training
 BATCH_SIZE = 2
@@ -40,7 +43,7 @@ def test_training_throughput(arch, processes, plan, results, bench_dataset, tmp_
         "equignnmd",
         "train",
         "--config",
-        str(REPO / "configs" / f"{arch}.yaml"),
+        str(resolve_config(arch)),
         "--data",
         str(bench_dataset),
         "--out",

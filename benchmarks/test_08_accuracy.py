@@ -12,7 +12,10 @@ import math
 import time
 
 import pytest
-from _common import ARCHS, REPO, short_error
+from _plan import ARCHS
+from _report import short_error
+
+from equignnmd.config import resolve_config
 
 pytestmark = pytest.mark.accuracy
 EVAL_STRIDES_FS = [1.0, 5.0, 10.0, 20.0, 50.0]
@@ -45,7 +48,7 @@ def trained(plan, bench_dataset, tmp_path_factory):
         except FileNotFoundError:
             pass
         suffix = "-small" if plan.accuracy_configs == "small" else ""
-        config = REPO / "configs" / f"{arch}{suffix}.yaml"
+        config = resolve_config(f"{arch}{suffix}")
         out = tmp_path_factory.mktemp(f"train_{arch}")
         spec = load_run_spec(
             config,

@@ -15,7 +15,7 @@ import math
 import shutil
 
 import pytest
-from _common import REPO
+from _plan import RESULTS_DIR
 
 pytestmark = pytest.mark.fidelity
 
@@ -35,7 +35,7 @@ def test_fidelity(plan, tmp_path):
     preset, values = SETTINGS[plan.mode]
     cfg = make_config(preset, "benchmarks", out=str(tmp_path), **values)
     result = fidelity(cfg, progress=lambda _: None)
-    results_dir = REPO / "benchmarks" / "results"
+    results_dir = RESULTS_DIR
     results_dir.mkdir(exist_ok=True)
     for name in ("fidelity.md", "fidelity.json"):
         shutil.copy(tmp_path / name, results_dir / name.replace(".", f"-{plan.mode}.", 1))

@@ -261,7 +261,7 @@ def add_rollout(sub) -> None:
         action="store_true",
         help="with --energy: log K + U, do not rescale",
     )
-    p.add_argument("--device")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: CUDA if present)")
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_rollout)
@@ -298,6 +298,7 @@ def cmd_rollout(args) -> int:
 
     from .checkpoint import load_checkpoint
     from .data.format import dataset_frame
+    from .device import pick_device
     from .rollout import Rollout
     from .units import fs_to_ps
 
@@ -308,7 +309,7 @@ def cmd_rollout(args) -> int:
     else:
         structure = args.structure
     config = rollout_config(args, temperature)  # checked before the model loads
-    model = load_checkpoint(args.checkpoint, device=args.device)
+    model = load_checkpoint(args.checkpoint, device=pick_device(args.device))
     if args.dtype:
         model = model.to(getattr(torch, args.dtype))
     with Rollout(model, structure, config) as ro:

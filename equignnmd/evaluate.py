@@ -29,7 +29,7 @@ from .checkpoint import load_checkpoint
 from .config import ConfigError
 from .data.dataset import PairDataset
 from .data.format import read_index
-from .oneshot import stride_errors
+from .onestep import stride_errors
 from .units import fs_to_ps, ps_to_fs
 
 PAPER_TABLE4_A = {

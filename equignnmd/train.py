@@ -42,7 +42,7 @@ from .data.dataset import PairDataset
 from .device import pick_device
 from .models import build_model
 from .models.base import SurrogateModel, TrainingStats
-from .oneshot import stride_errors
+from .onestep import stride_errors
 from .units import fs_to_ps
 
 METRIC_COLUMNS = (
@@ -344,7 +344,7 @@ def perturb_inputs(
     if velocity_rel > 0:
         batch.vel = batch.vel + noise(velocity_rel * s_v)
     if position_rel > 0:
-        dr = noise(position_rel * 0.5 * s_v * dt_fs * 1.0e-3)
+        dr = noise(position_rel * 0.5 * s_v * fs_to_ps(dt_fs))
         batch.pos = batch.pos + dr
         batch.disp = batch.disp - dr
     return batch

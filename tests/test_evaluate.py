@@ -172,10 +172,10 @@ def test_rollout_cli_from_dataset_frame_and_file(tiny_dataset, tmp_path, capsys)
     import ase.io
 
     from equignnmd.checkpoint import save_checkpoint
-    from equignnmd.config import read_yaml
+    from equignnmd.config import read_yaml, resolve_config
     from equignnmd.models import build_model
 
-    model = build_model("equivariant", **read_yaml("configs/equivariant-small.yaml")["model"])
+    model = build_model("equivariant", **read_yaml(resolve_config("equivariant-small"))["model"])
     ckpt = tmp_path / "eq.pt"
     save_checkpoint(ckpt, model)
     out = tmp_path / "ro"
@@ -228,6 +228,8 @@ def test_rollout_cli_from_dataset_frame_and_file(tiny_dataset, tmp_path, capsys)
             "3",
             "--format",
             "lammps-dump",
+            "--device",
+            "auto",  # one device rule for every command (equignnmd.device.pick_device)
             "--out",
             str(tmp_path / "ro2"),
             "--no-progress",

@@ -9,7 +9,7 @@ from torch_geometric.loader import DataLoader
 import equignnmd
 from equignnmd.checkpoint import resolve_path
 from equignnmd.data.dataset import PairDataset
-from equignnmd.oneshot import stride_errors
+from equignnmd.onestep import stride_errors
 
 SHIPPED = ("equivariant-al", "paper-al")
 

@@ -1,4 +1,4 @@
-"""One-shot errors: a model (and the baselines) on pairs (t, t + Δt), grouped by stride.
+"""One-step errors: a model (and the baselines) on pairs (t, t + Δt), grouped by stride.
 
 Shared by the trainer's validation and ``equignnmd evaluate`` (the paper's Tables 4 and 6).
 """

@@ -1,0 +1,222 @@
+"""How the suite measures a surrogate: timed callables, one real rollout step, and the engine
+that builds, caches and times models and states so that every table draws on the same
+measurements.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from _boxes import TEMPERATURE_K, arch_of, make_state, model_config
+from _machine import PeakMemory, available_memory_mb
+from _plan import Plan, StepCase
+from _report import short_error
+
+
+# ------------------------------------------------------------------------------ timing
+class Timed:
+    """Callable wrapper that records the wall time of every call (and the peak memory of the
+    first one); what pytest-benchmark runs, so the tables do not depend on its settings."""
+
+    def __init__(self, fn, device: str = "cpu"):
+        self.fn = fn
+        self.device = device
+        self.times: list[float] = []
+        self.peak_mb: float | None = None
+        self.memory_method = ""
+        self.result = None
+
+    def __call__(self):
+        first = not self.times
+        mem = PeakMemory(self.device) if first else nullcontext()
+        with mem:
+            t0 = time.perf_counter()
+            self.result = self.fn()
+            elapsed = time.perf_counter() - t0
+        if first:
+            self.peak_mb, self.memory_method = mem.mb, mem.method
+        self.times.append(elapsed)
+        return self.result
+
+
+def run_timed(timed: Timed, rounds: int, benchmark=None) -> None:
+    """``rounds`` timed calls, through pytest-benchmark's ``pedantic`` when given."""
+    if benchmark is not None:
+        benchmark.pedantic(timed, rounds=rounds, iterations=1, warmup_rounds=0)
+    if not timed.times:  # no benchmark fixture, or benchmarking disabled/skipped
+        for _ in range(rounds):
+            timed()
+
+
+# ------------------------------------------------------------------------------ surrogate steps
+@dataclass
+class Measurement:
+    case: StepCase
+    times_s: list[float] = field(default_factory=list)
+    warmup_s: list[float] = field(default_factory=list)
+    peak_mb: float | None = None
+    memory_method: str = ""
+    error: str | None = None
+    skipped: bool = False
+    notes: list[str] = field(default_factory=list)
+    guard: str | None = None
+
+    @property
+    def step_s(self) -> float:
+        """Median of the timed rounds, s."""
+        return statistics.median(self.times_s) if self.times_s else float("nan")
+
+    @property
+    def min_s(self) -> float:
+        return min(self.times_s) if self.times_s else float("nan")
+
+
+class SurrogateStep:
+    """One real rollout step from a fixed state: :func:`equignnmd.rollout.advance` (batch,
+    descriptors, neighbour list, model, position/velocity update, momentum removal) and the
+    per-step stability guard of :class:`~equignnmd.rollout.Rollout` (no file output)."""
+
+    def __init__(self, model, state, stride_fs: float, device: str):
+        from equignnmd.rollout import StabilityGuard
+
+        self.model, self.state, self.stride_fs, self.device = model, state, stride_fs, device
+        self.guard = StabilityGuard(
+            reference_K=torch.full((state.n_replicas,), TEMPERATURE_K, dtype=torch.float64)
+        )
+        self.problem = None
+
+    def __call__(self):
+        from equignnmd.rollout import advance
+
+        new, _ = advance(self.model, self.state, self.stride_fs, TEMPERATURE_K)
+        _, self.problem = self.guard.check(new)
+        if torch.device(self.device).type == "cuda":
+            torch.cuda.synchronize()
+        return new
+
+
+class Engine:
+    """Builds and caches models and states, and measures (memoised) surrogate steps, so that
+    every table of one run draws on the same measurements."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self._models: dict[tuple, tuple[Any, str]] = {}
+        self._states: dict[tuple, Any] = {}
+        self._warm: dict[tuple, list[float]] = {}
+        self._measured: dict[StepCase, Measurement] = {}
+
+    def model(self, arch: str, mode: str = "eager", dtype: str = "float32", device="cpu"):
+        key = (arch, mode, dtype, device)
+        if key not in self._models:
+            from equignnmd.models import build_model
+
+            model = build_model(arch_of(arch), **model_config(arch))
+            model = model.to(getattr(torch, dtype)).to(device).eval()
+            note = ""
+            if mode == "compiled":  # each architecture knows what pays to compile
+                model = model.compiled()
+                note = model.compiled_note
+            self._models[key] = (model, note)
+        return self._models[key]
+
+    def state(self, atoms: int, replicas: int = 1, device: str = "cpu"):
+        key = (atoms, replicas, device)
+        if key not in self._states:
+            self._states[key] = make_state(atoms, replicas, device)
+        return self._states[key]
+
+    def cached(self, case: StepCase) -> Measurement | None:
+        return self._measured.get(case)
+
+    def measure(self, case: StepCase, benchmark=None) -> Measurement:
+        """Warm up (once per model, box and thread count), then time adaptive rounds.
+
+        ``benchmark`` is pytest-benchmark's fixture or a callable returning it (fetched only
+        when the case has not been measured yet)."""
+        if case in self._measured:
+            return self._measured[case]
+        if callable(benchmark) and not hasattr(benchmark, "pedantic"):
+            benchmark = benchmark()
+        previous_threads = torch.get_num_threads()
+        if case.threads:
+            torch.set_num_threads(case.threads)
+        try:
+            return self._measure(case, benchmark)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def memory_guard(self, case: StepCase) -> str | None:
+        """Why a box above 4000 atoms would not fit in free memory (linear extrapolation of
+        the largest measured smaller box of the same model, dtype and device), or None."""
+        if case.total_atoms <= 4000 or case.device != "cpu":
+            return None
+        done = [
+            m
+            for c, m in self._measured.items()
+            if c.arch == case.arch
+            and c.dtype == case.dtype
+            and c.device == case.device
+            and c.total_atoms < case.total_atoms
+            and m.peak_mb
+        ]
+        if not done:
+            return None
+        last = max(done, key=lambda m: m.case.total_atoms)
+        need = last.peak_mb * case.total_atoms / last.case.total_atoms
+        free = available_memory_mb()
+        if need > 0.7 * free:
+            return (
+                f"needs about {need / 1024:.1f} GiB (extrapolated from "
+                f"{last.case.total_atoms} atoms), {free / 1024:.1f} GiB available"
+            )
+        return None
+
+    def _measure(self, case: StepCase, benchmark) -> Measurement:
+        m = Measurement(case)
+        too_big = self.memory_guard(case)
+        if too_big:
+            m.error, m.skipped = f"not measured: {too_big}", True
+            self._measured[case] = m
+            return m
+        try:
+            model, note = self.model(case.arch, case.mode, case.dtype, case.device)
+            if note:
+                m.notes.append(note)
+            state = self.state(case.atoms, case.replicas, case.device)
+            step = SurrogateStep(model, state, case.stride_fs, case.device)
+            key = case.shape_key()
+            if key not in self._warm:
+                warm = []
+                for _ in range(self.plan.warmup_rounds(case.total_atoms, case.mode)):
+                    t0 = time.perf_counter()
+                    step()
+                    warm.append(time.perf_counter() - t0)
+                self._warm[key] = warm
+                m.warmup_s = warm
+            estimate = self._warm[key][-1]
+            lists = getattr(model, "neighbour_list_calls", None)
+            timed = Timed(step, case.device)
+            run_timed(timed, self.plan.rounds(estimate), benchmark)
+            if lists is not None and timed.times:
+                per_step = (model.neighbour_list_calls - lists) / len(timed.times)
+                if per_step > 1:
+                    m.notes.append(f"{per_step:.2g} model neighbour lists per step (skin rebuilds)")
+            m.times_s = list(timed.times)
+            m.peak_mb = timed.peak_mb
+            m.memory_method = timed.memory_method
+            self._warm[key].append(m.step_s)
+            if step.problem is not None:
+                m.guard = f"replica {step.problem[0]}: {step.problem[1]}"
+            out = timed.result
+            if not bool(torch.isfinite(out.positions).all()):
+                m.notes.append("non-finite positions after the step")
+        except Exception as err:  # noqa: BLE001 - the row says why
+            m.error = short_error(err)
+        self._measured[case] = m
+        return m
