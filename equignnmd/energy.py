@@ -39,6 +39,14 @@ def _replica_slices(batch: torch.Tensor, n_replicas: int) -> list[slice]:
     return [slice(int(ptr[r]), int(ptr[r + 1])) for r in range(n_replicas)]
 
 
+def _replicas(positions, cell, species, batch):
+    """(positions (N, 3) float64, cells (R, 3, 3), species (N,), a slice per replica) as NumPy."""
+    pos = positions.detach().to("cpu", torch.float64).numpy()
+    cells = cell.detach().to("cpu", torch.float64).numpy().reshape(-1, 3, 3)
+    spec = species.detach().cpu().numpy()
+    return pos, cells, spec, _replica_slices(batch, len(cells))
+
+
 def _material_of(species: np.ndarray, where: str) -> Material:
     """The Material of a monatomic system of atomic numbers ``species``."""
     zs = sorted({int(z) for z in species})
@@ -100,11 +108,9 @@ class LammpsEnergy:
 
     def __call__(self, positions, cell, species, batch) -> torch.Tensor:
         """(R,) float64 eV on ``positions``' device."""
-        pos = positions.detach().to("cpu", torch.float64).numpy()
-        cells = cell.detach().to("cpu", torch.float64).numpy().reshape(-1, 3, 3)
-        spec = species.detach().cpu().numpy()
+        pos, cells, spec, slices = _replicas(positions, cell, species, batch)
         out = np.empty(len(cells))
-        for r, s in enumerate(_replica_slices(batch, len(cells))):
+        for r, s in enumerate(slices):
             md = self._instance(r, pos[s], cells[r], spec[s])
             flat = np.ascontiguousarray(pos[s], dtype=np.float64).ravel()
             md.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
@@ -142,11 +148,9 @@ class AseEnergy:
     def __call__(self, positions, cell, species, batch) -> torch.Tensor:
         import ase
 
-        pos = positions.detach().to("cpu", torch.float64).numpy()
-        cells = cell.detach().to("cpu", torch.float64).numpy().reshape(-1, 3, 3)
-        spec = species.detach().cpu().numpy()
+        pos, cells, spec, slices = _replicas(positions, cell, species, batch)
         out = np.empty(len(cells))
-        for r, s in enumerate(_replica_slices(batch, len(cells))):
+        for r, s in enumerate(slices):
             if len(self._atoms) <= r or len(self._atoms[r]) != s.stop - s.start:
                 atoms = ase.Atoms(numbers=spec[s], positions=pos[s], cell=cells[r], pbc=True)
                 atoms.calc = self.calculator

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from .checkpoint import load_checkpoint
 from .config import ConfigError
 from .data.dataset import PairDataset
 from .data.format import read_index
+from .io import json_safe, write_atomic
 from .onestep import stride_errors
 from .units import fs_to_ps, ps_to_fs
 
@@ -437,21 +437,6 @@ def render_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(x):
-    """Strict JSON: NaN/inf scores (a rollout that stopped at once) become ``null``."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.ndarray):
-        return _json_safe(x.tolist())
-    return x
-
-
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Run the whole evaluation and write ``report.md``, ``metrics.json`` and PNGs."""
     from .device import pick_device
@@ -502,13 +487,6 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "rollouts": rollouts,
         "plots": {"error_vs_dt": Path(err_png).name},
     }
-    _write_atomic(out / "metrics.json", json.dumps(_json_safe(result), indent=2, allow_nan=False))
-    _write_atomic(out / "report.md", render_report(result))
+    write_atomic(out / "metrics.json", json.dumps(json_safe(result), indent=2, allow_nan=False))
+    write_atomic(out / "report.md", render_report(result))
     return result
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary name and rename, so a killed run never leaves half a file."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 
 from . import analysis, physics, plots
 from .config import ConfigError, build
+from .io import json_safe, write_atomic
 from .materials import ALUMINIUM, Material
 from .units import fs_to_ps, ps_to_fs
 
@@ -714,26 +714,7 @@ def render_fidelity(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items() if not str(k).startswith("_")}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.ndarray):
-        return _json_safe(x.tolist())
-    return x
-
-
 def _write(out: Path, result: dict) -> None:
-    for name, text in (
-        ("fidelity.json", json.dumps(_json_safe(result), indent=2, allow_nan=False)),
-        ("fidelity.md", render_fidelity(result)),
-    ):
-        path = out / name
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, path)
+    text = json.dumps(json_safe(result, skip_private=True), indent=2, allow_nan=False)
+    write_atomic(out / "fidelity.json", text + "\n")
+    write_atomic(out / "fidelity.md", render_fidelity(result) + "\n")

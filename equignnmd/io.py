@@ -274,3 +274,33 @@ def open_writer(path, fmt: str = "extxyz", append: bool = False, **kwargs):
     if fmt in ("lammps-dump", "lammps-dump-text", "lammpstrj"):
         return LammpsDumpWriter(path, append=append, **kwargs)
     raise ValueError(f"unknown trajectory format {fmt!r}; expected 'extxyz' or 'lammps-dump'")
+
+
+# --------------------------------------------------------------------------------- reports
+def json_safe(x, skip_private: bool = False):
+    """Strict-JSON form of a result: NaN/inf become ``null``, NumPy values Python ones; with
+    ``skip_private`` dict keys starting with ``_`` (in-memory extras such as curves) are left
+    out."""
+    if isinstance(x, dict):
+        return {
+            str(k): json_safe(v, skip_private)
+            for k, v in x.items()
+            if not (skip_private and str(k).startswith("_"))
+        }
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v, skip_private) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.ndarray):
+        return json_safe(x.tolist(), skip_private)
+    return x
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write via a temporary name and rename, so a killed run never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
