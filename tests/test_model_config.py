@@ -83,6 +83,20 @@ def test_wrong_yaml_value_names_the_file_the_field_and_what_was_expected(
     assert str(path) in str(err.value) and f"'{field}'" in str(err.value)
 
 
+def test_the_trainer_checks_the_model_block_when_it_reads_the_file(tmp_path):
+    from equignnmd.train import load_run_spec
+
+    model = {**small_equivariant(), "vel_mpl": [16]}
+    path = write_yaml(tmp_path / "run.yaml", "equivariant", model)
+    with pytest.raises(ConfigError, match=r"'vel_mpl' → 'vel_mlp'") as err:
+        load_run_spec(path)
+    assert f"{path} [model]" in str(err.value)
+    good = write_yaml(tmp_path / "good.yaml", "equivariant", small_equivariant())
+    with pytest.raises(ConfigError, match="field 'layers': expected an integer"):
+        load_run_spec(good, model_overrides={"layers": "many"})
+    assert load_run_spec(good).model == small_equivariant()
+
+
 def test_paper_yaml_checks_the_attention_widths(tmp_path):
     doc = yaml.safe_load((CONFIG_DIR / "paper-small.yaml").read_text())
     path = write_yaml(tmp_path / "heads.yaml", "paper", {**doc["model"], "heads": 3})
