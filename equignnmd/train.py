@@ -184,7 +184,7 @@ def load_run_spec(
         raise ConfigError(f"{path or 'command line'}: no architecture; give --arch")
     model_cfg = dict(data.get("model") or {})
     model_cfg.update(model_overrides or {})
-    model_config(arch, model_cfg, f"{path or 'command line'} [model]")  # typed, checked
+    model_config(arch, model_cfg, f"{path or 'command line'} [model]", consistent=False)
     train_values = dict(data.get("train") or {})
     train_values.update({k: v for k, v in (train_overrides or {}).items() if v is not None})
     train = build(TrainConfig, train_values, f"{path or 'defaults'} [train]")

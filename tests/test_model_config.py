@@ -95,6 +95,13 @@ def test_the_trainer_checks_the_model_block_when_it_reads_the_file(tmp_path):
     with pytest.raises(ConfigError, match="field 'layers': expected an integer"):
         load_run_spec(good, model_overrides={"layers": "many"})
     assert load_run_spec(good).model == small_equivariant()
+    # constraints between fields are the model's: checked when it is built (a resumed run
+    # ignores the file's model settings, with a warning)
+    doc = yaml.safe_load((CONFIG_DIR / "paper-small.yaml").read_text())
+    heads = write_yaml(tmp_path / "heads.yaml", "paper", {**doc["model"], "hidden": 16})
+    spec = load_run_spec(heads)
+    with pytest.raises(ConfigError, match="'heads' × 'head_dim' = 2 × 16"):
+        build_model(spec.arch, **spec.model)
 
 
 def test_paper_yaml_checks_the_attention_widths(tmp_path):

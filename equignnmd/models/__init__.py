@@ -36,12 +36,19 @@ def model_class(arch: str) -> type[SurrogateModel]:
     return getattr(module, cls_name)
 
 
-def model_config(arch: str, values: dict[str, Any] | None = None, source: str | None = None):
+def model_config(
+    arch: str,
+    values: dict[str, Any] | None = None,
+    source: str | None = None,
+    consistent: bool = True,
+):
     """The checked hyperparameter dataclass of ``arch`` from ``values`` (missing fields take
     their defaults). Errors (:class:`~equignnmd.config.ConfigError`) name ``source``, the field
-    and what was expected."""
+    and what was expected; ``consistent=False`` checks names, types and ranges of the fields
+    but not the constraints between them (:func:`~equignnmd.models.base.check_hparams`)."""
     cls = model_class(arch)
-    return check_hparams(cls.config_class, dict(values or {}), source or f"{arch} model config")
+    source = source or f"{arch} model config"
+    return check_hparams(cls.config_class, dict(values or {}), source, consistent)
 
 
 def load_model_config(path: str | Path, arch: str | None = None):

@@ -41,13 +41,15 @@ PAPER_CUTOFF_A = 6.287
 """The paper's graph cutoff, Å; the default of a model whose config names no cutoff."""
 
 
-def check_hparams(config_class: type, values: Any, source: str):
+def check_hparams(config_class: type, values: Any, source: str, consistent: bool = True):
     """``values`` (a dict of fields, or already a ``config_class``) as a checked
     ``config_class`` instance.
 
     Raises :class:`~equignnmd.config.ConfigError` naming ``source`` (a config file, a
     checkpoint, a call) and the field: an unknown (e.g. misspelt) field with the closest known
-    names, or a value of the wrong type or range with what was expected.
+    names, or a value of the wrong type or range with what was expected (the dataclass's
+    ``validate``); with ``consistent`` also a violated constraint between fields (its
+    ``check_consistency``, if it has one), as a model built from these values would.
     """
     if isinstance(values, config_class):
         values = dataclasses.asdict(values)
@@ -66,7 +68,10 @@ def check_hparams(config_class: type, values: Any, source: str):
             f"{source}: unknown hyperparameter field(s) {unknown}{hint}; expected fields of "
             f"{config_class.__name__}: {known}"
         )
-    return build(config_class, dict(values), source)
+    hparams = build(config_class, dict(values), source)
+    if consistent and hasattr(hparams, "check_consistency"):
+        hparams.check_consistency(source)
+    return hparams
 
 
 class Prediction(NamedTuple):

@@ -144,12 +144,16 @@ class PaperConfig:
     carry_hidden: bool = False
     """True: each block also receives the previous block's h_attn (not in the paper)."""
 
-    def validate(self, source: str) -> None:
+    def check_consistency(self, source: str) -> None:
+        """Constraints between fields (checked when a model is built, not by :meth:`validate`)."""
         if self.heads * self.head_dim != self.hidden:
             raise ConfigError(
                 f"{source}: fields 'heads' × 'head_dim' = {self.heads} × {self.head_dim}; "
                 f"expected them to equal 'hidden' = {self.hidden}"
             )
+
+    def validate(self, source: str) -> None:
+        """Every field on its own: ranges (types are checked by :func:`equignnmd.config.build`)."""
         if self.skin < 0:
             raise ConfigError(f"{source}: field 'skin' is {self.skin} Å; expected ≥ 0")
         if not self.species:
