@@ -39,7 +39,7 @@ def profile_step(model, state, stride_fs: float = 10.0):
         entry = stats.get(_key(fn))
         return 1e3 * entry[3] if entry else 0.0
 
-    layers = getattr(model, "blocks", None) or getattr(model, "layers", None) or []
+    layers = model.interaction_layers()
     layer_ms = cum(type(layers[0]).forward) if len(layers) else 0.0
     nl = {"model": 0.0, "descriptors": 0.0, "guard": 0.0, "other": 0.0}
     entry = stats.get(_key(graph.neighbour_list))

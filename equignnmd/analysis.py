@@ -43,6 +43,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .units import fs_to_ps
+
 _CHUNK_ELEMENTS = 1 << 22  # time-series elements per FFT chunk (bounds memory to ~100 MB)
 
 
@@ -440,7 +442,7 @@ def vdos(
             c = cols[t0 : t0 + seg, lo : lo + step] * window[:, None]
             spec = np.abs(np.fft.rfft(c, axis=0)) ** 2
             power += spec @ weights[lo : lo + step]
-    freq = np.fft.rfftfreq(seg, d=dt_fs / 1000.0)  # 1/ps = THz
+    freq = np.fft.rfftfreq(seg, d=fs_to_ps(dt_fs))  # 1/ps = THz
     area = _trapezoid(power, freq)
     return freq, power / area if area > 0 else power
 

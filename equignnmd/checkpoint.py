@@ -87,27 +87,40 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None = None, **overrides):
     """Rebuild a ready model (eval mode) from a checkpoint file or ``"pretrained:NAME"``.
 
-    ``overrides`` replace hyperparameters that change kernels, not weights, e.g.
-    ``use_cueq=True`` or ``compile=True`` for the equivariant model; a key the checkpoint's
-    config does not have is refused.
+    The stored hyperparameters are checked against the architecture's dataclass (an unknown or
+    misspelt field, or a value of the wrong type, is a :class:`~equignnmd.config.ConfigError`
+    naming the checkpoint file and the field; fields added since the checkpoint was written take
+    their defaults). ``overrides`` replace hyperparameters that change kernels, not weights,
+    e.g. ``use_cueq=True`` or ``compile=True`` for the equivariant model; a key the
+    checkpoint's config does not have is refused.
     """
-    from .models import build_model
+    from .config import ConfigError
+    from .data.stats import TrainingStats
+    from .device import pick_device
+    from .models import REGISTRY, model_class, model_config
 
     ckpt = read_checkpoint(path)
-    config = dict(ckpt["config"])
+    where = f"checkpoint {resolve_path(path)}"
+    arch = ckpt.get("arch")
+    if arch not in REGISTRY:
+        raise ConfigError(f"{where}: field 'arch' is {arch!r}; expected one of {sorted(REGISTRY)}")
+    config = ckpt.get("config")
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: field 'config' is {config!r}; expected a mapping")
     # checkpoints older than the switch were all temperature-conditioned (new models are not)
-    config.setdefault("temperature_conditioning", True)
+    config = {"temperature_conditioning": True, **config}
+    hparams = model_config(arch, config, f"{where} [config]")
     unknown = sorted(set(overrides) - set(config))
     if unknown:
-        raise ValueError(
-            f"checkpoint {path}: cannot override {unknown}; its config has {sorted(config)}"
-        )
-    config.update(overrides)
-    model = build_model(ckpt["arch"], stats=ckpt["stats"], **config)
+        raise ConfigError(f"{where}: cannot override {unknown}; its config has {sorted(config)}")
+    if overrides:
+        values = {**config, **overrides}
+        hparams = model_config(arch, values, f"load_checkpoint({str(path)!r}) overrides")
+    model = model_class(arch)(
+        hparams, TrainingStats.from_dict(ckpt.get("stats"), f"{where} [stats]")
+    )
     model = model.to(getattr(torch, ckpt.get("dtype", "float32")))
     model.load_state_dict(ckpt["model"])
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = model.to(device).eval()
+    model = model.to(pick_device(device)).eval()
     model.data_summary = ckpt.get("data_summary", {})
     return model

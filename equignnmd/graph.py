@@ -100,6 +100,95 @@ def edge_vectors(
     return pos[src] - pos[dst] + offset
 
 
+class VerletList:
+    """A neighbour list at ``cutoff + skin``, reused while it is exact (Verlet's skin list).
+
+    :meth:`build` computes a full periodic list (:func:`neighbour_list`) at ``cutoff + skin``
+    from reference positions; :meth:`edges` returns the pairs closer than ``cutoff`` at new
+    positions by filtering that list with edge vectors recomputed from the new positions and the
+    stored cell shifts (differentiable in the positions). This equals a fresh list at
+    ``cutoff`` as long as no atom moved more than ``skin / 2`` since the build (then a pair now
+    closer than ``cutoff`` was closer than ``cutoff + skin``); :meth:`edges` rebuilds from the
+    current positions when the largest displacement exceeds ``skin / 2``. The cell must stay
+    the one given to :meth:`build`. Positions may be unwrapped (vesin handles atoms outside the
+    cell); displacements are measured on the positions as given, so keep them continuous
+    (unwrapped) between builds.
+
+    The list is sorted by centre atom, then neighbour, so gathers and scatters over the centre
+    read contiguous segments. ``builds`` counts the lists computed (an adopted precomputed list
+    is not counted); ``version`` counts every list held (computed or adopted), so that a caller
+    can tell when per-edge quantities of the list must be recomputed.
+
+    Args:
+        cutoff: radius of the pairs :meth:`edges` returns, Å.
+        skin: extra radius of the stored list, Å (≥ 0; 0 rebuilds whenever an atom moves).
+    """
+
+    def __init__(self, cutoff: float, skin: float):
+        if skin < 0:
+            raise ValueError(f"VerletList: field 'skin' is {skin} Å; expected ≥ 0")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.builds = 0
+        self.version = 0
+        self.src = self.dst = self.shifts = self.offset = self.pos_ref = None
+        self.cell = self.batch = None
+
+    @property
+    def list_cutoff(self) -> float:
+        """Radius of the stored list, ``cutoff + skin``, Å."""
+        return self.cutoff + self.skin
+
+    def build(
+        self,
+        pos: torch.Tensor,
+        cell: torch.Tensor,
+        batch: torch.Tensor | None = None,
+        edge_index: torch.Tensor | None = None,
+        shifts: torch.Tensor | None = None,
+    ) -> VerletList:
+        """(Re)build at reference positions ``pos`` (N, 3) Å in ``cell`` ((3, 3) or (B, 3, 3),
+        rows are lattice vectors, Å) with graph index ``batch`` (N,); or adopt a precomputed list
+        ``edge_index`` (2, E), ``shifts`` (E, 3) that contains every pair within
+        ``cutoff + skin`` at ``pos``. Returns ``self``."""
+        cells = cell if cell.dim() == 3 else cell.unsqueeze(0)
+        if batch is None:
+            batch = torch.zeros(pos.shape[0], dtype=torch.long, device=pos.device)
+        if edge_index is None:
+            edge_index, shifts = neighbour_list(pos, cells, self.list_cutoff, batch)
+            self.builds += 1
+        self.version += 1
+        n = pos.shape[0]
+        order = torch.argsort(edge_index[1] * n + edge_index[0])
+        self.src, self.dst = edge_index[0][order], edge_index[1][order]
+        self.shifts = shifts[order].to(pos.dtype)
+        self.offset = torch.einsum("ek,ekl->el", self.shifts, cells[batch[self.dst]].to(pos.dtype))
+        self.pos_ref = pos.detach().clone()
+        self.cell, self.batch = cells, batch
+        return self
+
+    def max_displacement(self, pos: torch.Tensor) -> float:
+        """Largest distance any atom moved since the last build, Å."""
+        if self.pos_ref is None:
+            raise RuntimeError("VerletList: call build() first")
+        return float((pos.detach() - self.pos_ref).norm(dim=-1).max()) if len(pos) else 0.0
+
+    def edges(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pairs closer than ``cutoff`` at positions ``pos`` (N, 3) Å, rebuilding first if an
+        atom moved more than ``skin / 2`` since the last build.
+
+        Returns ``edge_index`` (2, E) ``[src, dst]``, the edge vectors r_ij (E, 3) Å
+        (differentiable in ``pos``) and ``keep`` (E,), the indices of these pairs in the stored
+        list (``self.src[keep]`` …, ``self.shifts[keep]`` are their cell shifts).
+        """
+        if self.max_displacement(pos) > 0.5 * self.skin:
+            self.build(pos, self.cell, self.batch)
+        vec = pos[self.src] - pos[self.dst] + self.offset
+        dist2 = (vec.detach() ** 2).sum(-1)
+        keep = torch.nonzero(dist2 < self.cutoff**2).squeeze(-1)
+        edge_index = torch.stack([self.src[keep], self.dst[keep]])
+        return edge_index, vec[keep], keep
+
+
 def wrap_positions(pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor | None = None):
     """Positions wrapped into [0, 1) fractional coordinates of their cell, (N, 3) Å."""
     cells = cell if cell.dim() == 3 else cell.unsqueeze(0)
@@ -166,6 +255,7 @@ def collate(items: list[Data]) -> Batch:
 
 
 __all__ = [
+    "VerletList",
     "add_edges",
     "check_box",
     "collate",
@@ -175,64 +265,3 @@ __all__ = [
     "perpendicular_widths",
     "wrap_positions",
 ]
-
-
-class VerletList:
-    """A neighbour list with a skin, reused exactly while the atoms move little (Verlet).
-
-    Built at reference positions with the cutoff ``cutoff + skin``; :meth:`edges` returns the
-    pairs closer than ``cutoff`` at new positions by filtering it, which is exact as long as
-    no atom has moved more than ``skin / 2`` since the build (a pair now inside ``cutoff`` was
-    then inside ``cutoff + skin``). Beyond that it rebuilds from the current positions.
-
-    Args:
-        cell: (B, 3, 3) Å, rows are lattice vectors; graph: (N,) system index of every atom.
-        cutoff, skin: Å. ``on_build(list)``: called after every build (per-edge features that
-            depend only on the list, for example). ``builds`` counts the neighbour searches
-            (a list handed in as ``edge_index`` / ``shifts`` is not one).
-
-    After a build: ``src``, ``dst`` (E,) sorted by centre atom then neighbour (contiguous
-    segments for gathers and scatters), ``offset`` (E, 3) Å the periodic image shift of each
-    pair, ``pos_ref`` (N, 3) the positions it was built at.
-    """
-
-    def __init__(
-        self,
-        pos_ref: torch.Tensor,
-        cell: torch.Tensor,
-        graph: torch.Tensor,
-        cutoff: float,
-        skin: float,
-        edge_index: torch.Tensor | None = None,
-        shifts: torch.Tensor | None = None,
-        on_build=None,
-    ):
-        self.cell, self.graph = cell, graph
-        self.cutoff, self.skin = float(cutoff), float(skin)
-        self.on_build = on_build
-        self.builds = 0
-        self.build(pos_ref, edge_index, shifts)
-
-    def build(self, pos_ref, edge_index=None, shifts=None) -> None:
-        if edge_index is None:
-            edge_index, shifts = neighbour_list(
-                pos_ref, self.cell, self.cutoff + self.skin, self.graph
-            )
-            self.builds += 1
-        n = pos_ref.shape[0]
-        order = torch.argsort(edge_index[1] * n + edge_index[0])
-        self.src, self.dst = edge_index[:, order]
-        shifts = shifts[order].to(pos_ref.dtype)
-        self.offset = torch.einsum("ek,ekl->el", shifts, self.cell[self.graph[self.dst]])
-        self.pos_ref = pos_ref.detach()
-        if self.on_build is not None:
-            self.on_build(self)
-
-    def edges(self, pos: torch.Tensor):
-        """Pairs with |r_ij| < cutoff at ``pos``: (src, dst, r_ij (E′, 3) Å, kept-edge index)."""
-        if float((pos.detach() - self.pos_ref).norm(dim=-1).max()) > 0.5 * self.skin:
-            self.build(pos)
-        vec = pos[self.src] - pos[self.dst] + self.offset
-        dist2 = (vec.detach() ** 2).sum(-1)
-        keep = torch.nonzero(dist2 < self.cutoff**2).squeeze(-1)
-        return self.src[keep], self.dst[keep], vec[keep], keep

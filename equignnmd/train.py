@@ -40,7 +40,7 @@ from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, build, read_yaml
 from .data.dataset import PairDataset
 from .device import pick_device
-from .models import build_model
+from .models import build_model, model_config
 from .models.base import SurrogateModel, TrainingStats
 from .onestep import stride_errors
 from .units import fs_to_ps
@@ -184,6 +184,7 @@ def load_run_spec(
         raise ConfigError(f"{path or 'command line'}: no architecture; give --arch")
     model_cfg = dict(data.get("model") or {})
     model_cfg.update(model_overrides or {})
+    model_config(arch, model_cfg, f"{path or 'command line'} [model]", consistent=False)
     train_values = dict(data.get("train") or {})
     train_values.update({k: v for k, v in (train_overrides or {}).items() if v is not None})
     train = build(TrainConfig, train_values, f"{path or 'defaults'} [train]")
@@ -434,7 +435,7 @@ class Trainer:
             if not last.exists():
                 raise FileNotFoundError(f"--resume: no checkpoint {last} to resume from")
             ckpt = read_checkpoint(last)
-            stats = TrainingStats.from_dict(ckpt["stats"])
+            stats = TrainingStats.from_dict(ckpt["stats"], f"checkpoint {last} [stats]")
             model_cfg = ckpt["config"]
             changed = sorted(k for k, v in spec.model.items() if model_cfg.get(k, v) != v)
             if changed:

@@ -177,8 +177,16 @@ def test_output_shapes_and_stride_dependence(model64):
     data50 = data.clone()
     data50.dt_fs = torch.tensor([50.0], dtype=torch.float64)
     out50 = model64(Batch.from_data_list([data50]))
-    # the ballistic part v Δt dominates: displacements grow with the stride
-    assert out50.displacement.norm() > 3.0 * out10.displacement.norm()
+    # displacements grow with the stride: ballistic part ×5 from 10 to 50 fs, the learned
+    # remainder ½ s_v(Δt) Δt · o_d ×17.5 (for O(1) untrained outputs o_d)
+    assert out50.displacement.norm() > 2.0 * out10.displacement.norm()
+    # with a zero readout the step is exactly ballistic at every stride
+    silent = copy.deepcopy(model64)
+    silent.readout.weight.zero_()
+    for d, dt_fs in ((data, 10.0), (data50, 50.0)):
+        out = silent(Batch.from_data_list([d]))
+        torch.testing.assert_close(out.displacement, d.vel * dt_fs / 1000.0, rtol=0, atol=1e-15)
+        torch.testing.assert_close(out.velocity, d.vel, rtol=0, atol=1e-15)
 
 
 @torch.no_grad()
@@ -322,6 +330,32 @@ def test_tiny_model_overfits_md_pairs_and_gradients_reach_all_layers():
 
 
 # ----------------------------------------------------------------------------- backends
+@pytest.mark.parametrize("odd_parity", [False, True])
+def test_channelwise_tp_equals_e3nn_with_exact_wigner_3j(odd_parity):
+    """The velocity product's own forward (exact float64 3j blocks cast at use) against e3nn's
+    forward of the same ``o3.TensorProduct`` once its ``_w3j_*`` buffers hold exact values."""
+    from e3nn import o3
+
+    from equignnmd.models._tp_base import channelwise_tp
+    from equignnmd.models.irreps import hidden_irreps
+
+    hidden = hidden_irreps(4, 2, odd_parity)
+    sh = o3.Irreps.spherical_harmonics(2)
+    tp = channelwise_tp(hidden, sh, hidden).double()
+    buffers = dict(tp.named_buffers())
+    w3j = [name for name in buffers if "_w3j_" in name]
+    assert w3j  # e3nn's own copies: in the state_dict, not read by the forward
+    for name in w3j:
+        ls = [int(c) for c in name.rsplit("_w3j_", 1)[1].split("_")]
+        buffers[name].copy_(o3.wigner_3j(*ls, dtype=torch.float64))
+    gen = torch.Generator().manual_seed(0)
+    x1 = torch.randn(9, hidden.dim, generator=gen, dtype=torch.float64)
+    x2 = torch.randn(9, sh.dim, generator=gen, dtype=torch.float64)
+    w = torch.randn(9, tp.weight_numel, generator=gen, dtype=torch.float64)
+    want = o3.TensorProduct.forward(tp, x1, x2, w)
+    torch.testing.assert_close(tp(x1, x2, w), want, rtol=0, atol=1e-13)
+
+
 def test_compiled_forward_matches_eager():
     model = small_model().eval()
     batch = Batch.from_data_list([fcc_data(9, 20.0)])

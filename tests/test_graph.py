@@ -5,7 +5,15 @@ import torch
 from ase.neighborlist import neighbor_list
 from torch_geometric.data import Batch
 
-from equignnmd.graph import check_box, edge_vectors, make_data, neighbour_list, wrap_positions
+from equignnmd.graph import (
+    VerletList,
+    check_box,
+    edge_vectors,
+    make_data,
+    neighbour_list,
+    wrap_positions,
+)
+from equignnmd.models.base import PAPER_CUTOFF_A
 
 
 def random_triclinic(seed: int, reps=(4, 4, 4)):
@@ -96,36 +104,76 @@ def test_wrap_positions_inside_cell():
 def test_box_too_small_is_a_clear_error():
     small = ase.build.bulk("Al", "fcc", a=4.05, cubic=True).repeat((3, 3, 3))
     with pytest.raises(ValueError, match="cell.*2 × cutoff"):
-        check_box(small.cell.array, 6.287, where="test.xyz")
-    check_box(small.repeat((2, 2, 2)).cell.array, 6.287)
+        check_box(small.cell.array, PAPER_CUTOFF_A, where="test.xyz")
+    check_box(small.repeat((2, 2, 2)).cell.array, PAPER_CUTOFF_A)
 
 
-def test_verlet_list_reuse_is_exact_and_rebuilds_beyond_half_the_skin():
-    import torch
+# ----------------------------------------------------------------------------- Verlet list
+def edge_keys(edge_index, vec):
+    """Rows (src, dst, r_ij in 1e-6 Å) sorted: equal iff the edge sets (with images) are equal."""
+    keys = torch.cat([edge_index.T, torch.round(vec * 1e6).long()], dim=1)
+    unique = torch.unique(keys, dim=0)
+    assert unique.shape == keys.shape, "duplicate edges"
+    return unique
 
-    from equignnmd.graph import VerletList, neighbour_list
 
-    atoms = ase.build.bulk("Al", "fcc", a=4.05, cubic=True).repeat((3, 3, 3))
-    atoms.rattle(0.05, seed=1)
-    pos = torch.tensor(atoms.positions)
-    cell = torch.tensor(atoms.cell.array)[None]
-    graph = torch.zeros(len(pos), dtype=torch.long)
-    nl = VerletList(pos, cell, graph, cutoff=5.0, skin=1.0)
-    assert nl.builds == 1
+def two_triclinic_systems():
+    """Two triclinic boxes (atoms partly outside their cells) as one batch: pos, cells, batch."""
+    systems = [random_triclinic(s) for s in (7, 8)]
+    pos = torch.tensor(np.concatenate([a.positions for a in systems]))
+    cells = torch.tensor(np.stack([a.cell.array for a in systems]))
+    batch = torch.cat([torch.full((len(a),), g) for g, a in enumerate(systems)])
+    return pos, cells, batch
 
-    def pairs(src, dst, vec):
-        return sorted(zip(src.tolist(), dst.tolist(), vec.round(decimals=6).tolist()))
 
-    def fresh(p):
-        ei, sh = neighbour_list(p, cell, 5.0, graph)
-        vec = p[ei[0]] - p[ei[1]] + sh.to(p.dtype) @ cell[0]
-        return pairs(ei[0], ei[1], vec)
+def fresh_keys(pos, cells, batch, cutoff):
+    ei, shifts = neighbour_list(pos, cells, cutoff, batch)
+    return edge_keys(ei, edge_vectors(pos, cells, ei, shifts, batch))
 
-    gen = torch.Generator().manual_seed(0)
-    moved = pos + 0.2 * torch.randn(pos.shape, generator=gen, dtype=pos.dtype).clamp(-1, 1)
-    assert float((moved - pos).norm(dim=-1).max()) < 0.5  # within half the skin: reused
-    src, dst, vec, _ = nl.edges(moved)
-    assert nl.builds == 1 and pairs(src, dst, vec) == fresh(moved)
-    far = pos + torch.tensor([0.6, 0.0, 0.0]) * (torch.arange(len(pos)) % 2)[:, None]
-    src, dst, vec, _ = nl.edges(far)
-    assert nl.builds == 2 and pairs(src, dst, vec) == fresh(far)
+
+def test_verlet_list_reuse_is_exact_and_rebuilds_past_half_the_skin():
+    cutoff, skin = 5.0, 0.8
+    pos0, cells, batch = two_triclinic_systems()
+    nl = VerletList(cutoff, skin).build(pos0, cells, batch)
+    assert nl.builds == 1 and nl.list_cutoff == cutoff + skin
+    rng = np.random.default_rng(3)
+    direction = rng.normal(size=pos0.shape)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    speed = rng.uniform(0.3, 1.0, size=(len(pos0), 1)) * 0.1  # Å per step
+    pos, reused = pos0.clone(), 0
+    for step in range(8):  # every atom drifts ≤ 0.1 Å per step (plus a little noise)
+        move = speed * direction + rng.normal(scale=0.005, size=pos0.shape)
+        pos = pos + torch.tensor(move)
+        moved, builds = nl.max_displacement(pos), nl.builds
+        edge_index, vec, keep = nl.edges(pos)
+        # reused up to skin/2 = 0.4 Å, rebuilt above it: either way the fresh list's edges
+        assert nl.builds == builds + (moved > 0.5 * skin), (step, moved)
+        reused += moved <= 0.5 * skin
+        assert edge_keys(edge_index, vec).equal(fresh_keys(pos, cells, batch, cutoff)), step
+        assert torch.equal(edge_index, torch.stack([nl.src[keep], nl.dst[keep]]))
+        # sorted by centre atom: contiguous segments for scatters
+        assert bool((edge_index[1][1:] >= edge_index[1][:-1]).all())
+    assert reused >= 5 and nl.builds >= 2, (reused, nl.builds)
+
+
+def test_verlet_list_adopts_a_given_list_and_its_vectors_are_differentiable():
+    cutoff, skin = 4.5, 1.0
+    pos0, cells, batch = two_triclinic_systems()
+    ei, shifts = neighbour_list(pos0, cells, cutoff + skin, batch)
+    nl = VerletList(cutoff, skin).build(pos0, cells, batch, ei, shifts)
+    assert nl.builds == 0 and nl.version == 1  # adopted, not computed
+    pos = pos0 + 0.3 * torch.randn(pos0.shape, generator=torch.Generator().manual_seed(0))
+    pos = pos.requires_grad_(True)
+    edge_index, vec, _ = nl.edges(pos)
+    assert nl.builds == 1  # some atom moved > 0.5 Å: rebuilt from the current positions
+    assert edge_keys(edge_index, vec.detach()).equal(fresh_keys(pos.detach(), cells, batch, cutoff))
+    # d/dpos of Σ_e w_e (r_e · c) = c (Σ_{e: src = k} w_e − Σ_{e: dst = k} w_e)
+    w = torch.rand(vec.shape[0], dtype=vec.dtype, generator=torch.Generator().manual_seed(1))
+    c = torch.tensor([0.3, -1.0, 2.0], dtype=vec.dtype)
+    (w * (vec @ c)).sum().backward()
+    n = pos.shape[0]
+    per_atom = torch.zeros(n, dtype=w.dtype).index_add(0, edge_index[0], w)
+    per_atom = per_atom.index_add(0, edge_index[1], -w)
+    torch.testing.assert_close(pos.grad, per_atom[:, None] * c, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="skin"):
+        VerletList(cutoff, -0.1)

@@ -7,6 +7,7 @@ equignnmd.descriptors except in the ``predict`` test, which compares against it)
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,9 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from equignnmd.graph import add_edges, edge_vectors, make_data, neighbour_list
-from equignnmd.models import TrainingStats, build_model
-from equignnmd.models.paper import PaperModel, count_parameters_by_hand
+from equignnmd.models import TrainingStats, build_model, load_model_config
+from equignnmd.models.base import PAPER_CUTOFF_A
+from equignnmd.models.paper import PaperConfig, PaperModel, count_parameters_by_hand
 from equignnmd.symmetry import boundary_crossing_error, rotation_error, translation_error
 from equignnmd.units import FTM2V, velocity_to_ase
 
@@ -79,7 +81,7 @@ def test_default_widths_and_parameter_count():
     assert model.node_input_dim == 3 + 3 + 192 == 198
     assert model.edge_dim == 32 + 64 == 96
     assert (c["hidden"], c["heads"], c["head_dim"], c["ffn"], c["blocks"]) == (128, 8, 16, 512, 6)
-    assert c["cutoff"] == 6.287 and c["velocity_head"] and c["absolute_positions"]
+    assert c["cutoff"] == PAPER_CUTOFF_A == 6.287 and c["velocity_head"] and c["absolute_positions"]
     block = model.blocks[0]
     assert len(model.blocks) == 6
     assert block.lin_in.in_features == 198 and block.lin_in.out_features == 128
@@ -125,13 +127,20 @@ def test_default_widths_and_parameter_count():
 
 
 def test_yaml_configs_match_default_keys():
+    """The YAML files list the architecture's fields (those added later, e.g.
+    ``temperature_conditioning``, may be absent and take their defaults) and ``paper.yaml``
+    is the defaults."""
     for name in ("paper.yaml", "paper-small.yaml"):
         doc = yaml.safe_load((CONFIGS / name).read_text())
         assert doc["arch"] == "paper"
-        assert set(doc["model"]) == set(PaperModel.default_config()), name
+        assert set(doc["model"]) <= set(PaperModel.default_config()), name
+        assert set(PaperModel.default_config()) - set(doc["model"]) <= {"temperature_conditioning"}
         assert {"epochs", "batch_size", "lr", "weight_decay", "strides_fs"} <= set(doc["train"])
+        arch, hparams = load_model_config(CONFIGS / name)
+        assert arch == "paper" and isinstance(hparams, PaperConfig)
     full = yaml.safe_load((CONFIGS / "paper.yaml").read_text())
-    assert full["model"] == PaperModel.default_config()
+    assert {**PaperModel.default_config(), **full["model"]} == PaperModel.default_config()
+    assert asdict(load_model_config(CONFIGS / "paper.yaml")[1]) == PaperModel.default_config()
     assert full["train"]["strides_fs"] == [1, 2, 5, 10] and full["train"]["epochs"] == 50
 
 
@@ -270,7 +279,7 @@ def test_tiny_model_overfits_a_few_frames(one_thread):
     for seed in (6, 7):
         d = fcc_data(seed, dt_fs=dt_fs)
         d.disp_true, d.vel_true = spring_step(d, dt_fs)
-        add_edges(d, 6.287 + 1.0)  # precomputed list at cutoff + skin: reused by the model
+        add_edges(d, PAPER_CUTOFF_A + 1.0)  # precomputed list at cutoff + skin: reused by the model
         items.append(d)
     batch = batch_of(*items)
     disp_scale = 5.0 * dt_fs / 1000.0  # vel_rms · Δt

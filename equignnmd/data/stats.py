@@ -41,10 +41,19 @@ class TrainingStats:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> TrainingStats:
+    def from_dict(cls, d: dict[str, Any] | None, source: str = "stats") -> TrainingStats:
+        """The record from :meth:`to_dict`'s mapping; a field this version does not know is an
+        error naming ``source`` (a checkpoint from a newer equignnmd, or a corrupted one),
+        never silently dropped. Missing fields take their defaults."""
         if d is None:
             return cls()
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown field(s) {unknown}; expected only "
+                f"{sorted(cls.__dataclass_fields__)}"
+            )
+        known = dict(d)
         for key in ("dt_range_fs", "temperature_range_K"):
             if key in known:
                 known[key] = tuple(float(x) for x in known[key])

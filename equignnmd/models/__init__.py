@@ -1,15 +1,20 @@
 """Model registry: ``build_model(arch, stats=None, **overrides)``.
 
 Architectures register themselves here by name; the trainer, checkpoints and rollout only ever
-see :class:`~equignnmd.models.base.SurrogateModel`.
+see :class:`~equignnmd.models.base.SurrogateModel`. Each architecture's hyperparameters are a
+typed dataclass (``EquivariantConfig``, ``PaperConfig``; :func:`model_config`), read from the
+``model:`` block of a YAML config by :func:`load_model_config` and checked field by field.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
-from .base import Prediction, SurrogateModel, TrainingStats
+from ..config import ConfigError, read_yaml
+from ..data.stats import TrainingStats
+from .base import Prediction, SurrogateModel, check_hparams
 
 # name -> "module:Class", imported on demand so that importing the package stays cheap
 REGISTRY: dict[str, str] = {
@@ -31,25 +36,61 @@ def model_class(arch: str) -> type[SurrogateModel]:
     return getattr(module, cls_name)
 
 
+def model_config(
+    arch: str,
+    values: dict[str, Any] | None = None,
+    source: str | None = None,
+    consistent: bool = True,
+):
+    """The checked hyperparameter dataclass of ``arch`` from ``values`` (missing fields take
+    their defaults). Errors (:class:`~equignnmd.config.ConfigError`) name ``source``, the field
+    and what was expected; ``consistent=False`` checks names, types and ranges of the fields
+    but not the constraints between them (:func:`~equignnmd.models.base.check_hparams`)."""
+    cls = model_class(arch)
+    source = source or f"{arch} model config"
+    return check_hparams(cls.config_class, dict(values or {}), source, consistent)
+
+
+def load_model_config(path: str | Path, arch: str | None = None):
+    """``(arch, hyperparameters)`` of a YAML run config (its ``arch`` and ``model:`` sections).
+
+    ``arch`` is the file's unless given (then both must agree). Every field of the ``model:``
+    block is checked; errors name the file, the section and the field.
+    """
+    data = read_yaml(path)
+    file_arch = data.get("arch")
+    if arch and file_arch and arch != file_arch:
+        raise ConfigError(f"{path}: field 'arch' is {file_arch!r}; expected {arch!r}")
+    arch = arch or file_arch
+    if not arch:
+        raise ConfigError(f"{path}: field 'arch' is missing; expected one of {sorted(REGISTRY)}")
+    if arch not in REGISTRY:
+        raise ConfigError(f"{path}: field 'arch' is {arch!r}; expected one of {sorted(REGISTRY)}")
+    return arch, model_config(arch, data.get("model") or {}, f"{path} [model]")
+
+
 def build_model(
     arch: str, stats: TrainingStats | dict | None = None, **overrides: Any
 ) -> SurrogateModel:
-    """Build a model from its default config updated by ``overrides``.
+    """Build a model from its default hyperparameters updated by ``overrides``.
 
-    Each architecture class exposes ``default_config() -> dict``; unknown override keys are an
-    error naming the known ones.
+    Unknown override keys and values of the wrong type are an error
+    (:class:`~equignnmd.config.ConfigError`, a ``ValueError``) naming the field and the known
+    ones.
     """
     cls = model_class(arch)
-    config = cls.default_config()
-    unknown = sorted(set(overrides) - set(config))
-    if unknown:
-        raise ValueError(
-            f"architecture {arch!r}: unknown hyperparameter(s) {unknown}; known: {sorted(config)}"
-        )
-    config.update(overrides)
+    config = check_hparams(cls.config_class, overrides, f"build_model({arch!r})")
     if isinstance(stats, dict):
         stats = TrainingStats.from_dict(stats)
     return cls(config, stats)
 
 
-__all__ = ["Prediction", "REGISTRY", "SurrogateModel", "TrainingStats", "build_model"]
+__all__ = [
+    "Prediction",
+    "REGISTRY",
+    "SurrogateModel",
+    "TrainingStats",
+    "build_model",
+    "load_model_config",
+    "model_config",
+]

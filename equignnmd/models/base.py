@@ -13,24 +13,65 @@ Batch fields read by models (units in brackets):
 * ``dt_fs`` (B,) stride [fs]; ``temperature_K`` (B,) thermostat set point / label [K]
 * ``descriptors`` (N, 5) optional: [CSP, CNA, Q4, Q6, CN] (see :mod:`equignnmd.descriptors`)
 
-Normalisation statistics (:class:`TrainingStats`) are computed from the training split only and
-passed to the constructor, so they travel inside the checkpoint with the hyperparameters.
+Normalisation statistics (:class:`~equignnmd.data.stats.TrainingStats`) are computed from the
+training split only and passed to the constructor, so they travel inside the checkpoint with the
+hyperparameters. Hyperparameters are a typed dataclass per architecture (``config_class``),
+checked field by field by :func:`check_hparams` when a model is built (from a YAML config, from
+``build_model`` keywords or from a checkpoint).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import dataclasses
+import difflib
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from ..data.stats import TrainingStats
+from ..config import ConfigError, build
+from ..data.stats import TrainingStats  # re-exported: ``equignnmd.models.base.TrainingStats``
 
-__all__ = ["PAPER_CUTOFF_A", "Prediction", "SurrogateModel", "TrainingStats"]
+__all__ = ["PAPER_CUTOFF_A", "Prediction", "SurrogateModel", "TrainingStats", "check_hparams"]
 
+# The paper's graph cutoff R_cut (Immanuel, Mahata & Maiti, arXiv 2512.21822, Table 2; see
+# shared/spec/paper-architecture.md): the cutoff of the Mishin Al99 EAM potential the paper's
+# data come from, between the 4th and 5th FCC Al shells (5.73 and 6.40 Å at a0 = 4.05 Å).
 PAPER_CUTOFF_A = 6.287
-"""The paper spec's graph cutoff, Å (between the 4th and 5th FCC Al shells, 5.73 and 6.40 Å at
-a0 = 4.05 Å); the default of a model whose config names no cutoff."""
+"""The paper's graph cutoff, Å; the default of a model whose config names no cutoff."""
+
+
+def check_hparams(config_class: type, values: Any, source: str, consistent: bool = True):
+    """``values`` (a dict of fields, or already a ``config_class``) as a checked
+    ``config_class`` instance.
+
+    Raises :class:`~equignnmd.config.ConfigError` naming ``source`` (a config file, a
+    checkpoint, a call) and the field: an unknown (e.g. misspelt) field with the closest known
+    names, or a value of the wrong type or range with what was expected (the dataclass's
+    ``validate``); with ``consistent`` also a violated constraint between fields (its
+    ``check_consistency``, if it has one), as a model built from these values would.
+    """
+    if isinstance(values, config_class):
+        values = dataclasses.asdict(values)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping of hyperparameters, got {values!r}")
+    known = sorted(f.name for f in dataclasses.fields(config_class))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            if close:
+                hints.append(f"{key!r} → {close[0]!r}?")
+        hint = f" (did you mean {', '.join(hints)})" if hints else ""
+        raise ConfigError(
+            f"{source}: unknown hyperparameter field(s) {unknown}{hint}; expected fields of "
+            f"{config_class.__name__}: {known}"
+        )
+    hparams = build(config_class, dict(values), source)
+    if consistent and hasattr(hparams, "check_consistency"):
+        hparams.check_consistency(source)
+    return hparams
 
 
 class Prediction(NamedTuple):
@@ -45,11 +86,16 @@ class Prediction(NamedTuple):
 
 
 class SurrogateModel(nn.Module):
-    """Base class: subclasses set ``arch`` and implement :meth:`forward`.
+    """Base class: subclasses set ``arch`` (and ``config_class``) and implement :meth:`forward`.
 
-    Attributes every subclass sets in ``__init__``:
+    ``config_class`` is the architecture's hyperparameter dataclass; with one, the constructor
+    takes an instance of it or a dict of its fields (checked by :func:`check_hparams`; missing
+    fields take their defaults). Without one (test doubles) ``config`` is kept as given.
+
+    Attributes set in ``__init__``:
+        hparams: the checked ``config_class`` instance (``None`` without a ``config_class``).
         config: JSON-able dict of the hyperparameters it was built with (what ``build_model``
-            needs to rebuild it).
+            needs to rebuild it; stored in checkpoints).
         stats: :class:`TrainingStats`.
         cutoff: graph cutoff, Å.
         needs_descriptors: whether ``batch.descriptors`` must be present.
@@ -57,11 +103,23 @@ class SurrogateModel(nn.Module):
     """
 
     arch: str = "base"
+    config_class: ClassVar[type | None] = None
     needs_descriptors: bool = False
     predicts_velocity: bool = True
 
-    def __init__(self, config: dict[str, Any], stats: TrainingStats | None = None):
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """The default hyperparameters as a dict (the fields of ``config_class``)."""
+        if cls.config_class is None:
+            return {}
+        return dataclasses.asdict(cls.config_class())
+
+    def __init__(self, config: Any, stats: TrainingStats | None = None):
         super().__init__()
+        self.hparams = None
+        if self.config_class is not None:
+            self.hparams = check_hparams(self.config_class, config, f"{self.arch} model config")
+            config = dataclasses.asdict(self.hparams)
         self.config = dict(config)
         self.stats = stats if stats is not None else TrainingStats()
         self.cutoff = float(config.get("cutoff", PAPER_CUTOFF_A))
@@ -98,6 +156,10 @@ class SurrogateModel(nn.Module):
         kwargs.setdefault("dynamic", True)
         self.compile(**kwargs)
         return self
+
+    def interaction_layers(self) -> list[nn.Module]:
+        """The repeated message-passing layers, in order (profilers time them by class)."""
+        return []
 
     @property
     def dtype(self) -> torch.dtype:

@@ -1,4 +1,14 @@
-"""Layers shared by the architectures (no copy-pasted variants: add here, reuse there)."""
+"""Layers shared by the architectures (no copy-pasted variants: add here, reuse there).
+
+Exact constants. A model that must keep float64 accuracy whatever it was cast to before (the
+equivariant model: its symmetries hold to float64 rounding after ``.float().double()``) keeps
+its constant tables (Clebsch-Gordan blocks, basis frequencies and centres) with
+:func:`register_exact` and reads them with :func:`exact`: a non-persistent buffer holding the
+*bit pattern* of the float64 values as int64. ``Module.to(dtype)``, ``.float()`` and
+``.double()`` cast floating-point tensors only, so the values are never rounded; ``.to(device)``
+moves them like any buffer; they are not in the ``state_dict``. No global state (no default
+dtype) is involved.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +16,46 @@ import torch
 from torch import nn
 
 
+def register_exact(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Keep ``value`` (converted to float64) on ``module`` as the exact constant ``name``."""
+    bits = value.detach().to(torch.float64).contiguous().view(torch.int64)
+    module.register_buffer(name, bits, persistent=False)
+
+
+def exact(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The float64 constant stored by :func:`register_exact`, cast to ``dtype`` (same shape)."""
+    return bits.view(torch.float64).to(dtype)
+
+
 class GaussianRBF(nn.Module):
     """Gaussian radial basis on ``n`` evenly spaced centres over [low, high].
 
     ``exp(-γ (x - μ_k)²)`` with γ = 1/Δ², Δ the centre spacing (the paper's choice).
     Maps (...,) → (..., n).
+
+    The centres are the persistent buffer ``centres`` (in the ``state_dict``). With
+    ``exact=True`` they are computed in float64, the buffer holds them in the default dtype,
+    and the forward reads an exact float64 copy (:func:`register_exact`) cast to the input's
+    dtype; with ``exact=False`` (the paper model) the forward reads the buffer.
     """
 
-    def __init__(self, low: float, high: float, n: int):
+    def __init__(self, low: float, high: float, n: int, exact: bool = False):
         super().__init__()
         if high <= low:
             high = low + 1.0
-        centres = torch.linspace(float(low), float(high), int(n))
         spacing = (high - low) / max(int(n) - 1, 1)
-        self.register_buffer("centres", centres)
         self.gamma = 1.0 / spacing**2
+        if exact:
+            centres = torch.linspace(float(low), float(high), int(n), dtype=torch.float64)
+            self.register_buffer("centres", centres.to(torch.get_default_dtype()))
+            register_exact(self, "centres_exact", centres)
+        else:
+            self.register_buffer("centres", torch.linspace(float(low), float(high), int(n)))
+            self.centres_exact = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-self.gamma * (x.unsqueeze(-1) - self.centres) ** 2)
+        centres = self.centres if self.centres_exact is None else exact(self.centres_exact, x.dtype)
+        return torch.exp(-self.gamma * (x.unsqueeze(-1) - centres) ** 2)
 
 
 def stride_scale(dt_fs: torch.Tensor, strides_fs, values) -> torch.Tensor:
@@ -68,19 +100,22 @@ class BesselBasis(nn.Module):
     """Radial Bessel basis ``sqrt(2/rc) sin(nπ r/rc) / r`` for n = 1..num_basis (DimeNet/NequIP).
 
     Maps distances (...,) Å → (..., num_basis). Every function vanishes at ``r = rc``; pair it
-    with :class:`PolynomialCutoff` for smooth derivatives there. Frequencies are fixed (buffer).
+    with :class:`PolynomialCutoff` for smooth derivatives there. The frequencies nπ/rc are fixed:
+    computed in float64, kept in the ``state_dict`` as the buffer ``freqs`` (default dtype) and
+    read exactly (:func:`register_exact`) in the input's dtype.
     """
 
     def __init__(self, cutoff: float, num_basis: int = 8):
         super().__init__()
         self.cutoff = float(cutoff)
         self.prefactor = (2.0 / self.cutoff) ** 0.5
-        freqs = torch.arange(1, int(num_basis) + 1, dtype=torch.get_default_dtype()) * torch.pi
-        self.register_buffer("freqs", freqs / self.cutoff)
+        freqs = torch.arange(1, int(num_basis) + 1, dtype=torch.float64) * torch.pi / self.cutoff
+        self.register_buffer("freqs", freqs.to(torch.get_default_dtype()))
+        register_exact(self, "freqs_exact", freqs)
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         r = r.unsqueeze(-1)
-        return self.prefactor * torch.sin(self.freqs * r) / r
+        return self.prefactor * torch.sin(exact(self.freqs_exact, r.dtype) * r) / r
 
 
 class PolynomialCutoff(nn.Module):

@@ -2,13 +2,13 @@
 
 A faithful re-implementation of Immanuel, Mahata & Maiti, "Toward Generalizable Surrogate Models
 for Molecular Dynamics via Graph Neural Networks" (arXiv 2512.21822), following
-``shared/spec/paper-architecture.md``. Widths (defaults of :meth:`PaperModel.default_config`):
+``shared/spec/paper-architecture.md``. Widths (defaults of :class:`PaperConfig`):
 
 * static node embedding (192) = [species embedding 64 ‖ rbf(Δt) 32 ‖ rbf(T) 32 ‖ struct 64],
   struct = GELU(Linear(5→64)) of the five descriptors [CSP, CNA, Q4, Q6, CN];
 * node input x_i (198) = [wrapped position 3 ‖ velocity 3 ‖ static 192];
 * edge features e_ij (96) = [rbf(|r_ij|) 32 on [0, R_cut] ‖ MLP_vel(v_j − v_i) 64];
-* 6 blocks, hidden 128, 8 heads × 16, FFN 512, cutoff 6.287 Å.
+* 6 blocks, hidden 128, 8 heads × 16, FFN 512, cutoff ``PAPER_CUTOFF_A`` = 6.287 Å.
 
 One block b (its own weights; blocks share no parameters):
 
@@ -58,15 +58,16 @@ Decisions where the text is silent (all recorded here; the spec's "Open points" 
   wide; the model is then translation-invariant (up to rounding). Neither variant is
   rotation-equivariant (raw velocity components in, Cartesian displacement out);
   :func:`equignnmd.symmetry.symmetry_report` measures both errors.
-* **Cheap exact graph rebuild.** One neighbour list per forward at ``cutoff + skin``; each block
-  recomputes the edge vectors from its current (unwrapped) positions with the stored cell shifts
-  (differentiable) and keeps the edges with ``|r_ij| < cutoff``. This equals a full rebuild as
-  long as every atom moved at most ``skin/2`` since the list was built (a pair now closer than
-  ``cutoff`` was then closer than ``cutoff + skin``); when the largest accumulated displacement
-  exceeds ``skin/2`` the list is rebuilt from the current positions. MLP_vel is evaluated once
-  per list (velocities do not change between blocks) and gathered per block. A batch may carry a
-  precomputed list (``add_edges(data, model.cutoff + model.skin)``); it is used when its
-  ``cutoff`` attribute is at least ``cutoff + skin``.
+* **Cheap exact graph rebuild** (:class:`equignnmd.graph.VerletList`). One neighbour list per
+  forward at ``cutoff + skin``; each block recomputes the edge vectors from its current
+  (unwrapped) positions with the stored cell shifts (differentiable) and keeps the edges with
+  ``|r_ij| < cutoff``. This equals a full rebuild as long as every atom moved at most
+  ``skin/2`` since the list was built (a pair now closer than ``cutoff`` was then closer than
+  ``cutoff + skin``); when the largest accumulated displacement exceeds ``skin/2`` the list is
+  rebuilt from the current positions. MLP_vel is evaluated once per list (velocities do not
+  change between blocks) and gathered per block. A batch may carry a precomputed list
+  (``add_edges(data, model.cutoff + model.skin)``); it is used when its ``cutoff`` attribute
+  is at least ``cutoff + skin``.
 * Hard cutoff as in the paper: the Gaussian distance RBF does not vanish at R_cut, so the model
   is discontinuous when a pair crosses the cutoff (as is the mean over a changing neighbour set).
 * Table 3's "temporal lookback 10 fs" is unused by the text and not implemented.
@@ -77,8 +78,8 @@ Decisions where the text is silent (all recorded here; the spec's "Open points" 
   With absolute positions the direction to a neighbour is available only as a difference of
   wrapped coordinates, which is wrong by a box vector for periodic images.
 * Performance: edges are sorted by centre atom once per list; per block, the memory-bound edge
-  work is about 16 passes over (E, 128) tensors (E ≈ 63 N at 6.287 Å), so training memory is
-  about 1.2 MB per atom in float32 (6 blocks, activations kept for backward).
+  work is about 16 passes over (E, 128) tensors (E ≈ 63 N at the paper's cutoff), so training
+  memory is about 1.2 MB per atom in float32 (6 blocks, activations kept for backward).
 
 Diagnostics: ``model.neighbour_list_calls`` counts neighbour lists computed; setting
 ``model.debug_edges = []`` records (src, dst, r_ij, positions) of every block of the next
@@ -88,6 +89,7 @@ forwards (used by the tests to compare with a full rebuild).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -95,11 +97,87 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter, softmax
 
+from ..config import ConfigError
+from ..data.stats import TrainingStats
 from ..graph import VerletList
-from .base import PAPER_CUTOFF_A, Prediction, SurrogateModel, TrainingStats
+from ..units import fs_to_ps
+from .base import PAPER_CUTOFF_A, Prediction, SurrogateModel
 from .layers import GaussianRBF, mlp, stride_scale
 
-__all__ = ["PaperBlock", "PaperModel", "count_parameters_by_hand"]
+__all__ = ["PaperBlock", "PaperConfig", "PaperModel", "count_parameters_by_hand"]
+
+
+@dataclass
+class PaperConfig:
+    """Hyperparameters of the ``paper`` architecture (widths of the paper's Tables 2-3)."""
+
+    species: list[int] = field(default_factory=lambda: [13])
+    """Atomic numbers of the embedding table."""
+    species_dim: int = 64
+    n_rbf_distance: int = 32
+    """Gaussians of |r_ij| on [0, cutoff]."""
+    n_rbf_dt: int = 32
+    """Gaussians over the training stride range (stats.dt_range_fs)."""
+    n_rbf_temperature: int = 32
+    """Gaussians over stats.temperature_range_K."""
+    temperature_conditioning: bool = False
+    """False: the temperature label is not read (a learned constant)."""
+    n_descriptors: int = 5
+    """CSP, CNA, Q4, Q6, CN."""
+    struct_dim: int = 64
+    vel_edge_dim: int = 64
+    hidden: int = 128
+    heads: int = 8
+    head_dim: int = 16
+    ffn: int = 512
+    blocks: int = 6
+    cutoff: float = PAPER_CUTOFF_A
+    """Graph cutoff, Å."""
+    skin: float = 1.0
+    """Verlet-list skin, Å (one list per forward at cutoff + skin, filtered per block)."""
+    velocity_head: bool = True
+    """Not in the paper; False reproduces the paper (positions only)."""
+    absolute_positions: bool = True
+    """The paper's wrapped-position features; False: translation-invariant."""
+    position_scale: float = 10.0
+    """Å; wrapped positions enter divided by this."""
+    carry_hidden: bool = False
+    """True: each block also receives the previous block's h_attn (not in the paper)."""
+
+    def check_consistency(self, source: str) -> None:
+        """Constraints between fields (checked when a model is built, not by :meth:`validate`)."""
+        if self.heads * self.head_dim != self.hidden:
+            raise ConfigError(
+                f"{source}: fields 'heads' × 'head_dim' = {self.heads} × {self.head_dim}; "
+                f"expected them to equal 'hidden' = {self.hidden}"
+            )
+
+    def validate(self, source: str) -> None:
+        """Every field on its own: ranges (types are checked by :func:`equignnmd.config.build`)."""
+        if self.skin < 0:
+            raise ConfigError(f"{source}: field 'skin' is {self.skin} Å; expected ≥ 0")
+        if not self.species:
+            raise ConfigError(f"{source}: field 'species' is empty; expected atomic numbers")
+        positive = (
+            "species_dim",
+            "n_rbf_distance",
+            "n_rbf_dt",
+            "n_rbf_temperature",
+            "n_descriptors",
+            "struct_dim",
+            "vel_edge_dim",
+            "hidden",
+            "heads",
+            "head_dim",
+            "ffn",
+            "blocks",
+            "cutoff",
+            "position_scale",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"{source}: field '{name}' is {value}; expected > 0")
 
 
 class PaperBlock(nn.Module):
@@ -165,49 +243,13 @@ class PaperModel(SurrogateModel):
     """The paper's GNN surrogate with an optional velocity head (module docstring: details)."""
 
     arch = "paper"
+    config_class = PaperConfig
     needs_descriptors = True
 
-    @classmethod
-    def default_config(cls) -> dict[str, Any]:
-        return {
-            "species": [13],
-            "species_dim": 64,
-            "n_rbf_distance": 32,
-            "n_rbf_dt": 32,
-            "n_rbf_temperature": 32,
-            "temperature_conditioning": False,  # True: the label is an input (older models)
-            "n_descriptors": 5,
-            "struct_dim": 64,
-            "vel_edge_dim": 64,
-            "hidden": 128,
-            "heads": 8,
-            "head_dim": 16,
-            "ffn": 512,
-            "blocks": 6,
-            "cutoff": PAPER_CUTOFF_A,
-            "skin": 1.0,
-            "velocity_head": True,
-            "absolute_positions": True,
-            "position_scale": 10.0,
-            "carry_hidden": False,
-        }
-
-    def __init__(self, config: dict[str, Any], stats: TrainingStats | None = None):
-        cfg = self.default_config()
-        unknown = sorted(set(config) - set(cfg))
-        if unknown:
-            raise ValueError(f"paper: unknown config key(s) {unknown}; known: {sorted(cfg)}")
-        cfg.update(config)
-        super().__init__(cfg, stats)
+    def __init__(self, config: PaperConfig | dict, stats: TrainingStats | None = None):
+        super().__init__(config, stats)
         c, s = self.config, self.stats
-        if c["heads"] * c["head_dim"] != c["hidden"]:
-            raise ValueError(
-                f"paper: heads × head_dim = {c['heads']} × {c['head_dim']} must equal hidden "
-                f"{c['hidden']}"
-            )
         self.skin = float(c["skin"])
-        if self.skin < 0:
-            raise ValueError(f"paper: skin must be ≥ 0 Å, got {self.skin}")
         self.predicts_velocity = bool(c["velocity_head"])
         self.absolute_positions = bool(c["absolute_positions"])
         self.carry_hidden = bool(c["carry_hidden"])
@@ -308,6 +350,9 @@ class PaperModel(SurrogateModel):
             block.compile(**kwargs)
         return self
 
+    def interaction_layers(self) -> list[nn.Module]:
+        return list(self.blocks)
+
     def forward(self, batch) -> Prediction:
         pos0, vel = batch.pos, batch.vel
         n = pos0.shape[0]
@@ -319,31 +364,24 @@ class PaperModel(SurrogateModel):
 
         vel_n = vel / self.vel_rms
         fixed = torch.cat([vel_n, self.static_features(batch, graph)], dim=-1)
-        disp_scale = (self.vel_rms * dt_fs / 1000.0)[graph].unsqueeze(-1)
+        disp_scale = (self.vel_rms * fs_to_ps(dt_fs))[graph].unsqueeze(-1)
         inv_cell = torch.linalg.inv(cell) if self.absolute_positions else None
 
-        def velocity_features(lst):
-            # MLP_vel(v_j − v_i): velocities do not change between blocks, once per list
-            lst.vel_feat = self.mlp_vel(vel_n[lst.src] - vel_n[lst.dst])
-
-        nl = VerletList(
-            pos0,
-            cell,
-            graph,
-            self.cutoff,
-            self.skin,
-            *self._given_edges(batch),
-            on_build=velocity_features,
-        )
+        nl = VerletList(self.cutoff, self.skin).build(pos0, cell, graph, *self._given_edges(batch))
+        vel_feat, feat_version = None, None
         disp = torch.zeros_like(pos0)
         h = None
         for block in self.blocks:
             pos = pos0 + disp
-            src, dst, vec, keep = nl.edges(pos)
+            (src, dst), vec, keep = nl.edges(pos)
+            if nl.version != feat_version:
+                # MLP_vel(v_j − v_i): velocities do not change between blocks, once per list
+                vel_feat = self.mlp_vel(vel_n[nl.src] - vel_n[nl.dst])
+                feat_version = nl.version
             if self.debug_edges is not None:
                 self.debug_edges.append((src, dst, vec.detach(), pos.detach()))
             dist = vec.norm(dim=-1)
-            edge_feat = torch.cat([self.rbf_distance(dist), nl.vel_feat[keep]], dim=-1)
+            edge_feat = torch.cat([self.rbf_distance(dist), vel_feat[keep]], dim=-1)
             if self.absolute_positions:
                 frac = torch.einsum("nk,nkl->nl", pos, inv_cell[graph])
                 frac = frac - torch.floor(frac).detach()
@@ -358,6 +396,7 @@ class PaperModel(SurrogateModel):
         if self.velocity_out is not None:
             s_v = self.dvel_scale(dt_fs)[graph].unsqueeze(-1)
             velocity = vel + s_v * self.velocity_out(h)
+        self.neighbour_list_calls += nl.builds
         return Prediction(disp, velocity)
 
 
