@@ -107,7 +107,14 @@ class EdgeConvolution(nn.Module):
         cg = exact(self.cg, x.dtype)
         kernel = (path_w.unsqueeze(-1) * edge_sh.unsqueeze(1)).reshape(num_edges, -1) @ cg
         kernel = kernel.reshape(num_edges, self.dim_out, self.dim_in)
-        messages = torch.bmm(kernel, torch.index_select(x, 0, src)) * a.unsqueeze(1)
+        if torch.compiler.is_compiling():
+            # the same contraction as a broadcast product and sum: inductor fuses the gather,
+            # the product, the channel weights and the sum into one loop over edges without
+            # materialising (E, D_out, D_in, C); 2-4x faster than its batched tiny-matrix
+            # bmm on the CPU (4000 atoms, lmax 1-2). Eager keeps bmm (no fusion there).
+            messages = (kernel.unsqueeze(-1) * x[src].unsqueeze(1)).sum(2) * a.unsqueeze(1)
+        else:
+            messages = torch.bmm(kernel, torch.index_select(x, 0, src)) * a.unsqueeze(1)
         return scatter(messages, dst, dim=0, dim_size=x.shape[0], reduce="sum")
 
 

@@ -264,6 +264,8 @@ class EquivariantModel(SurrogateModel):
     config_class = EquivariantConfig
     needs_descriptors = False
     predicts_velocity = True
+    reads_given_edges = True
+    """A batch's ``edge_index`` / ``shifts`` at ``cutoff == self.cutoff`` are used as given."""
 
     def __init__(
         self, config: EquivariantConfig | dict, stats: TrainingStats | None = None

@@ -44,6 +44,10 @@ class RolloutConfig:
     ``out_dir`` is None): ``fmt`` "extxyz" | "lammps-dump", a frame every ``write_every``
     steps (0 = none), a ``thermo.csv`` row every ``thermo_every`` steps (default
     ``write_every``, or 1). ``progress``: a progress bar.
+
+    Speed: ``neighbour_skin_A`` (Å) is the skin of the neighbour list the model step keeps
+    across strides (:class:`~equignnmd.rollout.stages.ModelStep`; exact, 0 searches every
+    stride).
     """
 
     dt_fs: float = 0.0
@@ -68,6 +72,7 @@ class RolloutConfig:
     energy: str = "none"
     energy_rescale: bool = True
     split_thermostat: bool | None = None
+    neighbour_skin_A: float = 1.0
 
     @classmethod
     def of(cls, source: str = "rollout settings", **values: Any) -> RolloutConfig:
@@ -116,6 +121,8 @@ class RolloutConfig:
             raise bad("dt_fs", "a stride > 0 fs")
         if self.steps < 0:
             raise bad("steps", "≥ 0")
+        if not (self.neighbour_skin_A >= 0 and math.isfinite(self.neighbour_skin_A)):
+            raise bad("neighbour_skin_A", "a skin ≥ 0 Å (0: a neighbour search every stride)")
         if self.thermostat.lower() not in THERMOSTATS:
             raise bad("thermostat", "one of none, csvr, langevin")
         temps = self.temperature_K if isinstance(self.temperature_K, list) else [self.temperature_K]

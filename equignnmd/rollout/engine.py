@@ -120,7 +120,12 @@ def init_run(
             fraction=0.5 if split else 1.0,
         )
         stages = standard_stages(
-            thermostat, config.remove_momentum, config.set_point_K, energy=energy, split=split
+            thermostat,
+            config.remove_momentum,
+            config.set_point_K,
+            energy=energy,
+            split=split,
+            skin_A=config.neighbour_skin_A,
         )
     stages = list(stages)
     return init_stages(stages, state), stages

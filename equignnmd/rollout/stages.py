@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import torch
 
 from .. import physics
-from ..graph import wrap_positions
+from ..graph import VerletList, wrap_positions
 from ..thermostats import make_thermostat
 from ..units import fs_to_ps
 from .state import RolloutState
@@ -99,9 +99,17 @@ class ModelStep(Stage):
     ``init`` fixes the model's temperature label, :func:`equignnmd.physics.temperature_label`:
     ``set_point_K`` (scalar or (R,), K) where there is a thermostat, else the kinetic
     temperature of the first state, held for the whole run (``info["model"]["temperature_K"]``).
+
+    Neighbour lists: for a model that reads a given list (``model.reads_given_edges``), the
+    step keeps a :class:`~equignnmd.graph.VerletList` at ``model.cutoff + skin_A`` on the
+    unwrapped positions across strides (``info["model"]["neighbours"]``; rebuilt when an atom
+    has moved more than ``skin_A / 2`` since its build, or when the cell or the atoms change)
+    and hands the model the pairs within its cutoff: exactly the pairs of a fresh list, found
+    without a neighbour search on most strides. ``skin_A = 0`` searches every stride.
     """
 
     set_point_K: Any = None
+    skin_A: float = 1.0
     name: ClassVar[str] = "model"
 
     def init(self, state: RolloutState) -> RolloutState:
@@ -110,9 +118,40 @@ class ModelStep(Stage):
         )
         return state.with_info(self.name, temperature_K=label, finite_difference=False)
 
+    def neighbours(self, model, state: RolloutState) -> VerletList | None:
+        """The run's Verlet list, current for ``state`` (None: the model searches itself)."""
+        if self.skin_A <= 0 or not getattr(model, "reads_given_edges", False):
+            return None
+        nl = state.info.get(self.name, {}).get("neighbours")
+        if (
+            nl is None
+            or nl.cutoff != float(model.cutoff)
+            or nl.pos_ref.shape != state.unwrapped.shape
+            or not torch.equal(nl.cell, state.cell)
+            or not torch.equal(nl.batch, state.batch)
+        ):
+            nl = VerletList(float(model.cutoff), self.skin_A)
+            nl.build(state.unwrapped, state.cell, state.batch)
+        return nl
+
     def __call__(self, model, state: RolloutState, dt_fs: float) -> RolloutState:
         label = model_temperature(state)
-        batch = make_batch(state, dt_fs, label, model.dtype).to(model.device)
+        batch = make_batch(state, dt_fs, label, model.dtype)
+        nl = self.neighbours(model, state)
+        if nl is not None:
+            edge_index, _, keep = nl.edges(state.unwrapped)
+            # the list's shifts are for the unwrapped positions; for the wrapped ones add the
+            # whole cells between them, n_src − n_dst (unwrapped = wrapped + n · cell)
+            inv = torch.linalg.inv(state.cell)[state.batch]
+            frac = torch.einsum("nk,nkl->nl", state.unwrapped - state.positions, inv)
+            whole = torch.round(frac)
+            batch.edge_index = edge_index
+            batch.shifts = (nl.shifts[keep] + whole[edge_index[0]] - whole[edge_index[1]]).to(
+                model.dtype
+            )
+            batch.cutoff = float(model.cutoff)
+            state = state.with_info(self.name, neighbours=nl, neighbour_builds=nl.builds)
+        batch = batch.to(model.device)
         pred = model(model.prepare(batch))
         device = state.positions.device
         disp = pred.displacement.to(device=device, dtype=torch.float64)
@@ -312,6 +351,7 @@ def standard_stages(
     set_point_K=None,
     energy: EnergyRescale | None = None,
     split: bool = False,
+    skin_A: float = 1.0,
 ) -> list[Stage]:
     """The stages of a stride (module doc).
 
@@ -319,7 +359,8 @@ def standard_stages(
     NVE: the first state's kinetic temperature). Momentum is removed again after a thermostat
     whose noise carries momentum (Langevin). ``energy`` is put right after the model step.
     With ``split``, ``thermostat`` must cover half a stride (``Thermostat.make(...,
-    fraction=0.5)``) and acts before and after the deterministic part.
+    fraction=0.5)``) and acts before and after the deterministic part. ``skin_A``: the
+    model step's neighbour-list skin (:class:`ModelStep`), Å.
     """
 
     def thermo() -> list[Stage]:
@@ -328,7 +369,7 @@ def standard_stages(
         return [thermostat, RemoveMomentum()] if remove_momentum else [thermostat]
 
     stages: list[Stage] = thermo() if split else []
-    stages.append(ModelStep(set_point_K=set_point_K))
+    stages.append(ModelStep(set_point_K=set_point_K, skin_A=skin_A))
     if remove_momentum:
         stages.append(RemoveMomentum())
     if energy is not None:
