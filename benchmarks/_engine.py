@@ -77,24 +77,31 @@ class Measurement:
 
 
 class SurrogateStep:
-    """One real rollout step from a fixed state: :func:`equignnmd.rollout.advance` (batch,
-    descriptors, neighbour list, model, position/velocity update, momentum removal) and the
-    per-step stability guard of :class:`~equignnmd.rollout.Rollout` (no file output)."""
+    """One real rollout stride, in steady state: :func:`equignnmd.rollout.step` with the
+    standard NVE stages (batch, descriptors, the model step's Verlet list reused across strides
+    and rebuilt past half its skin, model, position/velocity update, momentum removal) and the
+    per-step stability guard of :class:`~equignnmd.rollout.Rollout` (no file output). Each call
+    continues from the last one's state, so list reuse and rebuilds count as in a rollout; a
+    state the guard flags is replaced by the first one (an untrained model in a smoke run)."""
 
     def __init__(self, model, state, stride_fs: float, device: str):
-        from equignnmd.rollout import StabilityGuard
+        from equignnmd.rollout import StabilityGuard, init_stages, standard_stages
 
-        self.model, self.state, self.stride_fs, self.device = model, state, stride_fs, device
+        self.model, self.stride_fs, self.device = model, stride_fs, device
+        self.stages = standard_stages(set_point_K=TEMPERATURE_K)
+        self.first = init_stages(self.stages, state)
+        self.state = self.first
         self.guard = StabilityGuard(
             reference_K=torch.full((state.n_replicas,), TEMPERATURE_K, dtype=torch.float64)
         )
         self.problem = None
 
     def __call__(self):
-        from equignnmd.rollout import advance
+        from equignnmd.rollout import step
 
-        new, _ = advance(self.model, self.state, self.stride_fs, TEMPERATURE_K)
+        new = step(self.model, self.state, self.stride_fs, self.stages)
         _, self.problem = self.guard.check(new)
+        self.state = self.first if self.problem else new
         if torch.device(self.device).type == "cuda":
             torch.cuda.synchronize()
         return new

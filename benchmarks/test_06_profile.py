@@ -58,7 +58,7 @@ def profile_step(model, state, stride_fs: float = 10.0):
             nl[kind] += 1e3 * values[3]
     forward = cum(type(model).forward)
     desc = cum(descriptors.compute_descriptors)
-    advance = cum(rollout.advance)
+    advance = cum(rollout.step)
     guard = cum(rollout.StabilityGuard.check)
     phases = [
         ("neighbour list (model)", nl["model"]),
