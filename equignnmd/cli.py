@@ -306,13 +306,15 @@ def cmd_rollout(args) -> int:
     if args.data:
         structure, data_T = dataset_frame(args.data, args.frame, args.data_temperature)
         temperature = temperature if temperature is not None else data_T
+        name = f"dataset {args.data} (--data), frame {args.frame} at {data_T:g} K"
     else:
         structure = args.structure
+        name = f"structure file {args.structure} (--structure)"
     config = rollout_config(args, temperature)  # checked before the model loads
     model = load_checkpoint(args.checkpoint, device=pick_device(args.device))
     if args.dtype:
         model = model.to(getattr(torch, args.dtype))
-    with Rollout(model, structure, config) as ro:
+    with Rollout(model, structure, config, names=[name]) as ro:
         result = ro.run()
     done = int(result.step[-1])
     print(

@@ -623,3 +623,68 @@ def test_read_structure(tmp_path):
     np.testing.assert_allclose(data.positions, atoms.positions, atol=1e-6)
     copy = read_structure(atoms)
     assert copy is not atoms and len(copy) == len(atoms)
+
+
+# ------------------------------------------------------------------------ inputs checked first
+def _bad_structure(kind: str, path: Path) -> tuple[Path, str, str]:
+    """A structure file with one problem: (file, field, what the message must expect)."""
+    atoms = fcc(0)
+    if kind == "species":
+        atoms.numbers[:8] = 29  # Cu in an Al model
+        field, expected = "species", "expected only Al (13)"
+    elif kind == "nan-position":
+        pos = atoms.positions
+        pos[5, 1] = np.nan
+        atoms.positions = pos
+        field, expected = "positions", "atom index 5"
+    elif kind == "inf-velocity":
+        vel = atoms.get_velocities()
+        vel[7] = np.inf
+        atoms.set_velocities(vel)
+        field, expected = "velocities", "expected finite velocities"
+    elif kind == "small-box":  # 8.1 Å < 2 × 5.5 Å, the shipped equivariant model's cutoff
+        atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+        field, expected = "cell", "2 × 5.5 Å (the model's cutoff) = 11.000 Å"
+    elif kind == "no-box":  # plain xyz: no Lattice, zero cell
+        atoms.pbc = False
+        atoms.cell = np.zeros((3, 3))
+        path = path.with_suffix(".xyz")
+        field, expected = "cell", "expected a 3-D periodic box"
+    ase.io.write(path, atoms)
+    return path, field, expected
+
+
+@pytest.mark.parametrize("kind", ["species", "nan-position", "inf-velocity", "small-box", "no-box"])
+def test_cli_rollout_checks_the_structure_before_writing(tmp_path, capsys, kind):
+    """A real checkpoint (pretrained:equivariant-al, cutoff 5.5 Å) and a real file: the
+    message names the file, the field and the expectation; no output folder appears."""
+    from equignnmd.cli import main
+
+    path, field, expected = _bad_structure(kind, tmp_path / "start.extxyz")
+    out = tmp_path / "ro"
+    code = main(
+        ["rollout", "--checkpoint", "pretrained:equivariant-al", "--structure", str(path)]
+        + ["--dt", "5", "--steps", "3", "--temperature", "300", "--out", str(out)]
+        + ["--no-progress", "--device", "cpu"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"structure file {path}" in err and f"field '{field}'" in err and expected in err
+    assert "6.287" not in err  # the model's cutoff, not the paper's
+    assert not out.exists()
+
+
+def test_rollout_api_checks_species_and_values_before_writing(tmp_path):
+    model = tiny_model("equivariant")
+    atoms = fcc(0)
+    atoms.numbers[0] = 29
+    with pytest.raises(ValueError, match=r"structure 0: field 'species' has Cu \(29\)"):
+        Rollout(model, atoms, 1.0, steps=2, out_dir=tmp_path / "ro", progress=False)
+    state = RolloutState.from_atoms([fcc(0)])
+    state.velocities[3, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"first run: field 'velocities' .* atom index 3"):
+        Rollout(
+            model, state, 1.0, steps=2, out_dir=tmp_path / "ro", progress=False,
+            names=["first run"],
+        )  # fmt: skip
+    assert not (tmp_path / "ro").exists()

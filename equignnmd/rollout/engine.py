@@ -77,6 +77,12 @@ class RolloutResult:
         return ns_per_day(self.time_ps[-1] - self.time_ps[0], self.wall_s[-1])
 
 
+def _model_species(model) -> list[int] | None:
+    """The atomic numbers ``model`` was trained on (``model.stats.species``), if it says."""
+    species = getattr(getattr(model, "stats", None), "species", None)
+    return None if species is None else [int(z) for z in species]
+
+
 def init_run(
     model,
     structures,
@@ -88,7 +94,9 @@ def init_run(
     """A run's first state and its stages, ready to :func:`~equignnmd.rollout.stages.step`.
 
     :func:`init_state` from ``structures`` with the config's velocities, replicas and seed (on
-    the model's device, boxes checked against its cutoff; ``names`` as there); ``stages``
+    the model's device; every structure checked by :func:`~equignnmd.rollout.state.
+    check_structures` against the model's cutoff and species before anything else happens;
+    ``names`` as there); ``stages``
     default to the config's standard ones (its thermostat, momentum removal, the model's
     label, an :class:`EnergyRescale` from ``energy_source`` — a source of
     :mod:`equignnmd.energy`, an ASE calculator — or else from ``config.energy``); every
@@ -104,6 +112,7 @@ def init_run(
         resample_velocities=config.resample_velocities,
         cutoff_A=model.cutoff,
         names=names,
+        species=_model_species(model),
     )
     if stages is None:
         from ..energy import make_energy_source
@@ -152,6 +161,11 @@ class Rollout:
             for the config); they must include a ``ModelStep``.
         energy_source: the potential energy of the states (:mod:`equignnmd.energy`: a source,
             an ASE calculator or an EAM file), in place of ``config.energy``.
+        names: how errors name each structure (default "structure k (file PATH)").
+
+    The structures are read and checked (:func:`~equignnmd.rollout.state.check_structures`:
+    species the model knows, finite positions and velocities, box ≥ 2 × ``model.cutoff``)
+    before ``out_dir`` or any file in it is created.
     """
 
     def __init__(
@@ -163,13 +177,15 @@ class Rollout:
         observers: Sequence = (),
         stages: Sequence[Stage] | None = None,
         energy_source=None,
+        names: Sequence[str] | None = None,
         **settings,
     ):
         self.config = cfg = _config(config, settings)
         self.model = model.eval()
         self.dt_fs = float(cfg.dt_fs)
+        # structures read and checked (species, finite values, box) before any file is opened
         self.state, self.stages = init_run(
-            model, structures, cfg, stages, energy_source=energy_source
+            model, structures, cfg, stages, names=names, energy_source=energy_source
         )
         self.energy = next((s for s in self.stages if isinstance(s, EnergyRescale)), None)
         self.thermostat = thermostat_of(self.stages)
