@@ -688,3 +688,52 @@ def test_rollout_api_checks_species_and_values_before_writing(tmp_path):
             names=["first run"],
         )  # fmt: skip
     assert not (tmp_path / "ro").exists()
+
+
+# ------------------------------------------------------------------------------------- speed
+def _last_thermo_row(path: Path) -> dict[str, float]:
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    return dict(zip(header, (float(x) for x in lines[-1].split(","))))
+
+
+def test_one_speed_definition_summary_thermo_and_result_agree(tmp_path):
+    """Strides of the loop per wall second of the loop, cumulative over run() calls; ns/day =
+    steps/s × stride. The result and thermo.csv's last row say the same; a second run()
+    continues the count."""
+    dt = 5.0
+    with Rollout(
+        Ballistic(), fcc(0), dt, steps=4, out_dir=tmp_path, write_every=2, progress=False
+    ) as ro:
+        ro.run()
+        res = ro.run(4)
+    assert res.step[-1] == 8 and res.wall_s[0] == 0.0 and np.all(np.diff(res.wall_s) > 0)
+    row = _last_thermo_row(tmp_path / "thermo.csv")
+    assert row["step"] == 8
+    assert row["wall_s"] == pytest.approx(res.wall_s[-1], abs=1e-4)
+    assert row["ns_per_day"] == pytest.approx(res.ns_per_day, rel=1e-5)
+    assert res.steps_per_s == pytest.approx(8 / res.wall_s[-1])
+    assert res.ns_per_day == pytest.approx(res.steps_per_s * dt * 86400 / 1e6)
+
+
+def test_cli_rollout_summary_matches_the_last_thermo_row(tmp_path, capsys):
+    from equignnmd.cli import main
+
+    start = tmp_path / "start.extxyz"
+    ase.io.write(start, fcc(0))
+    out = tmp_path / "ro"
+    code = main(
+        ["rollout", "--checkpoint", "pretrained:equivariant-al", "--structure", str(start)]
+        + ["--dt", "5", "--steps", "4", "--write-every", "2", "--out", str(out)]
+        + ["--no-progress", "--device", "cpu"]
+    )
+    text = capsys.readouterr().out
+    assert code == 0, text
+    summary = text.split("replica(s): ")[1]
+    steps_s = float(summary.split(" steps/s")[0])
+    ns_day = float(summary.split("steps/s, ")[1].split(" ns/day")[0])
+    row = _last_thermo_row(out / "thermo.csv")
+    assert row["step"] == 4
+    assert ns_day == pytest.approx(row["ns_per_day"], rel=6e-3)  # printed to 3 digits
+    assert steps_s == pytest.approx(4 / row["wall_s"], rel=6e-3)
+    assert ns_day == pytest.approx(steps_s * 5 * 86400 / 1e6, rel=1e-2)
