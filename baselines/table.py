@@ -14,24 +14,58 @@ from .predictors import predict_arrays
 NAMES = ("zero", "ballistic", "taylor")
 
 
+def stride_problem(tr, stride_fs: float) -> str | None:
+    """Why ``stride_fs`` cannot be measured on the trajectory ``tr`` (a whole multiple of its
+    ``frame_interval_fs``, no longer than the trajectory), or ``None`` when it can."""
+    off = stride_fs / tr.frame_interval_fs
+    if abs(off - round(off)) > 1e-6 or round(off) < 1 or round(off) >= tr.n_frames:
+        return (
+            f"trajectory file {tr.path}: stride {stride_fs:g} fs needs a whole multiple of "
+            f"'frame_interval_fs' = {tr.frame_interval_fs:g} fs within "
+            f"{tr.time_fs[-1] - tr.time_fs[0]:g} fs"
+        )
+    return None
+
+
+def _selected(root: str | Path, temperatures_K) -> list:
+    return [
+        tr
+        for tr in open_trajectories(root)
+        if not temperatures_K or any(abs(tr.temperature_K - t) < 1e-6 for t in temperatures_K)
+    ]
+
+
+def measurable_strides(
+    root: str | Path, strides_fs, temperatures_K=None
+) -> tuple[list[float], dict[float, str]]:
+    """``(strides every selected trajectory allows, {stride left out: why})``, in the order
+    given (:func:`stride_problem`)."""
+    trajectories = _selected(root, temperatures_K)
+    kept, skipped = [], {}
+    for s in strides_fs:
+        why = next((w for tr in trajectories if (w := stride_problem(tr, float(s)))), None)
+        if why is None:
+            kept.append(float(s))
+        else:
+            skipped[float(s)] = why
+    return kept, skipped
+
+
 def baseline_table(
     root: str | Path, strides_fs, max_starts: int = 200, temperatures_K=None
 ) -> list[dict]:
     """One row per (temperature, stride): mean/RMSE position error and velocity error of every
-    baseline over up to ``max_starts`` evenly spaced start frames of the whole trajectory."""
+    baseline over up to ``max_starts`` evenly spaced start frames of the whole trajectory.
+
+    A stride a trajectory does not allow is a ``ValueError`` (:func:`stride_problem`); use
+    :func:`measurable_strides` to keep only those it does."""
     rows = []
-    for tr in open_trajectories(root):
-        if temperatures_K and not any(abs(tr.temperature_K - t) < 1e-6 for t in temperatures_K):
-            continue
+    for tr in _selected(root, temperatures_K):
         for s in strides_fs:
-            off = s / tr.frame_interval_fs
-            if abs(off - round(off)) > 1e-6 or round(off) >= tr.n_frames:
-                raise ValueError(
-                    f"trajectory file {tr.path}: stride {s} fs needs a whole multiple of "
-                    f"'frame_interval_fs' = {tr.frame_interval_fs} fs within "
-                    f"{tr.time_fs[-1] - tr.time_fs[0]} fs"
-                )
-            off = int(round(off))
+            why = stride_problem(tr, s)
+            if why is not None:
+                raise ValueError(why)
+            off = int(round(s / tr.frame_interval_fs))
             starts = np.unique(np.linspace(0, tr.n_frames - off - 1, max_starts).astype(int))
             pos0 = tr.read("positions", starts)
             pos1 = tr.read("positions", starts + off)

@@ -15,16 +15,36 @@ leaves a half-written checkpoint.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI lists pretrained names cheaply
+    import torch
 
 FORMAT = "equignnmd-checkpoint/1"
 PRETRAINED_PREFIX = "pretrained:"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+"""Where the shipped checkpoints (``pretrained:NAME`` = ``NAME.pt``) live."""
+
+
+def pretrained_names() -> list[str]:
+    """The shipped ``pretrained:`` names, sorted (read from the package; no torch import)."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt")) if PRETRAINED_DIR.is_dir() else []
+
+
+def expected_checkpoint() -> str:
+    """What a checkpoint argument should be, for error messages."""
+    names = ", ".join(pretrained_names()) or "none in this installation"
+    return (
+        "a checkpoint file written by `equignnmd train` (RUN/best.pt or RUN/last.pt) or "
+        f"pretrained:NAME with NAME one of: {names}"
+    )
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -54,33 +74,73 @@ def save_checkpoint(path, model, data_summary: dict | None = None, trainer: dict
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
+    """The file of a checkpoint argument: ``pretrained:NAME`` → the shipped ``NAME.pt``, else
+    ``path`` itself. An unknown ``pretrained:`` name is a ``FileNotFoundError`` listing the
+    shipped names."""
     text = str(path)
     if text.startswith(PRETRAINED_PREFIX):
         name = text[len(PRETRAINED_PREFIX) :]
-        folder = Path(__file__).parent / "pretrained"
-        candidate = folder / f"{name}.pt"
-        if not candidate.exists():
-            known = sorted(p.stem for p in folder.glob("*.pt")) if folder.exists() else []
+        candidate = PRETRAINED_DIR / f"{name}.pt"
+        if not name or not candidate.is_file():
             raise FileNotFoundError(
-                f"pretrained model {name!r} not found in {folder}; available: {known or 'none'}"
+                f"checkpoint {text!r}: no shipped pretrained model named {name!r} (in "
+                f"{PRETRAINED_DIR}); expected pretrained:NAME with NAME one of: "
+                f"{', '.join(pretrained_names()) or 'none in this installation'}"
             )
         return candidate
     return Path(path)
 
 
+def _why_unreadable(path: Path) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, in our words."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":
+        return f"it is not a torch zip archive ({size} bytes starting {head!r})"
+    if not zipfile.is_zipfile(path):
+        return (
+            f"it is a zip archive cut short or damaged ({size} bytes, no end-of-archive record): "
+            "a truncated download or copy, or a run killed while writing"
+        )
+    return (
+        "its contents are not the plain tensors, dicts, lists, strings and numbers of an "
+        "equignnmd checkpoint (safe loading refused an object in it)"
+    )
+
+
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """The checkpoint dict of a file or ``pretrained:NAME``, read with safe loading
+    (``torch.load(weights_only=True)``: tensors and plain containers only, never code).
+
+    Raises ``FileNotFoundError`` (missing file, unknown pretrained name) or ``ValueError``
+    (not a readable equignnmd checkpoint), each naming the file and what was expected.
+    """
+    import torch
+
     path = resolve_path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(
+            f"checkpoint {path}: the file does not exist; expected {expected_checkpoint()}"
+        )
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path}: is a folder; expected {expected_checkpoint()}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
+    except Exception:
+        # torch's own message advises turning safe loading off: never pass that on
         raise ValueError(
-            f"checkpoint {path}: cannot be read as an equignnmd checkpoint ({err})"
-        ) from err
+            f"checkpoint {path}: not a readable equignnmd checkpoint: {_why_unreadable(path)}; "
+            f"expected {expected_checkpoint()}"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"checkpoint {path}: field 'format' is {found!r}; expected {FORMAT!r}")
+        raise ValueError(
+            f"checkpoint {path}: not an equignnmd checkpoint: field 'format' is {found!r} (an "
+            f"equignnmd checkpoint has {FORMAT!r}); expected {expected_checkpoint()}"
+        )
     return ckpt
 
 
@@ -94,6 +154,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     e.g. ``use_cueq=True`` or ``compile=True`` for the equivariant model; a key the
     checkpoint's config does not have is refused.
     """
+    import torch
+
     from .config import ConfigError
     from .data.stats import TrainingStats
     from .device import pick_device

@@ -1,44 +1,132 @@
-"""The ``equignnmd`` command line. Each sub-command is a thin layer over a library function."""
+"""The ``equignnmd`` command line. Each sub-command is a thin layer over a library function.
+
+Environment: :func:`main` sets ``OMP_WAIT_POLICY=passive`` unless the user set it, before
+anything imports torch (this module imports only the standard library and the config
+loader). Spinning OpenMP threads made torch many times slower on a shared machine; the
+benchmark suite runs with the same setting. Called in a process that has already imported
+torch, the setting reaches only child processes.
+
+Every option's help shows its default (:class:`HelpFormatter`); an option without a fixed
+default says in its help what is used when it is left out.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from .config import resolve_config
 
+OMP_DEFAULTS = {"OMP_WAIT_POLICY": "passive"}
+"""Environment defaults :func:`main` applies unless the user set them."""
 
-def _floats(text: str) -> list[float]:
-    from .data.dataset import parse_strides
 
-    return parse_strides(text)
+def apply_environment_defaults() -> dict[str, str]:
+    """Set :data:`OMP_DEFAULTS` where the environment has no value; returns those set.
+
+    Must run before torch is imported to affect this process (libgomp reads it at load)."""
+    applied = {}
+    for key, value in OMP_DEFAULTS.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            applied[key] = value
+    return applied
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to an option's help where the option has a default value; an
+    option whose default is unset (``None``) or a flag is left as its help says."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.nargs == 0 or "%(default)" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _number_list(text: str, what: str, unit: str, example: str) -> list[float]:
+    """``"5,10,20"`` → [5.0, 10.0, 20.0], each finite and > 0, or an argparse error saying
+    what the value must be (``what``: "stride", "temperature")."""
+    expected = f"expected {what}s in {unit}, each > 0, comma-separated (e.g. {example})"
+    values = []
+    for token in (t for t in text.replace(" ", "").split(",") if t):
+        try:
+            value = float(token)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(
+                f"{what} {token!r} is not a positive number of {unit}; {expected}"
+            )
+        values.append(value)
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no {what}; {expected}")
+    return values
+
+
+def _strides(text: str) -> list[float]:
+    """Strides Δt: positive numbers of fs, comma-separated."""
+    return _number_list(text, "stride", "fs", "5,10,20")
+
+
+def _temperatures(text: str) -> list[float]:
+    """Temperatures: positive numbers of K, comma-separated."""
+    return _number_list(text, "temperature", "K", "300,350")
+
+
+def _parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    return sub.add_parser(name, formatter_class=HelpFormatter, **kwargs)
+
+
+def _checkpoint_help() -> str:
+    from .checkpoint import pretrained_names
+
+    names = ", ".join(f"pretrained:{n}" for n in pretrained_names()) or "none installed"
+    return f"checkpoint file written by `equignnmd train`, or a shipped model: {names}"
 
 
 # --------------------------------------------------------------------------------- generate
 def add_generate(sub) -> None:
-    p = sub.add_parser(
+    p = _parser(
+        sub,
         "generate",
         help="run LAMMPS EAM reference MD and write a dataset",
         description="Reference trajectories of FCC Al from LAMMPS EAM (NPT Nosé–Hoover, "
         "velocity Verlet). Config values come from --config (default: quick), then the "
-        "named options, then --set KEY=VALUE.",
+        "named options, then --set KEY=VALUE. Options left out take the config's value.",
     )
+    cfg = "default: the config's value"
     p.add_argument("--config", default="quick", help="YAML file or built-in name (quick, paper)")
-    p.add_argument("-o", "--output", help="dataset folder")
-    p.add_argument("--temperatures", type=_floats, help="comma-separated, K")
-    p.add_argument("--test-temperatures", type=_floats, help="held-out temperatures, K")
-    p.add_argument("--cells", type=int, help="FCC cells per side (4 → 256 atoms)")
-    p.add_argument("--equilibration-ps", type=float)
-    p.add_argument("--production-ps", type=float)
-    p.add_argument("--record-every-fs", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--potential", help="EAM file (.eam, .eam.alloy, .eam.fs) or a shipped name")
-    p.add_argument("--mpi-ranks", type=int, help="launch LAMMPS on N MPI ranks (mpiexec)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field")
+    p.add_argument("-o", "--output", help=f"dataset folder ({cfg})")
+    p.add_argument("--temperatures", type=_temperatures, help=f"comma-separated, K ({cfg})")
+    p.add_argument(
+        "--test-temperatures",
+        type=_temperatures,
+        help="held-out temperatures, K (default: the config's; none when --temperatures is given)",
+    )
+    p.add_argument("--cells", type=int, help=f"FCC cells per side, 4 → 256 atoms ({cfg})")
+    p.add_argument("--equilibration-ps", type=float, help=f"NPT equilibration, ps ({cfg})")
+    p.add_argument("--production-ps", type=float, help=f"recorded trajectory, ps ({cfg})")
+    p.add_argument("--record-every-fs", type=float, help=f"frame spacing, fs ({cfg})")
+    p.add_argument("--seed", type=int, help=f"velocity seed ({cfg})")
+    p.add_argument(
+        "--potential", help=f"EAM file (.eam, .eam.alloy, .eam.fs) or a shipped name ({cfg})"
+    )
+    p.add_argument(
+        "--mpi-ranks", type=int, help=f"launch LAMMPS on N MPI ranks with mpiexec ({cfg})"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any config field, repeatable (default: none)",
+    )
     p.add_argument("--estimate", action="store_true", help="print size and time, run nothing")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
 
@@ -88,64 +176,122 @@ def cmd_generate(args) -> int:
 
 # ---------------------------------------------------------------------------------- convert
 def add_convert(sub) -> None:
-    p = sub.add_parser(
+    p = _parser(
+        sub,
         "convert",
         help="bring LAMMPS dumps or ASE trajectories into the dataset format",
         description="One trajectory per input file. LAMMPS text dumps (any column order; "
         "x/xu/xs, vx vy vz, optional image flags) need --timestep-fs; ASE-readable files "
-        "(extxyz, .traj) must carry velocities.",
+        "(extxyz, .traj) must carry velocities. A temperature label more than 5 %% from the "
+        "file's measured kinetic temperature is warned about and recorded in dataset.json. "
+        "Nothing is left behind when a conversion fails.",
     )
     p.add_argument("inputs", nargs="+", help="LAMMPS dump or ASE-readable trajectory files")
-    p.add_argument("-o", "--output", required=True, help="dataset folder to write")
-    p.add_argument("--timestep-fs", type=float, help="MD timestep of the dump's step numbers")
-    p.add_argument("--temperature", type=_floats, help="K, one value or one per input")
-    p.add_argument("--test-temperatures", type=_floats, default=[])
-    p.add_argument("--species", help="element of LAMMPS type 1 (symbol or atomic number)")
-    p.add_argument("--mass", type=float, help="amu (default: from the element)")
+    p.add_argument("-o", "--output", required=True, help="dataset folder to write (required)")
+    p.add_argument(
+        "--timestep-fs",
+        type=float,
+        help="MD timestep of the dump's TIMESTEP numbers, fs (default: none; required for "
+        "dumps without ITEM: TIME)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=_temperatures,
+        help="temperature label, K, one value or one per input (default: the file's "
+        "temperature_K, else its mean kinetic temperature)",
+    )
+    p.add_argument(
+        "--test-temperatures",
+        type=_temperatures,
+        help="trajectories at these temperatures, K, are marked held-out (default: none)",
+    )
+    p.add_argument(
+        "--species",
+        help="element of LAMMPS type 1 (symbol or atomic number; 'Al,Cu' for types 1, 2) "
+        "(default: none; required for dumps with a 'type' column and no 'element')",
+    )
+    p.add_argument(
+        "--mass",
+        type=float,
+        help="mass of every atom, amu (default: the file's masses, else the element's)",
+    )
     p.set_defaults(func=cmd_convert)
 
 
 def cmd_convert(args) -> int:
+    import warnings
+
     from .data.convert import convert
 
     temperature = args.temperature
     if temperature is not None and len(temperature) == 1:
         temperature = temperature[0]
-    out = convert(
-        args.inputs,
-        args.output,
-        timestep_fs=args.timestep_fs,
-        temperature_K=temperature,
-        test_temperatures_K=args.test_temperatures,
-        species=args.species,
-        masses_amu=args.mass,
-        command_line=shlex.join(["equignnmd", *args.argv]),
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        out = convert(
+            args.inputs,
+            args.output,
+            timestep_fs=args.timestep_fs,
+            temperature_K=temperature,
+            test_temperatures_K=args.test_temperatures or [],
+            species=args.species,
+            masses_amu=args.mass,
+            command_line=shlex.join(["equignnmd", *args.argv]),
+        )
+    for w in caught:
+        print(f"equignnmd convert: warning: {w.message}", file=sys.stderr)
     print(f"dataset written to {out}")
     return 0
 
 
 # -------------------------------------------------------------------------------- baselines
+BASELINE_STRIDES_FS = (1.0, 5.0, 10.0, 20.0, 50.0)
+"""The strides ``equignnmd baselines`` tries without ``--dt`` (those the data allow)."""
+
+
 def add_baselines(sub) -> None:
-    p = sub.add_parser(
+    defaults = ",".join(f"{s:g}" for s in BASELINE_STRIDES_FS)
+    p = _parser(
+        sub,
         "baselines",
         help="error table of the zero / ballistic / Taylor baselines",
         description="Mean per-atom position error (Å) of the baselines, per temperature.",
     )
-    p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--dt", type=_floats, default=[1, 5, 10, 20, 50], help="strides, fs")
-    p.add_argument("--temperatures", type=_floats, help="only these trajectories, K")
+    p.add_argument("--data", required=True, help="dataset folder (required)")
+    p.add_argument(
+        "--dt",
+        type=_strides,
+        help=f"strides, fs, comma-separated; each a whole multiple of the data's frame "
+        f"interval (default: those of {defaults} the data allow; the others are skipped "
+        "with a note)",
+    )
+    p.add_argument(
+        "--temperatures", type=_temperatures, help="only these trajectories, K (default: all)"
+    )
     p.add_argument("--max-starts", type=int, default=200, help="start frames per stride")
-    p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--json", help="also write the rows to this JSON file (default: none)")
     p.set_defaults(func=cmd_baselines)
 
 
 def cmd_baselines(args) -> int:
     import json
 
-    from .baselines.table import baseline_table, format_table
+    from .baselines.table import baseline_table, format_table, measurable_strides
 
-    rows = baseline_table(args.data, args.dt, args.max_starts, args.temperatures)
+    strides = args.dt
+    if strides is None:  # the defaults the data allow; explicitly requested ones must work
+        strides, skipped = measurable_strides(args.data, BASELINE_STRIDES_FS, args.temperatures)
+        for stride, why in skipped.items():
+            print(
+                f"equignnmd baselines: skipped default stride {stride:g} fs: {why}", file=sys.stderr
+            )
+        if not strides:
+            raise ValueError(
+                f"dataset {args.data}: none of the default strides "
+                f"{', '.join(f'{s:g}' for s in BASELINE_STRIDES_FS)} fs fits its trajectories; "
+                "expected --dt with whole multiples of the frame interval (see above)"
+            )
+    rows = baseline_table(args.data, strides, args.max_starts, args.temperatures)
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
@@ -154,33 +300,60 @@ def cmd_baselines(args) -> int:
 
 # ------------------------------------------------------------------------------------ train
 def add_train(sub) -> None:
-    p = sub.add_parser(
+    p = _parser(
+        sub,
         "train",
         help="train a surrogate (any registered architecture)",
         description="Model-agnostic trainer. Values come from --config (sections arch, model, "
         "train), then the named options, then --set KEY=VALUE (train fields) or "
-        "--set model.KEY=VALUE. Multi-GPU / multi-process: torchrun --nproc_per_node=N "
-        "-m equignnmd train ...",
+        "--set model.KEY=VALUE. Options left out take the config's value. Multi-GPU / "
+        "multi-process: torchrun --nproc_per_node=N -m equignnmd train ...",
     )
-    p.add_argument("--arch", help="paper or equivariant (default: from --config)")
+    cfg = "default: the config's value"
+    p.add_argument(
+        "--arch",
+        help="architecture, a name of equignnmd.models.REGISTRY: paper or equivariant "
+        "(default: the config's 'arch')",
+    )
     p.add_argument(
         "--config",
-        help="YAML file or built-in name (paper, paper-small, "
-        "equivariant, equivariant-small); default: <arch>",
+        help="YAML file or built-in name (paper, paper-small, equivariant, equivariant-small) "
+        "(default: the config named like --arch)",
     )
-    p.add_argument("--data", help="dataset folder")
-    p.add_argument("--out", help="run folder (checkpoints, metrics.csv)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--strides", type=_floats, help="Δt set, fs, e.g. 5,10,20,50")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA if present)")
-    p.add_argument("--dtype", choices=["float32", "float64"])
-    p.add_argument("--seed", type=int)
+    p.add_argument("--data", help=f"dataset folder ({cfg})")
+    p.add_argument("--out", help=f"run folder: checkpoints, metrics.csv ({cfg})")
+    p.add_argument("--epochs", type=int, help=f"training epochs ({cfg})")
+    p.add_argument("--batch-size", type=int, help=f"structures per batch ({cfg})")
+    p.add_argument("--lr", type=float, help=f"learning rate ({cfg})")
+    p.add_argument("--strides", type=_strides, help=f"Δt set, fs, e.g. 5,10,20,50 ({cfg})")
+    p.add_argument(
+        "--device", help="cpu, cuda, cuda:1 (default: the config's; auto = CUDA if present)"
+    )
+    p.add_argument("--dtype", choices=["float32", "float64"], help=f"model dtype ({cfg})")
+    p.add_argument("--seed", type=int, help=f"random seed ({cfg})")
     p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a train field, or model.FIELD for the model, repeatable (default: none)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+
+def check_arch(arch: str | None) -> None:
+    """Refuse an ``--arch`` that is not in :data:`equignnmd.models.REGISTRY`, listing them."""
+    if arch is None:
+        return
+    from .config import ConfigError
+    from .models import REGISTRY
+
+    if arch not in REGISTRY:
+        raise ConfigError(
+            f"argument --arch: {arch!r} is not an architecture; expected one of "
+            f"{', '.join(sorted(REGISTRY))} (equignnmd.models.REGISTRY)"
+        )
 
 
 def train_spec(args):
@@ -202,6 +375,7 @@ def train_spec(args):
     sets = parse_overrides(args.set)  # --set wins over the named options
     model_over = {k[len("model.") :]: v for k, v in sets.items() if k.startswith("model.")}
     train_over.update({k: v for k, v in sets.items() if not k.startswith("model.")})
+    check_arch(args.arch)  # before its name is looked up as a config file
     config = resolve_config(args.config or args.arch, "")
     return load_run_spec(config, args.arch, train_over, model_over)
 
@@ -210,43 +384,90 @@ def cmd_train(args) -> int:
     from .train import train
 
     if not (args.arch or args.config):
-        raise SystemExit("equignnmd train: give --arch (paper or equivariant) or --config")
+        from .models import REGISTRY
+
+        raise SystemExit(
+            f"equignnmd train: give --arch (one of {', '.join(sorted(REGISTRY))}) or --config"
+        )
     spec = train_spec(args)
     train(spec, resume=args.resume, progress=not args.no_progress)
     return 0
 
 
 # ---------------------------------------------------------------------------------- rollout
+SPEED_EPILOG = (
+    "Speed, one definition for the summary line, the progress bar and thermo.csv (wall_s, "
+    "ns_per_day): strides completed by the rollout loop divided by the wall seconds spent in "
+    "that loop, cumulative from its first stride; setup (reading the structure, loading the "
+    "model, writing step 0) is excluded. ns/day = steps/s × stride (fs) × 86400 / 10^6, per "
+    "replica (replicas advance together). The structure is checked before any file is "
+    "written: species the model knows, finite positions and velocities, a box at least twice "
+    "the model's cutoff."
+)
+
+
 def add_rollout(sub) -> None:
-    p = sub.add_parser(
+    p = _parser(
+        sub,
         "rollout",
         help="run the surrogate as an MD engine",
         description="Autoregressive rollout from a structure file (extxyz, LAMMPS data or "
         "dump, anything ASE reads) or a frame of a dataset. Writes the trajectory every "
         "--write-every steps and thermo.csv; stops with a clear message if a stability guard "
         "fires (what was written stays on disk).",
+        epilog=SPEED_EPILOG,
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or pretrained:NAME")
+    p.add_argument("--checkpoint", required=True, help=_checkpoint_help() + " (required)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--structure", help="structure file")
-    src.add_argument("--data", help="dataset folder (with --frame, --data-temperature)")
+    src.add_argument("--structure", help="structure file (this or --data is required)")
+    src.add_argument(
+        "--data",
+        help="dataset folder, with --frame and --data-temperature (this or --structure is "
+        "required)",
+    )
     p.add_argument("--frame", type=int, default=0, help="frame index in the dataset")
-    p.add_argument("--data-temperature", type=float, help="trajectory of the dataset, K")
-    p.add_argument("--dt", type=float, required=True, help="stride, fs")
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--temperature", type=float, help="set point, K (and initial velocities)")
-    p.add_argument("--thermostat", choices=["none", "csvr", "langevin"], default="none")
-    p.add_argument("--tau-fs", type=float, help="CSVR time constant (default 100 × stride)")
-    p.add_argument("--friction", type=float, help="Langevin friction, 1/ps")
-    p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="rollout", help="output folder")
-    p.add_argument("--write-every", type=int, default=10)
-    p.add_argument("--format", choices=["extxyz", "lammps-dump"], default="extxyz")
-    p.add_argument("--min-distance", type=float, default=1.5, help="guard, Å")
-    p.add_argument("--max-temperature-factor", type=float, default=3.0, help="guard")
     p.add_argument(
-        "--min-temperature-factor", type=float, help="guard: stop below this × set point (off)"
+        "--data-temperature",
+        type=float,
+        help="trajectory of the dataset, K (default: its first trajectory)",
+    )
+    p.add_argument("--dt", type=float, required=True, help="stride, fs (required)")
+    p.add_argument("--steps", type=int, required=True, help="strides to run (required)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        help="set point, K, and the temperature of initial velocities where the structure "
+        "has none (default: none; with --data, the trajectory's)",
+    )
+    p.add_argument(
+        "--thermostat", choices=["none", "csvr", "langevin"], default="none", help="thermostat"
+    )
+    p.add_argument("--tau-fs", type=float, help="CSVR time constant, fs (default: 100 × stride)")
+    p.add_argument(
+        "--friction", type=float, help="Langevin friction, 1/ps (default: 1 / (100 × stride))"
+    )
+    p.add_argument("--replicas", type=int, default=1, help="replicas run together")
+    p.add_argument("--seed", type=int, default=0, help="replica r draws from seed + r")
+    p.add_argument("--out", default="rollout", help="output folder")
+    p.add_argument(
+        "--write-every", type=int, default=10, help="write a frame every N steps (0: none)"
+    )
+    p.add_argument(
+        "--format", choices=["extxyz", "lammps-dump"], default="extxyz", help="trajectory format"
+    )
+    p.add_argument(
+        "--min-distance", type=float, default=1.5, help="guard: stop below this pair distance, Å"
+    )
+    p.add_argument(
+        "--max-temperature-factor",
+        type=float,
+        default=3.0,
+        help="guard: stop above this × the model's temperature label",
+    )
+    p.add_argument(
+        "--min-temperature-factor",
+        type=float,
+        help="guard: stop below this × set point (default: off)",
     )
     p.add_argument(
         "--energy",
@@ -261,9 +482,13 @@ def add_rollout(sub) -> None:
         action="store_true",
         help="with --energy: log K + U, do not rescale",
     )
-    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: CUDA if present)")
-    p.add_argument("--dtype", choices=["float32", "float64"])
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default: auto, CUDA if present)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        help="model dtype (default: the checkpoint's)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rollout)
 
 
@@ -306,19 +531,25 @@ def cmd_rollout(args) -> int:
     if args.data:
         structure, data_T = dataset_frame(args.data, args.frame, args.data_temperature)
         temperature = temperature if temperature is not None else data_T
+        name = f"dataset {args.data} (--data), frame {args.frame} at {data_T:g} K"
     else:
         structure = args.structure
+        name = f"structure file {args.structure} (--structure)"
     config = rollout_config(args, temperature)  # checked before the model loads
     model = load_checkpoint(args.checkpoint, device=pick_device(args.device))
     if args.dtype:
         model = model.to(getattr(torch, args.dtype))
-    with Rollout(model, structure, config) as ro:
+    with Rollout(model, structure, config, names=[name]) as ro:
         result = ro.run()
     done = int(result.step[-1])
+    speed = (
+        f"{result.steps_per_s:.3g} steps/s, {result.ns_per_day:.3g} ns/day"
+        if done > 0
+        else "no stride completed, no speed"
+    )
     print(
         f"{done} steps of {args.dt:g} fs ({fs_to_ps(done * args.dt):g} ps) × {args.replicas} "
-        f"replica(s): {result.steps_per_s:.2f} steps/s, {result.ns_per_day:.3g} ns/day; "
-        f"files in {args.out}"
+        f"replica(s): {speed}; files in {args.out}"
     )
     if not result.completed:
         print(f"stopped: {result.stopped_reason}", file=sys.stderr)
@@ -328,25 +559,45 @@ def cmd_rollout(args) -> int:
 
 # --------------------------------------------------------------------------------- evaluate
 def add_evaluate(sub) -> None:
-    p = sub.add_parser(
+    p = _parser(
+        sub,
         "evaluate",
         help="evaluation report: error vs Δt, per temperature, rollouts vs LAMMPS",
-        description="Writes report.md, metrics.json and PNG plots into --out.",
+        description="Writes report.md, metrics.json and PNG plots into --out. Options left "
+        "out take EvaluateConfig's value (equignnmd.evaluate).",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or pretrained:NAME")
-    p.add_argument("--data", required=True, help="dataset folder")
+    cfg = "default: EvaluateConfig's"
+    p.add_argument("--checkpoint", required=True, help=_checkpoint_help() + " (required)")
+    p.add_argument("--data", required=True, help="dataset folder (required)")
     p.add_argument("--out", default="report", help="report folder")
-    p.add_argument("--dt", type=_floats, help="strides of the Table-4 layout, fs")
-    p.add_argument("--test-temperature", type=float, help="held-out temperature, K")
-    p.add_argument("--rollout-dt", type=_floats, help="rollout strides, fs (comma-separated)")
-    p.add_argument("--rollout-steps", type=int)
-    p.add_argument("--rollout-ps", type=float, help="rollout length, ps (overrides steps)")
-    p.add_argument("--tau-fs", type=float, help="thermostat time constant, fs (100 × Δt)")
-    p.add_argument("--rollout-temperatures", type=_floats)
-    p.add_argument("--thermostat", choices=["none", "csvr", "langevin"])
-    p.add_argument("--max-pairs", type=int)
-    p.add_argument("--device")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--dt", type=_strides, help=f"strides of the Table-4 layout, fs ({cfg})")
+    p.add_argument(
+        "--test-temperature",
+        type=float,
+        help="held-out temperature, K (default: the dataset's held-out trajectory)",
+    )
+    p.add_argument("--rollout-dt", type=_strides, help=f"rollout strides, fs ({cfg})")
+    p.add_argument("--rollout-steps", type=int, help=f"rollout strides per run ({cfg})")
+    p.add_argument(
+        "--rollout-ps",
+        type=float,
+        help="rollout length, ps; overrides --rollout-steps (default: off)",
+    )
+    p.add_argument("--tau-fs", type=float, help="thermostat time constant, fs (default: 100 × Δt)")
+    p.add_argument(
+        "--rollout-temperatures", type=_temperatures, help=f"rollout temperatures, K ({cfg})"
+    )
+    p.add_argument(
+        "--thermostat", choices=["none", "csvr", "langevin"], help=f"rollout thermostat ({cfg})"
+    )
+    p.add_argument("--max-pairs", type=int, help=f"start frames per stride and temperature ({cfg})")
+    p.add_argument("--device", help=f"cpu, cuda, cuda:1 or auto ({cfg})")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any EvaluateConfig field, repeatable (default: none)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -379,7 +630,8 @@ def cmd_evaluate(args) -> int:
 
 # --------------------------------------------------------------------------------- fidelity
 def add_fidelity(sub) -> None:
-    p = sub.add_parser(
+    p = _parser(
+        sub,
         "fidelity",
         help="long-trajectory fidelity benchmark against LAMMPS (NVE energy, NVT structure)",
         description="From equilibrated LAMMPS EAM states: NVE total-energy drift beside "
@@ -389,17 +641,28 @@ def add_fidelity(sub) -> None:
         "minute; default: 500 atoms, 20 ps, 300/450/800 K, ~1 h on 2 cores; long: 100-ps NVT "
         "at 20 and 50 fs), then the named options, then --set KEY=VALUE.",
     )
-    p.add_argument("--checkpoint", default="pretrained:equivariant-al")
-    p.add_argument("--preset", default="default", choices=["smoke", "default", "long"])
-    p.add_argument("--temperatures", type=_floats, help="K, comma-separated")
-    p.add_argument("--strides", type=_floats, help="surrogate strides, fs")
-    p.add_argument("--nve-ps", type=float)
-    p.add_argument("--nvt-ps", type=float)
-    p.add_argument("--cells", type=int, help="FCC cells per side (5 → 500 atoms)")
-    p.add_argument("--energy", help="surrogate energy rescaling: none, reference or an EAM file")
+    pre = "default: the preset's"
+    p.add_argument("--checkpoint", default="pretrained:equivariant-al", help=_checkpoint_help())
+    p.add_argument(
+        "--preset", default="default", choices=["smoke", "default", "long"], help="size preset"
+    )
+    p.add_argument("--temperatures", type=_temperatures, help=f"K, comma-separated ({pre})")
+    p.add_argument("--strides", type=_strides, help=f"surrogate strides, fs ({pre})")
+    p.add_argument("--nve-ps", type=float, help=f"NVE length, ps ({pre})")
+    p.add_argument("--nvt-ps", type=float, help=f"NVT length, ps ({pre})")
+    p.add_argument("--cells", type=int, help=f"FCC cells per side, 5 → 500 atoms ({pre})")
+    p.add_argument(
+        "--energy",
+        help=f"surrogate energy rescaling: none, reference or an EAM file ({pre})",
+    )
     p.add_argument("--out", default="fidelity", help="report folder")
-    p.add_argument("--device")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--device", help=f"cpu, cuda, cuda:1 or auto ({pre})")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any FidelityConfig field, repeatable (default: none)",
+    )
     p.set_defaults(func=cmd_fidelity)
 
 
@@ -428,7 +691,8 @@ def cmd_fidelity(args) -> int:
 
 # ------------------------------------------------------------------------------- quickstart
 def add_quickstart(sub) -> None:
-    p = sub.add_parser(
+    p = _parser(
+        sub,
         "quickstart",
         help="the whole pipeline on a small built-in default (under 15 min on 2 cores)",
         description="Generate the quick dataset, train a small equivariant model briefly, "
@@ -436,8 +700,10 @@ def add_quickstart(sub) -> None:
         "reuses what exists.",
     )
     p.add_argument("--out", default="quickstart", help="folder for data, run and report")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs")
-    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default: the quickstart's)"
+    )
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.set_defaults(func=cmd_quickstart)
 
 
@@ -453,10 +719,14 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog="equignnmd", description="Learned, force-free molecular dynamics."
+        prog="equignnmd",
+        description="Learned, force-free molecular dynamics.",
+        formatter_class=HelpFormatter,
+        epilog="OMP_WAIT_POLICY defaults to passive (unless set in the environment): "
+        "spinning OpenMP threads slow torch down on a shared machine.",
     )
     parser.add_argument("--version", action="version", version=f"equignnmd {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
     return parser
@@ -475,6 +745,11 @@ COMMANDS = [
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The console script ``equignnmd`` (and ``python -m equignnmd``): environment defaults
+    (:func:`apply_environment_defaults`, before torch is imported), then the sub-command.
+    Returns the exit status: 0, 2 for a usage or input error (printed), 3 for a rollout the
+    guard stopped."""
+    apply_environment_defaults()
     from .config import ConfigError
 
     parser = build_parser()

@@ -24,13 +24,18 @@ def perpendicular_widths(cell: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.array([volume / np.linalg.norm(x) for x in cross])
 
 
-def check_box(cell, cutoff: float, where: str = "input") -> None:
-    """Refuse a periodic box thinner than twice the cutoff: an atom would see itself."""
+def check_box(cell, cutoff: float, where: str = "input", cutoff_source: str = "") -> None:
+    """Refuse a periodic box thinner than twice the cutoff: an atom would see itself.
+
+    The ``ValueError`` names ``where``, the field ``cell``, its widths and the cutoff it was
+    checked against (``cutoff_source`` says whose, e.g. "the model's cutoff").
+    """
     widths = perpendicular_widths(cell)
     if np.any(widths < 2.0 * cutoff):
+        whose = f" ({cutoff_source})" if cutoff_source else ""
         raise ValueError(
             f"{where}: field 'cell' has perpendicular widths {np.round(widths, 3).tolist()} Å; "
-            f"expected every width ≥ 2 × cutoff = {2 * cutoff:.3f} Å "
+            f"expected every width ≥ 2 × cutoff = 2 × {cutoff:.4g} Å{whose} = {2 * cutoff:.3f} Å "
             "(use a larger supercell, e.g. more repeats of the unit cell along the thin axes)"
         )
 

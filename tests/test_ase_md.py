@@ -184,3 +184,29 @@ def test_predict_surrogate_md_and_rollout_give_the_same_temperature_label():
         for where, got in labels(set_point).items():
             assert len(got) == (1 if where == "predict" else 2), where
             np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=f"{where}, {set_point}")
+
+
+def test_surrogate_md_checks_the_structure_before_its_first_step(tmp_path):
+    """Unknown species, NaN positions, a thin box: refused in the constructor, before ASE
+    opens the trajectory or the log."""
+    model = tiny_model("equivariant")
+    cu = fcc(0)
+    cu.numbers[:] = 29
+    nan = fcc(0)
+    pos = nan.positions
+    pos[2, 2] = np.nan
+    nan.positions = pos
+    thin = fcc(0)[:32]  # 32 atoms in an 8.1 Å box: thinner than 2 × the cutoff
+    thin.cell = np.diag([8.1, 8.1, 8.1])
+    cases = [
+        (cu, r"field 'species' has Cu \(29\).*expected only Al \(13\)"),
+        (nan, r"field 'positions' .* atom index 2"),
+        (thin, rf"field 'cell' .* 2 × {model.cutoff:.4g} Å \(the model's cutoff\)"),
+    ]
+    for atoms, message in cases:
+        with pytest.raises(ValueError, match=rf"SurrogateMD\(atoms\): {message}"):
+            SurrogateMD(
+                atoms, model, timestep=1.0 * ase.units.fs, temperature_K=300.0,
+                trajectory=str(tmp_path / "md.traj"), logfile=str(tmp_path / "md.log"),
+            )  # fmt: skip
+    assert list(tmp_path.iterdir()) == []

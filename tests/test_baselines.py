@@ -1,11 +1,12 @@
 """Baselines on real LAMMPS data: same interface as a model, numbers of the right size."""
 
 import numpy as np
+import pytest
 import torch
 from torch_geometric.data import Batch
 
 from equignnmd.baselines import BASELINES, position_errors
-from equignnmd.baselines.table import baseline_table, format_table
+from equignnmd.baselines.table import baseline_table, format_table, measurable_strides
 from equignnmd.cli import main
 from equignnmd.data.dataset import PairDataset
 
@@ -79,3 +80,36 @@ def test_cli_prints_table(tiny_dataset, capsys, tmp_path):
 def test_zero_error_for_exact_prediction():
     d = np.random.default_rng(0).normal(size=(10, 3))
     assert position_errors(d, d)["mean"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def every_10fs(tmp_path_factory):
+    """108-atom FCC Al at 300 K recorded every 10 fs (real LAMMPS EAM; under a second)."""
+    from equignnmd.config import load_config
+    from equignnmd.data.generate import GenerateConfig, generate
+
+    out = tmp_path_factory.mktemp("data") / "every10"
+    overrides = {
+        "output": str(out), "temperatures_K": [300.0], "test_temperatures_K": [], "cells": 3,
+        "equilibration_ps": 0.2, "production_ps": 0.3, "record_every_fs": 10.0, "seed": 3,
+    }  # fmt: skip
+    return generate(load_config(GenerateConfig, overrides=overrides), progress=False)
+
+
+def test_default_strides_are_those_the_data_allow(every_10fs, capsys):
+    assert main(["baselines", "--data", str(every_10fs)]) == 0
+    captured = capsys.readouterr()
+    table_strides = [line.split("|")[1].strip() for line in captured.out.splitlines()[5:]]
+    assert table_strides == ["10", "20", "50"]
+    for skipped in (1, 5):
+        assert f"skipped default stride {skipped} fs: trajectory file" in captured.err
+        assert "'frame_interval_fs' = 10 fs" in captured.err
+    assert "skipped default stride 10" not in captured.err
+    kept, why = measurable_strides(every_10fs, [1, 5, 10, 20, 50, 400])
+    assert kept == [10.0, 20.0, 50.0] and sorted(why) == [1.0, 5.0, 400.0]
+
+
+def test_requested_impossible_stride_stays_an_error(every_10fs, capsys):
+    assert main(["baselines", "--data", str(every_10fs), "--dt", "1,10"]) == 2
+    err = capsys.readouterr().err
+    assert "stride 1 fs needs a whole multiple of 'frame_interval_fs' = 10 fs" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,10 @@ import pytest
 from equignnmd import units
 from equignnmd.data.convert import convert
 from equignnmd.data.format import open_trajectories, read_index
+
+# The synthetic crystals below move at ~2000 K and carry arbitrary labels (300, 450, 500 K):
+# the label-vs-measurement warning is expected there and tested on its own below.
+pytestmark = pytest.mark.filterwarnings("ignore:.*temperature label:UserWarning")
 
 A = 4.05
 L = 4 * A
@@ -324,7 +329,7 @@ def test_dump_errors(tmp_path, case):
     assert f"{case}.dump" in msg, msg
     for word in words:
         assert word in msg, msg
-    assert not list((tmp_path / "ds").iterdir())  # nothing half-written
+    assert not (tmp_path / "ds").exists()  # nothing half-written, no empty folder
 
 
 def test_nan_velocities(tmp_path):
@@ -370,6 +375,82 @@ def test_other_errors(tmp_path):
     with pytest.raises(ValueError, match=r"junk\.bin.*ASE"):
         convert([tmp_path / "junk.bin"], tmp_path / "ds", timestep_fs=1.0)
     assert not (tmp_path / "ds" / "dataset.json").exists()
+
+
+def _cut(path: Path, frame: int, keep_lines: int) -> Path:
+    """Cut a dump ``keep_lines`` lines into frame ``frame``'s header (1: right after its
+    'ITEM: TIMESTEP' line)."""
+    text = path.read_text()
+    start = [i for i in range(len(text)) if text.startswith("ITEM: TIMESTEP", i)][frame]
+    lines = text[start:].split("\n")
+    path.write_text(text[:start] + "\n".join(lines[:keep_lines]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "keep, words",
+    [
+        (1, ["frame 3:", "ends right after 'ITEM: TIMESTEP'", "expected the step number"]),
+        (2, ["frame 3 (TIMESTEP 30)", "ends after 'ITEM: TIMESTEP'", "expected the rest"]),
+        (4, ["frame 3 (TIMESTEP 30)", "ends after 'ITEM: NUMBER OF ATOMS'", "BOX BOUNDS"]),
+    ],
+)
+def test_dump_cut_inside_a_header(tmp_path, keep, words):
+    path = _cut(_dump(tmp_path, name="cut.dump"), 3, keep)
+    with pytest.raises(ValueError) as err:
+        convert([path], tmp_path / "a" / "ds", timestep_fs=1.0, species="Al")
+    msg = str(err.value)
+    assert msg.startswith(f"LAMMPS dump {path}: frame 3"), msg
+    for word in words + ["truncated", "last complete frame: frame 2 (TIMESTEP 20)"]:
+        assert word in msg, msg
+    assert "invalid literal" not in msg
+    assert not (tmp_path / "a").exists()  # neither the dataset folder nor its parent
+
+
+def test_dump_timestep_not_a_number(tmp_path):
+    path = _dump(tmp_path, name="step.dump")
+    path.write_text(path.read_text().replace("ITEM: TIMESTEP\n20\n", "ITEM: TIMESTEP\n2O\n"))
+    with pytest.raises(ValueError) as err:
+        convert([path], tmp_path / "ds", timestep_fs=1.0, species="Al")
+    msg = str(err.value)
+    assert f"{path}: frame 2: section 'ITEM: TIMESTEP' holds '2O'" in msg
+    assert "expected the step number (an integer)" in msg and "invalid literal" not in msg
+
+
+def test_failed_convert_keeps_an_existing_folder_and_its_files(tmp_path):
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    path = _cut(_dump(tmp_path), 2, 1)
+    with pytest.raises(ValueError, match="truncated"):
+        convert([path], out, timestep_fs=1.0, species="Al")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_temperature_label_far_from_the_measurement_is_warned(tmp_path, capsys):
+    """The crystal's velocities (σ = 8 Å/ps) are ~2000 K: a 300 K label is flagged, in a
+    warning and in dataset.json; the measured value as label is not."""
+    from equignnmd.cli import main
+
+    path = _dump(tmp_path, name="hot.dump")
+    with pytest.warns(UserWarning, match=r"hot\.dump: temperature label 300 K") as caught:
+        out = convert([path], tmp_path / "ds", timestep_fs=1.0, species="Al", temperature_K=300)
+    (message,) = [str(w.message) for w in caught if "temperature label" in str(w.message)]
+    entry = read_index(out)["trajectories"][0]
+    measured = entry["mean_kinetic_temperature_K"]
+    assert measured > 1500 and f"mean kinetic temperature {measured:.1f} K" in message
+    assert "expected them within 5 %" in message
+    assert entry["temperature_warning"] == message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within 5 %: silent
+        out2 = convert(
+            [path], tmp_path / "ds2", timestep_fs=1.0, species="Al", temperature_K=measured * 1.04
+        )
+    assert "temperature_warning" not in read_index(out2)["trajectories"][0]
+    args = ["convert", str(path), "-o", str(tmp_path / "ds3"), "--timestep-fs", "1"]
+    assert main([*args, "--species", "Al", "--temperature", "300"]) == 0
+    err = capsys.readouterr().err
+    assert "equignnmd convert: warning: LAMMPS dump" in err and "temperature label 300 K" in err
 
 
 # ------------------------------------------------------------------------- real LAMMPS dump

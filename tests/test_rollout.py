@@ -623,3 +623,117 @@ def test_read_structure(tmp_path):
     np.testing.assert_allclose(data.positions, atoms.positions, atol=1e-6)
     copy = read_structure(atoms)
     assert copy is not atoms and len(copy) == len(atoms)
+
+
+# ------------------------------------------------------------------------ inputs checked first
+def _bad_structure(kind: str, path: Path) -> tuple[Path, str, str]:
+    """A structure file with one problem: (file, field, what the message must expect)."""
+    atoms = fcc(0)
+    if kind == "species":
+        atoms.numbers[:8] = 29  # Cu in an Al model
+        field, expected = "species", "expected only Al (13)"
+    elif kind == "nan-position":
+        pos = atoms.positions
+        pos[5, 1] = np.nan
+        atoms.positions = pos
+        field, expected = "positions", "atom index 5"
+    elif kind == "inf-velocity":
+        vel = atoms.get_velocities()
+        vel[7] = np.inf
+        atoms.set_velocities(vel)
+        field, expected = "velocities", "expected finite velocities"
+    elif kind == "small-box":  # 8.1 Å < 2 × 5.5 Å, the shipped equivariant model's cutoff
+        atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
+        field, expected = "cell", "2 × 5.5 Å (the model's cutoff) = 11.000 Å"
+    elif kind == "no-box":  # plain xyz: no Lattice, zero cell
+        atoms.pbc = False
+        atoms.cell = np.zeros((3, 3))
+        path = path.with_suffix(".xyz")
+        field, expected = "cell", "expected a 3-D periodic box"
+    ase.io.write(path, atoms)
+    return path, field, expected
+
+
+@pytest.mark.parametrize("kind", ["species", "nan-position", "inf-velocity", "small-box", "no-box"])
+def test_cli_rollout_checks_the_structure_before_writing(tmp_path, capsys, kind):
+    """A real checkpoint (pretrained:equivariant-al, cutoff 5.5 Å) and a real file: the
+    message names the file, the field and the expectation; no output folder appears."""
+    from equignnmd.cli import main
+
+    path, field, expected = _bad_structure(kind, tmp_path / "start.extxyz")
+    out = tmp_path / "ro"
+    code = main(
+        ["rollout", "--checkpoint", "pretrained:equivariant-al", "--structure", str(path)]
+        + ["--dt", "5", "--steps", "3", "--temperature", "300", "--out", str(out)]
+        + ["--no-progress", "--device", "cpu"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"structure file {path}" in err and f"field '{field}'" in err and expected in err
+    assert "6.287" not in err  # the model's cutoff, not the paper's
+    assert not out.exists()
+
+
+def test_rollout_api_checks_species_and_values_before_writing(tmp_path):
+    model = tiny_model("equivariant")
+    atoms = fcc(0)
+    atoms.numbers[0] = 29
+    with pytest.raises(ValueError, match=r"structure 0: field 'species' has Cu \(29\)"):
+        Rollout(model, atoms, 1.0, steps=2, out_dir=tmp_path / "ro", progress=False)
+    state = RolloutState.from_atoms([fcc(0)])
+    state.velocities[3, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"first run: field 'velocities' .* atom index 3"):
+        Rollout(
+            model, state, 1.0, steps=2, out_dir=tmp_path / "ro", progress=False,
+            names=["first run"],
+        )  # fmt: skip
+    assert not (tmp_path / "ro").exists()
+
+
+# ------------------------------------------------------------------------------------- speed
+def _last_thermo_row(path: Path) -> dict[str, float]:
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    return dict(zip(header, (float(x) for x in lines[-1].split(","))))
+
+
+def test_one_speed_definition_summary_thermo_and_result_agree(tmp_path):
+    """Strides of the loop per wall second of the loop, cumulative over run() calls; ns/day =
+    steps/s × stride. The result and thermo.csv's last row say the same; a second run()
+    continues the count."""
+    dt = 5.0
+    with Rollout(
+        Ballistic(), fcc(0), dt, steps=4, out_dir=tmp_path, write_every=2, progress=False
+    ) as ro:
+        ro.run()
+        res = ro.run(4)
+    assert res.step[-1] == 8 and res.wall_s[0] == 0.0 and np.all(np.diff(res.wall_s) > 0)
+    row = _last_thermo_row(tmp_path / "thermo.csv")
+    assert row["step"] == 8
+    assert row["wall_s"] == pytest.approx(res.wall_s[-1], abs=1e-4)
+    assert row["ns_per_day"] == pytest.approx(res.ns_per_day, rel=1e-5)
+    assert res.steps_per_s == pytest.approx(8 / res.wall_s[-1])
+    assert res.ns_per_day == pytest.approx(res.steps_per_s * dt * 86400 / 1e6)
+
+
+def test_cli_rollout_summary_matches_the_last_thermo_row(tmp_path, capsys):
+    from equignnmd.cli import main
+
+    start = tmp_path / "start.extxyz"
+    ase.io.write(start, fcc(0))
+    out = tmp_path / "ro"
+    code = main(
+        ["rollout", "--checkpoint", "pretrained:equivariant-al", "--structure", str(start)]
+        + ["--dt", "5", "--steps", "4", "--write-every", "2", "--out", str(out)]
+        + ["--no-progress", "--device", "cpu"]
+    )
+    text = capsys.readouterr().out
+    assert code == 0, text
+    summary = text.split("replica(s): ")[1]
+    steps_s = float(summary.split(" steps/s")[0])
+    ns_day = float(summary.split("steps/s, ")[1].split(" ns/day")[0])
+    row = _last_thermo_row(out / "thermo.csv")
+    assert row["step"] == 4
+    assert ns_day == pytest.approx(row["ns_per_day"], rel=6e-3)  # printed to 3 digits
+    assert steps_s == pytest.approx(4 / row["wall_s"], rel=6e-3)
+    assert ns_day == pytest.approx(steps_s * 5 * 86400 / 1e6, rel=1e-2)

@@ -35,12 +35,16 @@ in fs, ``time_ps`` in ps, ``time`` taken as fs), else frame index × ``frame_int
 
 Temperature (a label of the trajectory): the ``temperature_K`` argument, else
 ``atoms.info['temperature_K']`` (ASE), else the mean kinetic temperature of the file
-(3N − 3 degrees of freedom). Masses: ``masses_amu``, else a dump's ``mass`` column or the ASE
-file's masses, else :data:`ase.data.atomic_masses` of the species.
+(:func:`equignnmd.physics.kinetic_temperature`, 3N − 3 degrees of freedom). A given label
+more than 5 % (:data:`LABEL_TOLERANCE`) from that measurement is a ``UserWarning``, kept in
+the trajectory's ``dataset.json`` entry as ``temperature_warning``. Masses: ``masses_amu``,
+else a dump's ``mass`` column or the ASE file's masses, else :data:`ase.data.atomic_masses`
+of the species.
 
 Frames must be evenly spaced in time (that spacing is ``frame_interval_fs``), strictly
 increasing, keep the same atoms, and hold only finite numbers; every error names the file, the
-field and what was expected. Minimum-image continuity assumes no atom moves half a box between
+field and what was expected, and a failed conversion leaves no file behind and no output
+folder it created. Minimum-image continuity assumes no atom moves half a box between
 two frames (true for any sensible MD output).
 """
 
@@ -236,7 +240,19 @@ def _read_dump(
     """Frames of a LAMMPS text dump; fills ``info`` (columns, unwrapping, time source)."""
     name = f"LAMMPS dump {path}"
     ids0 = None
+    last = "none (no complete frame)"  # the last complete frame, for messages on truncation
     with _open_text(path) as f:
+
+        def value_line(where: str, item: str, expected: str) -> str:
+            """The line after a header ``item``, or an error if the file ends there."""
+            line = f.readline()
+            if not line.strip():
+                raise ValueError(
+                    f"{where}: the file ends right after {item!r}; expected {expected} on the "
+                    f"next line (the dump is truncated; last complete frame: {last})"
+                )
+            return line
+
         for k in itertools.count():
             line = f.readline()
             while line and not line.strip():
@@ -259,11 +275,18 @@ def _read_dump(
                                 "(Å, ps, eV): re-run LAMMPS with 'units metal'"
                             )
                     elif head == "TIME":
-                        time_ps = float(f.readline())
+                        time_ps = float(value_line(where, item, "the time in ps"))
                     elif head == "TIMESTEP":
-                        step = int(f.readline())
+                        text = value_line(where, item, "the step number (an integer)").strip()
+                        if not re.fullmatch(r"[+-]?\d+", text):
+                            raise ValueError(
+                                f"{where}: section {item!r} holds {text[:40]!r}; expected the "
+                                "step number (an integer)"
+                            )
+                        step = int(text)
+                        where = f"{name}: frame {k} (TIMESTEP {step})"
                     elif head.startswith("NUMBER OF ATOMS"):
-                        n = int(f.readline())
+                        n = int(value_line(where, item, "the number of atoms"))
                     elif head.startswith("BOX BOUNDS"):
                         flags = head.split()[2:]
                         rows = np.array([f.readline().split() for _ in range(3)], dtype=float)
@@ -278,7 +301,12 @@ def _read_dump(
                     raise ValueError(f"{where}: section {item!r} is malformed ({err})") from None
                 line = f.readline()
                 if not line:
-                    raise ValueError(f"{where}: the file ends inside the header; it is truncated")
+                    raise ValueError(
+                        f"{where}: the file ends after {item!r}, inside the frame's header; "
+                        "expected the rest of the header (ITEM: NUMBER OF ATOMS, BOX BOUNDS, "
+                        f"ATOMS) and the atom lines (the dump is truncated; last complete "
+                        f"frame: {last})"
+                    )
             for field, value in (("TIMESTEP", step), ("NUMBER OF ATOMS", n), ("BOX BOUNDS", rows)):
                 if value is None:
                     raise ValueError(f"{where}: no 'ITEM: {field}' section before 'ITEM: ATOMS'")
@@ -370,6 +398,7 @@ def _read_dump(
                     " are wrapped and the dump has no image flags)"
                 )
                 info["atom_order"] = "sorted by id" if "id" in col else "file order (no id)"
+            last = f"frame {k} (TIMESTEP {step})"
             yield frame
 
 
@@ -461,6 +490,16 @@ def _kinetic(masses: np.ndarray, v: np.ndarray) -> tuple[float, float]:
 
     v = v.astype(np.float64)
     return analysis.kinetic_energy(v, masses), analysis.kinetic_temperature(v, masses)
+
+
+LABEL_TOLERANCE = 0.05
+"""A temperature label further than this fraction from the measured mean kinetic temperature
+of the file is warned about (and noted in ``dataset.json``)."""
+
+
+def _label_off(label_K: float, measured_K: float) -> bool:
+    """Whether a temperature label disagrees with the measured kinetic temperature."""
+    return measured_K > 0 and abs(label_K - measured_K) > LABEL_TOLERANCE * measured_K
 
 
 def _stem(path: Path) -> str:
@@ -641,6 +680,16 @@ def _convert_one(
                 "mean kinetic temperature of the file (centre-of-mass motion removed, 3N-3 "
                 "degrees of freedom)"
             )
+        measured = float(np.mean(temps))
+        if "kinetic" not in t_source and _label_off(temperature, measured):
+            note = (
+                f"{name}: temperature label {temperature:g} K ({t_source}) differs from the "
+                f"measured mean kinetic temperature {measured:.1f} K by "
+                f"{100 * (temperature / measured - 1):+.0f} %; expected them within "
+                f"{100 * LABEL_TOLERANCE:g} % (check the label, the velocity units and masses)"
+            )
+            warnings.warn(note, UserWarning, stacklevel=3)
+            info["temperature_warning"] = note
         interval = times[1] - times[0]
         writer.f.attrs["temperature_K"] = temperature
         writer.f.attrs["frame_interval_fs"] = interval
@@ -648,7 +697,7 @@ def _convert_one(
             format=fmt,
             temperature_K=temperature,
             temperature_source=t_source,
-            mean_kinetic_temperature_K=float(np.mean(temps)),
+            mean_kinetic_temperature_K=measured,
             frame_interval_fs=interval,
             first_time_fs=times[0],
             atoms=n,
@@ -723,6 +772,7 @@ def convert(
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file; expected a dataset folder (field 'output')")
+    created = [d for d in (out, *out.parents) if not d.exists()]  # removed again on failure
     out.mkdir(parents=True, exist_ok=True)
 
     entries, used, done = [], set(), []
@@ -766,6 +816,11 @@ def convert(
             p.unlink(missing_ok=True)
         for p in out.glob(f".convert-*{PARTIAL}"):
             p.unlink(missing_ok=True)
+        for folder in created:  # deepest first; a folder that holds something else stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     intervals = sorted({e["frame_interval_fs"] for e in entries})
     meta = {

@@ -5,7 +5,9 @@ The parts, in the order data flows through them:
 * :mod:`~equignnmd.rollout.config` — :class:`RolloutConfig`, the typed settings.
 * :mod:`~equignnmd.rollout.state` — :class:`RolloutState` (tensors, metal units) and
   :func:`init_state` (structures or arrays × replicas, Maxwell–Boltzmann velocities where
-  none are given, net momentum removed, replica r's random stream seeded ``seed + r``).
+  none are given, net momentum removed, replica r's random stream seeded ``seed + r``);
+  :func:`check_structures` refuses, before anything is written, what a model cannot start
+  from (unknown species, NaN/inf positions or velocities, a box thinner than 2 × cutoff).
 * :mod:`~equignnmd.rollout.stages` — the step, :func:`step` (model, state, stride, stages) →
   state, as an ordered list of stages: :class:`ModelStep`, :class:`RemoveMomentum`,
   :class:`Thermostat`, :class:`EnergyRescale` (FlashMD-style energy conservation with a
@@ -48,7 +50,7 @@ from .stages import (
     thermostat_of,
     thermostat_work,
 )
-from .state import RolloutState, init_state, make_generators
+from .state import RolloutState, check_structures, init_state, make_generators
 
 __all__ = [
     "ENERGY_THERMO",
@@ -66,6 +68,7 @@ __all__ = [
     "Stage",
     "Thermostat",
     "advance",
+    "check_structures",
     "energy_thermo",
     "finite_difference",
     "init_run",

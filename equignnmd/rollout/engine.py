@@ -6,6 +6,13 @@ RolloutConfig`: :func:`~equignnmd.rollout.state.init_state`, the stages
 :class:`~equignnmd.rollout.guard.StabilityGuard` and, with ``out_dir``, a
 :class:`~equignnmd.rollout.reporter.RolloutReporter` attached as the first observer.
 :func:`run_rollout` is the one-call form.
+
+**Speed** (one definition, used by the summary of ``equignnmd rollout``, its progress bar,
+``thermo.csv``'s ``wall_s``/``ns_per_day`` and :class:`RolloutResult`): strides completed by
+the rollout loop divided by the wall seconds spent in that loop, cumulative from the first
+stride of the first :meth:`Rollout.run` (setup excluded: reading the structure, loading the
+model, building the stages, writing step 0); ``ns/day`` is that rate × the stride,
+``steps/s × stride_fs × 86400 / 10⁶``, per replica (R replicas advance together).
 """
 
 from __future__ import annotations
@@ -66,15 +73,24 @@ class RolloutResult:
 
     @property
     def steps_per_s(self) -> float:
-        n = len(self.step) - 1
+        """Strides per wall second of the rollout loop, cumulative (module doc, "Speed");
+        NaN when no stride was completed."""
+        n = int(self.step[-1] - self.step[0]) if len(self.step) else 0
         return n / self.wall_s[-1] if n > 0 and self.wall_s[-1] > 0 else float("nan")
 
     @property
     def ns_per_day(self) -> float:
-        """Simulated ns per day of wall time, per replica (R replicas advance together)."""
+        """Simulated ns per day of wall time, per replica: :attr:`steps_per_s` × stride (R
+        replicas advance together); NaN when no stride was completed."""
         if len(self.step) < 2 or self.wall_s[-1] <= 0:
             return float("nan")
         return ns_per_day(self.time_ps[-1] - self.time_ps[0], self.wall_s[-1])
+
+
+def _model_species(model) -> list[int] | None:
+    """The atomic numbers ``model`` was trained on (``model.stats.species``), if it says."""
+    species = getattr(getattr(model, "stats", None), "species", None)
+    return None if species is None else [int(z) for z in species]
 
 
 def init_run(
@@ -88,7 +104,9 @@ def init_run(
     """A run's first state and its stages, ready to :func:`~equignnmd.rollout.stages.step`.
 
     :func:`init_state` from ``structures`` with the config's velocities, replicas and seed (on
-    the model's device, boxes checked against its cutoff; ``names`` as there); ``stages``
+    the model's device; every structure checked by :func:`~equignnmd.rollout.state.
+    check_structures` against the model's cutoff and species before anything else happens;
+    ``names`` as there); ``stages``
     default to the config's standard ones (its thermostat, momentum removal, the model's
     label, an :class:`EnergyRescale` from ``energy_source`` — a source of
     :mod:`equignnmd.energy`, an ASE calculator — or else from ``config.energy``); every
@@ -104,6 +122,7 @@ def init_run(
         resample_velocities=config.resample_velocities,
         cutoff_A=model.cutoff,
         names=names,
+        species=_model_species(model),
     )
     if stages is None:
         from ..energy import make_energy_source
@@ -157,6 +176,11 @@ class Rollout:
             for the config); they must include a ``ModelStep``.
         energy_source: the potential energy of the states (:mod:`equignnmd.energy`: a source,
             an ASE calculator or an EAM file), in place of ``config.energy``.
+        names: how errors name each structure (default "structure k (file PATH)").
+
+    The structures are read and checked (:func:`~equignnmd.rollout.state.check_structures`:
+    species the model knows, finite positions and velocities, box ≥ 2 × ``model.cutoff``)
+    before ``out_dir`` or any file in it is created.
     """
 
     def __init__(
@@ -168,13 +192,15 @@ class Rollout:
         observers: Sequence = (),
         stages: Sequence[Stage] | None = None,
         energy_source=None,
+        names: Sequence[str] | None = None,
         **settings,
     ):
         self.config = cfg = _config(config, settings)
         self.model = model.eval()
         self.dt_fs = float(cfg.dt_fs)
+        # structures read and checked (species, finite values, box) before any file is opened
         self.state, self.stages = init_run(
-            model, structures, cfg, stages, energy_source=energy_source
+            model, structures, cfg, stages, names=names, energy_source=energy_source
         )
         self.energy = next((s for s in self.stages if isinstance(s, EnergyRescale)), None)
         self.thermostat = thermostat_of(self.stages)
@@ -210,7 +236,8 @@ class Rollout:
     def attach(self, function: Callable, interval: int = 1) -> None:
         """Call ``function(state, thermo)`` at step 0, every ``interval`` steps, and at the
         state the guard stopped at; ``thermo`` holds ``step``, ``time_fs``, ``time_ps``,
-        ``wall_s``, ``ns_per_day``, ``unstable`` (the guard's cause or None) and the
+        ``wall_s`` (wall seconds in the rollout loop so far), ``ns_per_day`` (cumulative; both
+        as the module doc's "Speed" defines), ``unstable`` (the guard's cause or None) and the
         per-replica arrays temperature_K, kinetic_energy_eV, momentum_amu_A_per_ps,
         min_distance_A (and, with an energy stage, potential_energy_eV, total_energy_eV,
         thermostat_work_eV, energy_clamped)."""
@@ -252,7 +279,6 @@ class Rollout:
         if self.stopped is not None:
             raise RuntimeError(f"this rollout already stopped: {self.stopped[3]}")
         state = self.state
-        t0 = time.perf_counter()
         start_step = state.step
         if not self._rows:
             thermo, problem = self._check(state)
@@ -260,8 +286,19 @@ class Rollout:
             if problem is not None:
                 return self._stop(state, problem, thermo)
             self._notify(state, thermo, 0.0, 0.0)
-        bar = tqdm(total=steps, disable=not self.config.progress, unit="step", dynamic_ncols=True)
+        first_step = self._rows[0][0]
+        # tqdm's own rate (a moving average) would disagree with the summary: the bar shows
+        # the rate of the module doc ("Speed") in its postfix instead
+        bar = tqdm(
+            total=steps,
+            disable=not self.config.progress,
+            unit="step",
+            dynamic_ncols=True,
+            smoothing=0,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
+        )
         problem = None
+        t0 = time.perf_counter()  # the loop's clock starts here: setup and step 0 excluded
         try:
             with torch.inference_mode():
                 for _ in range(steps):
@@ -278,21 +315,22 @@ class Rollout:
                             stacklevel=2,
                         )
                     thermo, problem = self._check(state)
-                    elapsed = time.perf_counter() - t0
-                    wall = self._wall_offset + elapsed
-                    ns_day = ns_per_day(fs_to_ps((state.step - start_step) * self.dt_fs), elapsed)
+                    wall = self._wall_offset + time.perf_counter() - t0
+                    strides = state.step - first_step
+                    ns_day = ns_per_day(fs_to_ps(strides * self.dt_fs), wall)
                     self._record(state, thermo, wall)
                     self.state = state
                     if problem is not None:
                         break
                     self._notify(state, thermo, wall, ns_day)
+                    if state.step % self.config.thermo_interval == 0 or bar.n == 0:
+                        speed = {
+                            "steps/s": f"{strides / wall if wall > 0 else 0.0:.3g}",
+                            "ns/day": f"{ns_day:.3g}",
+                            "T": f"{float(np.mean(thermo['temperature_K'])):.0f}K",
+                        }
+                        bar.set_postfix(speed, refresh=False)
                     bar.update(1)
-                    if state.step % self.config.thermo_interval == 0:
-                        bar.set_postfix(
-                            ns_day=f"{ns_day:.3g}",
-                            T=f"{float(np.mean(thermo['temperature_K'])):.0f}K",
-                            refresh=False,
-                        )
         finally:
             bar.close()
             self._wall_offset += time.perf_counter() - t0

@@ -2,9 +2,11 @@
 
 In ``out_dir``: ``replica_000.extxyz`` (or ``.lammpstrj``) per replica every ``write_every``
 steps (see :mod:`equignnmd.io`), ``thermo.csv`` every ``thermo_every`` steps (columns
-:data:`THERMO_COLUMNS`), and ``rollout.json`` (settings and how the run ended), replaced
-atomically whenever it changes. Every frame and row is flushed, so the files of a run that
-stopped (or was killed) stay readable.
+:data:`THERMO_COLUMNS`; ``wall_s`` and ``ns_per_day`` are the speed as
+:mod:`equignnmd.rollout.engine` defines it: cumulative over the rollout loop, setup excluded,
+so the last row agrees with the run's summary), and ``rollout.json`` (settings and how the
+run ended), replaced atomically whenever it changes. Every frame and row is flushed, so the
+files of a run that stopped (or was killed) stay readable.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from ..io import read_structure
 from ..thermostats import maxwell_boltzmann
 from ..units import velocity_from_ase, velocity_to_ase
 
-__all__ = ["RolloutState", "init_state", "make_generators"]
+__all__ = ["RolloutState", "check_structures", "init_state", "make_generators"]
 
 
 @dataclass
@@ -173,8 +172,9 @@ def make_generators(n: int, seed: int | None, device=None) -> list[torch.Generat
     return gens
 
 
-def _read(structures, device) -> tuple[RolloutState, list[str]]:
-    """Structures as one state (replica k = structure k) and how errors name each."""
+def _read(structures, device, given: Sequence[str] | None = None) -> tuple[RolloutState, list[str]]:
+    """Structures as one state (replica k = structure k) and how errors name each (by default;
+    ``given`` names are used for the errors raised here)."""
     import ase
 
     if isinstance(structures, RolloutState):
@@ -186,10 +186,92 @@ def _read(structures, device) -> tuple[RolloutState, list[str]]:
     atoms_list, names = [], []
     for k, s in enumerate(structures):
         atoms_list.append(read_structure(s))
-        names.append(f"structure {k}" + (f" ({s})" if isinstance(s, (str, Path)) else ""))
+        named = isinstance(s, (str, os.PathLike))
+        names.append(f"structure {k}" + (f" (file {os.fspath(s)})" if named else ""))
     if not atoms_list:
         raise ValueError("no structures given")
+    for atoms, name in zip(atoms_list, given or names):  # wrapping into the cell needs one
+        _check_cell(atoms.cell.array, name)
     return RolloutState.from_atoms(atoms_list, device=device), names
+
+
+def _symbols(numbers) -> str:
+    from ase.data import chemical_symbols
+
+    return ", ".join(
+        f"{chemical_symbols[z] if 0 < z < len(chemical_symbols) else '?'} ({z})" for z in numbers
+    )
+
+
+def _check_cell(cell: np.ndarray, name: str) -> None:
+    """A finite 3-D box, or a ``ValueError`` naming ``name`` and the field ``cell``."""
+    cell = np.asarray(cell, float)
+    if not np.all(np.isfinite(cell)):
+        raise ValueError(
+            f"{name}: field 'cell' has NaN or inf ({cell.tolist()}); expected a finite periodic "
+            "box, Å"
+        )
+    if abs(float(np.linalg.det(cell))) < 1e-9:
+        raise ValueError(
+            f"{name}: field 'cell' is {cell.tolist()} (zero volume); expected a 3-D periodic box "
+            '(for extxyz: a Lattice="..." entry in the comment line)'
+        )
+
+
+def check_structures(
+    state: RolloutState,
+    names: Sequence[str],
+    cutoff_A: float | None = None,
+    species: Sequence[int] | None = None,
+) -> None:
+    """Refuse structures a model cannot start from, before anything runs or is written.
+
+    Checked per replica, vectorised over atoms: finite ``positions`` (Å), ``velocities``
+    (Å/ps) and ``cell``; a 3-D ``cell`` (non-zero volume); ``masses`` finite and > 0;
+    ``species`` among ``species`` (the atomic numbers the model was trained on,
+    ``model.stats.species``) when given; every perpendicular width of the cell ≥ 2 ×
+    ``cutoff_A`` (the model's cutoff, :func:`~equignnmd.graph.check_box`) when given.
+
+    Raises:
+        ValueError: naming the structure (``names[r]``, e.g. its file), the field and what was
+            expected.
+    """
+    ptr = state.ptr.tolist()
+    for name, value, what in (
+        ("positions", state.unwrapped, "finite positions, Å"),
+        ("velocities", state.velocities, "finite velocities (ASE units in the file; Å/ps inside)"),
+        ("masses", state.masses, "finite masses > 0, amu"),
+    ):
+        flat = value.reshape(value.shape[0], -1)
+        bad = ~torch.isfinite(flat).all(dim=1)
+        if name == "masses":
+            bad |= ~(flat > 0).all(dim=1)
+        if bool(bad.any()):
+            first = int(torch.nonzero(bad)[0, 0])
+            r = int(state.batch[first])
+            count = int(bad[ptr[r] : ptr[r + 1]].sum())
+            shown = value[first].detach().cpu().reshape(-1).tolist()
+            raise ValueError(
+                f"{names[r]}: field '{name}' has NaN, inf or invalid values at {count} atom(s), "
+                f"the first atom index {first - ptr[r]} ({shown}); expected {what}"
+            )
+    cells = state.cell.detach().cpu().numpy()
+    for r in range(state.n_replicas):  # one 3 × 3 check per replica
+        _check_cell(cells[r], names[r])
+    if species is not None:
+        known = torch.as_tensor([int(z) for z in species], dtype=state.species.dtype)
+        unknown = ~torch.isin(state.species, known.to(state.species.device))
+        if bool(unknown.any()):
+            r = int(state.batch[int(torch.nonzero(unknown)[0, 0])])
+            found = torch.unique(state.species[ptr[r] : ptr[r + 1]][unknown[ptr[r] : ptr[r + 1]]])
+            raise ValueError(
+                f"{names[r]}: field 'species' has {_symbols(found.tolist())}, which the model "
+                f"was not trained on; expected only {_symbols(known.tolist())} (the model's "
+                "species, model.stats.species)"
+            )
+    if cutoff_A is not None:
+        for r in range(state.n_replicas):
+            check_box(cells[r], cutoff_A, where=names[r], cutoff_source="the model's cutoff")
 
 
 def init_state(
@@ -203,6 +285,7 @@ def init_state(
     resample_velocities: bool = False,
     cutoff_A: float | None = None,
     names: Sequence[str] | None = None,
+    species: Sequence[int] | None = None,
 ) -> RolloutState:
     """The first state of a run.
 
@@ -220,15 +303,18 @@ def init_state(
         remove_momentum: remove every replica's net momentum (given velocities too).
         cutoff_A: if given, refuse a box thinner than 2 × cutoff (:func:`graph.check_box`).
         names: how errors name each structure (default "structure k" and its file).
+        species: if given, the atomic numbers allowed (the model's ``stats.species``).
+
+    Every structure is checked first (:func:`check_structures`: finite positions, velocities
+    and cell, masses > 0, known species, box ≥ 2 × cutoff); a ``ValueError`` names the
+    structure, the field and what was expected.
 
     ``info["init"]`` records ``seed`` and ``maxwell_boltzmann_replicas`` (those drawn).
     """
-    base, default_names = _read(structures, device)
+    base, default_names = _read(structures, device, names)
     names = list(names) if names is not None else default_names
     copies = int(replicas)
-    if cutoff_A is not None:
-        for k in range(base.n_replicas):
-            check_box(base.cell[k].cpu().numpy(), cutoff_A, where=names[k])
+    check_structures(base, names, cutoff_A=cutoff_A, species=species)
     order = [k for k in range(base.n_replicas) for _ in range(copies)]
     state = base.select(order) if copies != 1 else base
     names = [names[k] for k in order]
