@@ -69,8 +69,10 @@ TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
     ),
     "throughput": (
         "Throughput: surrogate inference steps",
-        "One real rollout step from the 300 K lattice state: `advance` (batch, descriptors for "
-        "`paper`, neighbour list, model, update, momentum removal) plus the stability guard. "
+        "Real rollout strides in steady state from the 300 K lattice state: `step` with the "
+        "standard NVE stages (batch, descriptors for `paper`, the model step's neighbour list "
+        "carried across strides and rebuilt past half its 1 Å skin, model, update, momentum "
+        "removal) plus the stability guard. "
         "Default configs (`configs/paper.yaml`, `configs/equivariant.yaml`), untrained weights "
         "(cost does not depend on them, except the `paper` skin-list rebuilds). ms/step is the "
         "median of the timed rounds; 'first s' is the first call (compilation included); "
