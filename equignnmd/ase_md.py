@@ -108,7 +108,8 @@ class SurrogateMD(MolecularDynamics):
         wrap: keep ``atoms.positions`` wrapped into the cell (default True).
         energy: a potential energy for the states (:mod:`equignnmd.energy`): an ASE
             calculator (``atoms.calc``, a user's MLIP), "reference" (the default EAM file in
-            LAMMPS) or an EAM file; None (default) for none.
+            LAMMPS), "model" (the checkpoint's energy head) or an EAM file; None (default)
+            for none.
         energy_rescale: with ``energy``, rescale the velocities after every model step so
             that kinetic + potential energy is conserved (NVE) or changes only by the
             thermostat's work (NVT); the thermostat then acts in half-steps around the model
@@ -150,7 +151,7 @@ class SurrogateMD(MolecularDynamics):
             energy_rescale=energy_rescale,
             split_thermostat=energy is not None,
         )
-        source = None if energy is None else make_energy_source(energy)
+        source = None if energy is None else make_energy_source(energy, model=model)
         state, stages = init_run(
             model, atoms, cfg, names=["SurrogateMD(atoms)"], energy_source=source
         )

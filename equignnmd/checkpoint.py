@@ -55,7 +55,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 def checkpoint_dict(model, data_summary: dict | None = None, trainer: dict | None = None):
     from . import __version__
 
-    return {
+    head = getattr(model, "energy_head", None)
+    out = {
         "format": FORMAT,
         "package_version": __version__,
         "arch": model.arch,
@@ -66,6 +67,13 @@ def checkpoint_dict(model, data_summary: dict | None = None, trainer: dict | Non
         "data_summary": dict(data_summary or {}),
         "trainer": trainer,
     }
+    if head is not None:
+        out["energy_head"] = {
+            "config": dict(head.config),
+            "state": {k: v.detach().cpu() for k, v in head.state_dict().items()},
+            "fit": dict(model.energy_head_fit or {}),
+        }
+    return out
 
 
 def save_checkpoint(path, model, data_summary: dict | None = None, trainer: dict | None = None):
@@ -185,4 +193,29 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     model.load_state_dict(ckpt["model"])
     model = model.to(pick_device(device)).eval()
     model.data_summary = ckpt.get("data_summary", {})
+    if ckpt.get("energy_head") is not None:
+        model.attach_energy_head(*_energy_head(ckpt["energy_head"], where))
     return model
+
+
+def _energy_head(section, where: str):
+    """(EnergyHead, fit report) of a checkpoint's ``energy_head`` section."""
+    from .config import ConfigError
+    from .models.base import check_hparams
+    from .models.energy_head import EnergyHead, EnergyHeadConfig
+
+    if not isinstance(section, dict) or not isinstance(section.get("state"), dict):
+        raise ConfigError(
+            f"{where}: field 'energy_head' is not a mapping with 'config' and 'state'; "
+            "expected the section `equignnmd energy-head` writes"
+        )
+    head = EnergyHead(
+        check_hparams(EnergyHeadConfig, section.get("config") or {}, f"{where} [energy_head]")
+    )
+    try:
+        head.load_state_dict(section["state"])
+    except RuntimeError as err:
+        raise ConfigError(
+            f"{where}: field 'energy_head.state' does not fit its config: {err}"
+        ) from None
+    return head, section.get("fit") or {}

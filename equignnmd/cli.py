@@ -472,9 +472,10 @@ def add_rollout(sub) -> None:
     p.add_argument(
         "--energy",
         default="none",
-        help="potential energy of the states: none, reference (the default EAM file) or an "
-        "EAM file; with it the velocities are rescaled after each step so that K + U is "
-        "conserved (NVE) or changes only by the thermostat's work (NVT), and thermo.csv gains "
+        help="potential energy of the states: none, reference (the default EAM file), model "
+        "(the checkpoint's energy head, see `equignnmd energy-head`) or an EAM file; with "
+        "it the velocities are rescaled after each step so that K + U is conserved (NVE) "
+        "or changes only by the thermostat's work (NVT), and thermo.csv gains "
         "energy columns",
     )
     p.add_argument(
@@ -653,7 +654,8 @@ def add_fidelity(sub) -> None:
     p.add_argument("--cells", type=int, help=f"FCC cells per side, 5 → 500 atoms ({pre})")
     p.add_argument(
         "--energy",
-        help=f"surrogate energy rescaling: none, reference or an EAM file ({pre})",
+        help=f"surrogate energy rescaling: none, reference, model (the checkpoint's energy "
+        f"head) or an EAM file ({pre})",
     )
     p.add_argument("--out", default="fidelity", help="report folder")
     p.add_argument("--device", help=f"cpu, cuda, cuda:1 or auto ({pre})")
@@ -686,6 +688,54 @@ def cmd_fidelity(args) -> int:
     cfg = make_config(args.preset, "equignnmd fidelity", **values)
     fidelity(cfg)
     print(f"fidelity report written to {Path(cfg.out) / 'fidelity.md'}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ energy-head
+def add_energy_head(sub) -> None:
+    p = _parser(
+        sub,
+        "energy-head",
+        help="fit a checkpoint's own potential energy (for --energy model)",
+        description="Fit an EAM-form energy head (positions only, the model's cutoff) by "
+        "least squares to the potential energies and forces of a dataset's training "
+        "temperatures, score it on later frames and the held-out temperatures, and write a "
+        "copy of the checkpoint with the head inside (surrogate weights unchanged) plus "
+        "OUT.energy-fit.md/.json. Rollouts then conserve its energy with --energy model.",
+    )
+    p.add_argument("--checkpoint", required=True, help=_checkpoint_help() + " (required)")
+    p.add_argument("--data", required=True, help="dataset folder with energies and forces")
+    p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    p.add_argument("--frames", type=int, help="fit frames per training temperature (default: 20)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any EnergyFitConfig field, repeatable (default: none)",
+    )
+    p.set_defaults(func=cmd_energy_head)
+
+
+def cmd_energy_head(args) -> int:
+    from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from .config import ConfigError, parse_overrides
+    from .energy_fit import fit_energy_head, write_report
+
+    out = Path(args.out)
+    if out.suffix != ".pt" or out.is_dir():
+        raise ConfigError(f"argument --out: {out} is not a .pt file name; expected e.g. C_E.pt")
+    values = parse_overrides(args.set)
+    if args.frames is not None:
+        values["frames_per_temperature"] = args.frames
+    model = load_checkpoint(args.checkpoint, device="cpu")
+    ckpt = read_checkpoint(args.checkpoint)
+    head, report = fit_energy_head(model, args.data, values)
+    report["checkpoint"] = str(args.checkpoint)
+    model.attach_energy_head(head, report)
+    save_checkpoint(out, model, model.data_summary, ckpt.get("trainer"))
+    write_report(report, out.with_suffix(".energy-fit.json"))
+    scores = out.with_suffix(".energy-fit.md")
+    print(f"checkpoint with energy head written to {out} (scores: {scores})")
     return 0
 
 
@@ -740,6 +790,7 @@ COMMANDS = [
     add_rollout,
     add_evaluate,
     add_fidelity,
+    add_energy_head,
     add_quickstart,
 ]
 

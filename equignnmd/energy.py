@@ -13,10 +13,12 @@ count their ``calls``.
 
 * :class:`LammpsEnergy`: the reference EAM potential in process (one LAMMPS instance per
   replica, a single point ``run 0`` per call: no forces are used, no time is advanced);
-* :class:`AseEnergy`: any ASE calculator (a user's own ML potential, for example).
+* :class:`AseEnergy`: any ASE calculator (a user's own ML potential, for example);
+* :class:`ModelEnergy`: the checkpoint's own learned energy head
+  (:mod:`equignnmd.models.energy_head`, fitted by ``equignnmd energy-head``).
 
 :func:`make_energy_source` turns the names the CLI and :class:`~equignnmd.rollout.RolloutConfig`
-accept (``none``, ``reference``, or an EAM file) into a source.
+accept (``none``, ``reference``, ``model``, or an EAM file) into a source.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 
 from .materials import MATERIALS, Material
 
-__all__ = ["AseEnergy", "LammpsEnergy", "make_energy_source"]
+__all__ = ["AseEnergy", "LammpsEnergy", "ModelEnergy", "make_energy_source"]
 
 
 def _replica_slices(batch: torch.Tensor, n_replicas: int) -> list[slice]:
@@ -163,12 +165,53 @@ class AseEnergy:
         return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
 
 
-def make_energy_source(spec, material: Material | None = None):
+class ModelEnergy:
+    """The potential energy of each replica from a checkpoint's energy head.
+
+    The head (:class:`~equignnmd.models.energy_head.EnergyHead`, an EAM-form readout fitted
+    to the training data's energies and forces) lives on the CPU in float64; positions come
+    over from the model's device for it (24 bytes per atom per call).
+
+    Args:
+        model: a :class:`~equignnmd.models.base.SurrogateModel` with an energy head.
+        where: what to name in the error when it has none.
+    """
+
+    def __init__(self, model, where: str = "energy source 'model'"):
+        head = getattr(model, "energy_head", None)
+        if head is None:
+            raise ValueError(
+                f"{where}: the checkpoint has no energy head; expected one fitted with "
+                "`equignnmd energy-head --checkpoint CKPT --data DATA --out CKPT_E.pt`, or "
+                "use the reference potential (energy 'reference')"
+            )
+        self.head = head
+        fit = getattr(model, "energy_head_fit", None) or {}
+        on = f", fitted on {fit['data']}" if fit.get("data") else ""
+        self.description = (
+            f"the checkpoint's energy head (EAM form, {head.n_features} coefficients{on})"
+        )
+        self.calls = 0
+
+    def __call__(self, positions, cell, species, batch) -> torch.Tensor:
+        n = cell.reshape(-1, 3, 3).shape[0]
+        with torch.no_grad():
+            u = self.head(positions.cpu(), cell.cpu(), species.cpu(), batch.cpu(), n)
+        self.calls += 1
+        return u.to(positions.device)
+
+
+def make_energy_source(spec, material: Material | None = None, model=None):
     """An energy source from ``spec``: None / "none" → None; "reference" → the default EAM
-    file in LAMMPS; a path or shipped file name → that EAM file in LAMMPS; an ASE calculator
-    (anything with ``get_potential_energy``) → :class:`AseEnergy`; a callable source as is."""
+    file in LAMMPS; "model" → :class:`ModelEnergy` of ``model`` (its energy head); a path or
+    shipped file name → that EAM file in LAMMPS; an ASE calculator (anything with
+    ``get_potential_energy``) → :class:`AseEnergy`; a callable source as is."""
     if spec is None or (isinstance(spec, str) and spec.lower() in ("", "none")):
         return None
+    if isinstance(spec, str) and spec.lower() == "model":
+        if model is None:
+            raise ValueError("energy source 'model': expected a model with an energy head")
+        return ModelEnergy(model)
     if isinstance(spec, (str, os.PathLike)):
         return LammpsEnergy(spec, material)
     if hasattr(spec, "get_potential_energy"):
@@ -176,6 +219,6 @@ def make_energy_source(spec, material: Material | None = None):
     if callable(spec):
         return spec
     raise ValueError(
-        f"energy source {spec!r}: expected 'none', 'reference', an EAM file, an ASE "
+        f"energy source {spec!r}: expected 'none', 'reference', 'model', an EAM file, an ASE "
         "calculator or a callable (positions, cell, species, batch) -> (R,) eV"
     )

@@ -157,6 +157,32 @@ class SurrogateModel(nn.Module):
         self.compile(**kwargs)
         return self
 
+    @property
+    def energy_head(self):
+        """The checkpoint's learned potential energy (an
+        :class:`~equignnmd.models.energy_head.EnergyHead`), or ``None``. It is kept outside the
+        module tree, on the CPU in float64 whatever the model's device and dtype: it is not in
+        ``state_dict()`` (checkpoints store it in a section of their own) and ``.to()`` /
+        ``.float()`` leave its sub-meV precision alone."""
+        return self.__dict__.get("_energy_head")
+
+    def attach_energy_head(self, head, fit: dict | None = None) -> None:
+        """Attach (or, with ``None``, remove) an energy head and the report of its fit."""
+        if head is not None:
+            if float(head.cutoff) > float(self.cutoff) + 1e-9:
+                raise ValueError(
+                    f"energy head cutoff {head.cutoff} Å is larger than the model's "
+                    f"{self.cutoff} Å; expected at most the model's (its box check covers both)"
+                )
+            head = head.to("cpu", torch.float64).eval()
+        self.__dict__["_energy_head"] = head
+        self.__dict__["_energy_head_fit"] = dict(fit or {}) if head is not None else None
+
+    @property
+    def energy_head_fit(self) -> dict | None:
+        """The fit report of the attached energy head (scores, data), or ``None``."""
+        return self.__dict__.get("_energy_head_fit")
+
     def interaction_layers(self) -> list[nn.Module]:
         """The repeated message-passing layers, in order (profilers time them by class)."""
         return []

@@ -127,7 +127,9 @@ def init_run(
     if stages is None:
         from ..energy import make_energy_source
 
-        source = make_energy_source(energy_source if energy_source is not None else config.energy)
+        source = make_energy_source(
+            energy_source if energy_source is not None else config.energy, model=model
+        )
         energy = None if source is None else EnergyRescale(source, config.energy_rescale)
         split = config.split or (energy_source is not None and config.split_thermostat is None)
         thermostat = Thermostat.make(

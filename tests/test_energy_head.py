@@ -1,0 +1,193 @@
+"""The learned energy head (models/energy_head.py, energy_fit.py, `equignnmd energy-head`,
+``--energy model``): fitted on the tiny real LAMMPS dataset, checked against LAMMPS itself,
+stored in checkpoints outside the model's state dict, and conserved by a rollout."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from equignnmd import physics
+from equignnmd.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from equignnmd.cli import main
+from equignnmd.data.format import open_trajectories
+from equignnmd.energy import LammpsEnergy, ModelEnergy, make_energy_source
+from equignnmd.energy_fit import fit_energy_head, load_energy_frames
+from equignnmd.models.energy_head import EnergyHead
+from equignnmd.rollout import RolloutState, run_rollout
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_checkpoint("pretrained:equivariant-al")
+
+
+@pytest.fixture(scope="module")
+def fitted(model, tiny_dataset):
+    head, report = fit_energy_head(model, tiny_dataset, {"frames_per_temperature": 8}, log=None)
+    return head, report
+
+
+def test_fit_reproduces_held_out_energies_and_forces(fitted):
+    head, report = fitted
+    assert report["fit_temperatures_K"] == [300.0]
+    assert report["held_out_temperatures_K"] == [350.0]
+    for name in ("val 300 K", "test 350 K"):
+        s = report["scores"][name]
+        # the reference forces are ~0.35 eV/Å; a head that learned nothing scores ~1× that
+        assert s["force_eV_per_A"] < 0.15 * s["force_rms_eV_per_A"], (name, s)
+        # energy fluctuations along the trajectory (~1.5 meV/atom) to a fraction of that
+        assert s["energy_fluct_meV_per_atom"] < 0.5, (name, s)
+    assert head.coefficients.dtype == torch.float64 and torch.isfinite(head.coefficients).all()
+
+
+def test_head_tracks_lammps_energy_differences_off_the_data(fitted, tiny_dataset):
+    """Rattle a held-out frame well beyond thermal noise: the head's energy change follows
+    LAMMPS's own (what energy rescaling needs of a surrogate's slightly-off states)."""
+    head, _ = fitted
+    (frame,) = load_energy_frames(tiny_dataset, [350.0], 1, (0.5, 0.5))
+    gen = torch.Generator().manual_seed(3)
+    n = len(frame["pos"])
+    cell, species, batch = frame["cell"][None], frame["species"], torch.zeros(n, dtype=torch.long)
+    pos = [
+        frame["pos"] + 0.04 * k * torch.randn(n, 3, generator=gen, dtype=torch.float64)
+        for k in range(3)
+    ]
+    ref = LammpsEnergy("reference")
+    u_ref = np.array([float(ref(p, cell, species, batch)[0]) for p in pos])
+    ref.close()
+    u_head = np.array([float(head(p, cell, species, batch)[0]) for p in pos])
+    d_ref, d_head = np.diff(u_ref), np.diff(u_head)
+    assert np.all(d_ref > 0)
+    np.testing.assert_allclose(d_head, d_ref, rtol=0.1)
+
+
+def test_head_forces_are_its_energy_gradient(fitted, tiny_dataset):
+    head, _ = fitted
+    (frame,) = load_energy_frames(tiny_dataset, [350.0], 1, (0.0, 0.0))
+    n = len(frame["pos"])
+    args = (frame["cell"][None], frame["species"], torch.zeros(n, dtype=torch.long))
+    pos = frame["pos"].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(head(pos, *args).sum(), pos)
+    h = 1e-5
+    for atom, axis in ((0, 0), (17, 2)):
+        plus, minus = frame["pos"].clone(), frame["pos"].clone()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        fd = (float(head(plus, *args)[0]) - float(head(minus, *args)[0])) / (2 * h)
+        assert fd == pytest.approx(float(grad[atom, axis]), rel=1e-5, abs=1e-7)
+
+
+def test_checkpoint_keeps_the_head_outside_the_model_state(model, fitted, tmp_path):
+    head, report = fitted
+    path = tmp_path / "with_head.pt"
+    fresh = load_checkpoint("pretrained:equivariant-al")
+    keys = set(fresh.state_dict())
+    fresh.attach_energy_head(head, report)
+    assert set(fresh.state_dict()) == keys  # the surrogate's weights are all a state dict has
+    save_checkpoint(path, fresh, fresh.data_summary)
+    back = load_checkpoint(path)
+    assert back.energy_head is not None and back.energy_head_fit["fit_frames"] == 8
+    for k, v in model.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+    # a float32 (or GPU) model keeps its head on the CPU in float64
+    back.float()
+    assert back.energy_head.coefficients.dtype == torch.float64
+    torch.testing.assert_close(back.energy_head.coefficients, head.coefficients, rtol=0, atol=0)
+    # saving again keeps it
+    save_checkpoint(tmp_path / "again.pt", back)
+    assert "energy_head" in read_checkpoint(tmp_path / "again.pt")
+
+
+def test_energy_model_needs_a_head(model):
+    with pytest.raises(ValueError, match="no energy head.*equignnmd energy-head"):
+        make_energy_source("model", model=model)
+
+
+def test_head_refuses_species_it_was_not_fitted_on(fitted):
+    head, _ = fitted
+    with pytest.raises(ValueError, match=r"atomic numbers \[29\].*expected only \[13\]"):
+        head(
+            torch.zeros(2, 3),
+            torch.eye(3)[None] * 12.0,
+            torch.tensor([13, 29]),
+            torch.zeros(2, dtype=torch.long),
+        )
+    with pytest.raises(ValueError, match="species"):
+        EnergyHead({"species": []})
+
+
+def test_nve_rollout_conserves_the_heads_energy(fitted, tiny_dataset, tmp_path):
+    head, report = fitted
+    m = load_checkpoint("pretrained:equivariant-al")
+    m.attach_energy_head(head, report)
+    tr = next(t for t in open_trajectories(tiny_dataset) if t.temperature_K == 350.0)
+    frame = tr.frame(100, fields=("positions", "velocities"))
+    state = RolloutState.from_arrays(
+        [frame["positions"]], [frame["velocities"]], [frame["cell"]], [tr.species], [tr.masses]
+    )
+    source = ModelEnergy(m)
+    u0 = float(source(state.positions, state.cell, state.species, state.batch)[0])
+    k0 = float(physics.internal_kinetic_energy(state.velocities, state.masses, state.batch)[0])
+    out = tmp_path / "ro"
+    result = run_rollout(
+        m, state, 20.0, steps=4, energy="model", progress=False, out_dir=out, write_every=1
+    )
+    assert result.completed
+    rows = list(csv.DictReader(open(out / "thermo.csv")))
+    total = np.array([float(r["total_energy_eV"]) for r in rows])
+    assert len(total) == 5
+    np.testing.assert_allclose(total, u0 + k0, rtol=0, atol=1e-6)  # thermo.csv's 10 digits
+    # ... while the model moves energy between K and U (the rescale is not a no-op)
+    u = np.array([float(r["potential_energy_eV"]) for r in rows])
+    assert np.ptp(u) > 1e-3
+    assert "energy head" in json.loads((out / "rollout.json").read_text())["energy"]
+
+
+def test_cli_writes_a_checkpoint_with_a_head(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "ck" / "eq_E.pt"
+    rc = main(
+        [
+            "energy-head",
+            "--checkpoint",
+            "pretrained:equivariant-al",
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--frames",
+            "4",
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    assert load_checkpoint(out).energy_head is not None
+    assert "force RMSE" in out.with_suffix(".energy-fit.md").read_text()
+    bad = tmp_path / "bad" / "x.txt"
+    assert (
+        main(
+            [
+                "energy-head",
+                "--checkpoint",
+                "pretrained:equivariant-al",
+                "--data",
+                str(tiny_dataset),
+                "--out",
+                str(bad),
+            ]
+        )
+        == 2
+    )
+    assert "not a .pt file" in capsys.readouterr().err
+    assert not bad.parent.exists()
