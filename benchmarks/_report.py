@@ -207,6 +207,23 @@ TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
             ("notes", "notes"),
         ],
     ),
+    "energy_sources": (
+        "Energy sources: the cost of the potential energy an energy-conserving step needs",
+        "`--energy reference` (LAMMPS single point of the EAM file, in process, serial), "
+        "`--energy model` (the checkpoint's EAM-form energy head, CPU, float64) beside one "
+        "eager float32 step of the shipped `equivariant-al` on the same box (the session's "
+        "torch threads); one call per stride. Median of the timed calls after one warm-up "
+        "call.",
+        [
+            ("source", "energy source"),
+            ("atoms", "atoms"),
+            ("calls", "calls"),
+            ("ms_call", "ms/call"),
+            ("us_atom", "µs per atom"),
+            ("of_step", "of a model step"),
+            ("notes", "notes"),
+        ],
+    ),
     "stability": (
         "Stability: rollouts against LAMMPS EAM from the same held-out state",
         "`equignnmd.evaluate.rollout_vs_lammps`: surrogate rollout (CSVR thermostat at the "

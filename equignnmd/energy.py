@@ -187,7 +187,8 @@ class ModelEnergy:
             )
         self.head = head
         fit = getattr(model, "energy_head_fit", None) or {}
-        on = f", fitted on {fit['data']}" if fit.get("data") else ""
+        temps = fit.get("fit_temperatures_K") or []
+        on = f", fitted at {min(temps):g}–{max(temps):g} K" if temps else ""
         self.description = (
             f"the checkpoint's energy head (EAM form, {head.n_features} coefficients{on})"
         )

@@ -238,6 +238,7 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
                 )
     report = {
         "data": str(root),
+        "data_command": meta.get("command_line"),
         "fit_temperatures_K": train_T,
         "held_out_temperatures_K": sorted(test),
         "fit_frames": len(fit_frames),

@@ -111,9 +111,12 @@ def test_checkpoint_keeps_the_head_outside_the_model_state(model, fitted, tmp_pa
     assert "energy_head" in read_checkpoint(tmp_path / "again.pt")
 
 
-def test_energy_model_needs_a_head(model):
+def test_energy_model_needs_a_head():
+    bare = load_checkpoint("pretrained:equivariant-al")
+    assert bare.energy_head is not None  # the shipped model carries one
+    bare.attach_energy_head(None)
     with pytest.raises(ValueError, match="no energy head.*equignnmd energy-head"):
-        make_energy_source("model", model=model)
+        make_energy_source("model", model=bare)
 
 
 def test_head_refuses_species_it_was_not_fitted_on(fitted):
