@@ -102,6 +102,8 @@ class EvaluateConfig:
     batch_size: int = 4
     device: str = "auto"
     seed: int = 0
+    progress: bool = True
+    """Progress lines for every stage and a progress bar for each surrogate rollout."""
 
     def validate(self, source: str = "config") -> None:
         if not self.checkpoint:
@@ -195,8 +197,10 @@ def rollout_arrays(
     min_distance_A: float = 1.5,
     out_dir=None,
     tau_fs: float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """A one-replica surrogate rollout kept in memory for analysis (metal units).
+    """A one-replica surrogate rollout kept in memory for analysis (metal units); ``progress``
+    shows the rollout's progress bar.
 
     Returns ``positions`` (S+1, N, 3) unwrapped Å, ``velocities`` (S+1, N, 3) Å/ps, ``cell``
     (S+1, 3, 3) and ``stopped`` (the guard's message, or None)."""
@@ -212,7 +216,7 @@ def rollout_arrays(
         seed=seed,
         min_distance_A=min_distance_A,
         out_dir=out_dir,
-        progress=False,
+        progress=progress,
     )
     start = RolloutState.from_arrays([positions], [velocities], [cell], [species], [masses])
     frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -261,6 +265,14 @@ def rollout_vs_lammps(
     meta = read_index(cfg.data)
     steps, tau = cfg.steps_for(stride), cfg.tau_for(stride)
     tag = f"{int(round(tr.temperature_K))}K_{stride:g}fs"
+    thermostat = thermostat_text(
+        {"thermostat": cfg.rollout_thermostat, "tau_fs": tau, "stride_fs": stride}
+    )
+    _say(
+        cfg,
+        f"rollout from a held-out frame at {tr.temperature_K:g} K: {steps} strides of "
+        f"{stride:g} fs ({fs_to_ps(steps * stride):g} ps), {thermostat}",
+    )
     t0 = time.perf_counter()
     sur = rollout_arrays(
         model,
@@ -277,9 +289,15 @@ def rollout_vs_lammps(
         min_distance_A=cfg.min_distance_A,
         out_dir=out / f"rollout_{tag}",
         tau_fs=tau,
+        progress=cfg.progress,
     )
     sur_wall = time.perf_counter() - t0
     n_done = sur["steps_completed"]
+    _say(
+        cfg,
+        f"surrogate: {n_done} / {steps} strides in {sur_wall:.0f} s"
+        + (f"; stopped: {sur['stopped']}" if sur.get("stopped") else ""),
+    )
     n = n_done + 1  # frames 0..n_done
     row: dict[str, Any] = {
         "temperature_K": tr.temperature_K,
@@ -303,6 +321,7 @@ def rollout_vs_lammps(
         # still says how far it got and why it stopped.
         return {**row, **scores, **tail, "lammps_wall_s": 0.0, "plots": {}}
     # LAMMPS only as far as the surrogate got: frames 0..n_done
+    _say(cfg, f"LAMMPS EAM reference from the same state: {n_done} strides of {stride:g} fs")
     ref = lammps_reference(
         frame["positions"],
         frame["velocities"],
@@ -375,6 +394,12 @@ def _dataset_material(tr):
     symbol = chemical_symbols[int(tr.species[0])]
     where = f"trajectory file {tr.path}: field 'species'"
     return replace(material(symbol, where=where), mass_amu=float(tr.masses[0]))
+
+
+def _say(cfg: EvaluateConfig, text: str) -> None:
+    """A progress line (``cfg.progress``), flushed at once."""
+    if cfg.progress:
+        print(f"      {text}", flush=True)
 
 
 def _fmt(x: float | None, spec: str = ".5f") -> str:
@@ -484,7 +509,13 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     train_strides = list(model.stats.strides_fs)
     s6 = cfg.table6_stride_fs or max(train_strides)
     rollout_strides = cfg.rollout_strides_fs or [max(train_strides)]
+    _say(
+        cfg,
+        f"one-shot errors at {test_T:g} K: strides {', '.join(f'{x:g}' for x in cfg.strides_fs)} "
+        f"fs, up to {cfg.max_pairs} start frames each, beside the baselines",
+    )
     t4, notes = table4(model, cfg, test_T)
+    _say(cfg, f"error per temperature at Δt = {s6:g} fs")
     t6 = table6(model, cfg, s6, test_temps)
     rollouts = [
         rollout_vs_lammps(model, cfg, T, stride, test_temps, out)

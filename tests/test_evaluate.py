@@ -292,8 +292,23 @@ def test_quickstart_runs_and_reuses(tmp_path, capsys):
     )
     report = quickstart(tmp_path / "qs", **kw)
     assert (report / "report.md").exists() and (report / "metrics.json").exists()
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "report:" in text and "plots:" in text and "demo:" in text
+    # both rollouts at the stride and thermostat where the models are stable, and it says so
+    settings = "Δt = 20 fs, CSVR, τ = 200 fs (10 strides)"
+    assert f"[3/3] evaluation against the baselines and LAMMPS ({settings})" in text
+    assert f"pretrained:equivariant-al ({settings})" in text
+    (ro,) = json.loads((report / "metrics.json").read_text())["rollouts"]
+    assert (ro["stride_fs"], ro["thermostat"], ro["tau_fs"]) == (20.0, "csvr", 200.0)
+    # progress for every stage: evaluation lines, and the rollouts' bars on stderr
+    assert "one-shot errors at 350 K" in text and "LAMMPS EAM reference" in text
+    assert captured.err.count("| 4/4 [") >= 2, captured.err[-2000:]  # 4 strides, 2 rollouts
+    # its own wall time and machine, printed and in the report
+    md = (report / "report.md").read_text()
+    for where in (text, md):
+        assert "Wall time" in where and "CPUs, torch on" in where and settings in where
+    assert "too short to score (fewer than 50 frames)" in text  # 4 strides: not scored
     assert (tmp_path / "qs" / "demo_rollout" / "thermo.csv").exists()
     data_file = tmp_path / "qs" / "data" / "T0300K.h5"
     ckpt = tmp_path / "qs" / "run" / "last.pt"
