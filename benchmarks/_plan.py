@@ -169,7 +169,7 @@ def make_plan(mode: str) -> Plan:
         accuracy_epochs=2,
         accuracy_samples=48,
         accuracy_configs="small",
-        rollout_steps=20,
+        rollout_steps=49,  # 50 frames: equignnmd.evaluate.MIN_SCORE_FRAMES, the least scored
         eval_pairs=8,
         dataset=dict(
             temperatures_K=[300.0, 350.0],

@@ -1,7 +1,8 @@
 """ASE integration: a surrogate model as an ``ase.md.md.MolecularDynamics`` integrator.
 
->>> dyn = SurrogateMD(atoms, model, timestep=10 * ase.units.fs, temperature_K=300,
-...                   thermostat="csvr", trajectory="md.traj", logfile="md.log")
+>>> dyn = SurrogateMD(atoms, model, timestep=20 * ase.units.fs, temperature_K=300,
+...                   thermostat="langevin", friction=1 / (200 * ase.units.fs),
+...                   trajectory="md.traj", logfile="md.log")
 >>> dyn.attach(lambda: print(dyn.nsteps), interval=10)
 >>> dyn.run(1000)
 

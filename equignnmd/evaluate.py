@@ -6,7 +6,10 @@
 3. Rollouts from a held-out frame against a LAMMPS EAM reference started from the very same
    positions and velocities with the same kind of thermostat: RDF overlay, MSD, temperature
    trace and VDOS, with scores (RDF L1, MSD ratio at the end, temperature mean and drift, VDOS
-   overlap) and the number of steps completed before any stability guard fired.
+   overlap) and the number of steps completed before any stability guard fired. A score
+   from fewer than :data:`MIN_SCORE_FRAMES` frames of the rollout (the fidelity benchmark's
+   ``min_frames``) is printed as "–" (null in ``metrics.json``), and its plots say "too short
+   to plot (n frames)" instead of drawing lines.
 4. ``report.md``, ``metrics.json`` and PNG plots in the report folder.
 """
 
@@ -28,6 +31,7 @@ from .checkpoint import load_checkpoint
 from .config import ConfigError
 from .data.dataset import PairDataset
 from .data.format import read_index
+from .fidelity import FidelityConfig
 from .io import json_safe, write_atomic
 from .onestep import stride_errors
 from .units import fs_to_ps, ps_to_fs
@@ -54,7 +58,13 @@ ROLLOUT_SCORES = (
     "lammps_temperature_drift_K_per_ps",
     "vdos_overlap",
 )
-"""Rollout-vs-LAMMPS scores; NaN in a row whose rollout stopped before its 2nd step."""
+"""Rollout-vs-LAMMPS scores; NaN (null in JSON, "–" in the report) in a row whose rollout has
+fewer than :data:`MIN_SCORE_FRAMES` frames."""
+MIN_SCORE_FRAMES: int = FidelityConfig.min_frames
+"""Fewest trajectory frames (start frame included) a rollout score or plot is computed from:
+the fidelity benchmark's rule, one number for both reports. Below it a score reads "–"."""
+NO_SCORE = "–"
+"""How a report prints a score it did not compute."""
 BASELINE_TITLES = {
     "zero": "zero displacement",
     "ballistic": "ballistic r+vΔt",
@@ -92,6 +102,8 @@ class EvaluateConfig:
     batch_size: int = 4
     device: str = "auto"
     seed: int = 0
+    progress: bool = True
+    """Progress lines for every stage and a progress bar for each surrogate rollout."""
 
     def validate(self, source: str = "config") -> None:
         if not self.checkpoint:
@@ -185,8 +197,10 @@ def rollout_arrays(
     min_distance_A: float = 1.5,
     out_dir=None,
     tau_fs: float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """A one-replica surrogate rollout kept in memory for analysis (metal units).
+    """A one-replica surrogate rollout kept in memory for analysis (metal units); ``progress``
+    shows the rollout's progress bar.
 
     Returns ``positions`` (S+1, N, 3) unwrapped Å, ``velocities`` (S+1, N, 3) Å/ps, ``cell``
     (S+1, 3, 3) and ``stopped`` (the guard's message, or None)."""
@@ -202,7 +216,7 @@ def rollout_arrays(
         seed=seed,
         min_distance_A=min_distance_A,
         out_dir=out_dir,
-        progress=False,
+        progress=progress,
     )
     start = RolloutState.from_arrays([positions], [velocities], [cell], [species], [masses])
     frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -251,6 +265,14 @@ def rollout_vs_lammps(
     meta = read_index(cfg.data)
     steps, tau = cfg.steps_for(stride), cfg.tau_for(stride)
     tag = f"{int(round(tr.temperature_K))}K_{stride:g}fs"
+    thermostat = thermostat_text(
+        {"thermostat": cfg.rollout_thermostat, "tau_fs": tau, "stride_fs": stride}
+    )
+    _say(
+        cfg,
+        f"rollout from a held-out frame at {tr.temperature_K:g} K: {steps} strides of "
+        f"{stride:g} fs ({fs_to_ps(steps * stride):g} ps), {thermostat}",
+    )
     t0 = time.perf_counter()
     sur = rollout_arrays(
         model,
@@ -267,9 +289,16 @@ def rollout_vs_lammps(
         min_distance_A=cfg.min_distance_A,
         out_dir=out / f"rollout_{tag}",
         tau_fs=tau,
+        progress=cfg.progress,
     )
     sur_wall = time.perf_counter() - t0
     n_done = sur["steps_completed"]
+    _say(
+        cfg,
+        f"surrogate: {n_done} / {steps} strides in {sur_wall:.0f} s"
+        + (f"; stopped: {sur['stopped']}" if sur.get("stopped") else ""),
+    )
+    n = n_done + 1  # frames 0..n_done
     row: dict[str, Any] = {
         "temperature_K": tr.temperature_K,
         "start_frame": start,
@@ -278,6 +307,7 @@ def rollout_vs_lammps(
         "tau_fs": tau if cfg.rollout_thermostat != "none" else None,
         "steps_requested": steps,
         "steps_completed": n_done,
+        "frames": n,
         "stopped": sur.get("stopped"),
     }
     nan = float("nan")
@@ -287,10 +317,11 @@ def rollout_vs_lammps(
         "surrogate_wall_s": sur_wall,
     }
     if n_done < 2:
-        # Fewer than 3 frames: no RDF half, MSD end or temperature trend to score, and no
-        # LAMMPS run to compare with; the row still says how far it got and why it stopped.
+        # Fewer than 3 frames: nothing to plot and no LAMMPS run to compare with; the row
+        # still says how far it got and why it stopped.
         return {**row, **scores, **tail, "lammps_wall_s": 0.0, "plots": {}}
     # LAMMPS only as far as the surrogate got: frames 0..n_done
+    _say(cfg, f"LAMMPS EAM reference from the same state: {n_done} strides of {stride:g} fs")
     ref = lammps_reference(
         frame["positions"],
         frame["velocities"],
@@ -303,7 +334,6 @@ def rollout_vs_lammps(
         potential=meta.get("potential"),
         material=_dataset_material(tr),
     )
-    n = n_done + 1
     t_ps = fs_to_ps(np.arange(n) * stride)
     half = slice(n // 2, n)
     r, g_sur = analysis.rdf(sur["positions"][half], sur["cell"][half], r_max=7.0)
@@ -315,20 +345,28 @@ def rollout_vs_lammps(
     f_sur, d_sur = analysis.vdos(sur["velocities"][:n], tr.masses, stride)
     f_ref, d_ref = analysis.vdos(ref["velocities"][:n], tr.masses, stride)
     label_s, label_r = f"{model.arch} Δt={stride:g} fs", "LAMMPS EAM 1 fs"
+    enough = {"frames": n, "min_frames": MIN_SCORE_FRAMES}
     pngs = {
-        "rdf": plots.plot_rdf(out / f"rdf_{tag}.png", {label_s: (r, g_sur), label_r: (r, g_ref)}),
+        "rdf": plots.plot_rdf(
+            out / f"rdf_{tag}.png", {label_s: (r, g_sur), label_r: (r, g_ref)}, **enough
+        ),
         "msd": plots.plot_msd(
-            out / f"msd_{tag}.png", {label_s: (t_ps, msd_sur), label_r: (t_ps, msd_ref)}
+            out / f"msd_{tag}.png", {label_s: (t_ps, msd_sur), label_r: (t_ps, msd_ref)}, **enough
         ),
         "temperature": plots.plot_temperature(
             out / f"temperature_{tag}.png",
             {label_s: (t_ps, temp_sur), label_r: (t_ps, temp_ref)},
             target=tr.temperature_K,
+            **enough,
         ),
         "vdos": plots.plot_vdos(
-            out / f"vdos_{tag}.png", {label_s: (f_sur, d_sur), label_r: (f_ref, d_ref)}
+            out / f"vdos_{tag}.png", {label_s: (f_sur, d_sur), label_r: (f_ref, d_ref)}, **enough
         ),
     }
+    result = {**row, **tail, "lammps_wall_s": ref["wall_s"]}
+    result["plots"] = {k: Path(v).name for k, v in pngs.items()}
+    if n < MIN_SCORE_FRAMES:
+        return {**result, **scores}
     ts, tl = analysis.temperature_stats(t_ps, temp_sur), analysis.temperature_stats(t_ps, temp_ref)
     scores.update(
         {
@@ -341,13 +379,7 @@ def rollout_vs_lammps(
             "vdos_overlap": analysis.vdos_overlap(f_sur, d_sur, f_ref, d_ref),
         }
     )
-    return {
-        **row,
-        **scores,
-        **tail,
-        "lammps_wall_s": ref["wall_s"],
-        "plots": {k: Path(v).name for k, v in pngs.items()},
-    }
+    return {**result, **scores}
 
 
 # ------------------------------------------------------------------------------ report
@@ -364,8 +396,24 @@ def _dataset_material(tr):
     return replace(material(symbol, where=where), mass_amu=float(tr.masses[0]))
 
 
+def _say(cfg: EvaluateConfig, text: str) -> None:
+    """A progress line (``cfg.progress``), flushed at once."""
+    if cfg.progress:
+        print(f"      {text}", flush=True)
+
+
 def _fmt(x: float | None, spec: str = ".5f") -> str:
-    return "—" if x is None or not np.isfinite(x) else format(x, spec)
+    return NO_SCORE if x is None or not np.isfinite(x) else format(x, spec)
+
+
+def thermostat_text(row: dict[str, Any]) -> str:
+    """A rollout row's thermostat and its time constant: "CSVR, τ = 200 fs (10 strides)"."""
+    kind = row.get("thermostat") or "none"
+    if kind == "none" or not row.get("tau_fs"):
+        return "none (NVE)" if kind == "none" else kind
+    name = {"csvr": "CSVR", "langevin": "Langevin"}.get(kind, kind)
+    tau = float(row["tau_fs"])
+    return f"{name}, τ = {tau:g} fs ({tau / float(row['stride_fs']):g} strides)"
 
 
 def render_report(result: dict[str, Any]) -> str:
@@ -412,12 +460,18 @@ def render_report(result: dict[str, Any]) -> str:
     ]
     for ro in result["rollouts"]:
         lines.append(
-            f"| {ro['temperature_K']:g} | {ro['stride_fs']:g} | {ro['thermostat']} | "
+            f"| {ro['temperature_K']:g} | {ro['stride_fs']:g} | {thermostat_text(ro)} | "
             f"{ro['steps_completed']} / {ro['steps_requested']} | {_fmt(ro['rdf_l1'], '.4f')} | "
             f"{_fmt(ro['msd_ratio_end'], '.3f')} | {_fmt(ro['temperature_mean_K'], '.1f')} / "
             f"{_fmt(ro['lammps_temperature_mean_K'], '.1f')} | "
             f"{_fmt(ro['temperature_drift_K_per_ps'], '.2f')} | "
             f"{_fmt(ro['vdos_overlap'], '.3f')} |"
+        )
+    short = [ro for ro in result["rollouts"] if ro["steps_completed"] + 1 < MIN_SCORE_FRAMES]
+    if short:
+        lines.append(
+            f"\n{NO_SCORE} : fewer than {MIN_SCORE_FRAMES} frames (start frame included); a "
+            "score from a shorter rollout means nothing, and its plots say so."
         )
     for ro in result["rollouts"]:
         where = f"{ro['temperature_K']:g} K, Δt = {ro['stride_fs']:g} fs"
@@ -428,10 +482,11 @@ def render_report(result: dict[str, Any]) -> str:
             "input cell; a fixed-cell surrogate does not predict volume."
         )
         lines += [f"\n![{k}]({v})" for k, v in ro["plots"].items()]
-        if not ro["plots"]:
+        if ro["steps_completed"] + 1 < MIN_SCORE_FRAMES:
             lines.append(
-                f"\nNo scores or plots at {where}: the rollout completed "
-                f"{ro['steps_completed']} step(s), fewer than the 2 they need."
+                f"\nNo scores at {where}: the rollout has {ro['steps_completed'] + 1} frame(s) "
+                f"({ro['steps_completed']} of {ro['steps_requested']} strides), fewer than the "
+                f"{MIN_SCORE_FRAMES} a score needs."
             )
     lines += ["", f"![error vs Δt]({result['plots']['error_vs_dt']})", ""]
     return "\n".join(lines)
@@ -454,7 +509,13 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     train_strides = list(model.stats.strides_fs)
     s6 = cfg.table6_stride_fs or max(train_strides)
     rollout_strides = cfg.rollout_strides_fs or [max(train_strides)]
+    _say(
+        cfg,
+        f"one-shot errors at {test_T:g} K: strides {', '.join(f'{x:g}' for x in cfg.strides_fs)} "
+        f"fs, up to {cfg.max_pairs} start frames each, beside the baselines",
+    )
     t4, notes = table4(model, cfg, test_T)
+    _say(cfg, f"error per temperature at Δt = {s6:g} fs")
     t6 = table6(model, cfg, s6, test_temps)
     rollouts = [
         rollout_vs_lammps(model, cfg, T, stride, test_temps, out)

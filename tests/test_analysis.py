@@ -259,6 +259,32 @@ def test_plots_write_png(tmp_path):
         assert data[:8] == PNG_SIGNATURE
 
 
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts] + [t.get_text() for t in fig.texts]
+
+
+@pytest.mark.parametrize("kind", ["rdf", "msd", "temperature", "energy", "vdos"])
+def test_a_series_too_short_says_so_instead_of_drawing_lines(tmp_path, kind):
+    """3 frames with a 50-frame minimum: no line, the text "too short to plot (3 frames)";
+    the same call with 50 frames draws both curves and no such text."""
+    plot = getattr(plots, f"plot_{kind}")
+    for n, short in ((3, True), (50, False)):
+        x = np.linspace(0.0, 1.0, n)
+        curves = {"LAMMPS": (x, 1 + x), "surrogate": (x, 1 + 2 * x)}
+        path, fig = plot(
+            tmp_path / f"{kind}_{n}.png", curves, frames=n, min_frames=50, return_figure=True
+        )
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        texts, (ax,) = _texts(fig), fig.axes
+        if short:
+            assert any("too short to plot (3 frames)" in t for t in texts), texts
+            assert not ax.get_lines() or all(len(line.get_xdata()) <= 2 for line in ax.get_lines())
+            assert ax.get_legend() is None
+        else:
+            assert not any("too short" in t for t in texts), texts
+            assert {line.get_label() for line in ax.get_lines()} >= {"LAMMPS", "surrogate"}
+
+
 # ------------------------------------------------------------------ fidelity observables
 def _mb_frames(n_frames=40, cells=3, T=400.0, seed=0):
     atoms = ase.build.bulk("Al", "fcc", a=4.07, cubic=True).repeat((cells, cells, cells))

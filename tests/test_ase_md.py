@@ -187,8 +187,8 @@ def test_predict_surrogate_md_and_rollout_give_the_same_temperature_label():
 
 
 def test_surrogate_md_checks_the_structure_before_its_first_step(tmp_path):
-    """Unknown species, NaN positions, a thin box: refused in the constructor, before ASE
-    opens the trajectory or the log."""
+    """Unknown species, NaN positions, a thin box, two atoms closer than the guard's
+    threshold: refused in the constructor, before ASE opens the trajectory or the log."""
     model = tiny_model("equivariant")
     cu = fcc(0)
     cu.numbers[:] = 29
@@ -198,10 +198,15 @@ def test_surrogate_md_checks_the_structure_before_its_first_step(tmp_path):
     nan.positions = pos
     thin = fcc(0)[:32]  # 32 atoms in an 8.1 Å box: thinner than 2 × the cutoff
     thin.cell = np.diag([8.1, 8.1, 8.1])
+    close = fcc(0)
+    pos = close.positions
+    pos[9] = pos[4] + np.array([0.0, 0.0, 1.1])  # closer than the guard's 1.5 Å
+    close.positions = pos
     cases = [
         (cu, r"field 'species' has Cu \(29\).*expected only Al \(13\)"),
         (nan, r"field 'positions' .* atom index 2"),
         (thin, rf"field 'cell' .* 2 × {model.cutoff:.4g} Å \(the model's cutoff\)"),
+        (close, r"field 'positions' has atoms 4 and 9 1\.100 Å apart .* 1\.5 Å"),
     ]
     for atoms, message in cases:
         with pytest.raises(ValueError, match=rf"SurrogateMD\(atoms\): {message}"):

@@ -48,7 +48,7 @@ def test_evaluate_writes_report_metrics_and_plots(tiny_dataset, tmp_path):
                 "--rollout-dt",
                 "5,10",
                 "--rollout-ps",
-                "0.06",
+                "0.25",
                 "--tau-fs",
                 "200",
                 "--max-pairs",
@@ -65,12 +65,22 @@ def test_evaluate_writes_report_metrics_and_plots(tiny_dataset, tmp_path):
     assert row["taylor"]["pos_mean_A"] < row["zero"]["pos_mean_A"]
     assert set(metrics["table6"]) == {"300.0", "350.0"}
     assert [(r["stride_fs"], r["steps_requested"]) for r in metrics["rollouts"]] == [
-        (5.0, 12),
-        (10.0, 6),
+        (5.0, 50),
+        (10.0, 25),
     ]
     assert len({png for r in metrics["rollouts"] for png in r["plots"].values()}) == 8
-    ro = metrics["rollouts"][1]
+    long, ro = metrics["rollouts"]
     assert ro["temperature_K"] == 350.0 and ro["tau_fs"] == 200.0
+    # 51 frames at 5 fs are scored; 26 at 10 fs are fewer than the minimum: null and "–"
+    from equignnmd.evaluate import MIN_SCORE_FRAMES
+    from equignnmd.fidelity import FidelityConfig
+
+    assert MIN_SCORE_FRAMES == FidelityConfig().min_frames == 50  # one rule for both reports
+    assert long["steps_completed"] == 50 and long["frames"] == 51, long["stopped"]
+    assert ro["steps_completed"] == 25 and ro["frames"] == 26, ro["stopped"]
+    for key in ("rdf_l1", "msd_ratio_end", "temperature_mean_K", "vdos_overlap"):
+        assert isinstance(long[key], float), key
+        assert ro[key] is None, key
     for key in (
         "rdf_l1",
         "msd_ratio_end",
@@ -82,6 +92,14 @@ def test_evaluate_writes_report_metrics_and_plots(tiny_dataset, tmp_path):
         assert key in ro
     report = (out / "report.md").read_text()
     assert "Table 4" in report and "Table 6" in report and "LAMMPS" in report
+    rows = {
+        line.split(" | ")[1]: line for line in report.splitlines() if line.startswith("| 350 |")
+    }
+    assert "CSVR, τ = 200 fs (40 strides)" in rows["5"] and "(20 strides)" in rows["10"]
+    assert f"{long['rdf_l1']:.4f}" in rows["5"] and "–" not in rows["5"]
+    assert rows["10"].count("| – ") >= 4, rows["10"]  # RDF, MSD, T drift, VDOS
+    assert f"– : fewer than {MIN_SCORE_FRAMES} frames" in report
+    assert "the rollout has 26 frame(s) (25 of 25 strides), fewer than the 50" in report
     for png in list(ro["plots"].values()) + [metrics["plots"]["error_vs_dt"]]:
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
@@ -120,16 +138,17 @@ def test_evaluate_reports_a_rollout_that_fails_at_once(tiny_dataset, tmp_path):
     assert not list(out.glob("rdf_*.png"))
     assert "10.0" in metrics["table4"]  # the one-shot tables are still there
     report = (out / "report.md").read_text()
-    line = next(x for x in report.splitlines() if x.startswith("| 350 | 10 | csvr |"))
-    assert f"| {ro['steps_completed']} / 10 | — | — | — / — | — | — |" in line, line
+    line = next(x for x in report.splitlines() if x.startswith("| 350 | 10 | CSVR, τ = 200 fs"))
+    assert f"| {ro['steps_completed']} / 10 | – | – | – / – | – | – |" in line, line
     assert "nan" not in report.lower()
     assert f"stopped: {ro['stopped']}" in report
     assert not list(out.glob("*.tmp*"))  # written through temporary names, all renamed
 
 
 def test_lammps_reference_runs_only_as_far_as_the_rollout(tiny_dataset, tmp_path, monkeypatch):
-    """A free-flight model that turns NaN on its 5th step: 4 steps are scored against a LAMMPS
-    reference of 4 strides (the real one, call recorded), not the 10 asked for."""
+    """A free-flight model that turns NaN on its 55th step: 54 steps (55 frames, above the
+    50-frame minimum) are scored against a LAMMPS reference of 54 strides (the real one, call
+    recorded), not the 60 asked for."""
     import math
 
     from test_rollout import Ballistic
@@ -156,12 +175,13 @@ def test_lammps_reference_runs_only_as_far_as_the_rollout(tiny_dataset, tmp_path
         return real(*args, **kwargs)
 
     monkeypatch.setattr(reference_md, "lammps_reference", recording)
-    cfg = EvaluateConfig(checkpoint="-", data=str(tiny_dataset), rollout_steps=10)
+    cfg = EvaluateConfig(checkpoint="-", data=str(tiny_dataset), rollout_steps=60)
     cfg.rollout_tau_fs = 200.0
-    row = rollout_vs_lammps(NanOnStep(at=5), cfg, 350.0, 10.0, [350.0], tmp_path)
-    assert row["steps_requested"] == 10 and row["steps_completed"] == 4
-    assert "step 5" in row["stopped"] and "non-finite" in row["stopped"]
-    assert asked == [4]
+    # 1-fs strides: 55 fs of free flight bring no two atoms within the guard's 1.5 Å
+    row = rollout_vs_lammps(NanOnStep(at=55), cfg, 350.0, 1.0, [350.0], tmp_path)
+    assert row["steps_requested"] == 60 and row["steps_completed"] == 54
+    assert "step 55" in row["stopped"] and "non-finite" in row["stopped"]
+    assert asked == [54]
     for key in ("rdf_l1", "msd_ratio_end", "temperature_mean_K", "lammps_temperature_mean_K"):
         assert math.isfinite(row[key]), key
     assert sorted(row["plots"]) == ["msd", "rdf", "temperature", "vdos"]
@@ -272,8 +292,23 @@ def test_quickstart_runs_and_reuses(tmp_path, capsys):
     )
     report = quickstart(tmp_path / "qs", **kw)
     assert (report / "report.md").exists() and (report / "metrics.json").exists()
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "report:" in text and "plots:" in text and "demo:" in text
+    # both rollouts at the stride and thermostat where the models are stable, and it says so
+    settings = "Δt = 20 fs, CSVR, τ = 200 fs (10 strides)"
+    assert f"[3/3] evaluation against the baselines and LAMMPS ({settings})" in text
+    assert f"pretrained:equivariant-al ({settings})" in text
+    (ro,) = json.loads((report / "metrics.json").read_text())["rollouts"]
+    assert (ro["stride_fs"], ro["thermostat"], ro["tau_fs"]) == (20.0, "csvr", 200.0)
+    # progress for every stage: evaluation lines, and the rollouts' bars on stderr
+    assert "one-shot errors at 350 K" in text and "LAMMPS EAM reference" in text
+    assert captured.err.count("| 4/4 [") >= 2, captured.err[-2000:]  # 4 strides, 2 rollouts
+    # its own wall time and machine, printed and in the report
+    md = (report / "report.md").read_text()
+    for where in (text, md):
+        assert "Wall time" in where and "CPUs, torch on" in where and settings in where
+    assert "too short to score (fewer than 50 frames)" in text  # 4 strides: not scored
     assert (tmp_path / "qs" / "demo_rollout" / "thermo.csv").exists()
     data_file = tmp_path / "qs" / "data" / "T0300K.h5"
     ckpt = tmp_path / "qs" / "run" / "last.pt"

@@ -645,6 +645,11 @@ def _bad_structure(kind: str, path: Path) -> tuple[Path, str, str]:
     elif kind == "small-box":  # 8.1 Å < 2 × 5.5 Å, the shipped equivariant model's cutoff
         atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
         field, expected = "cell", "2 × 5.5 Å (the model's cutoff) = 11.000 Å"
+    elif kind == "close-pair":  # atom 200 put 1.2 Å from atom 7 (through the boundary)
+        pos = atoms.positions
+        pos[200] = pos[7] + np.array([-1.2, 0.0, 0.0]) + atoms.cell[0]
+        atoms.positions = pos
+        field, expected = "positions", "atoms 7 and 200 1.200 Å apart"
     elif kind == "no-box":  # plain xyz: no Lattice, zero cell
         atoms.pbc = False
         atoms.cell = np.zeros((3, 3))
@@ -654,7 +659,9 @@ def _bad_structure(kind: str, path: Path) -> tuple[Path, str, str]:
     return path, field, expected
 
 
-@pytest.mark.parametrize("kind", ["species", "nan-position", "inf-velocity", "small-box", "no-box"])
+@pytest.mark.parametrize(
+    "kind", ["species", "nan-position", "inf-velocity", "small-box", "close-pair", "no-box"]
+)
 def test_cli_rollout_checks_the_structure_before_writing(tmp_path, capsys, kind):
     """A real checkpoint (pretrained:equivariant-al, cutoff 5.5 Å) and a real file: the
     message names the file, the field and the expectation; no output folder appears."""
@@ -671,7 +678,25 @@ def test_cli_rollout_checks_the_structure_before_writing(tmp_path, capsys, kind)
     assert code == 2, err
     assert f"structure file {path}" in err and f"field '{field}'" in err and expected in err
     assert "6.287" not in err  # the model's cutoff, not the paper's
+    if kind == "close-pair":  # the guard's threshold (--min-distance, default 1.5 Å)
+        assert "min_distance_A = 1.5 Å" in err and "--min-distance" in err, err
     assert not out.exists()
+
+
+def test_rollout_refuses_a_close_pair_at_the_given_min_distance(tmp_path):
+    """The pair check uses the run's own threshold: refused at 1.5 Å with the pair named,
+    accepted at 1.0 Å; nothing is written when refused."""
+    model = tiny_model("equivariant")
+    atoms = fcc(0)
+    pos = atoms.positions
+    pos[3] = pos[0] + np.array([0.9, 0.9, 0.0])  # 1.273 Å from atom 0
+    atoms.positions = pos
+    out = tmp_path / "ro"
+    with pytest.raises(ValueError, match=r"atoms 0 and 3 1\.273 Å apart .* 1\.5 Å"):
+        Rollout(model, atoms, 1.0, steps=1, out_dir=out, min_distance_A=1.5, progress=False)
+    assert not out.exists()
+    with Rollout(model, atoms, 1.0, steps=1, out_dir=out, min_distance_A=1.0, progress=False) as ro:
+        assert ro.run().completed
 
 
 def test_rollout_api_checks_species_and_values_before_writing(tmp_path):

@@ -35,7 +35,7 @@ from ..data.stats import TrainingStats  # re-exported: ``equignnmd.models.base.T
 __all__ = ["PAPER_CUTOFF_A", "Prediction", "SurrogateModel", "TrainingStats", "check_hparams"]
 
 # The paper's graph cutoff R_cut (Immanuel, Mahata & Maiti, arXiv 2512.21822, Table 2; see
-# shared/spec/paper-architecture.md): the cutoff of the Mishin Al99 EAM potential the paper's
+# docs/paper-architecture.md): the cutoff of the Mishin Al99 EAM potential the paper's
 # data come from, between the 4th and 5th FCC Al shells (5.73 and 6.40 Å at a0 = 4.05 Å).
 PAPER_CUTOFF_A = 6.287
 """The paper's graph cutoff, Å; the default of a model whose config names no cutoff."""

@@ -2,7 +2,7 @@
 
 A faithful re-implementation of Immanuel, Mahata & Maiti, "Toward Generalizable Surrogate Models
 for Molecular Dynamics via Graph Neural Networks" (arXiv 2512.21822), following
-``shared/spec/paper-architecture.md``. Widths (defaults of :class:`PaperConfig`):
+``docs/paper-architecture.md``. Widths (defaults of :class:`PaperConfig`):
 
 * static node embedding (192) = [species embedding 64 ‖ rbf(Δt) 32 ‖ rbf(T) 32 ‖ struct 64],
   struct = GELU(Linear(5→64)) of the five descriptors [CSP, CNA, Q4, Q6, CN];

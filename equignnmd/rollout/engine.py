@@ -123,6 +123,7 @@ def init_run(
         cutoff_A=model.cutoff,
         names=names,
         species=_model_species(model),
+        min_distance_A=config.min_distance_A,
     )
     if stages is None:
         from ..energy import make_energy_source
@@ -181,7 +182,8 @@ class Rollout:
         names: how errors name each structure (default "structure k (file PATH)").
 
     The structures are read and checked (:func:`~equignnmd.rollout.state.check_structures`:
-    species the model knows, finite positions and velocities, box ≥ 2 × ``model.cutoff``)
+    species the model knows, finite positions and velocities, box ≥ 2 × ``model.cutoff``, no
+    pair closer than ``config.min_distance_A``)
     before ``out_dir`` or any file in it is created.
     """
 

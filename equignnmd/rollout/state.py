@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import physics
-from ..graph import check_box, wrap_positions
+from ..graph import check_box, edge_vectors, neighbour_list, wrap_positions
 from ..io import read_structure
 from ..thermostats import maxwell_boltzmann
 from ..units import velocity_from_ase, velocity_to_ase
@@ -223,6 +223,7 @@ def check_structures(
     names: Sequence[str],
     cutoff_A: float | None = None,
     species: Sequence[int] | None = None,
+    min_distance_A: float | None = None,
 ) -> None:
     """Refuse structures a model cannot start from, before anything runs or is written.
 
@@ -230,7 +231,10 @@ def check_structures(
     (Å/ps) and ``cell``; a 3-D ``cell`` (non-zero volume); ``masses`` finite and > 0;
     ``species`` among ``species`` (the atomic numbers the model was trained on,
     ``model.stats.species``) when given; every perpendicular width of the cell ≥ 2 ×
-    ``cutoff_A`` (the model's cutoff, :func:`~equignnmd.graph.check_box`) when given.
+    ``cutoff_A`` (the model's cutoff, :func:`~equignnmd.graph.check_box`) when given; no
+    pair of atoms (periodic images included) closer than ``min_distance_A`` (Å, the stability
+    guard's pair threshold, ``RolloutConfig.min_distance_A``) when given and > 0, found with
+    the package's neighbour list (:func:`~equignnmd.graph.neighbour_list`, vesin).
 
     Raises:
         ValueError: naming the structure (``names[r]``, e.g. its file), the field and what was
@@ -272,6 +276,34 @@ def check_structures(
     if cutoff_A is not None:
         for r in range(state.n_replicas):
             check_box(cells[r], cutoff_A, where=names[r], cutoff_source="the model's cutoff")
+    if min_distance_A:
+        _check_pairs(state, names, float(min_distance_A))
+
+
+def _check_pairs(state: RolloutState, names: Sequence[str], min_distance_A: float) -> None:
+    """A ``ValueError`` naming the structure, the closest pair and its distance (Å) when two
+    atoms of a replica are closer than ``min_distance_A``; one neighbour search per replica."""
+    edge_index, shifts = neighbour_list(state.unwrapped, state.cell, min_distance_A, state.batch)
+    if not edge_index.shape[1]:
+        return
+    dist = edge_vectors(state.unwrapped, state.cell, edge_index, shifts, state.batch).norm(dim=-1)
+    close = dist < min_distance_A
+    if not bool(close.any()):
+        return
+    graph = state.batch[edge_index[1]]
+    r = int(graph[close].min())
+    mine = close & (graph == r)
+    k = int(torch.nonzero(mine)[dist[mine].argmin()])  # the closest pair of the first replica
+    lo = int(state.ptr[r])
+    i, j = sorted((int(edge_index[1, k]) - lo, int(edge_index[0, k]) - lo))
+    pairs = int(mine.sum()) // 2  # a full list holds every pair twice
+    raise ValueError(
+        f"{names[r]}: field 'positions' has atoms {i} and {j} {float(dist[k]):.3f} Å apart "
+        f"({pairs} pair(s) closer than {min_distance_A:g} Å); expected every pair of atoms, "
+        f"periodic images included, at least min_distance_A = {min_distance_A:g} Å apart (the "
+        "stability guard's pair threshold, --min-distance; the guard would stop the run at "
+        "step 0)"
+    )
 
 
 def init_state(
@@ -286,6 +318,7 @@ def init_state(
     cutoff_A: float | None = None,
     names: Sequence[str] | None = None,
     species: Sequence[int] | None = None,
+    min_distance_A: float | None = None,
 ) -> RolloutState:
     """The first state of a run.
 
@@ -304,17 +337,19 @@ def init_state(
         cutoff_A: if given, refuse a box thinner than 2 × cutoff (:func:`graph.check_box`).
         names: how errors name each structure (default "structure k" and its file).
         species: if given, the atomic numbers allowed (the model's ``stats.species``).
+        min_distance_A: if given, refuse a pair of atoms closer than this, Å (the guard's).
 
     Every structure is checked first (:func:`check_structures`: finite positions, velocities
-    and cell, masses > 0, known species, box ≥ 2 × cutoff); a ``ValueError`` names the
-    structure, the field and what was expected.
+    and cell, masses > 0, known species, box ≥ 2 × cutoff, no pair closer than
+    ``min_distance_A``); a ``ValueError`` names the structure, the field and what was
+    expected.
 
     ``info["init"]`` records ``seed`` and ``maxwell_boltzmann_replicas`` (those drawn).
     """
     base, default_names = _read(structures, device, names)
     names = list(names) if names is not None else default_names
     copies = int(replicas)
-    check_structures(base, names, cutoff_A=cutoff_A, species=species)
+    check_structures(base, names, cutoff_A=cutoff_A, species=species, min_distance_A=min_distance_A)
     order = [k for k in range(base.n_replicas) for _ in range(copies)]
     state = base.select(order) if copies != 1 else base
     names = [names[k] for k in order]
