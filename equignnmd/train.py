@@ -56,6 +56,7 @@ METRIC_COLUMNS = (
     "atoms_per_s",
     "replay_states",
     "replay_s",
+    "elapsed_min",
 )
 
 
@@ -120,6 +121,11 @@ class TrainConfig:
     time_reversal: bool = False
     """Add the time-reversed pair (r_t+Δt, −v_t+Δt) → (r_t, −v_t) of every training pair
     (:class:`~equignnmd.data.dataset.PairDataset`); validation stays forward only."""
+    max_minutes: float = 0.0
+    """Stop after the first epoch at which the run's training time (training and validation
+    epochs, summed over resumed sessions; setup and the final report excluded) reaches this
+    many minutes, as if ``epochs`` had been reached; 0 = no time budget. Equal-budget
+    comparisons of configurations (the accuracy–cost frontier) use it."""
     noise_position_rel: float = 0.0
     """Training noise on the input positions: std as a fraction of ``½ dvel_rms(Δt) Δt``, the
     size of a stride's non-ballistic displacement (× √(T/300 K)); the target stays the true
@@ -151,6 +157,7 @@ class TrainConfig:
             "noise_velocity_rel",
             "noise_position_rel",
             "kinetic_weight",
+            "max_minutes",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: field '{name}' must be ≥ 0")
@@ -429,6 +436,7 @@ class Trainer:
             )
         last = self.out / "last.pt"
         self.start_epoch = 0
+        self.elapsed_s = 0.0  # training time so far, over resumed sessions (max_minutes)
         self.best = float("inf")
         ckpt = None
         if resume:
@@ -488,6 +496,7 @@ class Trainer:
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
             self.start_epoch = int(state["epoch"]) + 1
+            self.elapsed_s = float(state.get("elapsed_s", 0.0))
             self.best = float(state["best_val"])
             before = (state.get("spec") or {}).get("train") or {}
             loss_keys = ("velocity_weight", "kinetic_weight", "strides_fs")
@@ -666,6 +675,7 @@ class Trainer:
     def _trainer_state(self, epoch: int) -> dict[str, Any]:
         return {
             "epoch": epoch,
+            "elapsed_s": self.elapsed_s,
             "best_val": self.best,
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
@@ -710,6 +720,14 @@ class Trainer:
             total=cfg.epochs,
         )
         for epoch in bar:
+            if cfg.max_minutes and self.elapsed_s >= 60.0 * cfg.max_minutes:
+                if self.dist.main:
+                    print(
+                        f"train: time budget of {cfg.max_minutes:g} min reached after "
+                        f"{epoch} epochs ({self.elapsed_s / 60.0:.1f} min); stopping"
+                    )
+                break
+            t_epoch = time.perf_counter()
             replayed = {}
             if self.replay is not None and epoch > 0 and epoch % cfg.replay_every == 0:
                 replayed = self.replay_round(epoch)
@@ -727,6 +745,9 @@ class Trainer:
             )
             improved = val["val_loss"] < self.best
             self.best = min(self.best, val["val_loss"])
+            # every rank stops at the same epoch: the ranks' mean clock decides
+            self.elapsed_s += self.dist.mean(time.perf_counter() - t_epoch)
+            row["elapsed_min"] = self.elapsed_s / 60.0
             checksums = self.dist.gather_objects(param_checksum(self.model))
             if self.dist.main:
                 new = not metrics_path.exists()

@@ -80,6 +80,19 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert float(rows[1]["train_loss"]) != 9.9
 
 
+def test_time_budget_stops_and_holds_over_resume(tmp_path, capsys):
+    # a budget of 0.6 ms ends the run after its first epoch, however fast the machine
+    assert run(tmp_path, "t", "--epochs", "5", "--set", "max_minutes=0.00001") == 0
+    rows = list(csv.DictReader(open(tmp_path / "t" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1]
+    assert float(rows[0]["elapsed_min"]) > 0
+    assert "time budget of 1e-05 min reached after 1 epochs" in capsys.readouterr().out
+    assert read_checkpoint(tmp_path / "t" / "last.pt")["trainer"]["elapsed_s"] > 0
+    # resuming keeps the time already spent: nothing is left of the budget
+    assert run(tmp_path, "t", "--epochs", "5", "--resume", "--set", "max_minutes=0.00001") == 0
+    assert len(list(csv.DictReader(open(tmp_path / "t" / "metrics.csv")))) == 1
+
+
 def test_resume_without_checkpoint_is_clear(tmp_path, capsys):
     assert run(tmp_path, "none", "--epochs", "1", "--resume") == 2
     assert "last.pt" in capsys.readouterr().err
