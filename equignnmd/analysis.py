@@ -45,6 +45,10 @@ import numpy as np
 
 from .units import fs_to_ps
 
+MIN_SCORE_FRAMES = 50
+"""Fewest trajectory frames (start frame included) a trajectory score or plot is computed
+from, in every report (``evaluate``, ``fidelity``); below it a score reads "–"."""
+
 _CHUNK_ELEMENTS = 1 << 22  # time-series elements per FFT chunk (bounds memory to ~100 MB)
 
 
@@ -628,6 +632,7 @@ def site_drift(unwrapped_positions, window_frames: int, masses=None) -> float:
 
 
 __all__ = [
+    "MIN_SCORE_FRAMES",
     "coordination_shells",
     "diffusion_coefficient",
     "kinetic_energy",

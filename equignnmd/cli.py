@@ -489,6 +489,13 @@ def add_rollout(sub) -> None:
         choices=["float32", "float64"],
         help="model dtype (default: the checkpoint's)",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model first (the way its architecture supports, "
+        "model.compiled()): a minute or two of compilation, then several times faster "
+        "strides on the CPU for the equivariant model (default: eager)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_rollout)
 
@@ -540,6 +547,8 @@ def cmd_rollout(args) -> int:
     model = load_checkpoint(args.checkpoint, device=pick_device(args.device))
     if args.dtype:
         model = model.to(getattr(torch, args.dtype))
+    if args.compile:
+        model = model.compiled()
     with Rollout(model, structure, config, names=[name]) as ro:
         result = ro.run()
     done = int(result.step[-1])

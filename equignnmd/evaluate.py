@@ -7,9 +7,9 @@
    positions and velocities with the same kind of thermostat: RDF overlay, MSD, temperature
    trace and VDOS, with scores (RDF L1, MSD ratio at the end, temperature mean and drift, VDOS
    overlap) and the number of steps completed before any stability guard fired. A score
-   from fewer than :data:`MIN_SCORE_FRAMES` frames of the rollout (the fidelity benchmark's
-   ``min_frames``) is printed as "–" (null in ``metrics.json``), and its plots say "too short
-   to plot (n frames)" instead of drawing lines.
+   from fewer than :data:`~equignnmd.analysis.MIN_SCORE_FRAMES` frames of the rollout (the
+   fidelity benchmark's ``min_frames``) is printed as "–" (null in ``metrics.json``), and its
+   plots say "too short to plot (n frames)" instead of drawing lines.
 4. ``report.md``, ``metrics.json`` and PNG plots in the report folder.
 """
 
@@ -27,11 +27,11 @@ from torch.utils.data import Subset
 from torch_geometric.loader import DataLoader
 
 from . import analysis, plots
+from .analysis import MIN_SCORE_FRAMES
 from .checkpoint import load_checkpoint
 from .config import ConfigError
 from .data.dataset import PairDataset
 from .data.format import read_index
-from .fidelity import FidelityConfig
 from .io import json_safe, write_atomic
 from .onestep import stride_errors
 from .units import fs_to_ps, ps_to_fs
@@ -60,9 +60,6 @@ ROLLOUT_SCORES = (
 )
 """Rollout-vs-LAMMPS scores; NaN (null in JSON, "–" in the report) in a row whose rollout has
 fewer than :data:`MIN_SCORE_FRAMES` frames."""
-MIN_SCORE_FRAMES: int = FidelityConfig.min_frames
-"""Fewest trajectory frames (start frame included) a rollout score or plot is computed from:
-the fidelity benchmark's rule, one number for both reports. Below it a score reads "–"."""
 NO_SCORE = "–"
 """How a report prints a score it did not compute."""
 BASELINE_TITLES = {

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from . import analysis, physics, plots
+from .analysis import MIN_SCORE_FRAMES
 from .config import ConfigError, build
 from .io import json_safe, write_atomic
 from .materials import ALUMINIUM, Material
@@ -76,7 +77,7 @@ class FidelityConfig:
     onestep_strides_fs: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 50.0])
     onestep_origins: int = 16
     calibration_dK: float = 20.0
-    min_frames: int = 50
+    min_frames: int = MIN_SCORE_FRAMES
     seed: int = 2029
     device: str = "auto"
     threads: int = 0

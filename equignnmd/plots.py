@@ -8,7 +8,7 @@ Trajectory plots (RDF, MSD, temperature, energy, VDOS) take ``frames`` (how many
 frames the curves come from; default: the length of the shortest curve, right for time
 series) and ``min_frames``: a series from fewer frames means nothing drawn as a line (a 3-point
 "VDOS"), so the figure shows the text "too short to plot (n frames)" instead of curves. The
-evaluation report passes its scoring minimum (:data:`equignnmd.evaluate.MIN_SCORE_FRAMES`).
+evaluation report passes its scoring minimum (:data:`equignnmd.analysis.MIN_SCORE_FRAMES`).
 ``return_figure=True`` returns ``(path, figure)`` (closed, still inspectable or re-savable).
 """
 
