@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .config import CONFIG_DIR
 
-QUICKSTART_TIME = "about 3 min"
+QUICKSTART_TIME = "about 3.5 min"
 """The quick start's measured wall time on the 2-core CPU, data included (``--help``, README)."""
 QUICK_EPOCHS = 6
 QUICK_DATA = {"production_ps": 3.0, "record_every_fs": 5.0}
