@@ -713,8 +713,10 @@ def add_energy_head(sub) -> None:
         "OUT.energy-fit.md/.json. Rollouts then conserve its energy with --energy model.",
     )
     p.add_argument("--checkpoint", required=True, help=_checkpoint_help() + " (required)")
-    p.add_argument("--data", required=True, help="dataset folder with energies and forces")
-    p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    p.add_argument(
+        "--data", required=True, help="dataset folder with energies and forces (required)"
+    )
+    p.add_argument("--out", required=True, help="checkpoint file to write, .pt (required)")
     p.add_argument("--frames", type=int, help="fit frames per training temperature (default: 20)")
     p.add_argument(
         "--set",
