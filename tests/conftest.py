@@ -27,3 +27,15 @@ def tiny_dataset(tmp_path_factory):
         },
     )
     return generate(cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One intra-op torch thread for a module of small LAMMPS-and-model steps (as fast, and
+    immune to oversubscription on a 2-core machine); the previous count restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,13 +17,7 @@ from equignnmd.models.base import SurrogateModel
 from equignnmd.rollout import run_rollout
 from equignnmd.units import velocity_from_ase, velocity_to_ase
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def test_surrogate_md_observers_trajectory_logger(tmp_path):

@@ -33,12 +33,7 @@ from equignnmd.rollout import (
 N_CELLS = 3  # 108 atoms, a 12.26-Å box: ≥ 2 × the model's 5.5-Å cutoff
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

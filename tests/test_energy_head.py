@@ -20,13 +20,7 @@ from equignnmd.energy_fit import fit_energy_head, load_energy_frames
 from equignnmd.models.energy_head import EnergyHead
 from equignnmd.rollout import RolloutState, run_rollout
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")
