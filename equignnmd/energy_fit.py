@@ -131,13 +131,16 @@ def score_energy_head(head, frames, batch_frames: int = 8) -> dict:
     energy conservation along a trajectory sees), ``force_eV_per_A``, ``force_rms_eV_per_A``
     (of the reference, for scale) and ``frames``."""
     de, temps, df2, f2, n_comp = [], [], 0.0, 0.0, 0
-    coef = head.coefficients
     for k in range(0, len(frames), batch_frames):
         chunk = frames[k : k + batch_frames]
-        feats, ffeats, counts, pe, f_ref, _ = _design(head, chunk)
-        de.append(((feats @ coef - pe) / counts).numpy())
+        # the head's own energy and its gradient: one backward, not the fit's one per column
+        pos, cell, species, batch, counts, pe, f_ref = _batch(chunk)
+        pos.requires_grad_(True)
+        energy = head(pos, cell, species, batch, len(chunk))
+        (grad,) = torch.autograd.grad(energy.sum(), pos)
+        de.append(((energy.detach() - pe) / counts).numpy())
         temps += [f["temperature_K"] for f in chunk]
-        df2 += float(((ffeats @ coef - f_ref) ** 2).sum())
+        df2 += float(((-grad - f_ref) ** 2).sum())
         f2 += float((f_ref**2).sum())
         n_comp += f_ref.numel()
     de, temps = np.concatenate(de), np.asarray(temps)
@@ -152,11 +155,11 @@ def score_energy_head(head, frames, batch_frames: int = 8) -> dict:
 
 
 def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=print):
-    # log: a callable taking one line of progress, or None for silence
     """An :class:`~equignnmd.models.energy_head.EnergyHead` for ``model`` (its cutoff and
     species) fitted by weighted least squares to the energies and forces of the dataset at
     ``root``; returns ``(head, report)`` with the scores per split and temperature
-    (:func:`score_energy_head`), the settings and the wall time."""
+    (:func:`score_energy_head`), the settings and the wall time. ``log`` takes one line of
+    progress at a time (``None``: silent)."""
     from .models.energy_head import EnergyHead
 
     log = log or (lambda _msg: None)

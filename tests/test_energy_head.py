@@ -154,37 +154,15 @@ def test_nve_rollout_conserves_the_heads_energy(fitted, tiny_dataset, tmp_path):
 
 
 def test_cli_writes_a_checkpoint_with_a_head(tiny_dataset, tmp_path, capsys):
+    def energy_head(out, *extra):
+        args = ["--checkpoint", "pretrained:equivariant-al", "--data", str(tiny_dataset)]
+        return main(["energy-head", *args, "--out", str(out), *extra])
+
     out = tmp_path / "ck" / "eq_E.pt"
-    rc = main(
-        [
-            "energy-head",
-            "--checkpoint",
-            "pretrained:equivariant-al",
-            "--data",
-            str(tiny_dataset),
-            "--out",
-            str(out),
-            "--frames",
-            "4",
-        ]
-    )
-    assert rc == 0, capsys.readouterr().err
+    assert energy_head(out, "--frames", "4") == 0, capsys.readouterr().err
     assert load_checkpoint(out).energy_head is not None
     assert "force RMSE" in out.with_suffix(".energy-fit.md").read_text()
     bad = tmp_path / "bad" / "x.txt"
-    assert (
-        main(
-            [
-                "energy-head",
-                "--checkpoint",
-                "pretrained:equivariant-al",
-                "--data",
-                str(tiny_dataset),
-                "--out",
-                str(bad),
-            ]
-        )
-        == 2
-    )
+    assert energy_head(bad) == 2
     assert "not a .pt file" in capsys.readouterr().err
     assert not bad.parent.exists()
