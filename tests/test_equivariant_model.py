@@ -372,15 +372,22 @@ def test_compiled_forward_matches_eager():
 
 def test_compiled_training_gradients_match_eager():
     """Training with ``compile: true`` (the trainer's 3-5× faster path on the CPU) computes
-    the same loss gradients as eager: the broadcast contraction's backward included."""
+    the same loss gradients as eager: the broadcast contraction's backward included, and for
+    a two-stride unrolled loss."""
     model = small_model().train()
     batch = Batch.from_data_list([fcc_data(14, 20.0), fcc_data(15, 50.0)])
     for key in ("pos", "vel", "mass", "cell", "dt_fs", "temperature_K"):
         batch[key] = batch[key].float()
 
-    def grads(m):
+    def grads(m, unroll):
         out = m(batch)
         loss = out.displacement.pow(2).sum() + 1e-3 * out.velocity.pow(2).sum()
+        if unroll:
+            # a second stride from the first one's outputs (an unrolled loss): inputs that
+            # carry gradients make the compiled model recompile, which once failed to lower
+            nxt = batch.clone()
+            nxt.pos, nxt.vel = batch.pos + out.displacement, out.velocity
+            loss = loss + m(nxt).displacement.pow(2).sum()
         return dict(
             zip(
                 [n for n, _ in m.named_parameters()],
@@ -388,15 +395,16 @@ def test_compiled_training_gradients_match_eager():
             )
         )
 
-    ref = grads(model)
     compiled = copy.deepcopy(model).compiled()
-    got = grads(compiled)  # ~30-90 s of compilation (forward and backward) on 2 cores
-    assert ref.keys() == got.keys()
-    for name, g in ref.items():
-        if g is None:
-            assert got[name] is None, name
-            continue
-        torch.testing.assert_close(got[name], g, rtol=1e-3, atol=1e-6, msg=name)
+    for unroll in (False, True):
+        ref = grads(model, unroll)
+        got = grads(compiled, unroll)  # ~30-90 s of compilation (forward and backward), 2 cores
+        assert ref.keys() == got.keys()
+        for name, g in ref.items():
+            if g is None:
+                assert got[name] is None, name
+                continue
+            torch.testing.assert_close(got[name], g, rtol=1e-3, atol=1e-6, msg=f"{name} {unroll}")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

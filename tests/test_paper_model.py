@@ -405,3 +405,85 @@ def test_predict_on_ase_atoms():
     # ASE time unit Å·sqrt(amu/eV) = 10.1805 fs, so 1 Å/ps = 0.0101805 Å per ASE time unit
     assert abs(ASE_VELOCITY_PER_A_PS - 0.0101805) < 1e-6
     assert np.abs(disp).max() > 0 and np.abs(vel - ref.velocity.numpy()).max() > 1.0
+
+
+# --------------------------------------------------------------------------- ablation switches
+def test_ablation_switches_parameter_counts_and_symmetry():
+    """Each issue-15 switch changes the layers the docstring says and keeps the parameter
+    count equal to the hand count; a vector readout that only points along bonds keeps the
+    model translation-invariant (absolute positions off)."""
+    for sw in ("ballistic_skip", "edge_direction_scalars", "vector_readout"):
+        model = build_model("paper", **{**small_config(), sw: True})
+        assert n_params(model) == count_parameters_by_hand(model.config), sw
+    base = build_model("paper", **small_config())
+    scal = build_model("paper", **{**small_config(), "edge_direction_scalars": True})
+    assert scal.edge_dim == base.edge_dim + 3
+    assert scal.blocks[0].edge_lin.in_features == base.blocks[0].edge_lin.in_features + 3
+    assert n_params(build_model("paper", **{**small_config(), "ballistic_skip": True})) == n_params(
+        base
+    )
+
+
+def crystal(rattle_A: float, moving: bool, rotation=None, dt_fs: float = 5.0):
+    """A 256-atom FCC Al box in float64: rattled by ``rattle_A`` (seeded), velocities
+    N(0, 5 Å/ps) or zero, equal descriptors on every atom; rotated (positions, velocities and
+    cell) by ``rotation`` (3, 3) if given."""
+    rng = np.random.default_rng(3)
+    atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat((4, 4, 4))
+    pos = atoms.positions + rng.normal(0.0, rattle_A, atoms.positions.shape)
+    vel = rng.normal(0.0, 5.0, pos.shape) if moving else np.zeros_like(pos)
+    cell = atoms.cell.array
+    if rotation is not None:
+        pos, vel, cell = pos @ rotation.T, vel @ rotation.T, cell @ rotation.T
+    return make_data(
+        pos,
+        vel,
+        cell,
+        atoms.numbers,
+        atoms.get_masses(),
+        dt_fs=dt_fs,
+        temperature_K=300.0,
+        descriptors=np.zeros((len(pos), 5)),
+        dtype=torch.float64,
+    )
+
+
+def zero_block_outputs(model):
+    with torch.no_grad():
+        for block in model.blocks:
+            block.out.weight.zero_()
+            block.out.bias.zero_()
+
+
+def test_ballistic_skip_represents_r_plus_v_dt_exactly():
+    """With the skip and zero output weights the prediction is exactly r + vΔt (the ballistic
+    step is representable); without it the same zero weights predict no motion at all."""
+    torch.manual_seed(0)
+    data = crystal(0.05, moving=True)
+    for skip in (True, False):
+        cfg = {**small_config(), "ballistic_skip": skip}
+        model = build_model("paper", stats=stats_for_tests(), **cfg).double()
+        zero_block_outputs(model)
+        with torch.no_grad():
+            pred = model(data)
+        expected = data.vel * 5.0e-3 if skip else torch.zeros_like(data.vel)
+        assert torch.allclose(pred.displacement, expected, atol=1e-12), skip
+
+
+def test_vector_readout_points_along_bonds():
+    """The vector readout is a mean of unit bond vectors times invariant scalars: zero on every
+    atom of a perfect crystal at rest (a symmetric shell), non-zero when rattled, and it rotates
+    with a structure at rest (absolute positions off, Cartesian W_out zeroed)."""
+    torch.manual_seed(1)
+    cfg = {**small_config(), "vector_readout": True, "absolute_positions": False}
+    model = build_model("paper", stats=stats_for_tests(), **cfg).double()
+    zero_block_outputs(model)
+    a = np.array([[0.0, -0.3, 0.2], [0.3, 0.0, -0.5], [-0.2, 0.5, 0.0]])
+    rot = torch.linalg.matrix_exp(torch.tensor(a)).numpy()
+    with torch.no_grad():
+        assert model(crystal(0.0, moving=False)).displacement.abs().max() < 1e-10
+        # at rest: the node inputs' raw velocity components (not invariant) are all zero
+        d = model(crystal(0.05, moving=False)).displacement
+        d_rot = model(crystal(0.05, moving=False, rotation=rot)).displacement
+    assert d.abs().max() > 1e-6
+    assert torch.allclose(d_rot, d @ torch.tensor(rot).T, atol=1e-9)

@@ -77,12 +77,15 @@ def stride_scale(dt_fs: torch.Tensor, strides_fs, values) -> torch.Tensor:
         )
     order = torch.argsort(xs)
     xs, ys = xs[order], ys[order]
-    if float(xs[0]) > 0:
-        xs = torch.cat([xs.new_zeros(1), xs])
-        ys = torch.cat([ys.new_zeros(1), ys])
+    # prepend (0, 0) without a data-dependent branch (a Python ``if`` on a tensor value breaks
+    # a compiled graph): a table that already starts at 0 keeps its own value there, and the
+    # zero-width segment this leaves is never interpolated across (its weight is 0)
+    y_first = torch.where(xs[:1] > 0, ys.new_zeros(1), ys[:1])
+    xs = torch.cat([xs.new_zeros(1), xs])
+    ys = torch.cat([y_first, ys])
     idx = torch.searchsorted(xs, dt.contiguous()).clamp(1, xs.numel() - 1)
     x0, x1, y0, y1 = xs[idx - 1], xs[idx], ys[idx - 1], ys[idx]
-    w = ((dt - x0) / (x1 - x0)).clamp(0.0, 1.0)
+    w = ((dt - x0) / (x1 - x0).clamp_min(torch.finfo(xs.dtype).tiny)).clamp(0.0, 1.0)
     return y0 + w * (y1 - y0)
 
 
@@ -127,16 +130,21 @@ class PolynomialCutoff(nn.Module):
 
     def __init__(self, cutoff: float, p: int = 6):
         super().__init__()
+        if int(p) != p or p < 1:
+            raise ValueError(f"PolynomialCutoff: p = {p}; expected a positive integer")
         self.cutoff = float(cutoff)
-        self.p = float(p)
+        self.p = int(p)
+        # the coefficients as constants: float attributes used in arithmetic inside a compiled
+        # graph can become symbolic inputs on a recompile, which inductor then fails to lower
+        self.coeffs = (
+            0.5 * (p + 1.0) * (p + 2.0),
+            p * (p + 2.0),
+            0.5 * p * (p + 1.0),
+        )
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        p = self.p
+        c0, c1, c2 = self.coeffs
         x = r / self.cutoff
-        out = (
-            1.0
-            - 0.5 * (p + 1.0) * (p + 2.0) * x.pow(p)
-            + p * (p + 2.0) * x.pow(p + 1.0)
-            - 0.5 * p * (p + 1.0) * x.pow(p + 2.0)
-        )
+        xp = x.pow(self.p)  # integer powers (x^p, x^(p+1), x^(p+2))
+        out = 1.0 - c0 * xp + c1 * xp * x - c2 * xp * x * x
         return out * (x < 1.0).to(out.dtype)

@@ -81,6 +81,19 @@ Decisions where the text is silent (all recorded here; the spec's "Open points" 
   work is about 16 passes over (E, 128) tensors (E ≈ 63 N at the paper's cutoff), so training
   memory is about 1.2 MB per atom in float32 (6 blocks, activations kept for backward).
 
+Ablation switches (issue 15; each off by default, i.e. faithful, and each a deviation from
+the paper when on):
+
+* ``ballistic_skip``: ``d = v Δt + Σ_b s_c Δ^(b)`` with ``s_c = ½ s_v(Δt) Δt``, the RMS of the
+  non-ballistic part of a displacement (as in the ``equivariant`` model); the blocks see
+  ``r + Σ`` corrections so far. The faithful model must rebuild ``v Δt`` from the velocity
+  components through LayerNorm'd hidden states, to a small fraction of a per-cent at every
+  stride, which is where it loses to r + vΔt at 1–5 fs.
+* ``edge_direction_scalars``: ``[r̂_ij·v_i, r̂_ij·v_j, |v_j − v_i|]`` (velocities ÷
+  ``vel_rms``) appended to ``e_ij`` (96 → 99 wide), recomputed per block.
+* ``vector_readout``: each block adds ``mean_j w_ij r̂_ij`` (:class:`VectorReadout`) to its
+  Cartesian ``W_out h``, the only way the network can point a displacement along a bond.
+
 Diagnostics: ``model.neighbour_list_calls`` counts neighbour lists computed; setting
 ``model.debug_edges = []`` records (src, dst, r_ij, positions) of every block of the next
 forwards (used by the tests to compare with a full rebuild).
@@ -104,7 +117,13 @@ from ..units import fs_to_ps
 from .base import PAPER_CUTOFF_A, Prediction, SurrogateModel
 from .layers import GaussianRBF, mlp, stride_scale
 
-__all__ = ["PaperBlock", "PaperConfig", "PaperModel", "count_parameters_by_hand"]
+__all__ = [
+    "PaperBlock",
+    "PaperConfig",
+    "PaperModel",
+    "VectorReadout",
+    "count_parameters_by_hand",
+]
 
 
 @dataclass
@@ -143,6 +162,15 @@ class PaperConfig:
     """Å; wrapped positions enter divided by this."""
     carry_hidden: bool = False
     """True: each block also receives the previous block's h_attn (not in the paper)."""
+    ballistic_skip: bool = False
+    """Not in the paper: ``d = v Δt + Σ_b`` corrections of scale ``½ s_v(Δt) Δt`` (the
+    non-ballistic part); False (faithful): the blocks predict the whole displacement."""
+    edge_direction_scalars: bool = False
+    """Not in the paper: three more edge features, ``r̂_ij·v_i``, ``r̂_ij·v_j`` and
+    ``|v_j − v_i|`` (velocities ÷ ``stats.vel_rms``), recomputed per block."""
+    vector_readout: bool = False
+    """Not in the paper: each block's displacement also gets ``mean_j w_ij r̂_ij`` with a scalar
+    ``w_ij`` from ``[h_i, h_j, e_ij]`` (EGNN-style), so a force's direction is representable."""
 
     def check_consistency(self, source: str) -> None:
         """Constraints between fields (checked when a model is built, not by :meth:`validate`)."""
@@ -239,6 +267,30 @@ class PaperBlock(nn.Module):
         return self.norm2(h1 + self.ffn(h1))
 
 
+VECTOR_READOUT_WIDTH = 32
+"""Hidden width of the per-edge weight MLP of ``vector_readout``."""
+
+
+class VectorReadout(nn.Module):
+    """``Δ_i = mean_j w_ij r̂_ij``, ``w_ij = Linear(GELU(A h_i + B h_j + C e_ij))`` (scalar):
+    a displacement along the bonds, equivariant given invariant ``h`` and ``e`` (the
+    ``vector_readout`` switch; not in the paper)."""
+
+    def __init__(self, hidden: int, edge_dim: int, width: int = VECTOR_READOUT_WIDTH):
+        super().__init__()
+        self.width = width
+        self.node = nn.Linear(hidden, 2 * width, bias=False)
+        self.edge = nn.Linear(edge_dim, width)
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, h, edge_feat, unit, src, dst) -> torch.Tensor:
+        """``h`` (N, H), ``edge_feat`` (E, F), ``unit`` r̂_ij (E, 3) → (N, 3), dimensionless."""
+        hi, hj = self.node(h).split(self.width, dim=-1)
+        z = hi.index_select(0, dst) + hj.index_select(0, src) + self.edge(edge_feat)
+        w = self.out(nn.functional.gelu(z))
+        return scatter(w * unit, dst, dim=0, dim_size=h.shape[0], reduce="mean")
+
+
 class PaperModel(SurrogateModel):
     """The paper's GNN surrogate with an optional velocity head (module docstring: details)."""
 
@@ -253,6 +305,8 @@ class PaperModel(SurrogateModel):
         self.predicts_velocity = bool(c["velocity_head"])
         self.absolute_positions = bool(c["absolute_positions"])
         self.carry_hidden = bool(c["carry_hidden"])
+        self.ballistic_skip = bool(c["ballistic_skip"])
+        self.direction_scalars = bool(c["edge_direction_scalars"])
         self.position_scale = float(c["position_scale"])
         self.vel_rms = float(s.vel_rms)
 
@@ -274,10 +328,16 @@ class PaperModel(SurrogateModel):
         self.static_dim += c["struct_dim"]
         self.node_input_dim = self.static_dim + 3 + (3 if self.absolute_positions else 0)
         self.edge_dim = c["n_rbf_distance"] + c["vel_edge_dim"]
+        self.edge_dim += 3 if self.direction_scalars else 0
         self.blocks = nn.ModuleList(
             PaperBlock(self.node_input_dim, self.edge_dim, c["hidden"], c["heads"], c["ffn"])
             for _ in range(int(c["blocks"]))
         )
+        self.vector_readouts = None
+        if c["vector_readout"]:
+            self.vector_readouts = nn.ModuleList(
+                VectorReadout(c["hidden"], self.edge_dim) for _ in range(int(c["blocks"]))
+            )
         self.velocity_out = nn.Linear(c["hidden"], 3) if self.predicts_velocity else None
 
         # velocity-change scale: piecewise linear through (0, 0) and (stride, dvel_rms)
@@ -364,14 +424,19 @@ class PaperModel(SurrogateModel):
 
         vel_n = vel / self.vel_rms
         fixed = torch.cat([vel_n, self.static_features(batch, graph)], dim=-1)
-        disp_scale = (self.vel_rms * fs_to_ps(dt_fs))[graph].unsqueeze(-1)
+        dt_ps = fs_to_ps(dt_fs)
+        if self.ballistic_skip:
+            # the blocks predict d − vΔt, whose RMS is about ½ Δv Δt at short strides
+            disp_scale = (0.5 * self.dvel_scale(dt_fs) * dt_ps)[graph].unsqueeze(-1)
+        else:
+            disp_scale = (self.vel_rms * dt_ps)[graph].unsqueeze(-1)
         inv_cell = torch.linalg.inv(cell) if self.absolute_positions else None
 
         nl = VerletList(self.cutoff, self.skin).build(pos0, cell, graph, *self._given_edges(batch))
         vel_feat, feat_version = None, None
         disp = torch.zeros_like(pos0)
         h = None
-        for block in self.blocks:
+        for b, block in enumerate(self.blocks):
             pos = pos0 + disp
             (src, dst), vec, keep = nl.edges(pos)
             if nl.version != feat_version:
@@ -381,7 +446,16 @@ class PaperModel(SurrogateModel):
             if self.debug_edges is not None:
                 self.debug_edges.append((src, dst, vec.detach(), pos.detach()))
             dist = vec.norm(dim=-1)
-            edge_feat = torch.cat([self.rbf_distance(dist), vel_feat[keep]], dim=-1)
+            parts = [self.rbf_distance(dist), vel_feat[keep]]
+            unit = vec / dist.clamp_min(1e-9).unsqueeze(-1)
+            if self.direction_scalars:
+                vi, vj = vel_n.index_select(0, dst), vel_n.index_select(0, src)
+                parts.append(
+                    torch.stack(
+                        [(unit * vi).sum(-1), (unit * vj).sum(-1), (vj - vi).norm(dim=-1)], dim=-1
+                    )
+                )
+            edge_feat = torch.cat(parts, dim=-1)
             if self.absolute_positions:
                 frac = torch.einsum("nk,nkl->nl", pos, inv_cell[graph])
                 frac = frac - torch.floor(frac).detach()
@@ -390,13 +464,18 @@ class PaperModel(SurrogateModel):
             else:
                 x = fixed
             h = block(x, edge_feat, src, dst, h if self.carry_hidden else None)
-            disp = disp + disp_scale * block.out(h)
-        self.neighbour_list_calls += nl.builds
+            step = block.out(h)
+            if self.vector_readouts is not None:
+                step = step + self.vector_readouts[b](h, edge_feat, unit, src, dst)
+            disp = disp + disp_scale * step
         velocity = None
         if self.velocity_out is not None:
             s_v = self.dvel_scale(dt_fs)[graph].unsqueeze(-1)
             velocity = vel + s_v * self.velocity_out(h)
         self.neighbour_list_calls += nl.builds
+        if self.ballistic_skip:
+            # the blocks saw r + corrections; the ballistic drift is added once, here
+            disp = disp + vel * dt_ps[graph].unsqueeze(-1)
         return Prediction(disp, velocity)
 
 
@@ -404,6 +483,7 @@ def count_parameters_by_hand(config: dict[str, Any]) -> int:
     """Parameter count from the spec's layer widths (independent of the module code)."""
     c = {**PaperModel.default_config(), **config}
     H, F, E = c["hidden"], c["ffn"], c["n_rbf_distance"] + c["vel_edge_dim"]
+    E += 3 if c["edge_direction_scalars"] else 0
     node_in = c["species_dim"] + c["n_rbf_dt"] + c["n_rbf_temperature"] + c["struct_dim"] + 3
     node_in += 3 if c["absolute_positions"] else 0
 
@@ -421,6 +501,9 @@ def count_parameters_by_hand(config: dict[str, Any]) -> int:
     block += 2 * 2 * H  # two LayerNorms
     block += linear(H, F) + linear(F, H)  # FFN
     block += linear(H, 3)  # W_out
+    w = VECTOR_READOUT_WIDTH
+    if c["vector_readout"]:
+        block += linear(H, 2 * w, bias=False) + linear(E, w) + linear(w, 1)
     total += c["blocks"] * block
     total += linear(H, 3) if c["velocity_head"] else 0
     return total
