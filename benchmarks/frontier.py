@@ -19,6 +19,15 @@ core)::
     python benchmarks/frontier.py report --out runs/frontier --plot docs/frontier.png
 
 ``report`` prints the Markdown table (the README's) and draws cost against error.
+
+``--study paper`` runs the same stages for the ``paper`` architecture's ablations (issue 15):
+one switch at a time around ``configs/paper.yaml`` (strides 1–10 fs, the paper's Table 1
+temperatures), scored in the paper's Table 4 layout on the held-out 350 K with the r + vΔt and
+Taylor baselines of the same pairs (no cost column)::
+
+    python benchmarks/frontier.py train --study paper --data data/paper256 --out runs/paper-ablation
+    python benchmarks/frontier.py score --study paper --data data/paper256 --out runs/paper-ablation
+    python benchmarks/frontier.py report --study paper --out runs/paper-ablation
 """
 
 from __future__ import annotations
@@ -29,40 +38,88 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BASE_CONFIG = REPO / "configs" / "equivariant-fast.yaml"
-BASE_MODEL = {"cutoff": 5.5}
-"""The sweep's centre: the config file with these model fields (the file as it was swept)."""
-VARIANTS: dict[str, dict] = {
-    "base": {},
-    "ch8": {"channels": 8},
-    "ch32": {"channels": 32},
-    "lmax2": {"lmax": 2},
-    "layers1": {"layers": 1},
-    "layers3": {"layers": 3},
-    "cut45": {"cutoff": 4.5},
+
+
+@dataclass(frozen=True)
+class Study:
+    """A set of one-change-at-a-time trainings around one config file, and how to score them."""
+
+    config: Path
+    base_model: dict
+    """The study's centre: the config file with these model fields."""
+    variants: dict[str, dict]
+    """Name → model fields changed from the centre."""
+    budget_min: float
+    held_out_K: tuple[float, ...]
+    strides_fs: tuple[float, ...]
+    train_sets: tuple[str, ...]
+    """Extra ``--set`` options of every training."""
+    with_cost: bool
+    """Measure µs per atom-step (the frontier) or not (the paper ablation)."""
+    pairs_per_stride: int = 24
+
+
+STUDIES = {
+    "frontier": Study(
+        config=REPO / "configs" / "equivariant-fast.yaml",
+        base_model={"cutoff": 5.5},  # the file as it was swept
+        variants={
+            "base": {},
+            "ch8": {"channels": 8},
+            "ch32": {"channels": 32},
+            "lmax2": {"lmax": 2},
+            "layers1": {"layers": 1},
+            "layers3": {"layers": 3},
+            "cut45": {"cutoff": 4.5},
+        },
+        budget_min=8.0,
+        held_out_K=(350.0, 650.0),
+        strides_fs=(20.0, 50.0),
+        train_sets=("samples_per_epoch=400", "max_val_samples=64", "model.compile=true"),
+        with_cost=True,
+    ),
+    "paper": Study(
+        config=REPO / "configs" / "paper.yaml",
+        # the paper's own smallest ablation (2 blocks: what a CPU budget trains) and, as in the
+        # paper, the temperature label read (configs/paper.yaml leaves it out, issue 12)
+        base_model={"blocks": 2, "temperature_conditioning": True},
+        variants={
+            "faithful": {},
+            "skip": {"ballistic_skip": True},
+            "skip_dir": {"ballistic_skip": True, "edge_direction_scalars": True},
+            "skip_vec": {"ballistic_skip": True, "vector_readout": True},
+        },
+        budget_min=10.0,
+        held_out_K=(350.0,),
+        strides_fs=(1.0, 5.0, 10.0),
+        train_sets=(
+            "samples_per_epoch=100",
+            "max_val_samples=24",
+            "batch_size=2",
+            "lr_patience=3",
+        ),  # eager: the paper model has no compile switch in its config
+        with_cost=False,
+        pairs_per_stride=16,
+    ),
 }
-"""One change each from the base configuration (model fields)."""
-BUDGET_MIN = 8.0
-HELD_OUT_K = (350.0, 650.0)
-STRIDES_FS = (20.0, 50.0)
 COST_ATOMS = 4000
 
 
-def train(data: str, out: Path, names: list[str], budget_min: float) -> None:
+def train(study: Study, data: str, out: Path, names: list[str], budget_min: float) -> None:
     for name in names:
         run = out / name
         if (run / "validation.json").exists():
             print(f"{name}: trained already ({run})")
             continue
-        sets = [f"model.{k}={v}" for k, v in {**BASE_MODEL, **VARIANTS[name]}.items()]
+        sets = [f"model.{k}={v}" for k, v in {**study.base_model, **study.variants[name]}.items()]
+        sets += [*study.train_sets, f"max_minutes={budget_min:g}"]
         cmd = [
-            sys.executable, "-m", "equignnmd", "train", "--config", str(BASE_CONFIG),
-            "--data", data, "--out", str(run), "--epochs", "200", "--no-progress",
-            "--set", "samples_per_epoch=400", "--set", "max_val_samples=64",
-            "--set", "model.compile=true", "--set", f"max_minutes={budget_min:g}",
+            sys.executable, "-m", "equignnmd", "train", "--config", str(study.config),
+            "--data", data, "--out", str(run), "--epochs", "1000", "--no-progress",
         ]  # fmt: skip
         for s in sets:
             cmd += ["--set", s]
@@ -72,8 +129,9 @@ def train(data: str, out: Path, names: list[str], budget_min: float) -> None:
             subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
 
 
-def one_shot(checkpoint: Path, data: str) -> dict:
-    """``{"350K 20fs": {"pos_mean_A", "ke_bias"}, ...}`` on the held-out temperatures."""
+def one_shot(checkpoint: Path, data: str, study: Study) -> dict:
+    """``{"350K 20fs": {"pos_mean_A", "ke_bias", "ballistic_A", "taylor_A"}, ...}`` on the
+    study's held-out temperatures and strides (the baselines on the same pairs)."""
     import torch
     from torch_geometric.loader import DataLoader
     from torch_geometric.utils import scatter
@@ -84,10 +142,10 @@ def one_shot(checkpoint: Path, data: str) -> dict:
 
     model = equignnmd.load_checkpoint(checkpoint, device="cpu")
     res = {}
-    for T in HELD_OUT_K:
+    for T in study.held_out_K:
         ds = PairDataset(
-            data, list(STRIDES_FS), "test", test_temperatures_K=[T], dtype=model.dtype,
-            max_samples=24 * len(STRIDES_FS),
+            data, list(study.strides_fs), "test", test_temperatures_K=[T], dtype=model.dtype,
+            max_samples=study.pairs_per_stride * len(study.strides_fs),
         )  # fmt: skip
         ke: dict[float, list[float]] = {}
 
@@ -100,13 +158,13 @@ def one_shot(checkpoint: Path, data: str) -> dict:
                 acc[1] += kt
 
         with torch.no_grad():
-            r = stride_errors(
-                model, DataLoader(ds, batch_size=4), with_baselines=False, on_batch=on_batch
-            )
+            r = stride_errors(model, DataLoader(ds, batch_size=4), on_batch=on_batch)
         for s, d in r.items():
             res[f"{T:g}K {s:g}fs"] = {
                 "pos_mean_A": d["model"]["pos_mean_A"],
                 "ke_bias": ke[s][0] / ke[s][1] - 1.0,
+                "ballistic_A": d["ballistic"]["pos_mean_A"],
+                "taylor_A": d["taylor"]["pos_mean_A"] if "taylor" in d else float("nan"),
             }
     return res
 
@@ -137,7 +195,7 @@ def cost(checkpoint: Path) -> dict:
     }
 
 
-def score(data: str, out: Path, names: list[str]) -> None:
+def score(study: Study, data: str, out: Path, names: list[str]) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -149,18 +207,45 @@ def score(data: str, out: Path, names: list[str]) -> None:
         metrics = (out / name / "metrics.csv").read_text().strip().splitlines()
         row = {
             "name": name,
-            "change": VARIANTS[name],
+            "change": study.variants[name],
             "epochs": len(metrics) - 1,
-            "one_shot": one_shot(best, data),
-            **cost(best),
+            "one_shot": one_shot(best, data, study),
         }
+        if study.with_cost:
+            row.update(cost(best))
+        else:
+            import equignnmd
+
+            row["params"] = sum(p.numel() for p in equignnmd.load_checkpoint(best).parameters())
         path.write_text(json.dumps(row, indent=1))
         print(json.dumps(row), flush=True)
 
 
-def report(out: Path, names: list[str], plot: Path | None) -> str:
+def ablation_report(study: Study, rows: list[dict]) -> str:
+    """The paper's Table 4 layout: mean per-atom position error per stride, held-out T."""
+    T = study.held_out_K[0]
+    cols = [f"{T:g}K {s:g}fs" for s in study.strides_fs]
+    head = " | ".join(f"{s:g} fs" for s in study.strides_fs)
+    lines = [
+        f"| model ({T:g} K, Å) | change | parameters | epochs | {head} |",
+        "|---|---|---|---|" + "---|" * len(cols),
+    ]
+    for r in rows:
+        change = ", ".join(f"{k}" for k in r["change"]) or "— (faithful)"
+        errs = " | ".join(f"{r['one_shot'][c]['pos_mean_A']:.5f}" for c in cols)
+        lines.append(f"| {r['name']} | {change} | {r['params']:,} | {r['epochs']} | {errs} |")
+    o = rows[0]["one_shot"]
+    for key, label in (("ballistic_A", "r + vΔt"), ("taylor_A", "Taylor-2 (true force)")):
+        errs = " | ".join(f"{o[c][key]:.5f}" for c in cols)
+        lines.append(f"| {label} | baseline | – | – | {errs} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(study: Study, out: Path, names: list[str], plot: Path | None) -> str:
     rows = [json.loads((out / n / "score.json").read_text()) for n in names]
     rows = [r for r in rows if r]
+    if not study.with_cost:
+        return ablation_report(study, rows)
     best = min(r["one_shot"]["350K 20fs"]["pos_mean_A"] for r in rows)
     lines = [
         "| config | change | parameters | epochs in the budget | µs/atom-step | "
@@ -187,7 +272,7 @@ def report(out: Path, names: list[str], plot: Path | None) -> str:
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
-        for ax, stride in zip(axes, STRIDES_FS):
+        for ax, stride in zip(axes, study.strides_fs):
             for r in rows:
                 err = r["one_shot"][f"350K {stride:g}fs"]["pos_mean_A"]
                 ax.scatter(r["us_atom_step"], err, color="C0")
@@ -198,7 +283,7 @@ def report(out: Path, names: list[str], plot: Path | None) -> str:
             ax.set_xticks([10, 20, 50, 100, 200], ["10", "20", "50", "100", "200"])
             ax.set_xlabel("µs per atom-step (4000 atoms, compiled, 1 thread)")
             ax.set_ylabel(f"one-shot error at {stride:g} fs, 350 K (Å)")
-            ax.set_title(f"Δt = {stride:g} fs, {BUDGET_MIN:g} min of training each")
+            ax.set_title(f"Δt = {stride:g} fs, {study.budget_min:g} min of training each")
         plot.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(plot, dpi=110)
     return text
@@ -207,21 +292,23 @@ def report(out: Path, names: list[str], plot: Path | None) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("stage", choices=["train", "score", "report"])
+    p.add_argument("--study", choices=sorted(STUDIES), default="frontier")
     p.add_argument("--data", default="data/ref5")
     p.add_argument("--out", default="runs/frontier")
     p.add_argument("--only", help="comma-separated variant names (default: all)")
-    p.add_argument("--budget-min", type=float, default=BUDGET_MIN)
+    p.add_argument("--budget-min", type=float, help="minutes per training (default: the study's)")
     p.add_argument("--plot", help="PNG to draw (report)")
     args = p.parse_args(argv)
+    study = STUDIES[args.study]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = args.only.split(",") if args.only else list(VARIANTS)
+    names = args.only.split(",") if args.only else list(study.variants)
     if args.stage == "train":
-        train(args.data, out, names, args.budget_min)
+        train(study, args.data, out, names, args.budget_min or study.budget_min)
     elif args.stage == "score":
-        score(args.data, out, names)
+        score(study, args.data, out, names)
     else:
-        print(report(out, names, Path(args.plot) if args.plot else None))
+        print(report(study, out, names, Path(args.plot) if args.plot else None))
     return 0
 
 

@@ -209,3 +209,17 @@ def test_cuda_matches_cpu(frames):
     gpu = desc.compute_descriptors(pos.cuda(), cell.cuda())
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), desc.compute_descriptors(pos, cell))
+
+
+def test_dataset_descriptors_equal_the_run_time_ones(tiny_dataset):
+    """What the ``paper`` model trains on (descriptors recorded in a generated dataset) equals
+    what it reads at prediction time (``equignnmd.descriptors`` on the same frame's
+    positions): training and rollout see the same inputs."""
+    from equignnmd.data.format import open_trajectories
+
+    for traj in open_trajectories(tiny_dataset):
+        assert traj.has_descriptors, traj.path
+        for t in (0, traj.n_frames // 2, traj.n_frames - 1):
+            f = traj.frame(t)
+            ours = _torch({"positions": f["positions"], "cell": f["cell"]}).numpy()
+            _assert_matches(ours, f["descriptors"], TOL, 0.999, f"{traj.path.name} frame {t}")
