@@ -92,6 +92,7 @@ STUDIES = {
             "skip": {"ballistic_skip": True},
             "skip_dir": {"ballistic_skip": True, "edge_direction_scalars": True},
             "skip_vec": {"ballistic_skip": True, "vector_readout": True},
+            "skip_b4": {"ballistic_skip": True, "blocks": 4},  # the paper's 2/4/6-block ablation
         },
         budget_min=10.0,
         held_out_K=(350.0,),
@@ -231,7 +232,8 @@ def ablation_report(study: Study, rows: list[dict]) -> str:
         "|---|---|---|---|" + "---|" * len(cols),
     ]
     for r in rows:
-        change = ", ".join(f"{k}" for k in r["change"]) or "— (faithful)"
+        change = ", ".join(k if v is True else f"{k} {v}" for k, v in r["change"].items())
+        change = change or "— (faithful)"
         errs = " | ".join(f"{r['one_shot'][c]['pos_mean_A']:.5f}" for c in cols)
         lines.append(f"| {r['name']} | {change} | {r['params']:,} | {r['epochs']} | {errs} |")
     o = rows[0]["one_shot"]
