@@ -88,7 +88,7 @@ the paper when on):
   non-ballistic part of a displacement (as in the ``equivariant`` model); the blocks see
   ``r + Σ`` corrections so far. The faithful model must rebuild ``v Δt`` from the velocity
   components through LayerNorm'd hidden states, to a small fraction of a per-cent at every
-  stride, which is where it loses to r + vΔt at 1–5 fs.
+  stride, which is where it loses to r + vΔt at 1 fs (README, the ablation table).
 * ``edge_direction_scalars``: ``[r̂_ij·v_i, r̂_ij·v_j, |v_j − v_i|]`` (velocities ÷
   ``vel_rms``) appended to ``e_ij`` (96 → 99 wide), recomputed per block.
 * ``vector_readout``: each block adds ``mean_j w_ij r̂_ij`` (:class:`VectorReadout`) to its
@@ -447,7 +447,9 @@ class PaperModel(SurrogateModel):
                 self.debug_edges.append((src, dst, vec.detach(), pos.detach()))
             dist = vec.norm(dim=-1)
             parts = [self.rbf_distance(dist), vel_feat[keep]]
-            unit = vec / dist.clamp_min(1e-9).unsqueeze(-1)
+            unit = None  # r̂_ij, only for the switches that read directions (not the paper)
+            if self.direction_scalars or self.vector_readouts is not None:
+                unit = vec / dist.clamp_min(1e-9).unsqueeze(-1)
             if self.direction_scalars:
                 vi, vj = vel_n.index_select(0, dst), vel_n.index_select(0, src)
                 parts.append(
