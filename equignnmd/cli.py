@@ -799,6 +799,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_lammps(sub) -> None:
+    p = _parser(
+        sub,
+        "lammps",
+        help="run a LAMMPS input script with the surrogate in place of fix nve",
+        description="Run a LAMMPS input script (units metal, periodic) line by line; a line "
+        "'fix ID all equignnmd model M dt_fs D [KEY VALUE ...]' attaches the surrogate "
+        "(equignnmd.lammps.SurrogateFix; keywords: model, dt_fs, elements, thermostat, "
+        "temperature_K, tau_fs, friction_per_ps, seed, remove_momentum, energy, "
+        "outputs_cutoff_A, min_distance_A, max_temperature_factor). LAMMPS computes, thermo "
+        "output, dumps and restart files work on the surrogate trajectory. Under "
+        "'mpirun -np N equignnmd lammps ...' every rank advances its own atoms.",
+    )
+    p.add_argument("-in", "--input", dest="input", required=True, help="input script (required)")
+    p.add_argument(
+        "-var",
+        "--var",
+        dest="var",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="set an index variable of the script, repeatable, as lmp -var (default: none)",
+    )
+    p.add_argument(
+        "--log", help="LAMMPS log file (default: none; thermo output goes to the screen)"
+    )
+    p.set_defaults(func=cmd_lammps)
+
+
+def cmd_lammps(args) -> int:
+    from ._lammps import new_lammps
+    from .lammps import run_script
+
+    cmdargs = ["-log", args.log] if args.log else []
+    for name, value in args.var or []:
+        cmdargs += ["-var", name, value]
+    from .rollout import RolloutUnstable
+
+    lmp = new_lammps(cmdargs, quiet=False)
+    try:
+        run_script(args.input, lmp=lmp)
+    except RolloutUnstable as err:
+        print(f"equignnmd lammps: the surrogate stopped the run: {err}", file=sys.stderr)
+        return 3
+    finally:
+        lmp.close()
+    return 0
+
+
 COMMANDS = [
     add_generate,
     add_convert,
@@ -808,6 +857,7 @@ COMMANDS = [
     add_evaluate,
     add_fidelity,
     add_energy_head,
+    add_lammps,
     add_quickstart,
 ]
 

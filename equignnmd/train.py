@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import random
 import time
@@ -77,6 +78,12 @@ class TrainConfig:
     weight_decay: float = 1.0e-5
     lr_factor: float = 0.5
     lr_patience: int = 5
+    lr_schedule: str = "plateau"
+    """``plateau``: halve-on-plateau of the validation loss (``lr_factor``, ``lr_patience``);
+    ``cosine``: ``lr × (0.01 + 0.99 · ½(1 + cos π p))`` set at the start of every epoch, p the
+    fraction of the run done (training time / ``max_minutes`` when there is a time budget,
+    else epoch / ``epochs``), so a budgeted run keeps learning to its end (a noisy validation
+    set makes the plateau rule halve the rate early)."""
     grad_clip: float = 1.0
     strides_fs: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
     velocity_weight: float = 1.0
@@ -145,6 +152,10 @@ class TrainConfig:
             raise ConfigError(f"{source}: field 'strides_fs' must hold positive strides in fs")
         if self.unroll < 1:
             raise ConfigError(f"{source}: field 'unroll' = {self.unroll}; expected ≥ 1")
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ConfigError(
+                f"{source}: field 'lr_schedule' = {self.lr_schedule!r}; expected plateau or cosine"
+            )
         if self.replay_every and (self.replay_origins < 1 or self.replay_steps < 1):
             raise ConfigError(
                 f"{source}: fields 'replay_origins', 'replay_steps' must be ≥ 1 with replay_every"
@@ -233,6 +244,12 @@ def stride_scale(dt_fs: torch.Tensor, stats: TrainingStats, key: str) -> torch.T
 
 KINETIC_HUBER = 0.05
 """Relative kinetic-energy error beyond which the kinetic loss term grows linearly."""
+
+
+def cosine_lr(lr: float, progress: float) -> float:
+    """The ``cosine`` schedule of :class:`TrainConfig` at ``progress`` ∈ [0, 1]."""
+    p = min(max(float(progress), 0.0), 1.0)
+    return lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * p)))
 
 
 def loss_terms(
@@ -487,6 +504,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
+        self.lr0 = float(cfg.lr)
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience
         )
@@ -695,6 +713,12 @@ class Trainer:
             w.writerows(rows)
         os.replace(tmp, path)
 
+    def run_fraction(self, epoch: int) -> float:
+        """Fraction of the run done before ``epoch``: by time with a budget, else by epochs."""
+        if self.cfg.max_minutes:
+            return self.elapsed_s / (60.0 * self.cfg.max_minutes)
+        return epoch / max(self.cfg.epochs, 1)
+
     def fit(self) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
@@ -728,6 +752,9 @@ class Trainer:
                     )
                 break
             t_epoch = time.perf_counter()
+            if cfg.lr_schedule == "cosine":
+                for group in self.opt.param_groups:
+                    group["lr"] = cosine_lr(self.lr0, self.run_fraction(epoch))
             replayed = {}
             if self.replay is not None and epoch > 0 and epoch % cfg.replay_every == 0:
                 replayed = self.replay_round(epoch)
@@ -736,7 +763,8 @@ class Trainer:
             seen = self.dist.gather_objects(row.pop("seen"))
             shards[epoch] = seen
             val = self.evaluate()
-            self.sched.step(val["val_loss"])
+            if cfg.lr_schedule == "plateau":
+                self.sched.step(val["val_loss"])
             row.update(
                 epoch=epoch + 1,
                 val_loss=val["val_loss"],

@@ -93,6 +93,19 @@ def test_time_budget_stops_and_holds_over_resume(tmp_path, capsys):
     assert len(list(csv.DictReader(open(tmp_path / "t" / "metrics.csv")))) == 1
 
 
+def test_cosine_schedule_follows_the_epochs_and_is_checked(tmp_path, capsys):
+    from equignnmd.train import cosine_lr
+
+    assert run(tmp_path, "c", "--epochs", "3", "--set", "lr_schedule=cosine") == 0
+    rows = list(csv.DictReader(open(tmp_path / "c" / "metrics.csv")))
+    lrs = [float(r["lr"]) for r in rows]
+    assert lrs == pytest.approx([cosine_lr(1e-3, k / 3) for k in range(3)])
+    assert lrs[0] == pytest.approx(1e-3) and lrs[2] < 0.3e-3
+    assert cosine_lr(1e-3, 1.0) == pytest.approx(1e-5)
+    assert run(tmp_path, "bad", "--epochs", "1", "--set", "lr_schedule=linear") == 2
+    assert "field 'lr_schedule' = 'linear'; expected plateau or cosine" in capsys.readouterr().err
+
+
 def test_resume_without_checkpoint_is_clear(tmp_path, capsys):
     assert run(tmp_path, "none", "--epochs", "1", "--resume") == 2
     assert "last.pt" in capsys.readouterr().err

@@ -100,12 +100,19 @@ class SurrogateModel(nn.Module):
         cutoff: graph cutoff, Å.
         needs_descriptors: whether ``batch.descriptors`` must be present.
         predicts_velocity: whether ``forward`` returns velocities.
+        projects_momentum: whether ``forward`` removes per-graph mass-weighted means from
+            its learned parts (a global step: conserves momentum by construction).
+        centre_per_graph: with ``projects_momentum``, ``False`` skips that removal, so a
+            caller that holds only part of a system (one MPI rank's atoms,
+            :mod:`equignnmd.lammps`) can remove the means of the whole system itself.
     """
 
     arch: str = "base"
     config_class: ClassVar[type | None] = None
     needs_descriptors: bool = False
     predicts_velocity: bool = True
+    projects_momentum: ClassVar[bool] = False
+    centre_per_graph: bool = True
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:

@@ -264,6 +264,7 @@ class EquivariantModel(SurrogateModel):
     config_class = EquivariantConfig
     needs_descriptors = False
     predicts_velocity = True
+    projects_momentum = True
     reads_given_edges = True
     """A batch's ``edge_index`` / ``shifts`` at ``cutoff == self.cutoff`` are used as given."""
 
@@ -429,10 +430,13 @@ class EquivariantModel(SurrogateModel):
         s_v = self.dvel_scale(dt_fs)[graph].unsqueeze(-1)
         dvel = s_v * out[:, 3:6]
         resid = 0.5 * s_v * dt_ps.unsqueeze(-1) * out[:, 0:3]
-        m = mass.unsqueeze(-1)
-        total = scatter(mass, graph, dim=0, dim_size=num_graphs, reduce="sum").unsqueeze(-1)
-        both = scatter(m * torch.cat([dvel, resid], -1), graph, 0, dim_size=num_graphs)
-        mean = (both / total)[graph]
+        if self.centre_per_graph:
+            m = mass.unsqueeze(-1)
+            total = scatter(mass, graph, dim=0, dim_size=num_graphs, reduce="sum").unsqueeze(-1)
+            both = scatter(m * torch.cat([dvel, resid], -1), graph, 0, dim_size=num_graphs)
+            mean = (both / total)[graph]
+        else:  # the caller removes the means of the whole system (SurrogateModel docstring)
+            mean = torch.zeros_like(out[:, :6])
         vel_new = vel + (dvel - mean[:, 0:3])
         disp = vel * dt_ps.unsqueeze(-1) + (resid - mean[:, 3:6])
         return disp, vel_new
