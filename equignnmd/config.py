@@ -84,6 +84,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 (PyYAML) reads exponent notation without a dot, ``3e-4``, as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from equignnmd.config import CONFIG_DIR, load_config, resolve_config
+from equignnmd.config import CONFIG_DIR, ConfigError, load_config, parse_overrides, resolve_config
 from equignnmd.data.generate import GenerateConfig
 from equignnmd.models import build_model
 from equignnmd.train import load_run_spec
@@ -41,3 +41,15 @@ def test_data_config_resolves_and_validates(name):
 def test_unknown_config_name_lists_the_known_ones():
     with pytest.raises(SystemExit, match="quick"):
         resolve_config("no-such-config", "data")
+
+
+def test_exponent_notation_is_a_number_in_files_and_overrides(tmp_path):
+    # PyYAML reads 3e-4 (no dot) as a string; a float field takes it as the number it is
+    from equignnmd.train import TrainConfig
+
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: 3e-4\n  weight_decay: 1e-5\n")
+    cfg = load_config(TrainConfig, path, parse_overrides(["max_minutes=2e1"]), section="train")
+    assert (cfg.lr, cfg.weight_decay, cfg.max_minutes) == (3e-4, 1e-5, 20.0)
+    with pytest.raises(ConfigError, match="field 'lr': expected a number, got 'fast'"):
+        load_config(TrainConfig, path, parse_overrides(["lr=fast"]), section="train")
