@@ -88,6 +88,13 @@ class EdgeConvolution(nn.Module):
         self.num_paths = len(paths)
         self.dim_in, self.dim_sh, self.dim_out = dim_in, dim_sh, dim_out
         register_exact(self, "cg", cg.reshape(len(paths) * dim_sh, dim_out * dim_in))
+        # the table's nonzeros per kernel entry (out, in): ((path, harmonic, coefficient), ...);
+        # plain Python constants for the compiled path (a few hundred, not per atom or edge)
+        flat = cg.reshape(len(paths), dim_sh, dim_out * dim_in)
+        terms: list[list[tuple[int, int, float]]] = [[] for _ in range(dim_out * dim_in)]
+        for p, j, c in torch.nonzero(flat).tolist():
+            terms[c].append((p, j, float(flat[p, j, c])))
+        self.kernel_terms = tuple(tuple(t) for t in terms)
         self.radial_head = nn.Linear(num_radial_features, self.channels + self.num_paths)
 
     def weights(self, radial: torch.Tensor, envelope: torch.Tensor):
@@ -104,16 +111,29 @@ class EdgeConvolution(nn.Module):
         """
         num_edges = edge_sh.shape[0]
         path_w, a = self.weights(radial, envelope)
-        cg = exact(self.cg, x.dtype)
-        kernel = (path_w.unsqueeze(-1) * edge_sh.unsqueeze(1)).reshape(num_edges, -1) @ cg
-        kernel = kernel.reshape(num_edges, self.dim_out, self.dim_in)
         if torch.compiler.is_compiling():
-            # the same contraction as a broadcast product and sum: inductor fuses the gather,
-            # the product, the channel weights and the sum into one loop over edges without
-            # materialising (E, D_out, D_in, C); 2-4x faster than its batched tiny-matrix
-            # bmm on the CPU (4000 atoms, lmax 1-2). Eager keeps bmm (no fusion there).
+            # the kernel from the table's nonzeros only (≈ 5 % of the dense (paths × harmonics)
+            # × (out × in) table at lmax 2), as pointwise sums inductor fuses into one loop,
+            # instead of a dense matrix product; then the contraction as a broadcast product
+            # and sum, which inductor fuses with the gather, the channel weights and the sum
+            # without materialising (E, D_out, D_in, C). 4000 atoms, lmax 2, one thread:
+            # 198 → 156 µs per atom-step for the sparse kernel, and the fused contraction
+            # 2-4x faster than its batched tiny-matrix bmm. Eager keeps the dense product and
+            # bmm (one call each; a few hundred small calls would cost more there).
+            zero = edge_sh.new_zeros(num_edges)
+            entries = []
+            for terms in self.kernel_terms:
+                entry = None
+                for p, j, coefficient in terms:
+                    term = (path_w[:, p] * edge_sh[:, j]) * coefficient
+                    entry = term if entry is None else entry + term
+                entries.append(zero if entry is None else entry)
+            kernel = torch.stack(entries, 1).reshape(num_edges, self.dim_out, self.dim_in)
             messages = (kernel.unsqueeze(-1) * x[src].unsqueeze(1)).sum(2) * a.unsqueeze(1)
         else:
+            cg = exact(self.cg, x.dtype)
+            kernel = (path_w.unsqueeze(-1) * edge_sh.unsqueeze(1)).reshape(num_edges, -1) @ cg
+            kernel = kernel.reshape(num_edges, self.dim_out, self.dim_in)
             messages = torch.bmm(kernel, torch.index_select(x, 0, src)) * a.unsqueeze(1)
         return scatter(messages, dst, dim=0, dim_size=x.shape[0], reduce="sum")
 
