@@ -14,8 +14,8 @@ on both commits on the same machine under the same load.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,29 +32,23 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _boxes import make_state
-    from _engine import SurrogateStep
+    from _engine import SurrogateStep, Timed, run_timed
 
     import equignnmd
 
     model = equignnmd.load_checkpoint(args.checkpoint, device="cpu").compiled()
     state = make_state(args.atoms)
-    step = SurrogateStep(model, state, args.stride_fs, "cpu")
-    times = []
+    atoms = state.positions.shape[0]
     with torch.inference_mode():
-        t0 = time.perf_counter()
-        step()
-        step()
-        warm = time.perf_counter() - t0
-        for _ in range(args.strides):
-            t = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t)
-    times.sort()
-    best, median = times[0], times[len(times) // 2]
+        warm = Timed(SurrogateStep(model, state, args.stride_fs, "cpu"))
+        run_timed(warm, 2)  # compilation (cached on disk by torch) and the first list
+        timed = Timed(warm.fn)  # the same step, its state carried on
+        run_timed(timed, args.strides)
+    best, median = min(timed.times), statistics.median(timed.times)
     print(
-        f"{args.checkpoint}, {state.positions.shape[0]} atoms, {args.threads} thread(s), "
-        f"compiled: warm-up {warm:.1f} s; stride min {best * 1e3:.1f} ms, median "
-        f"{median * 1e3:.1f} ms; {best / state.positions.shape[0] * 1e6:.1f} µs per atom-step"
+        f"{args.checkpoint}, {atoms} atoms, {args.threads} thread(s), compiled: warm-up "
+        f"{sum(warm.times):.1f} s; stride min {best * 1e3:.1f} ms, median {median * 1e3:.1f} ms; "
+        f"{best / atoms * 1e6:.1f} µs per atom-step"
     )
 
 
