@@ -19,7 +19,7 @@ from _machine import usable_cores
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ARCHS = ("paper", "equivariant")
-SHIPPED = ("paper-al", "equivariant-al")
+SHIPPED = ("paper-al", "equivariant-al", "symplectic-al")
 """Configs of the shipped reference models (``configs/<name>.yaml``): smaller than the
 architectures' defaults, and what ``pretrained:<name>`` users actually run."""
 MODELS = ARCHS + SHIPPED

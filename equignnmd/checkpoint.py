@@ -14,6 +14,7 @@ leaves a half-written checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from pathlib import Path
@@ -177,8 +178,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     config = ckpt.get("config")
     if not isinstance(config, dict):
         raise ConfigError(f"{where}: field 'config' is {config!r}; expected a mapping")
-    # checkpoints older than the switch were all temperature-conditioned (new models are not)
-    config = {"temperature_conditioning": True, **config}
+    # checkpoints older than the switch were all temperature-conditioned (new models are not);
+    # an architecture without the switch (a potential, ``symplectic``) reads no temperature
+    fields = {f.name for f in dataclasses.fields(model_class(arch).config_class)}
+    if "temperature_conditioning" in fields:
+        config = {"temperature_conditioning": True, **config}
     hparams = model_config(arch, config, f"{where} [config]")
     unknown = sorted(set(overrides) - set(config))
     if unknown:
@@ -194,11 +198,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     model = model.to(pick_device(device)).eval()
     model.data_summary = ckpt.get("data_summary", {})
     if ckpt.get("energy_head") is not None:
-        model.attach_energy_head(*_energy_head(ckpt["energy_head"], where))
+        model.attach_energy_head(*energy_head_of(ckpt["energy_head"], where))
     return model
 
 
-def _energy_head(section, where: str):
+def energy_head_of(section, where: str):
     """(EnergyHead, fit report) of a checkpoint's ``energy_head`` section."""
     from .config import ConfigError
     from .models.base import check_hparams

@@ -300,6 +300,9 @@ def cmd_baselines(args) -> int:
 
 # ------------------------------------------------------------------------------------ train
 def add_train(sub) -> None:
+    from .config import CONFIG_DIR
+    from .models import REGISTRY
+
     p = _parser(
         sub,
         "train",
@@ -312,12 +315,13 @@ def add_train(sub) -> None:
     cfg = "default: the config's value"
     p.add_argument(
         "--arch",
-        help="architecture, a name of equignnmd.models.REGISTRY: paper or equivariant "
-        "(default: the config's 'arch')",
+        help="architecture, a name of equignnmd.models.REGISTRY: "
+        f"{', '.join(sorted(REGISTRY))} (default: the config's 'arch')",
     )
+    builtin = sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
     p.add_argument(
         "--config",
-        help="YAML file or built-in name (paper, paper-small, equivariant, equivariant-small) "
+        help=f"YAML file or built-in name ({', '.join(builtin)}) "
         "(default: the config named like --arch)",
     )
     p.add_argument("--data", help=f"dataset folder ({cfg})")

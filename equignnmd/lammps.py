@@ -20,7 +20,8 @@ communication leaves the ghost copies one stride behind, and computes that read 
   the same box) and every ghost is an image of a local atom, moved with it (by atom ID);
 * **MPI** (``mpirun -np N``): each rank runs the model on its own atoms and its ghosts as an
   open cluster. The fix sets ``comm_modify vel yes cutoff R`` with R = the model's receptive
-  field (layers × cutoff) + ``outputs_cutoff_A`` + a margin, so every local atom, and every
+  field over one stride (layers × cutoff; for the ``symplectic`` model 2 × cutoff per force
+  evaluation) + ``outputs_cutoff_A`` + a margin, so every local atom, and every
   ghost within ``outputs_cutoff_A`` of the rank's domain, has its whole receptive field in
   the cluster and is advanced exactly as the serial run advances it (up to float32 rounding
   of sums taken in another order). This needs a translation-invariant model (the cluster's
@@ -225,11 +226,9 @@ class SurrogateFix:
     # ------------------------------------------------------------------ setup
     @property
     def receptive_field_A(self) -> float:
-        """How far an atom's prediction can look, Å: interaction layers × cutoff (the
-        ``paper`` model's blocks each read the graph anew; the skin covers their moves)."""
-        layers = max(1, len(self.model.interaction_layers()))
-        skin = float(getattr(self.model, "skin", 0.0) or 0.0)
-        return layers * float(self.model.cutoff) + skin
+        """How far an atom's prediction can look over one stride, Å (the model's
+        :meth:`~equignnmd.models.base.SurrogateModel.receptive_field_A`)."""
+        return float(self.model.receptive_field_A(self.dt_fs))
 
     def _check_setup(self, group: str, elements) -> np.ndarray:
         lmp = self.lmp

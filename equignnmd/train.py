@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch_geometric.loader import DataLoader
 
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import energy_head_of, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ConfigError, build, read_yaml
 from .data.dataset import PairDataset
 from .device import pick_device
@@ -492,6 +492,13 @@ class Trainer:
         model = build_model(spec.arch, stats=stats, **model_cfg).to(self.dtype)
         if ckpt is None and cfg.init_from:
             model.load_state_dict(start.state_dict())
+            # the energy head reads positions only: still the checkpoint's energy
+            model.attach_energy_head(start.energy_head, start.energy_head_fit)
+        elif ckpt is not None and ckpt.get("energy_head") is not None:
+            model.attach_energy_head(*energy_head_of(ckpt["energy_head"], f"checkpoint {last}"))
+        elif ckpt is None and hasattr(model, "initialise_from_data"):
+            # a model with a data-fitted starting point (the symplectic potential)
+            model.initialise_from_data(cfg.data)
         for tr in self.train_set.trajectories:
             from .graph import check_box
 

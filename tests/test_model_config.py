@@ -21,11 +21,16 @@ from equignnmd.graph import make_data
 from equignnmd.models import build_model, load_model_config, model_config
 from equignnmd.models.equivariant import EquivariantConfig, EquivariantModel
 from equignnmd.models.paper import PaperConfig
+from equignnmd.models.symplectic import SymplecticConfig
 from equignnmd.symmetry import rotation_error
 
 RUN_CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 SHIPPED = ("equivariant-al", "paper-al")
-CLASSES = {"equivariant": EquivariantConfig, "paper": PaperConfig}
+CLASSES = {
+    "equivariant": EquivariantConfig,
+    "paper": PaperConfig,
+    "symplectic": SymplecticConfig,
+}
 
 
 def write_yaml(path: Path, arch: str, model: dict) -> Path:

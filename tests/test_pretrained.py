@@ -11,7 +11,7 @@ from equignnmd.checkpoint import resolve_path
 from equignnmd.data.dataset import PairDataset
 from equignnmd.onestep import stride_errors
 
-SHIPPED = ("equivariant-al", "paper-al")
+SHIPPED = ("equivariant-al", "paper-al", "symplectic-al")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -25,7 +25,7 @@ def test_pretrained_loads_and_predicts(name):
     disp, vel = model.predict(atoms, dt_fs=10.0, temperature_K=300.0)
     assert disp.shape == vel.shape == (256, 3)
     assert np.all(np.isfinite(disp)) and np.abs(disp).max() < 0.5
-    if model.arch == "equivariant":  # momentum conserved by construction
+    if model.arch in ("equivariant", "symplectic"):  # momentum conserved by construction
         m = atoms.get_masses()[:, None]
         assert np.allclose((m * vel).sum(0), (m * atoms.get_velocities()).sum(0), atol=1e-5)
     card = resolve_path(f"pretrained:{name}").with_suffix(".md")
@@ -47,6 +47,13 @@ def test_pretrained_equivariant_beats_taylor_past_verlet(tiny_dataset):
         assert row["model"] < row["taylor"] < row["ballistic"], (s, row)
     row = {k: v["pos_mean_A"] for k, v in errs[10.0].items()}
     assert row["model"] < row["ballistic"], row
+
+
+def test_pretrained_symplectic_beats_taylor_from_20_fs(tiny_dataset):
+    errs = _errors("symplectic-al", tiny_dataset, [20.0, 50.0])
+    for s in (20.0, 50.0):
+        row = {k: v["pos_mean_A"] for k, v in errs[s].items()}
+        assert row["model"] < 0.7 * row["taylor"] < row["ballistic"], (s, row)
 
 
 def test_pretrained_paper_beats_standing_still(tiny_dataset):

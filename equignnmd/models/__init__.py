@@ -20,6 +20,7 @@ from .base import Prediction, SurrogateModel, check_hparams
 REGISTRY: dict[str, str] = {
     "paper": "equignnmd.models.paper:PaperModel",
     "equivariant": "equignnmd.models.equivariant:EquivariantModel",
+    "symplectic": "equignnmd.models.symplectic:SymplecticModel",
 }
 
 

@@ -194,6 +194,15 @@ class SurrogateModel(nn.Module):
         """The repeated message-passing layers, in order (profilers time them by class)."""
         return []
 
+    def receptive_field_A(self, dt_fs: float) -> float:
+        """How far one stride's prediction for an atom can look, Å: interaction layers ×
+        cutoff, plus the model's ``skin`` if it has one (the ``paper`` model's blocks each
+        read the graph anew; the skin covers their moves). MPI runs inside LAMMPS give every
+        rank's atoms this much of their surroundings."""
+        layers = max(1, len(self.interaction_layers()))
+        skin = float(getattr(self, "skin", 0.0) or 0.0)
+        return layers * float(self.cutoff) + skin
+
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
