@@ -115,9 +115,20 @@ class EnergyHead(nn.Module):
             )
         return idx
 
+    def pair_ids(self, s: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """(E,) the unordered species pair of every edge, an index into the pair blocks of
+        the coefficients; ``s`` (N,) the head's species indices (:meth:`species_of`)."""
+        lo, hi = torch.minimum(s[src], s[dst]), torch.maximum(s[src], s[dst])
+        return lo * self.n_species - lo * (lo - 1) // 2 + (hi - lo)
+
+    def density_decays(self, r: torch.Tensor) -> torch.Tensor:
+        """(E, D) exp(−β_d r / r_c) of edge lengths ``r`` (E,) Å: a density function is this
+        times the envelope c(r)."""
+        return torch.exp(-self.decays * (r / self.cutoff).unsqueeze(-1))
+
     def densities(self, r: torch.Tensor, dst: torch.Tensor, n_atoms: int) -> torch.Tensor:
         """(N, D) raw densities ρ_{i,d} from edge lengths ``r`` (E,) Å received by ``dst``."""
-        f = torch.exp(-self.decays * (r / self.cutoff).unsqueeze(-1)) * self.envelope(r)[:, None]
+        f = self.density_decays(r) * self.envelope(r)[:, None]
         return torch.zeros(n_atoms, f.shape[1], dtype=f.dtype, device=f.device).index_add_(
             0, dst, f
         )
@@ -147,8 +158,7 @@ class EnergyHead(nn.Module):
         r = edge_vectors(pos, cell, edge_index, shifts, batch).norm(dim=-1)
         # pair terms: ½ Σ over the full list (both directions), one column block per
         # unordered species pair
-        lo, hi = torch.minimum(s[src], s[dst]), torch.maximum(s[src], s[dst])
-        pair_id = lo * n_s - lo * (lo - 1) // 2 + (hi - lo)
+        pair_id = self.pair_ids(s, src, dst)
         radial = 0.5 * self.basis(r) * self.envelope(r).unsqueeze(-1)
         pair = torch.zeros(n_rep, n_s * (n_s + 1) // 2, h.num_radial, dtype=r.dtype)
         pair = pair.to(r.device).index_put_((batch[dst], pair_id), radial, accumulate=True)
@@ -193,7 +203,7 @@ class EnergyHead(nn.Module):
             list within the cutoff (both directions); vectors: (E, 3) Å,
             r_src − r_dst + shift (:func:`~equignnmd.graph.edge_vectors`).
         """
-        h, n_s = self.hparams, self.n_species
+        h = self.hparams
         f64 = torch.float64
         vectors, coefficients = vectors.to(f64), coefficients.to(f64)
         n, n_rep = pos.shape[0], coefficients.shape[0]
@@ -202,23 +212,11 @@ class EnergyHead(nn.Module):
         r = torch.linalg.vector_norm(vectors, dim=-1)
         unit = vectors / r.unsqueeze(-1)
         pair_c, emb_c, const_c = self.split_coefficients(coefficients)
-        # the envelope c and dc/dr (PolynomialCutoff; its coefficients, once)
-        c0, c1, c2 = self.envelope.coeffs
-        p, rc = self.envelope.p, self.cutoff
-        x = r / rc
-        inside = (x < 1.0).to(f64)
-        xp1 = x.pow(p - 1)
-        env = (1.0 - c0 * xp1 * x + c1 * xp1 * x * x - c2 * xp1 * x * x * x) * inside
-        denv = (-c0 * p + c1 * (p + 1) * x - c2 * (p + 2) * x * x) * xp1 * inside / rc
-        # pair terms ½ Σ_k a_k B_k(r) c(r) over the full list; B_k = A sin(ω_k r) / r
-        omega = self.basis.freqs_exact.view(f64).to(r.device)
-        arg = omega * r.unsqueeze(-1)
-        basis = self.basis.prefactor * torch.sin(arg) / r.unsqueeze(-1)
-        dbasis = self.basis.prefactor * omega * torch.cos(arg) / r.unsqueeze(-1)
-        dbasis = dbasis - basis / r.unsqueeze(-1)
+        # the envelope c, the pair basis B_k and their r-derivatives, each from its layer
+        env, denv = self.envelope.with_derivative(r)
+        basis, dbasis = self.basis.with_derivative(r)
         graph_e = batch[dst]
-        lo, hi = torch.minimum(s[src], s[dst]), torch.maximum(s[src], s[dst])
-        pair_id = lo * n_s - lo * (lo - 1) // 2 + (hi - lo)
+        pair_id = self.pair_ids(s, src, dst)
         if n_rep * pair_c.shape[1] == 1:
             a = pair_c[0, 0]  # one replica, one species pair: no per-edge gather
             phi_k, dphi_k = basis @ a, dbasis @ a
@@ -228,10 +226,9 @@ class EnergyHead(nn.Module):
         phi = 0.5 * phi_k * env
         dphi = 0.5 * (dphi_k * env + phi_k * denv)
         # embedding Σ_{d,m} b_{d,m} (ρ_d / ρ̄_d − 1)^m of the densities received by dst
-        decay = self.decays.to(f64) / rc
-        expo = torch.exp(-decay * r.unsqueeze(-1))
+        expo = self.density_decays(r)
         dens = expo * env.unsqueeze(-1)
-        ddens = expo * (denv.unsqueeze(-1) - decay * env.unsqueeze(-1))
+        ddens = expo * (denv.unsqueeze(-1) - self.decays.to(f64) / self.cutoff * env.unsqueeze(-1))
         rho = torch.zeros(n, dens.shape[1], dtype=f64, device=r.device).index_add_(0, dst, dens)
         scale = self.density_scale.to(f64)
         xd = rho / scale - 1.0

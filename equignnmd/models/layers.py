@@ -120,6 +120,13 @@ class BesselBasis(nn.Module):
         r = r.unsqueeze(-1)
         return self.prefactor * torch.sin(exact(self.freqs_exact, r.dtype) * r) / r
 
+    def with_derivative(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B(r), dB/dr), each (..., num_basis), in closed form (forces without autograd)."""
+        r = r.unsqueeze(-1)
+        omega = exact(self.freqs_exact, r.dtype)
+        value = self.prefactor * torch.sin(omega * r) / r
+        return value, self.prefactor * omega * torch.cos(omega * r) / r - value / r
+
 
 class PolynomialCutoff(nn.Module):
     """Smooth envelope ``1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)``, x = r/rc.
@@ -148,3 +155,14 @@ class PolynomialCutoff(nn.Module):
         xp = x.pow(self.p)  # integer powers (x^p, x^(p+1), x^(p+2))
         out = 1.0 - c0 * xp + c1 * xp * x - c2 * xp * x * x
         return out * (x < 1.0).to(out.dtype)
+
+    def with_derivative(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c(r), dc/dr), each (...,), in closed form (forces without autograd)."""
+        c0, c1, c2 = self.coeffs
+        p = self.p
+        x = r / self.cutoff
+        inside = (x < 1.0).to(r.dtype)
+        xp1 = x.pow(p - 1)
+        value = (1.0 - c0 * xp1 * x + c1 * xp1 * x * x - c2 * xp1 * x * x * x) * inside
+        slope = (-c0 * p + c1 * (p + 1) * x - c2 * (p + 2) * x * x) * xp1 * inside
+        return value, slope / self.cutoff
