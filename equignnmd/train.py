@@ -7,8 +7,10 @@ the best one by validation loss, fixed seeds for torch / NumPy / ``random``.
 Loss. The paper minimises the mean over atoms of ‖r_pred − r_true‖². We train several strides
 at once, whose displacements differ 50-fold in size, so each sample's squared error is divided
 by the training-split mean square displacement at its stride (``stats.disp_rms``); for a single
-stride this is the paper's loss up to a constant. Models that predict velocities add
-``velocity_weight`` × the velocity MSE normalised the same way (by ``stats.dvel_rms``).
+stride this is the paper's loss up to a constant (``position_loss: ballistic`` divides by
+r + vΔt's mean square error at that stride instead, ``stats.ballistic_rms``). Models that
+predict velocities add ``velocity_weight`` × the velocity MSE normalised the same way (by
+``stats.dvel_rms``).
 
 Data parallel: launched by ``torchrun --nproc_per_node=N -m equignnmd train …`` the loop wraps
 the model in DistributedDataParallel (NCCL on GPUs, gloo on CPU) with a DistributedSampler;
@@ -89,6 +91,12 @@ class TrainConfig:
     velocity_weight: float = 1.0
     kinetic_weight: float = 0.0
     """Weight of the per-graph kinetic-energy term of :func:`loss_terms` (0 = off)."""
+    position_loss: str = "displacement"
+    """What a stride's position error is measured against (:data:`POSITION_LOSS_SCALES`):
+    ``displacement``, the training split's RMS displacement at that stride (a relative
+    error); ``ballistic``, the RMS error of r + vΔt at that stride, so 1 means "as good as
+    r + vΔt" at every stride and the short strides, where the ballistic step is nearly
+    exact, weigh as much as the long ones."""
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
@@ -152,6 +160,11 @@ class TrainConfig:
             raise ConfigError(f"{source}: field 'strides_fs' must hold positive strides in fs")
         if self.unroll < 1:
             raise ConfigError(f"{source}: field 'unroll' = {self.unroll}; expected ≥ 1")
+        if self.position_loss not in POSITION_LOSS_SCALES:
+            raise ConfigError(
+                f"{source}: field 'position_loss' = {self.position_loss!r}; expected one of "
+                f"{sorted(POSITION_LOSS_SCALES)}"
+            )
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ConfigError(
                 f"{source}: field 'lr_schedule' = {self.lr_schedule!r}; expected plateau or cosine"
@@ -242,6 +255,10 @@ def stride_scale(dt_fs: torch.Tensor, stats: TrainingStats, key: str) -> torch.T
     return rule(dt_fs, stats.strides_fs, getattr(stats, key))
 
 
+POSITION_LOSS_SCALES = {"displacement": "disp_rms", "ballistic": "ballistic_rms"}
+"""``position_loss`` → the per-stride statistic (:class:`TrainingStats` field) that divides a
+position error in :func:`loss_terms`."""
+
 KINETIC_HUBER = 0.05
 """Relative kinetic-energy error beyond which the kinetic loss term grows linearly."""
 
@@ -253,9 +270,17 @@ def cosine_lr(lr: float, progress: float) -> float:
 
 
 def loss_terms(
-    pred, batch, stats: TrainingStats, velocity_weight: float, kinetic_weight: float = 0.0
+    pred,
+    batch,
+    stats: TrainingStats,
+    velocity_weight: float,
+    kinetic_weight: float = 0.0,
+    position_loss: str = "displacement",
 ):
     """Normalised position MSE (+ velocity MSE, + kinetic-energy term); (loss, {name: value}).
+
+    The position error at each stride is divided by the statistic ``position_loss`` names
+    (:data:`POSITION_LOSS_SCALES`).
 
     The kinetic term is the squared relative error of each graph's kinetic energy at t + Δt,
     ``((Σ m v_pred² − Σ m v_true²) / Σ m v_true²)²`` (linear beyond ±``KINETIC_HUBER``),
@@ -264,7 +289,13 @@ def loss_terms(
     dominated by the force-driven change), yet in a rollout it heats or cools the system by
     that much every stride; this term is what a rollout's temperature feels.
     """
-    sr = stride_scale(batch.dt_fs, stats, "disp_rms")[batch.batch].unsqueeze(-1)
+    key = POSITION_LOSS_SCALES[position_loss]
+    if not getattr(stats, key):
+        raise ValueError(
+            f"position_loss {position_loss!r}: the training statistics have no '{key}' (they "
+            "predate it); train from the data, not from an older checkpoint's statistics"
+        )
+    sr = stride_scale(batch.dt_fs, stats, key)[batch.batch].unsqueeze(-1)
     pos = (((pred.displacement - batch.disp) / sr) ** 2).sum(-1).mean() / 3.0
     parts = {"pos": pos}
     loss = pos
@@ -291,7 +322,16 @@ def loss_terms(
     return loss, parts
 
 
-def unrolled_loss(net, model, batch, stats, velocity_weight, kinetic_weight=0.0, unroll=1):
+def unrolled_loss(
+    net,
+    model,
+    batch,
+    stats,
+    velocity_weight,
+    kinetic_weight=0.0,
+    unroll=1,
+    position_loss="displacement",
+):
     """:func:`loss_terms` over ``unroll`` strides fed the model's own outputs; (loss, parts).
 
     Stride 1 is the usual one-step loss. For stride k > 1 the model starts from its own
@@ -305,7 +345,7 @@ def unrolled_loss(net, model, batch, stats, velocity_weight, kinetic_weight=0.0,
     import copy
 
     pred = net(batch)
-    loss, parts = loss_terms(pred, batch, stats, velocity_weight, kinetic_weight)
+    loss, parts = loss_terms(pred, batch, stats, velocity_weight, kinetic_weight, position_loss)
     if unroll <= 1:
         return loss, parts
     total, later = loss, 0.0
@@ -326,7 +366,7 @@ def unrolled_loss(net, model, batch, stats, velocity_weight, kinetic_weight=0.0,
         nxt.vel_next = batch.vel_unroll[:, k]
         nxt = model.prepare(nxt)
         pred = net(nxt)
-        step_loss, _ = loss_terms(pred, nxt, stats, velocity_weight, kinetic_weight)
+        step_loss, _ = loss_terms(pred, nxt, stats, velocity_weight, kinetic_weight, position_loss)
         total = total + step_loss
         later = later + step_loss.detach()
         cum = cum + pred.displacement
@@ -489,6 +529,14 @@ class Trainer:
         else:
             stats = self.train_set.statistics()
             model_cfg = spec.model
+        key = POSITION_LOSS_SCALES[cfg.position_loss]
+        if not getattr(stats, key):
+            source = last if resume else cfg.init_from
+            raise ConfigError(
+                f"train field 'position_loss' = {cfg.position_loss!r} needs the statistic "
+                f"'{key}', which the statistics of {source} predate; train from scratch or "
+                "keep position_loss: displacement"
+            )
         model = build_model(spec.arch, stats=stats, **model_cfg).to(self.dtype)
         if ckpt is None and cfg.init_from:
             model.load_state_dict(start.state_dict())
@@ -524,7 +572,7 @@ class Trainer:
             self.elapsed_s = float(state.get("elapsed_s", 0.0))
             self.best = float(state["best_val"])
             before = (state.get("spec") or {}).get("train") or {}
-            loss_keys = ("velocity_weight", "kinetic_weight", "strides_fs")
+            loss_keys = ("velocity_weight", "kinetic_weight", "strides_fs", "position_loss")
             defaults = TrainConfig()  # a field newer than the checkpoint had its default
             changed = [
                 k for k in loss_keys if before.get(k, getattr(defaults, k)) != getattr(cfg, k)
@@ -653,6 +701,7 @@ class Trainer:
                 self.cfg.velocity_weight,
                 self.cfg.kinetic_weight,
                 self.cfg.unroll,
+                self.cfg.position_loss,
             )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -683,7 +732,12 @@ class Trainer:
 
         def add_loss(batch, pred):
             loss, _ = loss_terms(
-                pred, batch, self.model.stats, self.cfg.velocity_weight, self.cfg.kinetic_weight
+                pred,
+                batch,
+                self.model.stats,
+                self.cfg.velocity_weight,
+                self.cfg.kinetic_weight,
+                self.cfg.position_loss,
             )
             acc["loss"] += float(loss.item()) * batch.num_graphs
             acc["graphs"] += batch.num_graphs

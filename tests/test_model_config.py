@@ -53,8 +53,9 @@ def test_every_builtin_config_validates_and_builds(path):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_checkpoints_validate(name):
     stored = read_checkpoint(f"pretrained:{name}")["config"]
-    # written before the switch existed: the loader reads them as temperature-conditioned
-    assert "temperature_conditioning" not in stored
+    # equivariant-al was written before the switch existed: the loader reads it as
+    # temperature-conditioned; paper-al (2026-12-06) stores the switch, on
+    assert ("temperature_conditioning" in stored) == (name == "paper-al")
     older = {"temperature_conditioning": True, **stored}
     hparams = model_config(stored_arch := name.split("-")[0], older, name)
     model = equignnmd.load_checkpoint(f"pretrained:{name}", device="cpu")

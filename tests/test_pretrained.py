@@ -56,11 +56,17 @@ def test_pretrained_symplectic_beats_taylor_from_20_fs(tiny_dataset):
         assert row["model"] < 0.7 * row["taylor"] < row["ballistic"], (s, row)
 
 
-def test_pretrained_paper_beats_standing_still(tiny_dataset):
-    errs = _errors("paper-al", tiny_dataset, [10.0, 50.0])
-    for s in (10.0, 50.0):
+def test_pretrained_paper_beats_ballistic_within_its_training_strides(tiny_dataset):
+    """``paper-al`` (issue 15: 2 blocks with the ballistic skip, trained 1–10 fs) stays within
+    1.2× the true-force Taylor step at every trained stride and beats r + vΔt from 2 fs up
+    (at 1 fs both sit on the NPT barostat's floor; seen: 0.00036 against 0.00039 Å)."""
+    errs = _errors("paper-al", tiny_dataset, [1.0, 2.0, 5.0, 10.0])
+    for s in (1.0, 2.0, 5.0, 10.0):
         row = {k: v["pos_mean_A"] for k, v in errs[s].items()}
-        assert row["model"] < row["zero"], (s, row)
+        assert row["model"] < 1.2 * row["taylor"], (s, row)
+        if s >= 2.0:
+            assert row["model"] < row["ballistic"], (s, row)
+    assert errs[10.0]["model"]["pos_mean_A"] < 0.5 * errs[10.0]["ballistic"]["pos_mean_A"]
 
 
 def test_unknown_pretrained_name_lists_available():

@@ -9,6 +9,8 @@ and restored its buffers in an ``nn.Module._apply`` override). Regenerate only o
 ``python tests/test_pretrained_outputs.py`` (writes the file from the current code). Regenerated
 once, 2026-12-03, when the smooth cutoff envelope took integer powers (for compiled unrolled
 training): float64 outputs unchanged to 4e-15 relative, float32 ones moved 3e-6 (rounding).
+Regenerated 2026-12-06 when ``pretrained:paper-al`` was replaced (issue 15: 2 blocks with the
+ballistic skip, trained 1–10 fs); ``equivariant-al``'s outputs were rewritten unchanged.
 """
 
 from __future__ import annotations

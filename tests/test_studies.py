@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from equignnmd.models import build_model, load_model_config
+from equignnmd.train import load_run_spec
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -34,10 +35,41 @@ STUDIES = _frontier().STUDIES
 def test_every_variant_builds(study, variant):
     st = STUDIES[study]
     arch, hparams = load_model_config(st.config)
-    fields = {**asdict(hparams), **st.base_model, **st.variants[variant], "compile": False}
+    changes = {**st.base_model, **st.variants[variant]}
+    model_changes = {k: v for k, v in changes.items() if not k.startswith("train.")}
+    train_changes = {
+        k.removeprefix("train."): v for k, v in changes.items() if k.startswith("train.")
+    }
+    fields = {**asdict(hparams), **model_changes, "compile": False}
     fields = {k: v for k, v in fields.items() if k in asdict(hparams)}
-    assert set(st.base_model) | set(st.variants[variant]) <= set(asdict(hparams))
+    assert set(model_changes) <= set(asdict(hparams))
     model = build_model(arch, **fields)
-    for key, value in {**st.base_model, **st.variants[variant]}.items():
+    for key, value in model_changes.items():
         assert model.config[key] == value, (study, variant, key)
+    spec = load_run_spec(st.config, None, train_changes, {})  # trainer fields exist and check
+    for key, value in train_changes.items():
+        assert getattr(spec.train, key) == value, (study, variant, key)
     assert st.held_out_K and st.strides_fs and st.budget_min > 0
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_npt_floor_splits_off_the_barostat(tiny_dataset, one_thread_module):
+    """``benchmarks/npt_floor.py --checkpoint`` (issue 15): on NPT frames the true-force Taylor
+    step is exact at 1 fs once the barostat's affine motion is removed, r + vΔt is not, and
+    the shipped ``paper`` model's error is split along and across the velocity."""
+    npt_floor = _bench_module("npt_floor")
+    rows = npt_floor.split_errors("pretrained:paper-al", str(tiny_dataset), [1.0, 10.0], 350.0, 4)
+    taylor, ballistic, model = (rows[(1.0, m)] for m in ("taylor", "ballistic", "model"))
+    assert taylor["intrinsic_A"] < 0.05 * taylor["error_A"]  # all barostat at 1 fs
+    assert taylor["intrinsic_A"] < 0.1 * ballistic["intrinsic_A"] < ballistic["error_A"]
+    for r in rows.values():
+        assert r["across_A"] <= r["intrinsic_A"] + 1e-12 and r["along_v_rel"] >= 0
+    assert model["intrinsic_A"] < ballistic["intrinsic_A"]  # the skip model beats vΔt's physics
+    assert rows[(10.0, "model")]["error_A"] < rows[(10.0, "ballistic")]["error_A"]
+    assert "| 1 | taylor |" in npt_floor.split_table(rows, 350.0, 4)

@@ -176,6 +176,34 @@ def test_kinetic_energy_term():
     assert "kinetic" not in no_term
 
 
+def test_ballistic_position_loss_measures_errors_in_units_of_r_plus_v_dt():
+    """``position_loss: ballistic``: the statistics carry r + vΔt's RMS error per stride, and
+    r + vΔt itself scores about 1 at every stride on the pairs they came from."""
+    from equignnmd.units import fs_to_ps
+
+    ds = PairDataset(pytest.tiny, [1.0, 10.0], "train", dtype=torch.float64)
+    stats = ds.statistics()
+    assert len(stats.ballistic_rms) == 2 and 0 < stats.ballistic_rms[0] < stats.ballistic_rms[1]
+    # r + vΔt is far better at 1 fs than at 10 fs relative to the displacement
+    assert stats.ballistic_rms[0] / stats.disp_rms[0] < stats.ballistic_rms[1] / stats.disp_rms[1]
+    for stride in (1.0, 10.0):
+        one = PairDataset(pytest.tiny, [stride], "train", dtype=torch.float64)
+        batch = collate([one[i] for i in range(len(one))])
+        ballistic = batch.vel * fs_to_ps(batch.dt_fs)[batch.batch].unsqueeze(-1)
+        pred = Prediction(ballistic, batch.vel_next)
+        _, parts = loss_terms(pred, batch, stats, 0.0, position_loss="ballistic")
+        assert 0.5 < float(parts["pos"]) < 2.0
+        _, rel = loss_terms(pred, batch, stats, 0.0)
+        assert float(rel["pos"]) < float(parts["pos"])  # the displacement scale is larger
+        exact, _ = loss_terms(Prediction(batch.disp, None), batch, stats, 0.0, 0.0, "ballistic")
+        assert float(exact) < 1e-20
+    with pytest.raises(ValueError, match="ballistic_rms"):
+        old = TrainingStats(strides_fs=[10.0], disp_rms=[0.03], dvel_rms=[1.0])
+        loss_terms(pred, batch, old, 0.0, position_loss="ballistic")
+    with pytest.raises(Exception, match="position_loss"):
+        load_run_spec(None, "paper", {"position_loss": "relative"}, {})
+
+
 def test_one_stride_scale_rule_for_trainer_and_both_models():
     """Through (0, 0) and the training points, constant beyond the largest stride, for the
     trainer's normaliser and both architectures' velocity scales (they once disagreed: at

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..graph import check_box, make_data
+from ..units import fs_to_ps
 from .stats import TrainingStats
 from .format import Trajectory, read_index
 
@@ -232,7 +233,7 @@ class PairDataset(Dataset):
         if len(self) == 0:
             raise ValueError(f"dataset {self.root}: split '{self.split}' has no samples")
         rng = np.random.default_rng(0)
-        vel, desc, disp_rms, dvel_rms, density = [], [], [], [], []
+        vel, desc, disp_rms, dvel_rms, ballistic_rms, density = [], [], [], [], [], []
         # start frames without recorded descriptors, (trajectory, frame) per sampled pair;
         # a frame picked at several strides is computed once but counted like recorded ones
         unrecorded: list[tuple[int, int]] = []
@@ -242,10 +243,11 @@ class PairDataset(Dataset):
             if len(idx) == 0:
                 raise ValueError(f"dataset {self.root}: no '{self.split}' pairs at stride {s} fs")
             pick = rng.choice(idx, size=min(max_pairs_per_stride, len(idx)), replace=False)
-            d2, dv2 = [], []
+            d2, dv2, b2 = [], [], []
             for i in pick:
                 r = self.raw(int(i))
                 d2.append(np.mean(r["disp"] ** 2))
+                b2.append(np.mean((r["disp"] - r["velocities"] * fs_to_ps(s)) ** 2))
                 dv2.append(np.mean((r["vel_next"] - r["velocities"]) ** 2))
                 vel.append(np.mean(r["velocities"].astype(np.float64) ** 2))
                 if "descriptors" in r:
@@ -257,6 +259,7 @@ class PairDataset(Dataset):
                 density.append(len(r["positions"]) / abs(np.linalg.det(r["cell"])))
             disp_rms.append(float(np.sqrt(np.mean(d2))))
             dvel_rms.append(float(np.sqrt(np.mean(dv2))))
+            ballistic_rms.append(float(np.sqrt(np.mean(b2))))
         temps = [tr.temperature_K for tr in self.trajectories if not self._is_test(tr)]
         computed = dict(zip(states, _computed_descriptors(list(states.values()))))
         desc += [computed[key] for key in unrecorded]
@@ -273,6 +276,7 @@ class PairDataset(Dataset):
             strides_fs=list(self.strides_fs),
             disp_rms=disp_rms,
             dvel_rms=dvel_rms,
+            ballistic_rms=ballistic_rms,
             dt_range_fs=(min(self.strides_fs), max(self.strides_fs)),
             temperature_range_K=(min(temps), max(temps)),
             number_density=float(np.mean(density)),

@@ -28,6 +28,9 @@ class TrainingStats:
     """RMS of one displacement component per stride, Å."""
     dvel_rms: list[float] = field(default_factory=lambda: [1.0])
     """RMS of one component of v(t+Δt) − v(t) per stride, Å/ps."""
+    ballistic_rms: list[float] = field(default_factory=list)
+    """RMS of one component of r + vΔt's error, d − v(t)Δt, per stride, Å (the scale of the
+    ``position_loss: ballistic`` loss); empty in statistics written before it existed."""
     dt_range_fs: tuple[float, float] = (1.0, 50.0)
     temperature_range_K: tuple[float, float] = (5.0, 800.0)
     number_density: float = 0.0603

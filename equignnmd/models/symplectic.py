@@ -115,7 +115,9 @@ class SymplecticModel(SurrogateModel):
     config_class = SymplecticConfig
     needs_descriptors = False
     predicts_velocity = True
-    compiled_note = "not compiled: forces by automatic differentiation of a tiny potential"
+    compiled_note = (
+        "not compiled: closed-form float64 forces over a Verlet list carried across strides"
+    )
 
     def __init__(self, config: SymplecticConfig | dict, stats: TrainingStats | None = None):
         super().__init__(config, stats)
