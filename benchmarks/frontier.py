@@ -99,7 +99,6 @@ STUDIES = {
             # 10-fs ones against the baseline the model must beat); the paper's depth with a
             # schedule that keeps a long budgeted run learning to its end
             "faithful_bl": {"train.position_loss": "ballistic"},
-            "skip_bl": {"ballistic_skip": True, "train.position_loss": "ballistic"},
             # do the wrapped absolute positions (the paper's features) help or hurt?
             "faithful_noabs": {"absolute_positions": False},
             # the paper predicts positions only: does our velocity head cost the displacement?

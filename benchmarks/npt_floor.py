@@ -30,6 +30,15 @@ from equignnmd.data.format import Trajectory
 from equignnmd.units import FTM2V
 
 
+def affine_part(positions: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """The best affine fit ``A r + b`` (N, 3) of a per-atom ``residual`` (N, 3) over the
+    recorded (unwrapped) ``positions`` (N, 3): the barostat's motion, affine in those
+    coordinates (not in wrapped ones)."""
+    x = np.c_[positions, np.ones(len(positions))]
+    coef, *_ = np.linalg.lstsq(x, residual, rcond=None)
+    return x @ coef
+
+
 def split_errors(checkpoint: str, data: str, strides, temperature_K: float, pairs: int) -> dict:
     """``{(stride_fs, method): {"error_A", "intrinsic_A", "along_v_rel", "across_A"}}`` for
     ``method`` in model / ballistic / taylor (module docstring): mean per-atom error against the
@@ -55,13 +64,10 @@ def split_errors(checkpoint: str, data: str, strides, temperature_K: float, pair
             s = float(batch.dt_fs)
             dt_ps = fs_to_ps(batch.dt_fs).double()
             disp, vel = batch.disp.double(), batch.vel.double()
-            # the barostat's motion is affine in the recorded (unwrapped) coordinates, not in
-            # the wrapped ones a graph holds
-            pos = torch.as_tensor(ds.raw(int(batch.sample_id))["positions"], dtype=torch.float64)
             taylor = BASELINES["taylor"](batch).displacement.double()
-            x = torch.cat([pos, torch.ones_like(pos[:, :1])], dim=1)
-            coef = torch.linalg.lstsq(x, disp - taylor).solution
-            intrinsic = disp - x @ coef  # the displacement without the barostat's motion
+            recorded = ds.raw(int(batch.sample_id))["positions"]  # a graph holds wrapped ones
+            affine = affine_part(recorded, (disp - taylor).numpy())
+            intrinsic = disp - torch.from_numpy(affine)  # without the barostat's motion
             preds = {
                 "model": model(batch).displacement.double(),
                 "ballistic": BASELINES["ballistic"](batch).displacement.double(),
@@ -132,10 +138,8 @@ def main(argv=None) -> int:
         d = (frac - np.round(frac)) @ cell  # minimum image of a short displacement
         acc = FTM2V * f0["forces"] / traj.masses[:, None]  # Å/ps²
         res = d - f0["velocities"] * dt_ps - 0.5 * acc * dt_ps**2
-        x = np.c_[r0, np.ones(len(r0))]
-        coef, *_ = np.linalg.lstsq(x, res, rcond=None)
         taylor.append(np.linalg.norm(res, axis=1).mean())
-        affine_free.append(np.linalg.norm(res - x @ coef, axis=1).mean())
+        affine_free.append(np.linalg.norm(res - affine_part(r0, res), axis=1).mean())
         strain.append(abs(np.linalg.det(f1["cell"]) / np.linalg.det(cell) - 1) / 3)
     print(f"{traj.path.name}: {len(taylor)} pairs at {dt_ps * 1e3:g} fs")
     print(f"  Taylor-2 residual            {np.mean(taylor):.3e} Å")
