@@ -48,6 +48,8 @@ class EnergyFitConfig:
     num_radial: int = 12
     density_decays: list[float] = dataclasses.field(default_factory=lambda: [4.0, 8.0])
     embedding_order: int = 4
+    core_radius: float = 0.0
+    core_strength: float = 0.0
     batch_frames: int = 8
 
     def validate(self, source: str) -> None:
@@ -122,6 +124,11 @@ def _design(head, frames):
     for c in range(feats.shape[1]):  # one backward per coefficient (~20), not per atom
         (g,) = torch.autograd.grad(feats[:, c].sum(), pos, retain_graph=True, allow_unused=True)
         columns.append(torch.zeros_like(pos) if g is None else -g)
+    if head.has_core:  # the fixed core is no coefficient's: fit what is left of the targets
+        core = head.core_energy(pos, cell, batch, len(frames))
+        (g,) = torch.autograd.grad(core.sum(), pos, allow_unused=True)
+        pe = pe - core.detach()
+        forces = forces if g is None else forces + g
     return feats.detach(), torch.stack(columns, dim=-1), counts, pe, forces, batch
 
 
@@ -194,6 +201,8 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
             "num_radial": cfg.num_radial,
             "density_decays": cfg.density_decays,
             "embedding_order": cfg.embedding_order,
+            "core_radius": cfg.core_radius,
+            "core_strength": cfg.core_strength,
         }
     )
     # ρ̄_d: mean density per atom over the fit frames (a few suffice: a solid's density

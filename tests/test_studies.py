@@ -73,3 +73,22 @@ def test_npt_floor_splits_off_the_barostat(tiny_dataset, one_thread_module):
     assert model["intrinsic_A"] < ballistic["intrinsic_A"]  # the skip model beats vΔt's physics
     assert rows[(10.0, "model")]["error_A"] < rows[(10.0, "ballistic")]["error_A"]
     assert "| 1 | taylor |" in npt_floor.split_table(rows, 350.0, 4)
+
+
+def test_potential_forms_scan(tiny_dataset, capsys, one_thread_module):
+    """``benchmarks/potential_forms.py`` (issue 12): a bad form is refused before any fit, and
+    a richer pair basis fits the reference's forces better than a poorer one on the same
+    frames (the lever behind ``symplectic-al`` v2)."""
+    forms = _bench_module("potential_forms")
+    with pytest.raises(SystemExit, match="CUTOFF/NUM_RADIAL"):
+        forms.main([str(tiny_dataset), "5.5/4/4,8/2", "6.5/x/4/4"])
+    assert capsys.readouterr().out == ""  # nothing fitted or printed before the error
+    forms.main([str(tiny_dataset), "5.5/4/4,8/2", "6.5/16/4,8/2", "--frames", "4"])
+    rows = [
+        r
+        for r in capsys.readouterr().out.splitlines()
+        if r.startswith("| 5.5") or r.startswith("| 6.5")
+    ]
+    assert len(rows) == 2
+    val = [float(r.split("|")[3].strip().removesuffix("%")) for r in rows]  # val 300 K column
+    assert val[1] < val[0], rows

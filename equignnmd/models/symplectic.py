@@ -14,8 +14,8 @@ on positions only through differences) and conserves a shadow energy: it cannot 
 a free-form map does, so the total energy only fluctuates.
 
 U_h has the embedded-atom form of the energy head (:class:`~.energy_head.EnergyHead`: pair
-functions on a Bessel basis, embedding polynomials of a few densities), with coefficients that
-depend on the step,
+functions on a Bessel basis, embedding polynomials of a few densities, optionally its fixed
+core repulsion below the data's closest pair), with coefficients that depend on the step,
 
     c(h) = c_fit + s ⊙ Σ_k δ_k (h / h_max)^{2k},   k = 0 … ``stride_orders``,
 
@@ -84,15 +84,31 @@ class SymplecticConfig:
     max_substep_fs: float = 10.0
     """Longest kick–drift–kick step, fs: a stride is cut into the fewest equal steps no
     longer than this (each a force evaluation in a rollout, which reuses the last one)."""
+    core_radius: float = 0.0
+    """Å: a fixed repulsion A (r_core − r)³ between atoms closer than this (0: none; below
+    the data's closest pair, where the fitted form is unconstrained; :class:`EnergyHeadConfig`)."""
+    core_strength: float = 0.0
+    """A, eV/Å³, of the core repulsion."""
+
+    POTENTIAL_FIELDS = (
+        "num_radial",
+        "density_decays",
+        "embedding_order",
+        "core_radius",
+        "core_strength",
+    )
+    """The fields the energy head (and its fit) shares, besides the cutoff."""
+
+    def potential_fields(self) -> dict:
+        """The energy head's and the fit's settings of this model: :data:`POTENTIAL_FIELDS`."""
+        return {
+            k: (list(v) if isinstance(v := getattr(self, k), list) else v)
+            for k in self.POTENTIAL_FIELDS
+        }
 
     def validate(self, source: str) -> None:
         # the potential's fields are the energy head's: its checks, once
-        EnergyHeadConfig(
-            cutoff=self.cutoff,
-            num_radial=self.num_radial,
-            density_decays=list(self.density_decays),
-            embedding_order=self.embedding_order,
-        ).validate(source)
+        EnergyHeadConfig(cutoff=self.cutoff, **self.potential_fields()).validate(source)
         if not self.max_substep_fs > 0:
             raise ConfigError(
                 f"{source}: field 'max_substep_fs' is {self.max_substep_fs}; expected > 0"
@@ -131,9 +147,7 @@ class SymplecticModel(SurrogateModel):
             {
                 "cutoff": c.cutoff,
                 "species": [int(z) for z in st.species],
-                "num_radial": c.num_radial,
-                "density_decays": list(c.density_decays),
-                "embedding_order": c.embedding_order,
+                **c.potential_fields(),
             }
         )
         n = self.potential.n_features
@@ -180,7 +194,8 @@ class SymplecticModel(SurrogateModel):
         """U_h per system, (B,) float64 eV: positions (N, 3) Å, cells (B, 3, 3) Å,
         atomic numbers (N,), system of every atom (N,), steps h (B,) fs."""
         feats = self.potential.features(pos, cell, species, graph, cell.shape[0])
-        return (feats * self.coefficients(h_fs)).sum(-1)
+        core = self.potential.core_energy(pos, cell, graph, cell.shape[0])
+        return (feats * self.coefficients(h_fs)).sum(-1) + core
 
     def forces(self, pos, cell, species, graph, h_fs, create_graph: bool) -> torch.Tensor:
         """(N, 3) float64 eV/Å, −∇U_h; ``create_graph`` keeps the graph for training."""
@@ -198,12 +213,7 @@ class SymplecticModel(SurrogateModel):
         from ..energy_fit import EnergyFitConfig, _design, fit_energy_head, load_energy_frames
 
         c = self.hparams
-        settings = {
-            "frames_per_temperature": frames_per_temperature,
-            "num_radial": c.num_radial,
-            "density_decays": list(c.density_decays),
-            "embedding_order": c.embedding_order,
-        }
+        settings = {"frames_per_temperature": frames_per_temperature, **c.potential_fields()}
         head, report = fit_energy_head(self, root, settings, log=log)
         if head.config != self.potential.config:
             raise ValueError(
