@@ -78,7 +78,7 @@ def test_npt_floor_splits_off_the_barostat(tiny_dataset, one_thread_module):
 def test_potential_forms_scan(tiny_dataset, capsys, one_thread_module):
     """``benchmarks/potential_forms.py`` (issue 12): a bad form is refused before any fit, and
     a richer pair basis fits the reference's forces better than a poorer one on the same
-    frames (the lever behind ``symplectic-al`` v2)."""
+    frames (the lever behind the ``symplectic`` v2 candidate)."""
     forms = _bench_module("potential_forms")
     with pytest.raises(SystemExit, match="CUTOFF/NUM_RADIAL"):
         forms.main([str(tiny_dataset), "5.5/4/4,8/2", "6.5/x/4/4"])
