@@ -167,7 +167,7 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
     ``root``; returns ``(head, report)`` with the scores per split and temperature
     (:func:`score_energy_head`), the settings and the wall time. ``log`` takes one line of
     progress at a time (``None``: silent)."""
-    from .models.energy_head import EnergyHead
+    from .models.energy_head import FORM_FIELDS, EnergyHead
 
     log = log or (lambda _msg: None)
     if isinstance(cfg, EnergyFitConfig):
@@ -198,11 +198,7 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
         {
             "cutoff": float(model.cutoff),
             "species": species,
-            "num_radial": cfg.num_radial,
-            "density_decays": cfg.density_decays,
-            "embedding_order": cfg.embedding_order,
-            "core_radius": cfg.core_radius,
-            "core_strength": cfg.core_strength,
+            **{k: getattr(cfg, k) for k in FORM_FIELDS},
         }
     )
     # ρ̄_d: mean density per atom over the fit frames (a few suffice: a solid's density

@@ -43,7 +43,12 @@ from ..graph import edge_vectors, neighbour_list
 from .base import check_hparams
 from .layers import BesselBasis, PolynomialCutoff
 
-__all__ = ["EnergyHead", "EnergyHeadConfig"]
+__all__ = ["FORM_FIELDS", "EnergyHead", "EnergyHeadConfig"]
+
+FORM_FIELDS = ("num_radial", "density_decays", "embedding_order", "core_radius", "core_strength")
+"""The :class:`EnergyHeadConfig` fields that choose the fitted form (besides the cutoff, which
+is the model's, and the species, which are the data's): what the fit's settings and the
+``symplectic`` model's config pass on to a head."""
 
 
 @dataclass

@@ -62,7 +62,7 @@ from ..data.stats import TrainingStats
 from ..graph import VerletList
 from ..units import FTM2V, fs_to_ps
 from .base import Prediction, SurrogateModel
-from .energy_head import EnergyHead, EnergyHeadConfig
+from .energy_head import FORM_FIELDS, EnergyHead, EnergyHeadConfig
 
 __all__ = ["SymplecticConfig", "SymplecticModel"]
 
@@ -90,21 +90,9 @@ class SymplecticConfig:
     core_strength: float = 0.0
     """A, eV/Å³, of the core repulsion."""
 
-    POTENTIAL_FIELDS = (
-        "num_radial",
-        "density_decays",
-        "embedding_order",
-        "core_radius",
-        "core_strength",
-    )
-    """The fields the energy head (and its fit) shares, besides the cutoff."""
-
     def potential_fields(self) -> dict:
-        """The energy head's and the fit's settings of this model: :data:`POTENTIAL_FIELDS`."""
-        return {
-            k: (list(v) if isinstance(v := getattr(self, k), list) else v)
-            for k in self.POTENTIAL_FIELDS
-        }
+        """The energy head's and the fit's settings of this model (:data:`FORM_FIELDS`)."""
+        return {k: (list(v) if isinstance(v := getattr(self, k), list) else v) for k in FORM_FIELDS}
 
     def validate(self, source: str) -> None:
         # the potential's fields are the energy head's: its checks, once
