@@ -193,11 +193,26 @@ class ModelEnergy:
             f"the checkpoint's energy head (EAM form, {head.n_features} coefficients{on})"
         )
         self.calls = 0
+        self._tables = {}  # replicas → the head's functions as cubic tables
 
     def __call__(self, positions, cell, species, batch) -> torch.Tensor:
-        n = cell.reshape(-1, 3, 3).shape[0]
+        from .graph import edge_vectors, neighbour_list
+        from .models.energy_head import TABLE_SPACING_A
+
+        head, f64 = self.head, torch.float64
+        cells = cell.reshape(-1, 3, 3).cpu().to(f64)
+        n = cells.shape[0]
+        pos, species, batch = positions.cpu().to(f64), species.cpu(), batch.cpu()
+        coefficients = head.coefficients.to(f64).expand(n, -1)
+        if n not in self._tables:  # the pair and density functions read from tables, as a
+            # symplectic rollout does: the cost does not grow with the head's basis
+            self._tables[n] = head.tabulate(coefficients, TABLE_SPACING_A)
         with torch.no_grad():
-            u = self.head(positions.cpu(), cell.cpu(), species.cpu(), batch.cpu(), n)
+            edge_index, shifts = neighbour_list(pos, cells, head.cutoff, batch)
+            vectors = edge_vectors(pos, cells, edge_index, shifts, batch)
+            u, _ = head.energy_and_forces(
+                pos, species, batch, coefficients, edge_index, vectors, self._tables[n]
+            )
         self.calls += 1
         return u.to(positions.device)
 

@@ -323,3 +323,51 @@ def test_core_repulsion_keeps_a_close_pair_apart_and_leaves_the_fit_alone(tiny_d
     assert float(push) == pytest.approx(3 * 400.0 * 0.3**2, rel=1e-6)
     with pytest.raises(Exception, match="core_radius"):
         build_model("symplectic", stats=data.statistics(), core_radius=6.0, cutoff=5.5)
+
+
+def test_tabulated_potential_is_the_closed_form(tiny_dataset):
+    """Rollouts read the pair and density functions from cubic tables (``table_spacing_A``,
+    the cost independent of the basis): energies and forces equal the closed form's, with
+    the core on, for one replica and for two at different steps (a pair function per
+    replica); a stride equals the closed-form stride; a changed parameter rebuilds the
+    table."""
+    from equignnmd.graph import edge_vectors, neighbour_list
+
+    model, data, _ = _model(tiny_dataset, seed=5, core_radius=2.15, core_strength=400.0)
+    assert model.hparams.table_spacing_A == 0.001  # the default: tables on
+    one, two = collate([data[0]]), collate([data[0], data[1]])
+    pos = one.pos.clone()
+    pos[0] = pos[0] + torch.tensor([0.4, 0.3, 0.2], dtype=torch.float64)  # a close pair too
+    one.pos = pos
+    for batch, h_fs in ((one, [20.0]), (two, [20.0, 12.5])):
+        h = torch.tensor(h_fs, dtype=torch.float64)
+        cell = batch.cell.reshape(-1, 3, 3)
+        edge_index, shifts = neighbour_list(batch.pos, cell, model.cutoff, batch.batch)
+        vectors = edge_vectors(batch.pos, cell, edge_index, shifts, batch.batch)
+        c = model.coefficients(h).detach()
+        args = (batch.pos, batch.species, batch.batch, c, edge_index, vectors)
+        table = model.potential.tabulate(c, model.hparams.table_spacing_A)
+        assert table.n_pair_functions == len(h_fs)
+        e0, f0 = model.potential.energy_and_forces(*args)
+        e1, f1 = model.potential.energy_and_forces(*args, table)
+        torch.testing.assert_close(e1, e0, rtol=0, atol=1e-9 * len(batch.pos))
+        torch.testing.assert_close(f1, f0, rtol=0, atol=1e-7)
+        assert f0.abs().max() > 0.1
+    closed, _, _ = _model(
+        tiny_dataset, seed=5, core_radius=2.15, core_strength=400.0, table_spacing_A=0.0
+    )
+    for m in (model, closed):
+        m._keep(None)
+    with torch.inference_mode():
+        got, want = model(_batch(data)), closed(_batch(data))
+        torch.testing.assert_close(got.displacement, want.displacement, rtol=0, atol=1e-10)
+        torch.testing.assert_close(got.velocity, want.velocity, rtol=0, atol=1e-8)
+    for m in (model, closed):  # new parameters: a new table, not the kept one
+        with torch.no_grad():
+            m.stride_coefficients.mul_(-1.0)
+        m._keep(None)
+    with torch.inference_mode():
+        got, want = model(_batch(data)), closed(_batch(data))
+    torch.testing.assert_close(got.velocity, want.velocity, rtol=0, atol=1e-8)
+    with pytest.raises(Exception, match="table_spacing_A"):
+        build_model("symplectic", stats=data.statistics(), table_spacing_A=-0.01)

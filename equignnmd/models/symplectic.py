@@ -62,7 +62,7 @@ from ..data.stats import TrainingStats
 from ..graph import VerletList
 from ..units import FTM2V, fs_to_ps
 from .base import Prediction, SurrogateModel
-from .energy_head import FORM_FIELDS, EnergyHead, EnergyHeadConfig
+from .energy_head import FORM_FIELDS, TABLE_SPACING_A, EnergyHead, EnergyHeadConfig
 
 __all__ = ["SymplecticConfig", "SymplecticModel"]
 
@@ -89,6 +89,11 @@ class SymplecticConfig:
     the data's closest pair, where the fitted form is unconstrained; :class:`EnergyHeadConfig`)."""
     core_strength: float = 0.0
     """A, eV/Å³, of the core repulsion."""
+    table_spacing_A: float = TABLE_SPACING_A
+    """Outside training, the pair and density functions are read from cubic tables with knots
+    this far apart, Å (:class:`~.energy_head.RadialTable`: the cost per edge no longer grows
+    with the basis); 0: the closed form every step. Not a trained quantity: changing it
+    leaves the ``state_dict`` as it is."""
 
     def potential_fields(self) -> dict:
         """The energy head's and the fit's settings of this model (:data:`FORM_FIELDS`)."""
@@ -100,6 +105,11 @@ class SymplecticConfig:
         if not self.max_substep_fs > 0:
             raise ConfigError(
                 f"{source}: field 'max_substep_fs' is {self.max_substep_fs}; expected > 0"
+            )
+        if not 0.0 <= self.table_spacing_A < 0.1 * self.cutoff:
+            raise ConfigError(
+                f"{source}: field 'table_spacing_A' is {self.table_spacing_A}; expected 0 "
+                "(closed form) or a knot spacing below a tenth of the cutoff, Å"
             )
         if self.stride_orders < 0:
             raise ConfigError(
@@ -261,11 +271,12 @@ class SymplecticModel(SurrogateModel):
                     verlet = VerletList(self.cutoff, self.NEIGHBOUR_SKIN_A)
                     verlet.build(start, cell, graph)
                 coefficients = self.coefficients(h_fs).detach()
+                table = self._table(coefficients)
 
                 def force(r):
                     edge_index, vectors, _ = verlet.edges(r)
                     return self.potential.energy_and_forces(
-                        r, species, graph, coefficients, edge_index, vectors
+                        r, species, graph, coefficients, edge_index, vectors, table
                     )[1]
 
             r, v = start, vel
@@ -285,6 +296,24 @@ class SymplecticModel(SurrogateModel):
         return Prediction(disp, vel_new)
 
     # ------------------------------------------------------------------ reuse across strides
+    def _table(self, coefficients: torch.Tensor):
+        """The :class:`~.energy_head.RadialTable` of ``coefficients`` (R, C), or None for the
+        closed form (``table_spacing_A`` 0). Kept outside the module tree with the
+        coefficients it was built from, and rebuilt (milliseconds) when they change: a
+        rollout at one stride builds it once."""
+        spacing = float(self.hparams.table_spacing_A)
+        if spacing <= 0.0:
+            return None
+        kept = self.__dict__.get("_kept_table")
+        if kept is not None:
+            old, table = kept
+            same = old.shape == coefficients.shape and old.device == coefficients.device
+            if same and torch.equal(old, coefficients):
+                return table
+        table = self.potential.tabulate(coefficients, spacing)
+        self.__dict__["_kept_table"] = (coefficients.clone(), table)
+        return table
+
     NEIGHBOUR_SKIN_A = 1.0
     """Skin of the Verlet list the forward keeps (rebuilt when an atom has moved half of it):
     exact, the pairs within the cutoff are those of a fresh list."""
