@@ -118,18 +118,16 @@ def _design(head, frames):
     """Energy features (R, C), force features (N, 3, C) = −∂features/∂positions, and the
     batch's counts (R,), energies (R,) eV, forces (N, 3) eV/Å, system of every atom (N,)."""
     pos, cell, species, batch, counts, pe, forces = _batch(frames)
+    with torch.no_grad():
+        feats = head.features(pos, cell, species, batch, len(frames))
+        ffeats = head.force_features(pos, cell, species, batch)
     pos.requires_grad_(True)
-    feats = head.features(pos, cell, species, batch, len(frames))
-    columns = []
-    for c in range(feats.shape[1]):  # one backward per coefficient (~20), not per atom
-        (g,) = torch.autograd.grad(feats[:, c].sum(), pos, retain_graph=True, allow_unused=True)
-        columns.append(torch.zeros_like(pos) if g is None else -g)
     if head.has_core:  # the fixed core is no coefficient's: fit what is left of the targets
         core = head.core_energy(pos, cell, batch, len(frames))
         (g,) = torch.autograd.grad(core.sum(), pos, allow_unused=True)
         pe = pe - core.detach()
         forces = forces if g is None else forces + g
-    return feats.detach(), torch.stack(columns, dim=-1), counts, pe, forces, batch
+    return feats, ffeats, counts, pe, forces, batch
 
 
 def score_energy_head(head, frames, batch_frames: int = 8) -> dict:

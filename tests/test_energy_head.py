@@ -84,6 +84,39 @@ def test_head_forces_are_its_energy_gradient(fitted, tiny_dataset):
         assert fd == pytest.approx(float(grad[atom, axis]), rel=1e-5, abs=1e-7)
 
 
+def test_closed_form_force_design_is_the_autograd_one(tiny_dataset):
+    """The fit's force design (``force_features``, one pass) equals −∂features/∂positions by
+    autograd (one backward per coefficient), column by column, for a two-species head with a
+    core (atoms relabelled at random, so every species-pair block and both embedding blocks
+    are filled) and a frame of two replicas."""
+    frames = load_energy_frames(tiny_dataset, [350.0], 2, (0.0, 1.0))
+    head = EnergyHead(
+        {
+            "cutoff": 5.0,
+            "species": [13, 29],
+            "num_radial": 6,
+            "core_radius": 2.4,
+            "core_strength": 50.0,
+        }
+    )
+    head.density_scale.fill_(7.0)
+    pos = torch.cat([f["pos"] for f in frames])
+    cell = torch.stack([f["cell"] for f in frames])
+    n = len(frames[0]["pos"])
+    batch = torch.arange(2).repeat_interleave(n)
+    gen = torch.Generator().manual_seed(0)
+    species = torch.where(torch.rand(2 * n, generator=gen) < 0.5, 13, 29)
+    design = head.force_features(pos, cell, species, batch)
+    p = pos.clone().requires_grad_(True)
+    feats = head.features(p, cell, species, batch, 2)
+    assert design.shape == (2 * n, 3, feats.shape[1])
+    for c in range(feats.shape[1]):
+        (g,) = torch.autograd.grad(feats[:, c].sum(), p, retain_graph=True, allow_unused=True)
+        want = torch.zeros_like(pos) if g is None else -g
+        torch.testing.assert_close(design[..., c], want, rtol=1e-9, atol=1e-10)
+    assert design[..., :-2].abs().amax(dim=(0, 1)).min() > 0  # every non-constant column acts
+
+
 def test_checkpoint_keeps_the_head_outside_the_model_state(model, fitted, tmp_path):
     head, report = fitted
     path = tmp_path / "with_head.pt"

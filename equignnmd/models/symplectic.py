@@ -41,12 +41,15 @@ reading velocities, so no temperature or velocity conditioning.
 
 Forces: in training by automatic differentiation (the graph kept for the parameters'
 gradients; the forward enables gradients itself, so it also runs under ``torch.no_grad`` and
-``torch.inference_mode``); otherwise in closed form
-(:meth:`~.energy_head.EnergyHead.energy_and_forces`, equal to the autograd gradient to
-rounding) over a Verlet list carried from stride to stride, and a stride that starts where the
-last one ended reuses its final forces: one potential evaluation per step, as in velocity
-Verlet. Everything is float64 whatever the parameters' dtype (the potential is tiny); the
-model's ``dtype`` is float64, and so are its outputs.
+``torch.inference_mode``); otherwise without autograd
+(:meth:`~.energy_head.EnergyHead.energy_and_forces`), the pair and density functions of the
+stride's coefficients read from cubic tables (``table_spacing_A``; built once per set of
+coefficients, as LAMMPS tabulates an EAM file; forces equal the closed form's to ~1e-9
+relative, so the cost per edge does not grow with the basis), over a Verlet list carried from
+stride to stride; a stride that starts where the last one ended reuses its final forces: one
+potential evaluation per step, as in velocity Verlet. Everything is float64 whatever the
+parameters' dtype (the potential is tiny); the model's ``dtype`` is float64, and so are its
+outputs.
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ class SymplecticModel(SurrogateModel):
     needs_descriptors = False
     predicts_velocity = True
     compiled_note = (
-        "not compiled: closed-form float64 forces over a Verlet list carried across strides"
+        "not compiled: float64 forces from cubic tables, Verlet list carried across strides"
     )
 
     def __init__(self, config: SymplecticConfig | dict, stats: TrainingStats | None = None):
