@@ -285,42 +285,50 @@ def test_closed_form_forces_are_the_autograd_gradient(fitted):
 
 
 def test_core_repulsion_keeps_a_close_pair_apart_and_leaves_the_fit_alone(tiny_dataset):
-    """``core_radius`` / ``core_strength`` (issue 12, ``symplectic-al`` v2): a fixed repulsion
-    below the data's closest pair. The fit is unchanged (no fit frame comes that close), the
-    closed-form forces stay the autograd gradient with a pair inside the core, and a pair
-    pushed well inside it is repelled by the core's own force."""
+    """``core_radius`` / ``core_strength`` (issue 12, ``symplectic-al`` v2): below r_core the
+    fitted pair function is replaced by its C² quadratic continuation and a fixed repulsion
+    rises. The fit is unchanged (no fit frame comes that close), the closed-form forces stay
+    the autograd gradient with a pair inside the core, and a pair pushed inside it is
+    repelled ever harder as it closes."""
     from equignnmd.graph import edge_vectors, neighbour_list
 
     plain, data, _ = _model(tiny_dataset, seed=None)
-    cored, _, _ = _model(tiny_dataset, seed=None, core_radius=2.0, core_strength=400.0)
+    cored, _, _ = _model(tiny_dataset, seed=None, core_radius=2.2, core_strength=40.0)
     torch.testing.assert_close(cored.potential.coefficients, plain.potential.coefficients)
+    # the continuation is C² at r_core: value, slope and curvature of every basis function
+    g, dg = cored.potential.pair_basis(torch.tensor([2.2 - 1e-9, 2.2 + 1e-9], dtype=torch.float64))
+    torch.testing.assert_close(g[0], g[1], rtol=0, atol=1e-7)
+    torch.testing.assert_close(dg[0], dg[1], rtol=0, atol=1e-5)
+    r = torch.tensor([2.2 - 2e-4, 2.2 - 1e-4, 2.2 + 1e-4, 2.2 + 2e-4], dtype=torch.float64)
+    g, dg = cored.potential.pair_basis(r)
+    curv_in, curv_out = (dg[1] - dg[0]) / 1e-4, (dg[3] - dg[2]) / 1e-4
+    torch.testing.assert_close(curv_in, curv_out, rtol=0, atol=0.02 * float(curv_out.abs().max()))
     batch = collate([data[0]])
     cell = batch.cell.reshape(-1, 3, 3)
-    pos = batch.pos.clone()
-    # atom 0 moved to 1.7 Å from its nearest neighbour j, along their bond
-    ei, shifts = neighbour_list(pos, cell, 3.2, batch.batch)
-    d = edge_vectors(pos, cell, ei, shifts, batch.batch)  # r_src − r_dst (+ shift)
-    bond = d[int(torch.argmin(torch.where(ei[1] == 0, d.norm(dim=-1), torch.inf)))]
-    pos[0] = pos[0] + bond * (1.0 - 1.7 / bond.norm())
     h = torch.tensor([10.0], dtype=torch.float64)
-    core = cored.potential.core_energy(pos, cell, batch.batch, 1)
-    assert float(core) == pytest.approx(400.0 * 0.3**3, rel=1e-9)  # one pair at 1.7 Å
-    assert float(plain.potential.core_energy(pos, cell, batch.batch, 1)) == 0.0
-    p = pos.clone().requires_grad_(True)
-    energy = cored.energy(p, cell, batch.species, batch.batch, h)
-    (grad,) = torch.autograd.grad(energy.sum(), p)
-    edge_index, shifts = neighbour_list(pos, cell, cored.cutoff, batch.batch)
-    vectors = edge_vectors(pos, cell, edge_index, shifts, batch.batch)
-    with torch.no_grad():
-        e, f = cored.potential.energy_and_forces(
-            pos, batch.species, batch.batch, cored.coefficients(h), edge_index, vectors
-        )
-    torch.testing.assert_close(e, energy.detach(), rtol=1e-12, atol=1e-9)
-    torch.testing.assert_close(f, -grad, rtol=0, atol=1e-10)
-    # the core pushes atom 0 away from j: 3 A (r_c − r)² = 108 eV/Å along −bond
-    f_plain = plain.forces(pos.clone(), cell, batch.species, batch.batch, h, False)
-    push = (f[0] - f_plain[0]) @ (-bond / bond.norm())
-    assert float(push) == pytest.approx(3 * 400.0 * 0.3**2, rel=1e-6)
+    ei, shifts = neighbour_list(batch.pos, cell, 3.2, batch.batch)
+    d = edge_vectors(batch.pos, cell, ei, shifts, batch.batch)  # r_src − r_dst (+ shift)
+    bond = d[int(torch.argmin(torch.where(ei[1] == 0, d.norm(dim=-1), torch.inf)))]
+    unit = bond / bond.norm()
+    energies, pushes = [], []
+    for r_pair in (2.0, 1.8, 1.6, 1.4):  # atom 0 moved along the bond to r_pair from j
+        pos = batch.pos.clone()
+        pos[0] = pos[0] + unit * (bond.norm() - r_pair)
+        edge_index, shifts = neighbour_list(pos, cell, cored.cutoff, batch.batch)
+        vectors = edge_vectors(pos, cell, edge_index, shifts, batch.batch)
+        with torch.no_grad():
+            e, f = cored.potential.energy_and_forces(
+                pos, batch.species, batch.batch, cored.coefficients(h), edge_index, vectors
+            )
+        p = pos.clone().requires_grad_(True)
+        energy = cored.energy(p, cell, batch.species, batch.batch, h)
+        (grad,) = torch.autograd.grad(energy.sum(), p)
+        torch.testing.assert_close(e, energy.detach(), rtol=1e-12, atol=1e-9)
+        torch.testing.assert_close(f, -grad, rtol=0, atol=1e-10)
+        energies.append(float(e))
+        pushes.append(float(f[0] @ -unit))  # away from j
+    assert all(b > a for a, b in zip(energies, energies[1:])), energies
+    assert all(b > a > 0 for a, b in zip(pushes, pushes[1:])), pushes
     with pytest.raises(Exception, match="core_radius"):
         build_model("symplectic", stats=data.statistics(), core_radius=6.0, cutoff=5.5)
 

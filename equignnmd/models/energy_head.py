@@ -22,9 +22,12 @@ head is tiny): a 500-atom total keeps sub-meV precision.
 
 Below the closest pair of the fit data the form is unconstrained, and a rich pair basis can
 turn attractive there (a 40-function fit of the Mendelev file has a 3-eV hole at 1.8 Å, which
-an 800-K run falls into): an optional fixed core repulsion A (r_core − r)³ per pair closer
-than ``core_radius`` (not fitted; the fit subtracts it from the energies and forces first)
-keeps atoms apart.
+an 800-K run falls into). With ``core_radius`` and ``core_strength`` set, below r_core every
+pair basis function is replaced by its quadratic Taylor continuation from r_core (C², so the
+fitted function's free oscillations below the data never enter) and a fixed repulsion
+A (r_core − r)³ is added (not fitted; the fit subtracts it from the energies and forces
+first): a smooth wall as soft as the reference's, not a stiff one on top of a hole (a stiff
+wall needs shorter steps than the rest of the dynamics).
 
 Cost: one neighbour list and ~20 basis functions over the edges, a few per cent of a model
 step.
@@ -73,8 +76,9 @@ class EnergyHeadConfig:
     embedding_order: int = 4
     """Highest power m of (x − 1) in the embedding energy."""
     core_radius: float = 0.0
-    """r_core, Å: pairs closer than this feel the fixed core repulsion (0: none). Set it below
-    the closest pair of the fit data, where the fitted form is unconstrained."""
+    """r_core, Å: below it the pair function is the quadratic continuation of the fitted one
+    plus the fixed core repulsion (0: neither). Set it at the closest pair of the fit data,
+    below which the fitted form is unconstrained."""
     core_strength: float = 0.0
     """A, eV/Å³, of the core repulsion ½ Σ_{i≠j} A (r_core − r_ij)³ over pairs r_ij < r_core."""
 
@@ -182,6 +186,8 @@ class EnergyHead(nn.Module):
         self.register_buffer("decays", decays, persistent=False)
         self.register_buffer("density_scale", torch.ones(len(decays), dtype=torch.float64))
         self.register_buffer("coefficients", torch.zeros(self.n_features, dtype=torch.float64))
+        taylor = self._inner_taylor() if self.has_core else torch.zeros(3, h.num_radial)
+        self.register_buffer("inner_taylor", taylor.to(torch.float64), persistent=False)
 
     @property
     def has_core(self) -> bool:
@@ -207,6 +213,39 @@ class EnergyHead(nn.Module):
         edge_index, shifts = neighbour_list(pos, cell, self.hparams.core_radius, batch)
         r = edge_vectors(pos, cell, edge_index, shifts, batch).norm(dim=-1)
         return energy.index_add(0, batch[edge_index[1]], 0.5 * self.core_pair(r)[0])
+
+    def _inner_taylor(self) -> torch.Tensor:
+        """(3, K) float64: g_k, dg_k/dr and d²g_k/dr² of the pair basis g_k = B_k c at
+        r_core, in closed form (the continuation below it, :meth:`pair_basis`)."""
+        h = self.hparams
+        r = torch.tensor(float(h.core_radius), dtype=torch.float64)
+        w = torch.arange(1, h.num_radial + 1, dtype=torch.float64) * math.pi / self.cutoff
+        pre = self.basis.prefactor
+        sin, cos = torch.sin(w * r), torch.cos(w * r)
+        b0 = pre * sin / r
+        b1 = pre * w * cos / r - b0 / r
+        b2 = pre * (-w * w * sin / r - 2.0 * w * cos / r**2 + 2.0 * sin / r**3)
+        (c0, c1), c2 = self.envelope.with_derivative(r), self.envelope.curvature(r)
+        return torch.stack([b0 * c0, b1 * c0 + b0 * c1, b2 * c0 + 2.0 * b1 * c1 + b0 * c2])
+
+    def pair_basis(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g_k(r), dg_k/dr), each (E, K), of edge lengths ``r`` (E,) Å: the Bessel basis
+        times the envelope, g_k = B_k c; with a core, below r_core its quadratic Taylor
+        continuation from r_core instead (C², linear in the coefficients like the rest), so
+        that the fitted function's free oscillations below the data never enter and the
+        core repulsion alone rises there (differentiable: the fit's autograd path uses it)."""
+        env, denv = self.envelope.with_derivative(r)
+        basis, dbasis = self.basis.with_derivative(r)
+        g = basis * env.unsqueeze(-1)
+        dg = dbasis * env.unsqueeze(-1) + basis * denv.unsqueeze(-1)
+        if not self.has_core:
+            return g, dg
+        t0, t1, t2 = self.inner_taylor.to(r.dtype)
+        x = (r - self.hparams.core_radius).clamp_max(0.0).unsqueeze(-1)
+        inside = (x < 0.0).expand_as(g)
+        return torch.where(inside, t0 + x * (t1 + 0.5 * t2 * x), g), torch.where(
+            inside, t1 + t2 * x, dg
+        )
 
     @property
     def n_features(self) -> int:
@@ -269,7 +308,7 @@ class EnergyHead(nn.Module):
         # pair terms: ½ Σ over the full list (both directions), one column block per
         # unordered species pair
         pair_id = self.pair_ids(s, src, dst)
-        radial = 0.5 * self.basis(r) * self.envelope(r).unsqueeze(-1)
+        radial = 0.5 * self.pair_basis(r)[0]
         pair = torch.zeros(n_rep, n_s * (n_s + 1) // 2, h.num_radial, dtype=r.dtype)
         pair = pair.to(r.device).index_put_((batch[dst], pair_id), radial, accumulate=True)
         # embedding terms: (x − 1)^m per density and power, one block per species of i
@@ -301,9 +340,8 @@ class EnergyHead(nn.Module):
         r = squared_norm(vectors).sqrt()
         n_e, n_p, n_k = r.shape[0], n_s * (n_s + 1) // 2, h.num_radial
         # dFeature/dr per edge and column: pair columns ½ d(B_k c)/dr in the edge's block
+        dpair = 0.5 * self.pair_basis(r)[1]
         env, denv = self.envelope.with_derivative(r)
-        basis, dbasis = self.basis.with_derivative(r)
-        dpair = 0.5 * (dbasis * env[:, None] + basis * denv[:, None])
         pair = torch.zeros(n_e, n_p, n_k, dtype=f64, device=r.device)
         pair[torch.arange(n_e, device=r.device), self.pair_ids(s, src, dst)] = dpair
         # embedding columns of the receiving atom's species: m x^(m−1) / ρ̄_d · dρ_d/dr
@@ -341,15 +379,13 @@ class EnergyHead(nn.Module):
         ``(ρ_d, dρ_d/dr)`` each (E, D), for pair coefficients ``a`` (K,) shared by all edges
         or (E, K) per edge."""
         f64 = torch.float64
-        # the envelope c, the pair basis B_k and their r-derivatives, each from its layer
+        # the pair basis (B_k c, continued below a core) and the envelope, with r-derivatives
+        g, dg = self.pair_basis(r)
         env, denv = self.envelope.with_derivative(r)
-        basis, dbasis = self.basis.with_derivative(r)
         if a.dim() == 1:
-            phi_k, dphi_k = basis @ a, dbasis @ a
+            phi, dphi = 0.5 * (g @ a), 0.5 * (dg @ a)
         else:
-            phi_k, dphi_k = (basis * a).sum(-1), (dbasis * a).sum(-1)
-        phi = 0.5 * phi_k * env
-        dphi = 0.5 * (dphi_k * env + phi_k * denv)
+            phi, dphi = 0.5 * (g * a).sum(-1), 0.5 * (dg * a).sum(-1)
         if self.has_core:
             core, dcore = self.core_pair(r)
             phi, dphi = phi + 0.5 * core, dphi + 0.5 * dcore

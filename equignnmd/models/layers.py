@@ -166,3 +166,15 @@ class PolynomialCutoff(nn.Module):
         value = (1.0 - c0 * xp1 * x + c1 * xp1 * x * x - c2 * xp1 * x * x * x) * inside
         slope = (-c0 * p + c1 * (p + 1) * x - c2 * (p + 2) * x * x) * xp1 * inside
         return value, slope / self.cutoff
+
+    def curvature(self, r: torch.Tensor) -> torch.Tensor:
+        """d²c/dr², (...,), in closed form (0 beyond the cutoff)."""
+        c0, c1, c2 = self.coeffs
+        p, x = self.p, r / self.cutoff
+        inside = (x < 1.0).to(r.dtype)
+        value = (
+            -c0 * p * (p - 1) * x ** (p - 2)
+            + c1 * (p + 1) * p * x ** (p - 1)
+            - c2 * (p + 2) * (p + 1) * x**p
+        )
+        return value * inside / self.cutoff**2

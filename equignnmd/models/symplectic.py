@@ -88,8 +88,9 @@ class SymplecticConfig:
     """Longest kick–drift–kick step, fs: a stride is cut into the fewest equal steps no
     longer than this (each a force evaluation in a rollout, which reuses the last one)."""
     core_radius: float = 0.0
-    """Å: a fixed repulsion A (r_core − r)³ between atoms closer than this (0: none; below
-    the data's closest pair, where the fitted form is unconstrained; :class:`EnergyHeadConfig`)."""
+    """Å: below it the fitted pair function is continued quadratically and a fixed repulsion
+    A (r_core − r)³ is added (0: neither; at the data's closest pair, below which the fitted
+    form is unconstrained; :class:`EnergyHeadConfig`)."""
     core_strength: float = 0.0
     """A, eV/Å³, of the core repulsion."""
     table_spacing_A: float = TABLE_SPACING_A
