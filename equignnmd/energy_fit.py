@@ -207,7 +207,8 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
 
         ei, sh = neighbour_list(pos, cell, head.cutoff, batch)
         r = edge_vectors(pos, cell, ei, sh, batch).norm(dim=-1)
-        head.density_scale.copy_(head.densities(r, ei[1], len(pos)).mean(0))
+        per_edge = head.density_functions(r)[0]
+        head.density_scale.copy_(head.densities(per_edge, ei[1], len(pos)).mean(0))
     per_atom = np.array([f["pe_eV"] / len(f["species"]) for f in fit_frames])
     e_scale = max(float(per_atom.std()), 1e-4)
     f_scale = max(float(torch.cat([f["forces"] for f in fit_frames]).pow(2).mean().sqrt()), 1e-4)

@@ -217,15 +217,10 @@ class EnergyHead(nn.Module):
     def _inner_taylor(self) -> torch.Tensor:
         """(3, K) float64: g_k, dg_k/dr and d²g_k/dr² of the pair basis g_k = B_k c at
         r_core, in closed form (the continuation below it, :meth:`pair_basis`)."""
-        h = self.hparams
-        r = torch.tensor(float(h.core_radius), dtype=torch.float64)
-        w = torch.arange(1, h.num_radial + 1, dtype=torch.float64) * math.pi / self.cutoff
-        pre = self.basis.prefactor
-        sin, cos = torch.sin(w * r), torch.cos(w * r)
-        b0 = pre * sin / r
-        b1 = pre * w * cos / r - b0 / r
-        b2 = pre * (-w * w * sin / r - 2.0 * w * cos / r**2 + 2.0 * sin / r**3)
+        r = torch.tensor([float(self.hparams.core_radius)], dtype=torch.float64)
+        (b0, b1), b2 = self.basis.with_derivative(r), self.basis.curvature(r)
         (c0, c1), c2 = self.envelope.with_derivative(r), self.envelope.curvature(r)
+        b0, b1, b2, c0, c1, c2 = b0[0], b1[0], b2[0], c0[0], c1[0], c2[0]
         return torch.stack([b0 * c0, b1 * c0 + b0 * c1, b2 * c0 + 2.0 * b1 * c1 + b0 * c2])
 
     def pair_basis(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,17 +265,19 @@ class EnergyHead(nn.Module):
         lo, hi = torch.minimum(s[src], s[dst]), torch.maximum(s[src], s[dst])
         return lo * self.n_species - lo * (lo - 1) // 2 + (hi - lo)
 
-    def density_decays(self, r: torch.Tensor) -> torch.Tensor:
-        """(E, D) exp(−β_d r / r_c) of edge lengths ``r`` (E,) Å: a density function is this
-        times the envelope c(r)."""
-        return torch.exp(-self.decays * (r / self.cutoff).unsqueeze(-1))
+    def density_functions(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f_d(r), df_d/dr), each (E, D), of edge lengths ``r`` (E,) Å: the density
+        functions f_d = exp(−β_d r / r_c) c(r)."""
+        env, denv = self.envelope.with_derivative(r)
+        expo = torch.exp(-self.decays.to(r.dtype) * (r / self.cutoff).unsqueeze(-1))
+        slope = denv.unsqueeze(-1) - self.decays.to(r.dtype) / self.cutoff * env.unsqueeze(-1)
+        return expo * env.unsqueeze(-1), expo * slope
 
-    def densities(self, r: torch.Tensor, dst: torch.Tensor, n_atoms: int) -> torch.Tensor:
-        """(N, D) raw densities ρ_{i,d} from edge lengths ``r`` (E,) Å received by ``dst``."""
-        f = self.density_decays(r) * self.envelope(r)[:, None]
-        return torch.zeros(n_atoms, f.shape[1], dtype=f.dtype, device=f.device).index_add_(
-            0, dst, f
-        )
+    @staticmethod
+    def densities(per_edge: torch.Tensor, dst: torch.Tensor, n_atoms: int) -> torch.Tensor:
+        """(N, D) densities ρ_{i,d}: the per-edge values f_d(r) (E, D) summed on ``dst``."""
+        out = torch.zeros(n_atoms, per_edge.shape[1], dtype=per_edge.dtype, device=per_edge.device)
+        return out.index_add_(0, dst, per_edge)
 
     def features(
         self,
@@ -312,7 +309,7 @@ class EnergyHead(nn.Module):
         pair = torch.zeros(n_rep, n_s * (n_s + 1) // 2, h.num_radial, dtype=r.dtype)
         pair = pair.to(r.device).index_put_((batch[dst], pair_id), radial, accumulate=True)
         # embedding terms: (x − 1)^m per density and power, one block per species of i
-        x = self.densities(r, dst, n) / self.density_scale - 1.0
+        x = self.densities(self.density_functions(r)[0], dst, n) / self.density_scale - 1.0
         powers = torch.arange(1, h.embedding_order + 1, device=x.device, dtype=x.dtype)
         emb_atom = (x.unsqueeze(-1) ** powers).reshape(n, -1)
         emb = torch.zeros(n_rep, n_s, emb_atom.shape[1], dtype=r.dtype, device=r.device)
@@ -341,14 +338,12 @@ class EnergyHead(nn.Module):
         n_e, n_p, n_k = r.shape[0], n_s * (n_s + 1) // 2, h.num_radial
         # dFeature/dr per edge and column: pair columns ½ d(B_k c)/dr in the edge's block
         dpair = 0.5 * self.pair_basis(r)[1]
-        env, denv = self.envelope.with_derivative(r)
         pair = torch.zeros(n_e, n_p, n_k, dtype=f64, device=r.device)
         pair[torch.arange(n_e, device=r.device), self.pair_ids(s, src, dst)] = dpair
         # embedding columns of the receiving atom's species: m x^(m−1) / ρ̄_d · dρ_d/dr
-        expo = self.density_decays(r)
-        ddens = expo * (denv[:, None] - self.decays.to(f64) / self.cutoff * env[:, None])
+        dens, ddens = self.density_functions(r)
         scale = self.density_scale.to(f64)
-        x = self.densities(r, dst, n) / scale - 1.0
+        x = self.densities(dens, dst, n) / scale - 1.0
         m = torch.arange(1, h.embedding_order + 1, dtype=f64, device=r.device)
         dxm = m * x.unsqueeze(-1) ** (m - 1) / scale.unsqueeze(-1)  # (N, D, M)
         demb = dxm.index_select(0, dst) * ddens.unsqueeze(-1)  # (E, D, M)
@@ -378,10 +373,8 @@ class EnergyHead(nn.Module):
         edge lengths ``r`` (E,) Å, in closed form: ``(φ, dφ/dr)`` each (E,) eV and eV/Å,
         ``(ρ_d, dρ_d/dr)`` each (E, D), for pair coefficients ``a`` (K,) shared by all edges
         or (E, K) per edge."""
-        f64 = torch.float64
-        # the pair basis (B_k c, continued below a core) and the envelope, with r-derivatives
+        # the pair basis (B_k c, continued below a core) with its r-derivative
         g, dg = self.pair_basis(r)
-        env, denv = self.envelope.with_derivative(r)
         if a.dim() == 1:
             phi, dphi = 0.5 * (g @ a), 0.5 * (dg @ a)
         else:
@@ -389,10 +382,7 @@ class EnergyHead(nn.Module):
         if self.has_core:
             core, dcore = self.core_pair(r)
             phi, dphi = phi + 0.5 * core, dphi + 0.5 * dcore
-        expo = self.density_decays(r)
-        dens = expo * env.unsqueeze(-1)
-        ddens = expo * (denv.unsqueeze(-1) - self.decays.to(f64) / self.cutoff * env.unsqueeze(-1))
-        return phi, dphi, dens, ddens
+        return (phi, dphi, *self.density_functions(r))
 
     def tabulate(self, coefficients: torch.Tensor, spacing_A: float) -> RadialTable:
         """The :meth:`radial_functions` of per-replica ``coefficients`` (R, C) as cubic
@@ -455,7 +445,7 @@ class EnergyHead(nn.Module):
             a = pair_c[0, 0] if one else pair_c[graph_e, self.pair_ids(s, src, dst)]
             phi, dphi, dens, ddens = self.radial_functions(r, a)
         # embedding Σ_{d,m} b_{d,m} (ρ_d / ρ̄_d − 1)^m of the densities received by dst
-        rho = torch.zeros(n, dens.shape[1], dtype=f64, device=r.device).index_add_(0, dst, dens)
+        rho = self.densities(dens, dst, n)
         scale = self.density_scale.to(f64)
         xd = rho / scale - 1.0
         b = emb_c[batch, s]  # (N, D, M)

@@ -127,6 +127,15 @@ class BesselBasis(nn.Module):
         value = self.prefactor * torch.sin(omega * r) / r
         return value, self.prefactor * omega * torch.cos(omega * r) / r - value / r
 
+    def curvature(self, r: torch.Tensor) -> torch.Tensor:
+        """d²B/dr², (..., num_basis), in closed form."""
+        r = r.unsqueeze(-1)
+        omega = exact(self.freqs_exact, r.dtype)
+        sin, cos = torch.sin(omega * r), torch.cos(omega * r)
+        return self.prefactor * (
+            -omega * omega * sin / r - 2.0 * omega * cos / r**2 + 2.0 * sin / r**3
+        )
+
 
 class PolynomialCutoff(nn.Module):
     """Smooth envelope ``1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)``, x = r/rc.
