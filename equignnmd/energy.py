@@ -121,6 +121,33 @@ class LammpsEnergy:
         self.calls += 1
         return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
 
+    def virials(self, positions, cell, species, batch) -> torch.Tensor:
+        """(R, 6) float64 eV: ∂U/∂ε of a homogeneous strain of each replica, Voigt order xx,
+        yy, zz, yz, xz, xy (= −V × LAMMPS's virial pressure, ``compute pressure NULL
+        virial``); what a fit's stress rows match (:func:`~equignnmd.energy_fit`)."""
+        from ._lammps import import_lammps
+        from .units import BAR_PER_EV_PER_A3
+
+        lammps = import_lammps()
+        pos, cells, spec, slices = _replicas(positions, cell, species, batch)
+        out = np.empty((len(cells), 6))
+        for r, s in enumerate(slices):
+            md = self._instance(r, pos[s], cells[r], spec[s])
+            if not getattr(md, "has_virial_compute", False):
+                md.lmp.command("compute equignnmd_virial all pressure NULL virial")
+                md.has_virial_compute = True
+            flat = np.ascontiguousarray(pos[s], dtype=np.float64).ravel()
+            md.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
+            md.lmp.command("run 0 post no")
+            p = md.lmp.numpy.extract_compute(
+                "equignnmd_virial", lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR
+            )
+            pxx, pyy, pzz, pxy, pxz, pyz = np.asarray(p, dtype=np.float64)[:6]
+            volume = abs(np.linalg.det(cells[r]))
+            out[r] = -volume / BAR_PER_EV_PER_A3 * np.array([pxx, pyy, pzz, pyz, pxz, pxy])
+        self.calls += 1
+        return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
+
     def close(self) -> None:
         for md in self._md:
             if md is not None:

@@ -28,6 +28,7 @@ import torch
 
 from .config import ConfigError, build
 from .data.format import open_trajectories, read_index
+from .units import EV_PER_A3_IN_GPA
 
 __all__ = ["EnergyFitConfig", "fit_energy_head", "load_energy_frames", "score_energy_head"]
 
@@ -43,6 +44,11 @@ class EnergyFitConfig:
     force_weight: float = 1.0
     """Weight of the force rows (force errors over the force RMS, averaged per frame) against
     the energy rows (per-atom energy errors over the per-atom energy spread of the fit data)."""
+    stress_weight: float = 0.0
+    """Weight of the stress rows (each frame's six strain derivatives ∂U/∂ε per atom, over
+    their RMS in the fit data; the reference's from a LAMMPS single point of the dataset's
+    potential) against the energy rows; 0: energies and forces only. The stresses carry the
+    crystal's elastic response, which the box's longest waves feel."""
     ridge: float = 1.0e-9
     """Ridge regularisation of the least-squares solve, relative to the normalised columns."""
     num_radial: int = 12
@@ -62,7 +68,7 @@ class EnergyFitConfig:
             raise ConfigError(
                 f"{source}: field 'val_fraction' is {self.val_fraction}; expected 0 < it < 1"
             )
-        for name in ("force_weight", "ridge"):
+        for name in ("force_weight", "stress_weight", "ridge"):
             if getattr(self, name) < 0:
                 raise ConfigError(
                     f"{source}: field '{name}' is {getattr(self, name)}; expected ≥ 0"
@@ -103,6 +109,33 @@ def load_energy_frames(root, temperatures_K, n_frames: int, part: tuple[float, f
     return frames
 
 
+def reference_virials(root, frames, batch_frames: int = 8) -> None:
+    """Add ``virial`` (6,) eV, ∂U/∂ε in Voigt order (:meth:`LammpsEnergy.virials`), to every
+    frame: LAMMPS single points of the potential the dataset at ``root`` was generated with."""
+    from ._lammps import resolve_potential
+    from .energy import LammpsEnergy
+
+    name = read_index(root).get("potential")
+    if not name:
+        raise ValueError(
+            f"dataset {root}: no field 'potential' in dataset.json; expected the EAM file the "
+            "frames were generated with (stress rows need the reference's stresses)"
+        )
+    try:
+        path = resolve_potential(name)
+    except FileNotFoundError:  # generated on another machine: the wheel's file of that name
+        path = resolve_potential(Path(name).name)
+    source = LammpsEnergy(path)
+    try:
+        for k in range(0, len(frames), batch_frames):
+            chunk = frames[k : k + batch_frames]
+            pos, cell, species, batch, *_ = _batch(chunk)
+            for f, v in zip(chunk, source.virials(pos, cell, species, batch)):
+                f["virial"] = v
+    finally:
+        source.close()
+
+
 def _batch(frames):
     pos = torch.cat([f["pos"] for f in frames])
     cell = torch.stack([f["cell"] for f in frames])
@@ -130,12 +163,37 @@ def _design(head, frames):
     return feats, ffeats, counts, pe, forces, batch
 
 
+def _stress_design(head, frames):
+    """Virial features (R, 6, C) (:meth:`EnergyHead.virial_features`) and the frames'
+    reference virials (R, 6) eV less the fixed core's (:func:`reference_virials`)."""
+    pos, cell, species, batch, *_ = _batch(frames)
+    n = len(frames)
+    with torch.no_grad():
+        vfeats = head.virial_features(pos, cell, species, batch, n)
+    target = torch.stack([f["virial"] for f in frames])
+    if head.has_core:  # ∂U_core/∂ε by autograd through a strained copy of every system
+        from .models.energy_head import VOIGT
+
+        eps = torch.zeros(n, 3, 3, dtype=torch.float64, requires_grad=True)
+        strain = torch.eye(3, dtype=torch.float64) + eps
+        core = head.core_energy(
+            torch.einsum("ni,nij->nj", pos, strain[batch]), cell @ strain, batch, n
+        )
+        (g,) = torch.autograd.grad(core.sum(), eps, allow_unused=True)
+        if g is not None:
+            a, b = VOIGT
+            target = target - g[:, a, b]
+    return vfeats, target
+
+
 def score_energy_head(head, frames, batch_frames: int = 8) -> dict:
     """RMSEs of ``head`` on ``frames``: ``energy_meV_per_atom`` (absolute),
     ``energy_fluct_meV_per_atom`` (after removing the mean offset of each temperature: what
     energy conservation along a trajectory sees), ``force_eV_per_A``, ``force_rms_eV_per_A``
-    (of the reference, for scale) and ``frames``."""
+    (of the reference, for scale), ``frames``, and where every frame carries a reference
+    ``virial`` (:func:`reference_virials`) ``stress_GPa`` and ``stress_rms_GPa``."""
     de, temps, df2, f2, n_comp = [], [], 0.0, 0.0, 0
+    ds2, s2 = [], []
     for k in range(0, len(frames), batch_frames):
         chunk = frames[k : k + batch_frames]
         # the head's own energy and its gradient: one backward, not the fit's one per column
@@ -148,15 +206,25 @@ def score_energy_head(head, frames, batch_frames: int = 8) -> dict:
         df2 += float(((-grad - f_ref) ** 2).sum())
         f2 += float((f_ref**2).sum())
         n_comp += f_ref.numel()
+        if all("virial" in f for f in chunk):  # stresses σ = −(∂U/∂ε) / V, GPa
+            coefficients = head.coefficients.to(torch.float64)
+            vfeats, target = _stress_design(head, chunk)
+            volume = torch.linalg.det(cell).abs()[:, None] / EV_PER_A3_IN_GPA
+            ds2.append((((vfeats @ coefficients - target) / volume) ** 2).numpy())
+            s2.append(((target / volume) ** 2).numpy())
     de, temps = np.concatenate(de), np.asarray(temps)
     fluct = np.concatenate([de[temps == T] - de[temps == T].mean() for T in np.unique(temps)])
-    return {
+    out = {
         "frames": len(frames),
         "energy_meV_per_atom": 1000.0 * float(np.sqrt(np.mean(de**2))),
         "energy_fluct_meV_per_atom": 1000.0 * float(np.sqrt(np.mean(fluct**2))),
         "force_eV_per_A": math.sqrt(df2 / n_comp),
         "force_rms_eV_per_A": math.sqrt(f2 / n_comp),
     }
+    if ds2 and len(np.concatenate(ds2)) == len(frames):
+        out["stress_GPa"] = float(np.sqrt(np.mean(np.concatenate(ds2))))
+        out["stress_rms_GPa"] = float(np.sqrt(np.mean(np.concatenate(s2))))
+    return out
 
 
 def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=print):
@@ -209,9 +277,14 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
         r = edge_vectors(pos, cell, ei, sh, batch).norm(dim=-1)
         per_edge = head.density_functions(r)[0]
         head.density_scale.copy_(head.densities(per_edge, ei[1], len(pos)).mean(0))
+    if cfg.stress_weight > 0:
+        reference_virials(root, fit_frames + val_frames + test_frames, cfg.batch_frames)
     per_atom = np.array([f["pe_eV"] / len(f["species"]) for f in fit_frames])
     e_scale = max(float(per_atom.std()), 1e-4)
     f_scale = max(float(torch.cat([f["forces"] for f in fit_frames]).pow(2).mean().sqrt()), 1e-4)
+    if cfg.stress_weight > 0:  # RMS per-atom virial component of the fit frames, eV
+        per_atom_virial = torch.stack([f["virial"] / len(f["species"]) for f in fit_frames])
+        s_scale = max(float(per_atom_virial.pow(2).mean().sqrt()), 1e-6)
     # normal equations, accumulated frame batch by frame batch: AᵀA (C, C), Aᵀy (C,)
     c = head.n_features
     ata = torch.zeros(c, c, dtype=torch.float64)
@@ -227,6 +300,13 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
         y_f = (forces.unsqueeze(-1) * w).reshape(-1)
         ata += a_e.T @ a_e + a_f.T @ a_f
         aty += a_e.T @ y_e + a_f.T @ y_f
+        if cfg.stress_weight > 0:
+            vfeats, virial = _stress_design(head, fit_frames[k : k + cfg.batch_frames])
+            w_s = math.sqrt(cfg.stress_weight / 6.0) / (counts * s_scale)[:, None, None]
+            a_s = (vfeats * w_s).reshape(-1, c)
+            y_s = (virial.unsqueeze(-1) * w_s).reshape(-1)
+            ata += a_s.T @ a_s
+            aty += a_s.T @ y_s
     norm = ata.diagonal().clamp_min(1e-300).sqrt()
     scaled = ata / norm[:, None] / norm[None, :] + cfg.ridge * torch.eye(c, dtype=torch.float64)
     head.coefficients.copy_(torch.linalg.solve(scaled, aty / norm) / norm)
@@ -242,6 +322,11 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
                     f"energy head, {name} {T:g} K: energy {s['energy_meV_per_atom']:.3f} "
                     f"meV/atom (fluctuation {s['energy_fluct_meV_per_atom']:.3f}), force "
                     f"{s['force_eV_per_A']:.4f} of {s['force_rms_eV_per_A']:.3f} eV/Å"
+                    + (
+                        f", stress {s['stress_GPa']:.4f} of {s['stress_rms_GPa']:.3f} GPa"
+                        if "stress_GPa" in s
+                        else ""
+                    )
                 )
     report = {
         "data": str(root),
@@ -267,14 +352,17 @@ def report_markdown(report: dict) -> str:
         f"{report['threads']} thread(s)).",
         "",
         "| frames | n | energy RMSE meV/atom | after the mean offset | force RMSE eV/Å "
-        "| force RMS eV/Å |",
-        "|---|---|---|---|---|---|",
+        "| force RMS eV/Å | stress RMSE GPa | stress RMS GPa |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, s in report["scores"].items():
+        stress = (
+            f"{s['stress_GPa']:.4f} | {s['stress_rms_GPa']:.3f}" if "stress_GPa" in s else "– | –"
+        )
         lines.append(
             f"| {name} | {s['frames']} | {s['energy_meV_per_atom']:.3f} | "
             f"{s['energy_fluct_meV_per_atom']:.3f} | {s['force_eV_per_A']:.4f} | "
-            f"{s['force_rms_eV_per_A']:.3f} |"
+            f"{s['force_rms_eV_per_A']:.3f} | {stress} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -75,6 +75,9 @@ class TrainConfig:
     data: str = "data/quick"
     out: str = "runs/train"
     epochs: int = 50
+    """Passes over ``samples_per_epoch`` pairs; 0: no optimisation — the model as it is
+    initialised from the data (the ``symplectic`` potential's fit), validated and written as
+    ``best.pt`` and ``last.pt``."""
     batch_size: int = 4
     lr: float = 1.0e-3
     weight_decay: float = 1.0e-5
@@ -147,9 +150,10 @@ class TrainConfig:
     position at t + Δt. 0 = off."""
 
     def validate(self, source: str = "config") -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{source}: field '{name}' must be ≥ 1")
+        if self.epochs < 0:
+            raise ConfigError(f"{source}: field 'epochs' must be ≥ 0 (0: no optimisation)")
+        if self.batch_size < 1:
+            raise ConfigError(f"{source}: field 'batch_size' must be ≥ 1")
         if self.lr <= 0:
             raise ConfigError(f"{source}: field 'lr' must be > 0")
         if self.dtype not in ("float32", "float64"):
@@ -538,6 +542,12 @@ class Trainer:
                 "keep position_loss: displacement"
             )
         model = build_model(spec.arch, stats=stats, **model_cfg).to(self.dtype)
+        if cfg.epochs == 0 and not (cfg.init_from or hasattr(model, "initialise_from_data")):
+            raise ConfigError(
+                f"train field 'epochs' = 0: the {spec.arch!r} model would be written with its "
+                "random initial weights; expected epochs ≥ 1, or a model that initialises "
+                "itself from the data (symplectic), or init_from"
+            )
         if ckpt is None and cfg.init_from:
             model.load_state_dict(start.state_dict())
             # the energy head reads positions only: still the checkpoint's energy
@@ -796,6 +806,12 @@ class Trainer:
         if self.dist.main and metrics_path.exists():
             self._truncate_metrics(metrics_path)
         shards: dict[int, list[list[int]]] = {}
+        if cfg.epochs == 0 and self.dist.main and not (self.out / "last.pt").exists():
+            # nothing to optimise: the data-initialised model is the result
+            save_checkpoint(self.out / "best.pt", self.model, self.data_summary)
+            save_checkpoint(
+                self.out / "last.pt", self.model, self.data_summary, self._trainer_state(-1)
+            )
         bar = tqdm(
             range(self.start_epoch, cfg.epochs),
             desc=f"train {self.spec.arch}",

@@ -16,6 +16,12 @@ MVV2E = 1.0364269e-4
 FTM2V = 1.0 / 1.0364269e-4
 """(eV/Å)/amu → Å/ps² (LAMMPS metal ``ftm2v``)."""
 
+EV_PER_A3_IN_GPA = 160.2176634
+"""eV/Å³ → GPa."""
+
+BAR_PER_EV_PER_A3 = EV_PER_A3_IN_GPA * 1.0e4
+"""eV/Å³ → bar (LAMMPS metal pressures are in bar; 10⁴ bar per GPa)."""
+
 FS_PER_PS = 1000.0
 """Femtoseconds per picosecond: strides are given in fs, metal time is ps."""
 

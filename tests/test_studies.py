@@ -92,3 +92,19 @@ def test_potential_forms_scan(tiny_dataset, capsys, one_thread_module):
     assert len(rows) == 2
     val = [float(r.split("|")[3].strip().removesuffix("%")) for r in rows]  # val 300 K column
     assert val[1] < val[0], rows
+
+
+def test_elastic_constants_of_the_shipped_potential(one_thread_module):
+    """``benchmarks/elastic_constants.py`` (issue 12): LAMMPS's Mendelev Al is a stable cubic
+    crystal with the file's known moduli, and the shipped ``symplectic-al`` potential (fitted
+    with stress rows) has its elastic constants within 3 % and its pressure within 0.05 GPa
+    at the 300-K lattice constant."""
+    elastic = _bench_module("elastic_constants")
+    ref = elastic.constants(elastic.reference_energy(), 4.0732)
+    assert ref["C11"] > ref["C12"] > 0 and ref["C44"] > 0  # Born stability of a cubic crystal
+    assert 60 < ref["B"] < 80 and 20 < ref["C44"] < 35, ref  # Al: B ≈ 70-80, C44 ≈ 28-32 GPa
+    model = elastic.constants(elastic.model_energy("pretrained:symplectic-al"), 4.0732)
+    for key in ("B", "C11", "C12", "C44"):
+        assert model[key] == pytest.approx(ref[key], rel=0.03), (key, model, ref)
+    assert model["P"] == pytest.approx(ref["P"], abs=0.05)
+    assert "| LAMMPS |" in elastic.table({("LAMMPS", 4.0732): ref})

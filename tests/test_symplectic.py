@@ -191,6 +191,34 @@ def test_train_resume_and_reload(tmp_path, tiny_dataset):
     assert err < 0.5 * ballistic  # better than r + vΔt on a held-out temperature
 
 
+def test_zero_epochs_writes_the_fit_with_stress_rows(tmp_path, tiny_dataset, capsys):
+    """``epochs: 0`` (the shipped recipe): no optimisation, the data-initialised model
+    (a fit with stress rows) validated and written as best.pt and last.pt; its fit report
+    scores stresses; a resume changes nothing; a negative count is refused first."""
+    out = tmp_path / "fit"
+    common = [
+        "train", "--config", "symplectic", "--data", str(tiny_dataset), "--out", str(out),
+        "--strides", "10,20", "--set", "max_val_samples=4", "--set", "model.stress_weight=1.0",
+        "--no-progress",
+    ]  # fmt: skip
+    assert main([*common, "--epochs", "0"]) == 0
+    best = load_checkpoint(out / "best.pt", device="cpu")
+    assert best.stride_coefficients.abs().max() == 0  # δ = 0: the fit alone
+    assert best.hparams.stress_weight == 1.0
+    scores = best.energy_head_fit["scores"]["test 350 K"]
+    assert 0 < scores["stress_GPa"] < scores["stress_rms_GPa"]
+    torch.testing.assert_close(best.energy_head.coefficients, best.potential.coefficients)
+    assert (out / "validation.md").exists() and not (out / "metrics.csv").exists()
+    first = (out / "last.pt").read_bytes()
+    assert main([*common, "--epochs", "0", "--resume"]) == 0
+    resumed = load_checkpoint(out / "best.pt", device="cpu")
+    torch.testing.assert_close(resumed.state_dict(), best.state_dict(), rtol=0, atol=0)
+    assert (out / "last.pt").read_bytes() == first
+    assert main([*common[:6], str(tmp_path / "no"), *common[7:], "--epochs", "-1"]) == 2
+    assert "field 'epochs' must be ≥ 0" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
+
+
 def test_a_stride_starting_where_the_last_ended_reuses_its_forces(fitted, monkeypatch):
     model, data, _ = fitted
     from equignnmd.graph import wrap_positions

@@ -111,6 +111,14 @@ def test_resume_without_checkpoint_is_clear(tmp_path, capsys):
     assert "last.pt" in capsys.readouterr().err
 
 
+def test_zero_epochs_needs_a_model_that_fits_itself(tmp_path, capsys):
+    """``epochs: 0`` writes a data-initialised model (symplectic; tests/test_symplectic.py);
+    a network with random weights is refused before anything is written."""
+    assert run(tmp_path, "zero", "--epochs", "0") == 2
+    assert "initialises itself from the data" in capsys.readouterr().err
+    assert not (tmp_path / "zero").exists()
+
+
 def test_unknown_arch_and_bad_config(tmp_path, capsys):
     with pytest.raises(ValueError, match="known: equivariant, paper"):
         build_model("transformer")

@@ -47,11 +47,21 @@ from ..graph import edge_vectors, neighbour_list, squared_norm
 from .base import check_hparams
 from .layers import BesselBasis, PolynomialCutoff
 
-__all__ = ["FORM_FIELDS", "TABLE_SPACING_A", "EnergyHead", "EnergyHeadConfig", "RadialTable"]
+__all__ = [
+    "FORM_FIELDS",
+    "TABLE_SPACING_A",
+    "VOIGT",
+    "EnergyHead",
+    "EnergyHeadConfig",
+    "RadialTable",
+]
 
 TABLE_SPACING_A = 0.001
 """Knot spacing, Å, of the cubic tables a rollout reads the pair and density functions from
 (:class:`RadialTable`): forces equal the closed form's to ~1e-9 relative (tested)."""
+
+VOIGT = (torch.tensor([0, 1, 2, 1, 0, 0]), torch.tensor([0, 1, 2, 2, 2, 1]))
+"""Cartesian index pairs (a, b) of the six Voigt components xx, yy, zz, yz, xz, xy."""
 
 FORM_FIELDS = ("num_radial", "density_decays", "embedding_order", "core_radius", "core_strength")
 """The :class:`EnergyHeadConfig` fields that choose the fitted form (besides the cutoff, which
@@ -318,13 +328,9 @@ class EnergyHead(nn.Module):
         counts = counts.index_put_((batch, s), torch.ones_like(s, dtype=r.dtype), accumulate=True)
         return torch.cat([pair.reshape(n_rep, -1), emb.reshape(n_rep, -1), counts], dim=1)
 
-    def force_features(
-        self, pos: torch.Tensor, cell: torch.Tensor, species: torch.Tensor, batch: torch.Tensor
-    ) -> torch.Tensor:
-        """(N, 3, C) float64: −∂(:meth:`features`)/∂positions in closed form, the force
-        design of the least-squares fit (forces = force_features @ coefficients); equal to
-        the autograd gradient to rounding (tested), and one pass instead of one backward per
-        coefficient. Arguments as :meth:`features`."""
+    def _edge_slopes(self, pos, cell, species, batch):
+        """∂(:meth:`features`)/∂r_e per edge and column (E, C), the edge vectors (E, 3) Å,
+        their lengths (E,) and the edge index: what both designs (forces, virials) sum."""
         h, n_s = self.hparams, self.n_species
         f64 = torch.float64
         cell = cell.reshape(-1, 3, 3).to(f64)
@@ -349,13 +355,44 @@ class EnergyHead(nn.Module):
         demb = dxm.index_select(0, dst) * ddens.unsqueeze(-1)  # (E, D, M)
         emb = torch.zeros(n_e, n_s, *demb.shape[1:], dtype=f64, device=r.device)
         emb[torch.arange(n_e, device=r.device), s.index_select(0, dst)] = demb
-        n_c = self.n_features
         weights = torch.cat([pair.reshape(n_e, -1), emb.reshape(n_e, -1)], dim=1)
-        weights = torch.cat([weights, weights.new_zeros(n_e, n_c - weights.shape[1])], dim=1)
+        weights = torch.cat(
+            [weights, weights.new_zeros(n_e, self.n_features - weights.shape[1])], 1
+        )
+        return weights, vectors, r, edge_index
+
+    def force_features(
+        self, pos: torch.Tensor, cell: torch.Tensor, species: torch.Tensor, batch: torch.Tensor
+    ) -> torch.Tensor:
+        """(N, 3, C) float64: −∂(:meth:`features`)/∂positions in closed form, the force
+        design of the least-squares fit (forces = force_features @ coefficients); equal to
+        the autograd gradient to rounding (tested), and one pass instead of one backward per
+        coefficient. Arguments as :meth:`features`."""
+        weights, vectors, r, (src, dst) = self._edge_slopes(pos, cell, species, batch)
         # forces along the edge, r = |r_src − r_dst + shift|: +dst, −src (energy_and_forces)
         grad = weights.unsqueeze(1) * (vectors / r.unsqueeze(-1)).unsqueeze(-1)  # (E, 3, C)
-        out = torch.zeros(n, 3, n_c, dtype=f64, device=r.device)
+        out = torch.zeros(pos.shape[0], 3, weights.shape[1], dtype=torch.float64, device=r.device)
         return out.index_add_(0, dst, grad).index_add_(0, src, -grad)
+
+    def virial_features(
+        self,
+        pos: torch.Tensor,
+        cell: torch.Tensor,
+        species: torch.Tensor,
+        batch: torch.Tensor,
+        n_replicas: int | None = None,
+    ) -> torch.Tensor:
+        """(R, 6, C) float64: ∂(:meth:`features`)/∂ε of a homogeneous strain ε of each
+        system (positions and cell × (1 + ε)), Voigt order xx, yy, zz, yz, xz, xy: the stress
+        design of the fit (∂U/∂ε = virial_features @ coefficients = −V σ, σ the virial
+        stress; dr/dε_ab = r_a r_b / r per edge). Arguments as :meth:`features`."""
+        weights, vectors, r, (_, dst) = self._edge_slopes(pos, cell, species, batch)
+        n_rep = int(n_replicas or cell.reshape(-1, 3, 3).shape[0])
+        a, b = VOIGT
+        outer = vectors[:, a] * vectors[:, b] / r.unsqueeze(-1)  # (E, 6)
+        per_edge = outer.unsqueeze(-1) * weights.unsqueeze(1)  # (E, 6, C)
+        out = torch.zeros(n_rep, 6, weights.shape[1], dtype=torch.float64, device=r.device)
+        return out.index_add_(0, batch.index_select(0, dst), per_edge)
 
     def split_coefficients(self, coefficients: torch.Tensor):
         """Per-replica coefficient tables from (R, C) rows in the order of :meth:`features`:

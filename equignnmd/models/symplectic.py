@@ -93,6 +93,10 @@ class SymplecticConfig:
     form is unconstrained; :class:`EnergyHeadConfig`)."""
     core_strength: float = 0.0
     """A, eV/Å³, of the core repulsion."""
+    stress_weight: float = 0.0
+    """Weight of the stress rows in the potential's fit (:class:`~equignnmd.energy_fit.
+    EnergyFitConfig`): the crystal's elastic constants, which set the box's longest waves;
+    0: energies and forces only. Read once, by :meth:`SymplecticModel.initialise_from_data`."""
     table_spacing_A: float = TABLE_SPACING_A
     """Outside training, the pair and density functions are read from cubic tables with knots
     this far apart, Å (:class:`~.energy_head.RadialTable`: the cost per edge no longer grows
@@ -114,6 +118,10 @@ class SymplecticConfig:
             raise ConfigError(
                 f"{source}: field 'table_spacing_A' is {self.table_spacing_A}; expected 0 "
                 "(closed form) or a knot spacing below a tenth of the cutoff, Å"
+            )
+        if not self.stress_weight >= 0:
+            raise ConfigError(
+                f"{source}: field 'stress_weight' is {self.stress_weight}; expected ≥ 0"
             )
         if self.stride_orders < 0:
             raise ConfigError(
@@ -216,6 +224,7 @@ class SymplecticModel(SurrogateModel):
 
         c = self.hparams
         settings = {"frames_per_temperature": frames_per_temperature, **c.potential_fields()}
+        settings["stress_weight"] = c.stress_weight
         head, report = fit_energy_head(self, root, settings, log=log)
         if head.config != self.potential.config:
             raise ValueError(
