@@ -108,16 +108,21 @@ class LammpsEnergy:
             self._keys[r] = key
         return self._md[r]
 
+    def _single_point(self, r: int, pos: np.ndarray, cell: np.ndarray, species: np.ndarray):
+        """Replica ``r``'s LAMMPS instance after ``run 0`` at ``pos`` (its energy and virial
+        computed)."""
+        md = self._instance(r, pos, cell, species)
+        flat = np.ascontiguousarray(pos, dtype=np.float64).ravel()
+        md.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
+        md.lmp.command("run 0 post no")
+        return md
+
     def __call__(self, positions, cell, species, batch) -> torch.Tensor:
         """(R,) float64 eV on ``positions``' device."""
         pos, cells, spec, slices = _replicas(positions, cell, species, batch)
         out = np.empty(len(cells))
         for r, s in enumerate(slices):
-            md = self._instance(r, pos[s], cells[r], spec[s])
-            flat = np.ascontiguousarray(pos[s], dtype=np.float64).ravel()
-            md.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
-            md.lmp.command("run 0 post no")
-            out[r] = float(md.lmp.get_thermo("pe"))
+            out[r] = float(self._single_point(r, pos[s], cells[r], spec[s]).lmp.get_thermo("pe"))
         self.calls += 1
         return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
 
@@ -133,12 +138,10 @@ class LammpsEnergy:
         out = np.empty((len(cells), 6))
         for r, s in enumerate(slices):
             md = self._instance(r, pos[s], cells[r], spec[s])
-            if not getattr(md, "has_virial_compute", False):
+            if not getattr(md, "has_virial_compute", False):  # once per LAMMPS instance
                 md.lmp.command("compute equignnmd_virial all pressure NULL virial")
                 md.has_virial_compute = True
-            flat = np.ascontiguousarray(pos[s], dtype=np.float64).ravel()
-            md.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
-            md.lmp.command("run 0 post no")
+            md = self._single_point(r, pos[s], cells[r], spec[s])
             p = md.lmp.numpy.extract_compute(
                 "equignnmd_virial", lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR
             )

@@ -277,12 +277,11 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
         r = edge_vectors(pos, cell, ei, sh, batch).norm(dim=-1)
         per_edge = head.density_functions(r)[0]
         head.density_scale.copy_(head.densities(per_edge, ei[1], len(pos)).mean(0))
-    if cfg.stress_weight > 0:
-        reference_virials(root, fit_frames + val_frames + test_frames, cfg.batch_frames)
     per_atom = np.array([f["pe_eV"] / len(f["species"]) for f in fit_frames])
     e_scale = max(float(per_atom.std()), 1e-4)
     f_scale = max(float(torch.cat([f["forces"] for f in fit_frames]).pow(2).mean().sqrt()), 1e-4)
-    if cfg.stress_weight > 0:  # RMS per-atom virial component of the fit frames, eV
+    if cfg.stress_weight > 0:  # the reference's virials, and their RMS per atom in the fit
+        reference_virials(root, fit_frames + val_frames + test_frames, cfg.batch_frames)
         per_atom_virial = torch.stack([f["virial"] / len(f["species"]) for f in fit_frames])
         s_scale = max(float(per_atom_virial.pow(2).mean().sqrt()), 1e-6)
     # normal equations, accumulated frame batch by frame batch: AᵀA (C, C), Aᵀy (C,)
