@@ -84,11 +84,10 @@ def test_head_forces_are_its_energy_gradient(fitted, tiny_dataset):
         assert fd == pytest.approx(float(grad[atom, axis]), rel=1e-5, abs=1e-7)
 
 
-def test_closed_form_force_design_is_the_autograd_one(tiny_dataset):
-    """The fit's force design (``force_features``, one pass) equals −∂features/∂positions by
-    autograd (one backward per coefficient), column by column, for a two-species head with a
-    core (atoms relabelled at random, so every species-pair block and both embedding blocks
-    are filled) and a frame of two replicas."""
+def _two_species_replicas(tiny_dataset, seed: int):
+    """A two-species head with a core (5-Å cutoff, 6 pair functions) and two held-out frames
+    as two replicas with atoms relabelled Al / Cu at random (every species-pair block and
+    both embedding blocks filled): (head, pos, cell, species, batch)."""
     frames = load_energy_frames(tiny_dataset, [350.0], 2, (0.0, 1.0))
     head = EnergyHead(
         {
@@ -102,10 +101,19 @@ def test_closed_form_force_design_is_the_autograd_one(tiny_dataset):
     head.density_scale.fill_(7.0)
     pos = torch.cat([f["pos"] for f in frames])
     cell = torch.stack([f["cell"] for f in frames])
-    n = len(frames[0]["pos"])
-    batch = torch.arange(2).repeat_interleave(n)
-    gen = torch.Generator().manual_seed(0)
-    species = torch.where(torch.rand(2 * n, generator=gen) < 0.5, 13, 29)
+    batch = torch.arange(2).repeat_interleave(len(frames[0]["pos"]))
+    gen = torch.Generator().manual_seed(seed)
+    species = torch.where(torch.rand(len(pos), generator=gen) < 0.5, 13, 29)
+    return head, pos, cell, species, batch
+
+
+def test_closed_form_force_design_is_the_autograd_one(tiny_dataset):
+    """The fit's force design (``force_features``, one pass) equals −∂features/∂positions by
+    autograd (one backward per coefficient), column by column, for a two-species head with a
+    core (atoms relabelled at random, so every species-pair block and both embedding blocks
+    are filled) and a frame of two replicas."""
+    head, pos, cell, species, batch = _two_species_replicas(tiny_dataset, seed=0)
+    n = len(pos) // 2
     design = head.force_features(pos, cell, species, batch)
     p = pos.clone().requires_grad_(True)
     feats = head.features(p, cell, species, batch, 2)
@@ -123,15 +131,7 @@ def test_virial_design_is_the_strain_derivative_of_the_features(tiny_dataset):
     two-species head with a core of the force-design test and two replicas."""
     from equignnmd.models.energy_head import VOIGT
 
-    frames = load_energy_frames(tiny_dataset, [350.0], 2, (0.0, 1.0))
-    head = EnergyHead({"cutoff": 5.0, "species": [13, 29], "num_radial": 6, "core_radius": 2.4})
-    head.density_scale.fill_(7.0)
-    pos = torch.cat([f["pos"] for f in frames])
-    cell = torch.stack([f["cell"] for f in frames])
-    n = len(frames[0]["pos"])
-    batch = torch.arange(2).repeat_interleave(n)
-    gen = torch.Generator().manual_seed(1)
-    species = torch.where(torch.rand(2 * n, generator=gen) < 0.5, 13, 29)
+    head, pos, cell, species, batch = _two_species_replicas(tiny_dataset, seed=1)
     design = head.virial_features(pos, cell, species, batch, 2)
     eps = torch.zeros(2, 3, 3, dtype=torch.float64, requires_grad=True)
     strain = torch.eye(3, dtype=torch.float64) + eps
