@@ -122,6 +122,27 @@ STUDIES = {
                 "train.lr": 5e-5,
                 "train.seed": 1,
             },
+            # ... and once more with noise on the temperature label: the label's narrow
+            # Gaussians between the training temperatures (300 / 500 K) are otherwise never
+            # trained, and the held-out 350 K reads them untrained
+            "faithful_b6_ft3": {
+                "blocks": 6,
+                "train.lr_schedule": "cosine",
+                "train.init_from": "{out}/faithful_b6_ft2/best.pt",
+                "train.position_loss": "ballistic",
+                "train.lr": 5e-5,
+                "train.seed": 2,
+                "train.noise_temperature_K": 50.0,
+            },
+            # its control: the same fine-tune without the label noise
+            "faithful_b6_ft3c": {
+                "blocks": 6,
+                "train.lr_schedule": "cosine",
+                "train.init_from": "{out}/faithful_b6_ft2/best.pt",
+                "train.position_loss": "ballistic",
+                "train.lr": 5e-5,
+                "train.seed": 2,
+            },
         },
         budget_min=10.0,
         held_out_K=(350.0,),

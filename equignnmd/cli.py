@@ -756,7 +756,7 @@ def cmd_energy_head(args) -> int:
 
 # ------------------------------------------------------------------------------- quickstart
 def add_quickstart(sub) -> None:
-    from .quickstart import QUICKSTART_TIME, ROLLOUT_DT_FS, ROLLOUT_TAU_STRIDES
+    from .quickstart import DEMO_CHECKPOINT, QUICKSTART_TIME, ROLLOUT_DT_FS, ROLLOUT_TAU_STRIDES
 
     p = _parser(
         sub,
@@ -765,7 +765,7 @@ def add_quickstart(sub) -> None:
         "CPU, data included)",
         description="Generate the quick dataset, train a small equivariant model briefly, "
         "evaluate it against the baselines and LAMMPS, run a demo rollout of the shipped "
-        f"pretrained:equivariant-al, and write the report. Both rollouts run at "
+        f"{DEMO_CHECKPOINT}, and write the report. Both rollouts run at "
         f"{ROLLOUT_DT_FS:g} fs with a CSVR thermostat of τ = {ROLLOUT_TAU_STRIDES:g} strides, "
         f"where the models are stable. Wall time: {QUICKSTART_TIME} on a 2-core CPU, data "
         "included; it prints its own at the end. Re-running reuses what exists.",

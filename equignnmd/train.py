@@ -148,6 +148,11 @@ class TrainConfig:
     """Training noise on the input positions: std as a fraction of ``½ dvel_rms(Δt) Δt``, the
     size of a stride's non-ballistic displacement (× √(T/300 K)); the target stays the true
     position at t + Δt. 0 = off."""
+    noise_temperature_K: float = 0.0
+    """Training noise on the temperature label a temperature-conditioned model reads (std, K;
+    the state and targets untouched): narrow label features between the training
+    temperatures are otherwise never trained, and a held-out temperature reads them
+    untrained. 0 = off; ignored by a model that does not read the label."""
 
     def validate(self, source: str = "config") -> None:
         if self.epochs < 0:
@@ -184,6 +189,7 @@ class TrainConfig:
             "samples_per_epoch",
             "noise_velocity_rel",
             "noise_position_rel",
+            "noise_temperature_K",
             "kinetic_weight",
             "max_minutes",
         ):
@@ -380,7 +386,12 @@ def unrolled_loss(
 
 
 def perturb_inputs(
-    batch, stats: TrainingStats, velocity_rel: float, position_rel: float, generator=None
+    batch,
+    stats: TrainingStats,
+    velocity_rel: float,
+    position_rel: float,
+    generator=None,
+    temperature_K: float = 0.0,
 ):
     """Training-noise injection (in place): the model learns to pull a perturbed state back.
 
@@ -392,10 +403,20 @@ def perturb_inputs(
     the errors a model makes over one stride, so short strides get little. The mass-weighted
     mean is removed per graph, so net momentum and the centre of mass are untouched. Targets
     keep the true state at t + Δt: ``disp`` is reduced by the position noise, ``vel_next`` is
-    unchanged.
+    unchanged. ``temperature_K`` > 0 adds Gaussian noise of that std to every graph's label
+    (after the state noise, which scales with the true T), kept ≥ 0 K by reflection.
     """
-    if velocity_rel <= 0 and position_rel <= 0:
-        return batch
+    if velocity_rel > 0 or position_rel > 0:
+        _perturb_state(batch, stats, velocity_rel, position_rel, generator)
+    if temperature_K > 0:  # after the state noise, which scales with the true T
+        label = batch.temperature_K
+        jitter = torch.randn(label.shape, generator=generator, dtype=label.dtype)
+        batch.temperature_K = (label + temperature_K * jitter.to(label.device)).abs()
+    return batch
+
+
+def _perturb_state(batch, stats, velocity_rel, position_rel, generator) -> None:
+    """The position and velocity noise of :func:`perturb_inputs`, in place."""
     from torch_geometric.utils import scatter
 
     graph = batch.batch
@@ -416,7 +437,6 @@ def perturb_inputs(
         dr = noise(position_rel * 0.5 * s_v * fs_to_ps(dt_fs))
         batch.pos = batch.pos + dr
         batch.disp = batch.disp - dr
-    return batch
 
 
 class _Dist:
@@ -701,6 +721,7 @@ class Trainer:
                 self.model.stats,
                 self.cfg.noise_velocity_rel,
                 self.cfg.noise_position_rel,
+                temperature_K=self.cfg.noise_temperature_K,
             )
             batch = self.model.prepare(batch)
             loss, _ = unrolled_loss(

@@ -282,7 +282,7 @@ def test_rollout_cli_bad_frame_is_clear(tiny_dataset, tmp_path, capsys):
 
 
 def test_quickstart_runs_and_reuses(tmp_path, capsys):
-    from equignnmd.quickstart import quickstart
+    from equignnmd.quickstart import DEMO_CHECKPOINT, quickstart
 
     kw = dict(
         epochs=1,
@@ -298,7 +298,7 @@ def test_quickstart_runs_and_reuses(tmp_path, capsys):
     # both rollouts at the stride and thermostat where the models are stable, and it says so
     settings = "Δt = 20 fs, CSVR, τ = 200 fs (10 strides)"
     assert f"[3/3] evaluation against the baselines and LAMMPS ({settings})" in text
-    assert f"pretrained:equivariant-al ({settings})" in text
+    assert f"{DEMO_CHECKPOINT} ({settings})" in text
     (ro,) = json.loads((report / "metrics.json").read_text())["rollouts"]
     assert (ro["stride_fs"], ro["thermostat"], ro["tau_fs"]) == (20.0, "csvr", 200.0)
     # progress for every stage: evaluation lines, and the rollouts' bars on stderr

@@ -6,10 +6,13 @@ training, as a failed run."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from equignnmd.models import build_model, load_model_config
@@ -108,3 +111,29 @@ def test_elastic_constants_of_the_shipped_potential(one_thread_module):
         assert model[key] == pytest.approx(ref[key], rel=0.03), (key, model, ref)
     assert model["P"] == pytest.approx(ref["P"], abs=0.05)
     assert "| LAMMPS |" in elastic.table({("LAMMPS", 4.0732): ref})
+
+
+def test_site_drift_draws_compare_model_and_lammps(one_thread_module, tmp_path):
+    """``benchmarks/site_drift.py`` (issue 12): each draw is its own LAMMPS state with both
+    the model's and LAMMPS's run scored; the JSON resumes; the summary's excess and t follow
+    from the draws."""
+    bench = _bench_module("site_drift")
+    assert bench.seeds_of("3-5,9") == [3, 4, 5, 9]
+    out = tmp_path / "drift.json"
+    args = ["--temperature", "300", "--cells", "4", "--nvt-ps", "0.4", "--tau-strides", "10"]
+    bench.main([*args, "--seeds", "7", "--out", str(out)])
+    first = json.loads(out.read_text())
+    assert "nan" not in bench.render(first, "one draw")  # no spread from one draw
+    bench.main([*args, "--seeds", "7-8", "--out", str(out)])
+    rows = json.loads(out.read_text())
+    assert rows[0] == first[0] and [r["seed"] for r in rows] == [7, 8]
+    assert rows[0]["lammps"] != rows[1]["lammps"]  # a new state and new noise per draw
+    with pytest.raises(SystemExit, match="other settings"):  # no mixing of settings in one file
+        bench.main([*args, "--seeds", "7-8", "--lammps-fs", "2", "--out", str(out)])
+    for r in rows:
+        for side in ("model", "lammps"):
+            assert 0 < r[side]["site_drift_A"] < 0.2 and 150 < r[side]["temperature_K"] < 450
+    s = bench.summary(rows)
+    drift = [[r[k]["site_drift_A"] for r in rows] for k in ("model", "lammps")]
+    assert s["excess_pct"] == pytest.approx(100 * (np.mean(drift[0]) / np.mean(drift[1]) - 1))
+    assert math.isfinite(s["welch_t"]) and s["draws"] == 2

@@ -151,9 +151,27 @@ def test_noise_keeps_targets_momentum_and_centre_of_mass():
     assert torch.equal(same.pos, ds[0].pos)
 
 
+def test_label_noise_moves_only_the_label():
+    ds = PairDataset(pytest.tiny, [10.0], "train", dtype=torch.float64)
+    stats = TrainingStats(strides_fs=[5.0, 20.0], dvel_rms=[0.5, 2.0])
+    clean = collate([ds[i] for i in range(len(ds))] * 50)
+    gen = torch.Generator().manual_seed(2)
+    noisy = perturb_inputs(collate([ds[i] for i in range(len(ds))] * 50), stats, 0, 0, gen, 40.0)
+    jitter = noisy.temperature_K - clean.temperature_K
+    assert 30.0 < float(jitter.std()) < 50.0 and float(noisy.temperature_K.min()) >= 0.0
+    for key in ("pos", "vel", "disp", "vel_next"):
+        assert torch.equal(noisy[key], clean[key])
+    # with state noise too, the state noise still scales with the true temperature
+    gen1, gen2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    both = perturb_inputs(collate([ds[0]]), stats, 0.2, 0.0, gen1, 40.0)
+    state_only = perturb_inputs(collate([ds[0]]), stats, 0.2, 0.0, gen2)
+    assert torch.equal(both.vel, state_only.vel)
+
+
 def test_fresh_samples_every_epoch_and_noisy_training(tmp_path):
     extra = ["--epochs", "2", "--set", "samples_per_epoch=3", "--set", "noise_position_rel=0.1"]
-    assert run(tmp_path, "fresh", *extra, "--set", "noise_velocity_rel=0.05") == 0
+    noise = ("--set", "noise_velocity_rel=0.05", "--set", "noise_temperature_K=30")
+    assert run(tmp_path, "fresh", *extra, *noise) == 0
     rows = list(csv.DictReader(open(tmp_path / "fresh" / "metrics.csv")))
     assert len(rows) == 2 and all(float(r["train_loss"]) > 0 for r in rows)
     spec = load_run_spec(None, "paper", {"data": str(pytest.tiny), "samples_per_epoch": 3}, {})
