@@ -32,9 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-WINDOW_PS = 2.0
-"""The averaging window of the site drift (as the issue measured it)."""
-
 
 def seeds_of(text: str) -> list[int]:
     """ "2101-2106" or "2101,2105" → seeds."""
@@ -48,11 +45,13 @@ def seeds_of(text: str) -> list[int]:
 def scores(positions, velocities, cell, masses, stride_fs: float) -> dict:
     """Site drift (Å), MSD plateau (Å²), mean T (K) and long-wave T ratio of one NVT run."""
     from equignnmd import analysis
+    from equignnmd.fidelity import SITE_DRIFT_WINDOW_PS
+    from equignnmd.units import ps_to_fs
 
     temps = analysis.kinetic_temperature(velocities, masses)
     _, msd = analysis.msd(positions, masses, origins="first")
     _, t_k = analysis.plane_wave_temperatures(positions, velocities, cell, masses, max_shell=1)
-    window = int(round(WINDOW_PS * 1000.0 / stride_fs))
+    window = int(round(ps_to_fs(SITE_DRIFT_WINDOW_PS) / stride_fs))
     return {
         "site_drift_A": analysis.site_drift(positions, window, masses),
         "msd_plateau_A2": float(np.mean(msd[len(msd) // 2 :])),
@@ -68,15 +67,17 @@ def draw(
     and the model from it."""
     from equignnmd import fidelity
     from equignnmd.data.reference_md import lammps_reference
+    from equignnmd.units import ps_to_fs
 
     cfg = fidelity.make_config(**settings, seed=seed)
+    steps = int(round(ps_to_fs(cfg.nvt_ps) / stride_fs))
     start = fidelity.equilibrated_state(cfg, material, T)
     ref = lammps_reference(
         start["positions"],
         start["velocities"],
         start["cell"],
         stride_fs,
-        int(round(cfg.nvt_ps * 1000.0 / stride_fs)),
+        steps,
         T,
         "csvr",
         tau_fs=cfg.tau_strides * stride_fs,
@@ -84,7 +85,6 @@ def draw(
         md_timestep_fs=lammps_fs,
         seed=seed,
     )
-    steps = int(round(cfg.nvt_ps * 1000.0 / stride_fs))
     run = fidelity.surrogate_run(model, cfg, material, start, T, stride_fs, "csvr", steps, 10**9)
     if run["stopped"]:
         raise RuntimeError(f"seed {seed}: the model's run stopped: {run['stopped']}")
