@@ -63,6 +63,22 @@ class Study:
     pairs_per_stride: int = 24
 
 
+_FINE_TUNE = {
+    "blocks": 6,
+    "train.lr_schedule": "cosine",
+    "train.position_loss": "ballistic",
+    "train.lr": 1e-4,
+}
+"""The paper study's fine-tunes of the trained faithful 6-block model: errors in units of
+r + vΔt's per stride, a low cosine rate ("{out}": the study's folder)."""
+_FT3 = {
+    **_FINE_TUNE,
+    "train.init_from": "{out}/faithful_b6_ft2/best.pt",
+    "train.lr": 5e-5,
+    "train.seed": 2,
+}
+
+
 STUDIES = {
     "frontier": Study(
         config=REPO / "configs" / "equivariant-fast.yaml",
@@ -107,42 +123,19 @@ STUDIES = {
             # the paper's model as trained above, fine-tuned with errors in units of r + vΔt's
             # at each stride (what "beats r + vΔt at every stride" asks), a new pair draw
             # each round: 30 min at 1e-4, then 45 min at 5e-5 ("{out}": the study's folder)
-            "faithful_b6_ft": {
-                "blocks": 6,
-                "train.lr_schedule": "cosine",
-                "train.init_from": "{out}/faithful_b6_cos/best.pt",
-                "train.position_loss": "ballistic",
-                "train.lr": 1e-4,
-            },
+            "faithful_b6_ft": {**_FINE_TUNE, "train.init_from": "{out}/faithful_b6_cos/best.pt"},
             "faithful_b6_ft2": {
-                "blocks": 6,
-                "train.lr_schedule": "cosine",
+                **_FINE_TUNE,
                 "train.init_from": "{out}/faithful_b6_ft/best.pt",
-                "train.position_loss": "ballistic",
                 "train.lr": 5e-5,
                 "train.seed": 1,
             },
             # ... and once more with noise on the temperature label: the label's narrow
             # Gaussians between the training temperatures (300 / 500 K) are otherwise never
-            # trained, and the held-out 350 K reads them untrained
-            "faithful_b6_ft3": {
-                "blocks": 6,
-                "train.lr_schedule": "cosine",
-                "train.init_from": "{out}/faithful_b6_ft2/best.pt",
-                "train.position_loss": "ballistic",
-                "train.lr": 5e-5,
-                "train.seed": 2,
-                "train.noise_temperature_K": 50.0,
-            },
-            # its control: the same fine-tune without the label noise
-            "faithful_b6_ft3c": {
-                "blocks": 6,
-                "train.lr_schedule": "cosine",
-                "train.init_from": "{out}/faithful_b6_ft2/best.pt",
-                "train.position_loss": "ballistic",
-                "train.lr": 5e-5,
-                "train.seed": 2,
-            },
+            # trained, and the held-out 350 K reads them untrained; "ft3c" is its control,
+            # the same fine-tune (same pair draws) without the noise
+            "faithful_b6_ft3": {**_FT3, "train.noise_temperature_K": 50.0},
+            "faithful_b6_ft3c": _FT3,
         },
         budget_min=10.0,
         held_out_K=(350.0,),

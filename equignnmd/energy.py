@@ -108,10 +108,13 @@ class LammpsEnergy:
             self._keys[r] = key
         return self._md[r]
 
-    def _single_point(self, r: int, pos: np.ndarray, cell: np.ndarray, species: np.ndarray):
-        """Replica ``r``'s LAMMPS instance after ``run 0`` at ``pos`` (its energy and virial
-        computed)."""
+    def _single_point(self, r, pos, cell, species, virial: bool = False):
+        """Replica ``r``'s LAMMPS instance after ``run 0`` at ``pos`` (its energy computed;
+        with ``virial``, also the compute ``equignnmd_virial``, defined once per instance)."""
         md = self._instance(r, pos, cell, species)
+        if virial and not getattr(md, "has_virial_compute", False):
+            md.lmp.command("compute equignnmd_virial all pressure NULL virial")
+            md.has_virial_compute = True
         flat = np.ascontiguousarray(pos, dtype=np.float64).ravel()
         md.lmp.scatter_atoms("x", 1, 3, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
         md.lmp.command("run 0 post no")
@@ -137,11 +140,7 @@ class LammpsEnergy:
         pos, cells, spec, slices = _replicas(positions, cell, species, batch)
         out = np.empty((len(cells), 6))
         for r, s in enumerate(slices):
-            md = self._instance(r, pos[s], cells[r], spec[s])
-            if not getattr(md, "has_virial_compute", False):  # once per LAMMPS instance
-                md.lmp.command("compute equignnmd_virial all pressure NULL virial")
-                md.has_virial_compute = True
-            md = self._single_point(r, pos[s], cells[r], spec[s])
+            md = self._single_point(r, pos[s], cells[r], spec[s], virial=True)
             p = md.lmp.numpy.extract_compute(
                 "equignnmd_virial", lammps.LMP_STYLE_GLOBAL, lammps.LMP_TYPE_VECTOR
             )
