@@ -2,7 +2,7 @@
 velocity Verlet, NVT structure and dynamics beside LAMMPS with calibration rows, one-step
 kinetic-energy bias.
 
-Per mode: smoke = the ``smoke`` preset (108 atoms, 1 ps, ~15 s); default = 500 atoms at the
+Per mode: smoke = the ``smoke`` preset (256 atoms, 1 ps, ~15 s); default = 500 atoms at the
 held-out 450 K, 5-ps runs (a few minutes); full = the ``default`` preset (500 atoms, 300 / 450
 / 800 K, 20-ps runs at 20 fs, ~1 h on 2 cores). The report is written to
 ``benchmarks/results/fidelity-<mode>.md`` (and ``.json``); the issue's figures come from the

@@ -644,6 +644,8 @@ def cmd_evaluate(args) -> int:
 
 # --------------------------------------------------------------------------------- fidelity
 def add_fidelity(sub) -> None:
+    from .fidelity import FidelityConfig
+
     p = _parser(
         sub,
         "fidelity",
@@ -656,7 +658,7 @@ def add_fidelity(sub) -> None:
         "at 20 and 50 fs), then the named options, then --set KEY=VALUE.",
     )
     pre = "default: the preset's"
-    p.add_argument("--checkpoint", default="pretrained:equivariant-al", help=_checkpoint_help())
+    p.add_argument("--checkpoint", default=FidelityConfig.checkpoint, help=_checkpoint_help())
     p.add_argument(
         "--preset", default="default", choices=["smoke", "default", "long"], help="size preset"
     )

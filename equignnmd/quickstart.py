@@ -207,7 +207,7 @@ def demo_rollout(
     """NVT (CSVR) rollout of :data:`DEMO_CHECKPOINT` from the held-out frame 0.
 
     The shipped ``symplectic-al`` holds the set point within ~1 % at 20 and 50 fs over
-    100 ps (README, "Trajectory fidelity"); ``pretrained:equivariant-al``, the demo before,
+    100 ps (README, "Trajectory fidelity"); ``pretrained:equivariant-al-v1``, the demo before,
     settles 10–15 % above it at τ = 10 strides. Returns the rollout result and a one-line
     ``text``."""
     from .checkpoint import load_checkpoint

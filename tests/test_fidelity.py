@@ -1,5 +1,6 @@
 """The fidelity benchmark (equignnmd/fidelity.py) end to end on its smoke preset: real LAMMPS
-EAM runs and the shipped equivariant model on 108 atoms for 0.6 ps (about 15 s)."""
+EAM runs and the shipped equivariant model (a learned free-form map, not reversible: the
+one-step rows have something to measure) on 108 atoms for 0.6 ps (about 15 s)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import json
 import pytest
 import torch
 
+from equignnmd.checkpoint import load_checkpoint
 from equignnmd.cli import main
 from equignnmd.config import ConfigError
 from equignnmd.fidelity import fidelity, make_config
+from equignnmd.materials import ALUMINIUM
+
+# the machinery tests run the free-form model on the smallest box its 5.5-Å cutoff allows
+FREE_FORM = {"checkpoint": "pretrained:equivariant-al", "cells": 3}
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +26,7 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("fidelity")
     cfg = make_config(
         "smoke",
+        **FREE_FORM,
         out=str(out),
         nve_ps=0.6,
         nvt_ps=0.6,
@@ -67,6 +74,7 @@ def test_fidelity_report_rows_and_yardsticks(report):
 def test_too_few_frames_print_a_dash(tmp_path):
     cfg = make_config(
         "smoke",
+        **FREE_FORM,
         out=str(tmp_path),
         nve_ps=0.1,
         nvt_ps=0.1,
@@ -97,3 +105,17 @@ def test_bad_settings_are_named(tmp_path, capsys):
     assert code == 2
     assert "nve_fs" in capsys.readouterr().err
     assert not (tmp_path / "fidelity.md").exists()
+
+
+def test_smoke_box_fits_the_default_model_and_a_small_box_is_refused_first(tmp_path):
+    # the default checkpoint is the model the README says to run for trajectories; the smoke
+    # preset's box must hold twice its cutoff, or `equignnmd fidelity --preset smoke` fails
+    cfg = make_config("smoke")
+    model = load_checkpoint(cfg.checkpoint, device="cpu")
+    assert cfg.checkpoint == "pretrained:symplectic-al"
+    assert cfg.cells * ALUMINIUM.lattice_A >= 2 * model.cutoff
+    # one cell fewer does not fit: refused naming the field, before LAMMPS runs or output
+    small = make_config("smoke", cells=cfg.cells - 1, out=str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"'cells' is 3 .*cutoff 6.5 Å \(cells ≥ 4\)"):
+        fidelity(small, model=model, progress=lambda _: None)
+    assert not (tmp_path / "out").exists()

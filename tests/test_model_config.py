@@ -25,7 +25,7 @@ from equignnmd.models.symplectic import SymplecticConfig
 from equignnmd.symmetry import rotation_error
 
 RUN_CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
-SHIPPED = ("equivariant-al", "paper-al")
+SHIPPED = ("equivariant-al", "equivariant-al-v1", "paper-al")
 CLASSES = {
     "equivariant": EquivariantConfig,
     "paper": PaperConfig,
@@ -53,9 +53,9 @@ def test_every_builtin_config_validates_and_builds(path):
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_checkpoints_validate(name):
     stored = read_checkpoint(f"pretrained:{name}")["config"]
-    # equivariant-al was written before the switch existed: the loader reads it as
-    # temperature-conditioned; paper-al (2026-12-06) stores the switch, on
-    assert ("temperature_conditioning" in stored) == (name == "paper-al")
+    # equivariant-al-v1 was written before the switch existed: the loader reads it as
+    # temperature-conditioned; paper-al and equivariant-al v2 (2026-12-06) store it, on
+    assert ("temperature_conditioning" in stored) == (name != "equivariant-al-v1")
     older = {"temperature_conditioning": True, **stored}
     hparams = model_config(stored_arch := name.split("-")[0], older, name)
     model = equignnmd.load_checkpoint(f"pretrained:{name}", device="cpu")

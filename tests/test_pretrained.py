@@ -11,7 +11,7 @@ from equignnmd.checkpoint import resolve_path
 from equignnmd.data.dataset import PairDataset
 from equignnmd.onestep import stride_errors
 
-SHIPPED = ("equivariant-al", "paper-al", "symplectic-al")
+SHIPPED = ("equivariant-al", "equivariant-al-v1", "paper-al", "symplectic-al")
 
 
 @pytest.mark.parametrize("name", SHIPPED)

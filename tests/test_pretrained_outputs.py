@@ -11,6 +11,9 @@ once, 2026-12-03, when the smooth cutoff envelope took integer powers (for compi
 training): float64 outputs unchanged to 4e-15 relative, float32 ones moved 3e-6 (rounding).
 Regenerated 2026-12-06 when ``pretrained:paper-al`` was replaced (issue 15: 2 blocks with the
 ballistic skip, trained 1–10 fs); ``equivariant-al``'s outputs were rewritten unchanged.
+Regenerated 2026-12-06 when ``pretrained:equivariant-al`` became v2 (issue 12, part 5: the
+time-reversal fine-tune); v1 ships on as ``equivariant-al-v1``, its outputs those of the file
+before (checked identical, bit for bit, when they were rewritten).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from equignnmd.checkpoint import load_checkpoint
 from equignnmd.graph import make_data
 
 REFERENCE = Path(__file__).parent / "data" / "pretrained_outputs.npz"
-SHIPPED = ("equivariant-al", "paper-al")
+SHIPPED = ("equivariant-al", "equivariant-al-v1", "paper-al")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
