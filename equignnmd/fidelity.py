@@ -458,11 +458,12 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
     material = ALUMINIUM
     # checked on the package's lattice constant, before any LAMMPS run: conservative (a box
     # within ~1 % of the limit may be refused that its thermal expansion at 0 bar would fit)
-    if cfg.cells * material.lattice_A < 2.0 * float(model.cutoff):
+    min_box_A = 2.0 * float(model.cutoff)
+    if cfg.cells * material.lattice_A < min_box_A:
         raise ConfigError(
             f"fidelity: field 'cells' is {cfg.cells} ({cfg.cells * material.lattice_A:.2f} Å); "
-            f"expected a box at least 2 × the model's cutoff {float(model.cutoff):g} Å "
-            f"(cells ≥ {math.ceil(2.0 * float(model.cutoff) / material.lattice_A)})"
+            f"expected a box at least 2 × the model's cutoff {min_box_A / 2:g} Å "
+            f"(cells ≥ {math.ceil(min_box_A / material.lattice_A)})"
         )
     n_atoms = 4 * cfg.cells**3
     out.mkdir(parents=True, exist_ok=True)
