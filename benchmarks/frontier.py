@@ -168,6 +168,7 @@ def train(study: Study, data: str, out: Path, names: list[str], budget_min: floa
         cmd = [
             sys.executable, "-m", "equignnmd", "train", "--config", str(study.config),
             "--data", data, "--out", str(run), "--epochs", "1000", "--no-progress",
+            "--overwrite",  # a run left unfinished (no validation.json) starts over
         ]  # fmt: skip
         for s in sets:
             cmd += ["--set", s]

@@ -5,6 +5,12 @@ Units inside the package are LAMMPS ``metal`` (Å, ps, eV, amu, K); see :mod:`eq
 
 from __future__ import annotations
 
+from ._environment import apply_environment_defaults
+
+# before anything of the package imports torch (see equignnmd._environment: OpenMP threads
+# that spin instead of sleeping made torch up to 9× slower on a shared machine)
+apply_environment_defaults()
+
 __version__ = "0.1.0"
 
 

@@ -32,7 +32,9 @@ temperature (:func:`equignnmd.physics.kinetic_temperature`: centre-of-mass motio
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,9 +50,12 @@ from .rollout import (
     finite_difference,
     init_run,
     model_temperature,
+    read_restart,
     thermostat_of,
 )
 from .rollout import step as rollout_step
+from .rollout.engine import check_same_settings, make_stages, run_settings
+from .rollout.reporter import save_restart
 from .units import FS_PER_PS, ase_time_to_fs, velocity_from_ase, velocity_to_ase
 
 __all__ = ["KineticOnlyLogger", "SurrogateMD"]
@@ -115,6 +120,14 @@ class SurrogateMD(MolecularDynamics):
             that kinetic + potential energy is conserved (NVE) or changes only by the
             thermostat's work (NVT); the thermostat then acts in half-steps around the model
             step. False: only measure it (``dyn.total_energy_eV``).
+        restart: a restart file, as ASE's optimizers take one: where it exists, the dynamics
+            continues from it (``atoms`` get its positions and velocities, ``nsteps`` its step,
+            the thermostat its random streams: the trajectory equals one never stopped; the
+            model and settings must be the run's, else a ``ValueError`` names what differs);
+            it is written (atomically) every ``restart_interval`` steps. ASE's own
+            ``trajectory`` file is not cut back: pass ``append_trajectory=True`` and expect
+            the frames after the last restart twice.
+        restart_interval: steps between restart files (default 10).
     """
 
     def __init__(
@@ -134,6 +147,8 @@ class SurrogateMD(MolecularDynamics):
         wrap: bool = True,
         energy=None,
         energy_rescale: bool = True,
+        restart: str | os.PathLike | None = None,
+        restart_interval: int = 10,
         **kwargs,
     ):
         # settings, first state and stages before ASE opens any file: errors come first
@@ -153,10 +168,17 @@ class SurrogateMD(MolecularDynamics):
             split_thermostat=energy is not None,
         )
         source = None if energy is None else make_energy_source(energy, model=model)
-        state, stages = init_run(
-            model, atoms, cfg, names=["SurrogateMD(atoms)"], energy_source=source
-        )
-        if state.info["init"]["maxwell_boltzmann_replicas"]:
+        self.restart = None if restart is None else Path(restart)
+        resumed = self.restart is not None and self.restart.exists()
+        if resumed:
+            saved = read_restart(self.restart, device=model.device)
+            state, stages = saved.state, make_stages(model, cfg, energy_source=source)
+            check_same_settings(saved, run_settings(model, cfg, state, stages))
+        else:
+            state, stages = init_run(
+                model, atoms, cfg, names=["SurrogateMD(atoms)"], energy_source=source
+            )
+        if resumed or state.info["init"]["maxwell_boltzmann_replicas"]:
             atoms.set_velocities(velocity_to_ase(state.velocities.cpu().numpy()))
         super().__init__(
             atoms, timestep, trajectory=trajectory, logfile=None, loginterval=loginterval, **kwargs
@@ -169,12 +191,27 @@ class SurrogateMD(MolecularDynamics):
         self.stages, self.state = stages, state
         self.thermostat = thermostat_of(self.stages)
         self.finite_difference = not bool(getattr(model, "predicts_velocity", True))
-        self.unwrapped_positions = atoms.get_positions().copy()
+        if resumed:
+            self.nsteps = state.step
+            unwrapped = state.unwrapped.cpu().numpy()
+            atoms.set_positions(unwrapped if not self.wrap else state.positions.cpu().numpy())
+        self.unwrapped_positions = unwrapped.copy() if resumed else atoms.get_positions().copy()
         self._last_positions = atoms.get_positions().copy()
+        self.restart_settings = run_settings(model, cfg, state, stages)
+        if self.restart is not None:
+            self.attach(self.write_restart, interval=int(restart_interval))
         if logfile:
             cls = KineticOnlyLogger if atoms.calc is None else MDLogger
             logger = self.closelater(cls(dyn=self, atoms=atoms, logfile=logfile))
             self.attach(logger, loginterval)
+
+    def write_restart(self, path: str | os.PathLike | None = None) -> None:
+        """Write the restart file (``path``, default the ``restart`` given) for the current
+        state: what a new ``SurrogateMD(..., restart=path)`` continues from."""
+        path = self.restart if path is None else Path(path)
+        if path is None:
+            raise ValueError("SurrogateMD.write_restart: give a path (no restart= was given)")
+        save_restart(path, self.state, self.restart_settings)
 
     @property
     def total_energy_eV(self) -> float | None:

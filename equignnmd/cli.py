@@ -1,40 +1,27 @@
 """The ``equignnmd`` command line. Each sub-command is a thin layer over a library function.
 
-Environment: :func:`main` sets ``OMP_WAIT_POLICY=passive`` unless the user set it, before
-anything imports torch (this module imports only the standard library and the config
-loader). Spinning OpenMP threads made torch many times slower on a shared machine; the
-benchmark suite runs with the same setting. Called in a process that has already imported
-torch, the setting reaches only child processes.
+Environment: importing the package sets ``OMP_WAIT_POLICY=passive`` unless the user set it,
+before anything imports torch (:mod:`equignnmd._environment`); :func:`main` applies it again
+(a no-op then). This module imports only the standard library and light parts of the package:
+``equignnmd --help`` loads no torch.
 
 Every option's help shows its default (:class:`HelpFormatter`); an option without a fixed
-default says in its help what is used when it is left out.
+default says in its help what is used when it is left out. Every command that writes refuses
+a non-empty output place unless ``--overwrite`` (or ``--resume`` where it can continue what
+is there) is given, before any work starts (:func:`equignnmd.outputs.claim_output`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import sys
 from pathlib import Path
 
+from ._environment import apply_environment_defaults
 from .config import resolve_config
-
-OMP_DEFAULTS = {"OMP_WAIT_POLICY": "passive"}
-"""Environment defaults :func:`main` applies unless the user set them."""
-
-
-def apply_environment_defaults() -> dict[str, str]:
-    """Set :data:`OMP_DEFAULTS` where the environment has no value; returns those set.
-
-    Must run before torch is imported to affect this process (libgomp reads it at load)."""
-    applied = {}
-    for key, value in OMP_DEFAULTS.items():
-        if key not in os.environ:
-            os.environ[key] = value
-            applied[key] = value
-    return applied
+from .outputs import claim_output
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -82,6 +69,21 @@ def _parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
     return sub.add_parser(name, formatter_class=HelpFormatter, **kwargs)
 
 
+def add_output_flags(p: argparse.ArgumentParser, resume: str | None = None) -> None:
+    """``--overwrite`` (and ``--resume`` with its help, where the command can continue what
+    is there): without them a command refuses a non-empty output place
+    (:func:`equignnmd.outputs.claim_output`)."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an output place that holds an earlier run, replacing its files "
+        "(without it, or --resume where there is one, such a place is refused before any "
+        "work starts)",
+    )
+    if resume is not None:
+        p.add_argument("--resume", action="store_true", help=resume)
+
+
 def _checkpoint_help() -> str:
     from .checkpoint import pretrained_names
 
@@ -100,7 +102,10 @@ def add_generate(sub) -> None:
         "named options, then --set KEY=VALUE. Options left out take the config's value.",
     )
     cfg = "default: the config's value"
-    p.add_argument("--config", default="quick", help="YAML file or built-in name (quick, paper)")
+    from .config import CONFIG_DIR
+
+    builtin = ", ".join(sorted(path.stem for path in (CONFIG_DIR / "data").glob("*.yaml")))
+    p.add_argument("--config", default="quick", help=f"YAML file or built-in name ({builtin})")
     p.add_argument("-o", "--output", help=f"dataset folder ({cfg})")
     p.add_argument("--temperatures", type=_temperatures, help=f"comma-separated, K ({cfg})")
     p.add_argument(
@@ -126,6 +131,11 @@ def add_generate(sub) -> None:
         help="any config field, repeatable (default: none)",
     )
     p.add_argument("--estimate", action="store_true", help="print size and time, run nothing")
+    add_output_flags(
+        p,
+        resume="continue a dataset folder that holds an earlier (killed) run: trajectory "
+        "files made with the same settings are kept, the others run",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 
@@ -164,10 +174,20 @@ def cmd_generate(args) -> int:
             f"about {cfg.disk_bytes() / 1e9:.2f} GB on disk"
         )
         return 0
+    claim_output(
+        cfg.output,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        what="dataset folder",
+        option="--output",
+    )
     if cfg.mpi_ranks > 1:
         return relaunch_with_mpi(cfg.mpi_ranks, args.argv)
     out = generate(
-        cfg, command_line=shlex.join(["equignnmd", *args.argv]), progress=not args.no_progress
+        cfg,
+        command_line=shlex.join(["equignnmd", *args.argv]),
+        progress=not args.no_progress,
+        reuse_files=not args.overwrite,
     )
     if out is not None:
         print(f"dataset written to {out}")
@@ -181,10 +201,14 @@ def add_convert(sub) -> None:
         "convert",
         help="bring LAMMPS dumps or ASE trajectories into the dataset format",
         description="One trajectory per input file. LAMMPS text dumps (any column order; "
-        "x/xu/xs, vx vy vz, optional image flags) need --timestep-fs; ASE-readable files "
-        "(extxyz, .traj) must carry velocities. A temperature label more than 5 %% from the "
-        "file's measured kinetic temperature is warned about and recorded in dataset.json. "
-        "Nothing is left behind when a conversion fails.",
+        "x/xu/xs, vx vy vz, optional image flags) need --timestep-fs and are read as units "
+        "metal (positions Å, velocities Å/ps, forces eV/Å); ASE-readable files (extxyz, "
+        ".traj) must carry velocities, in ASE units. Velocities are checked against the "
+        "motion: for frames at most 5 fs apart, Δr/Δt must match them within a factor 2 "
+        "(else the file is refused, naming the units they look like; --skip-velocity-check). "
+        "A temperature label more than 5 % from the file's measured kinetic temperature is "
+        "warned about and recorded in dataset.json; more than 20 % is refused "
+        "(--allow-temperature-mismatch). Nothing is left behind when a conversion fails.",
     )
     p.add_argument("inputs", nargs="+", help="LAMMPS dump or ASE-readable trajectory files")
     p.add_argument("-o", "--output", required=True, help="dataset folder to write (required)")
@@ -215,6 +239,19 @@ def add_convert(sub) -> None:
         type=float,
         help="mass of every atom, amu (default: the file's masses, else the element's)",
     )
+    p.add_argument(
+        "--skip-velocity-check",
+        action="store_true",
+        help="convert files whose velocities disagree with Δr/Δt (default: refuse them; the "
+        "measured factor is still recorded in dataset.json)",
+    )
+    p.add_argument(
+        "--allow-temperature-mismatch",
+        action="store_true",
+        help="keep a --temperature (or file) label more than 20 %% from the measured kinetic "
+        "temperature, with a warning (default: refuse the file)",
+    )
+    add_output_flags(p)
     p.set_defaults(func=cmd_convert)
 
 
@@ -223,6 +260,7 @@ def cmd_convert(args) -> int:
 
     from .data.convert import convert
 
+    claim_output(args.output, overwrite=args.overwrite, what="dataset folder", option="--output")
     temperature = args.temperature
     if temperature is not None and len(temperature) == 1:
         temperature = temperature[0]
@@ -237,6 +275,9 @@ def cmd_convert(args) -> int:
             species=args.species,
             masses_amu=args.mass,
             command_line=shlex.join(["equignnmd", *args.argv]),
+            check_velocities=not args.skip_velocity_check,
+            allow_temperature_mismatch=args.allow_temperature_mismatch,
+            overwrite=args.overwrite,
         )
     for w in caught:
         print(f"equignnmd convert: warning: {w.message}", file=sys.stderr)
@@ -270,6 +311,7 @@ def add_baselines(sub) -> None:
     )
     p.add_argument("--max-starts", type=int, default=200, help="start frames per stride")
     p.add_argument("--json", help="also write the rows to this JSON file (default: none)")
+    add_output_flags(p)
     p.set_defaults(func=cmd_baselines)
 
 
@@ -278,6 +320,8 @@ def cmd_baselines(args) -> int:
 
     from .baselines.table import baseline_table, format_table, measurable_strides
 
+    if args.json:
+        claim_output(args.json, overwrite=args.overwrite, what="JSON file", option="--json")
     strides = args.dt
     if strides is None:  # the defaults the data allow; explicitly requested ones must work
         strides, skipped = measurable_strides(args.data, BASELINE_STRIDES_FS, args.temperatures)
@@ -313,6 +357,11 @@ def add_train(sub) -> None:
         "multi-process: torchrun --nproc_per_node=N -m equignnmd train ...",
     )
     cfg = "default: the config's value"
+    shown = []  # (option, train field, help): the help adds the built-in configs' values
+
+    def named(flag: str, field: str, text: str, **kwargs) -> None:
+        shown.append((p.add_argument(flag, help=f"{text} ({cfg})", **kwargs), field, text))
+
     p.add_argument(
         "--arch",
         help="architecture, a name of equignnmd.models.REGISTRY: "
@@ -324,26 +373,43 @@ def add_train(sub) -> None:
         help=f"YAML file or built-in name ({', '.join(builtin)}) "
         "(default: the config named like --arch)",
     )
-    p.add_argument("--data", help=f"dataset folder ({cfg})")
-    p.add_argument("--out", help=f"run folder: checkpoints, metrics.csv ({cfg})")
-    p.add_argument("--epochs", type=int, help=f"training epochs ({cfg})")
-    p.add_argument("--batch-size", type=int, help=f"structures per batch ({cfg})")
-    p.add_argument("--lr", type=float, help=f"learning rate ({cfg})")
-    p.add_argument("--strides", type=_strides, help=f"Δt set, fs, e.g. 5,10,20,50 ({cfg})")
-    p.add_argument(
-        "--device", help="cpu, cuda, cuda:1 (default: the config's; auto = CUDA if present)"
+    named("--data", "data", "dataset folder")
+    named("--out", "out", "run folder: checkpoints, metrics.csv")
+    named("--epochs", "epochs", "training epochs", type=int)
+    named("--batch-size", "batch_size", "structures per batch", type=int)
+    named("--lr", "lr", "learning rate", type=float)
+    named("--strides", "strides_fs", "Δt set, fs, e.g. 5,10,20,50", type=_strides)
+    named("--device", "device", "cpu, cuda, cuda:1 or auto (CUDA if present)")
+    named("--dtype", "dtype", "model dtype", choices=["float32", "float64"])
+    named("--seed", "seed", "random seed", type=int)
+    add_output_flags(
+        p, resume="continue the run in --out from its last.pt (optimiser, schedule, RNG)"
     )
-    p.add_argument("--dtype", choices=["float32", "float64"], help=f"model dtype ({cfg})")
-    p.add_argument("--seed", type=int, help=f"random seed ({cfg})")
-    p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
         help="a train field, or model.FIELD for the model, repeatable (default: none)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar: a line per epoch, and per minute within long epochs",
+    )
     p.set_defaults(func=cmd_train)
+    format_help = p.format_help
+
+    def with_builtin_values() -> str:
+        # read when the help is shown, not whenever the parser is built: the configs are
+        # read through equignnmd.train, whose imports `equignnmd --help` should not pay for
+        from .train import builtin_train_values
+
+        values = builtin_train_values([field for _, field, _ in shown])
+        for action, field, text in shown:
+            action.help = f"{text} ({cfg}; {values[field]})"
+        return format_help()
+
+    p.format_help = with_builtin_values
 
 
 def check_arch(arch: str | None) -> None:
@@ -394,7 +460,7 @@ def cmd_train(args) -> int:
             f"equignnmd train: give --arch (one of {', '.join(sorted(REGISTRY))}) or --config"
         )
     spec = train_spec(args)
-    train(spec, resume=args.resume, progress=not args.no_progress)
+    train(spec, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     return 0
 
 
@@ -436,7 +502,16 @@ def add_rollout(sub) -> None:
         help="trajectory of the dataset, K (default: its first trajectory)",
     )
     p.add_argument("--dt", type=float, required=True, help="stride, fs (required)")
-    p.add_argument("--steps", type=int, required=True, help="strides to run (required)")
+    length = p.add_mutually_exclusive_group(required=True)
+    length.add_argument(
+        "--steps", type=int, help="strides to run in all (this or --time-ps is required)"
+    )
+    length.add_argument(
+        "--time-ps",
+        type=float,
+        help="simulated time to run in all, ps, a whole number of strides (this or --steps "
+        "is required)",
+    )
     p.add_argument(
         "--temperature",
         type=float,
@@ -453,8 +528,19 @@ def add_rollout(sub) -> None:
     p.add_argument("--replicas", type=int, default=1, help="replicas run together")
     p.add_argument("--seed", type=int, default=0, help="replica r draws from seed + r")
     p.add_argument("--out", default="rollout", help="output folder")
+    add_output_flags(
+        p,
+        resume="continue the run in --out from its restart file (the same command, with "
+        "--resume added; --steps / --time-ps may grow): the result equals a run never stopped",
+    )
     p.add_argument(
         "--write-every", type=int, default=10, help="write a frame every N steps (0: none)"
+    )
+    p.add_argument(
+        "--restart-every",
+        type=int,
+        help="write the restart file every N steps (0: none) (default: --write-every, else "
+        "every thermo row)",
     )
     p.add_argument(
         "--format", choices=["extxyz", "lammps-dump"], default="extxyz", help="trajectory format"
@@ -504,6 +590,22 @@ def add_rollout(sub) -> None:
     p.set_defaults(func=cmd_rollout)
 
 
+def rollout_steps(args) -> int:
+    """``--steps``, or ``--time-ps`` as a whole number of ``--dt`` strides."""
+    from .config import ConfigError
+    from .units import ps_to_fs
+
+    if args.steps is not None:
+        return args.steps
+    strides = ps_to_fs(args.time_ps) / args.dt if args.dt > 0 else math.nan
+    if not (math.isfinite(strides) and strides >= 0 and abs(strides - round(strides)) < 1e-6):
+        raise ConfigError(
+            f"argument --time-ps: {args.time_ps:g} ps is {strides:g} strides of --dt "
+            f"{args.dt:g} fs; expected a time ≥ 0 that is a whole number of strides"
+        )
+    return int(round(strides))
+
+
 def rollout_config(args, temperature_K: float | None):
     """The :class:`~equignnmd.rollout.RolloutConfig` of ``equignnmd rollout`` (checked)."""
     from .rollout import RolloutConfig
@@ -511,7 +613,7 @@ def rollout_config(args, temperature_K: float | None):
     return RolloutConfig.of(
         "equignnmd rollout",
         dt_fs=args.dt,
-        steps=args.steps,
+        steps=rollout_steps(args),
         temperature_K=temperature_K,
         thermostat=args.thermostat,
         tau_fs=args.tau_fs,
@@ -519,7 +621,10 @@ def rollout_config(args, temperature_K: float | None):
         replicas=args.replicas,
         seed=args.seed,
         write_every=args.write_every,
+        restart_every=args.restart_every,
         out_dir=args.out,
+        overwrite=args.overwrite,
+        resume=args.resume,
         fmt=args.format,
         min_distance_A=args.min_distance,
         max_temperature_factor=args.max_temperature_factor,
@@ -531,14 +636,17 @@ def rollout_config(args, temperature_K: float | None):
 
 
 def cmd_rollout(args) -> int:
+    import warnings
+
     import torch
 
     from .checkpoint import load_checkpoint
     from .data.format import dataset_frame
     from .device import pick_device
-    from .rollout import Rollout
+    from .rollout import Rollout, RolloutStopped
     from .units import fs_to_ps
 
+    claim_output(args.out, overwrite=args.overwrite, resume=args.resume)
     temperature = args.temperature
     if args.data:
         structure, data_T = dataset_frame(args.data, args.frame, args.data_temperature)
@@ -553,17 +661,21 @@ def cmd_rollout(args) -> int:
         model = model.to(getattr(torch, args.dtype))
     if args.compile:
         model = model.compiled()
-    with Rollout(model, structure, config, names=[name]) as ro:
+    with Rollout(model, structure, config, names=[name]) as ro, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RolloutStopped)  # printed once, below
         result = ro.run()
-    done = int(result.step[-1])
+    done, first = int(result.step[-1]), int(result.step[0])
     speed = (
         f"{result.steps_per_s:.3g} steps/s, {result.ns_per_day:.3g} ns/day"
-        if done > 0
+        if done > first
         else "no stride completed, no speed"
     )
+    # the strides of this call (a resumed run's start row was the previous call's last)
+    mean_t = f"{result.temperature_K[1:].mean():.1f} K" if done > first else "–"
+    resumed = f", resumed at step {first}" if first > 0 else ""
     print(
-        f"{done} steps of {args.dt:g} fs ({fs_to_ps(done * args.dt):g} ps) × {args.replicas} "
-        f"replica(s): {speed}; files in {args.out}"
+        f"{done} steps of {args.dt:g} fs ({fs_to_ps(done * args.dt):g} ps{resumed}) × "
+        f"{args.replicas} replica(s), mean T {mean_t}: {speed}; files in {args.out}"
     )
     if not result.completed:
         print(f"stopped: {result.stopped_reason}", file=sys.stderr)
@@ -584,6 +696,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--checkpoint", required=True, help=_checkpoint_help() + " (required)")
     p.add_argument("--data", required=True, help="dataset folder (required)")
     p.add_argument("--out", default="report", help="report folder")
+    add_output_flags(p)
     p.add_argument("--dt", type=_strides, help=f"strides of the Table-4 layout, fs ({cfg})")
     p.add_argument(
         "--test-temperature",
@@ -637,6 +750,7 @@ def cmd_evaluate(args) -> int:
     values = {k: v for k, v in values.items() if v is not None}
     values.update(parse_overrides(args.set))
     cfg = build(EvaluateConfig, values, "equignnmd evaluate")
+    claim_output(cfg.out, overwrite=args.overwrite, what="report folder")
     evaluate(cfg)
     print(f"report written to {Path(cfg.out) / 'report.md'}")
     return 0
@@ -644,8 +758,6 @@ def cmd_evaluate(args) -> int:
 
 # --------------------------------------------------------------------------------- fidelity
 def add_fidelity(sub) -> None:
-    from .fidelity import FidelityConfig
-
     p = _parser(
         sub,
         "fidelity",
@@ -658,7 +770,9 @@ def add_fidelity(sub) -> None:
         "at 20 and 50 fs), then the named options, then --set KEY=VALUE.",
     )
     pre = "default: the preset's"
-    p.add_argument("--checkpoint", default=FidelityConfig.checkpoint, help=_checkpoint_help())
+    p.add_argument(
+        "--checkpoint", help=_checkpoint_help() + " (default: the benchmark's, FidelityConfig)"
+    )
     p.add_argument(
         "--preset", default="default", choices=["smoke", "default", "long"], help="size preset"
     )
@@ -673,6 +787,7 @@ def add_fidelity(sub) -> None:
         f"head) or an EAM file ({pre})",
     )
     p.add_argument("--out", default="fidelity", help="report folder")
+    add_output_flags(p)
     p.add_argument("--device", help=f"cpu, cuda, cuda:1 or auto ({pre})")
     p.add_argument(
         "--set",
@@ -700,6 +815,7 @@ def cmd_fidelity(args) -> int:
     }
     values = {k: v for k, v in values.items() if v is not None}
     values.update(parse_overrides(args.set))
+    claim_output(values["out"], overwrite=args.overwrite, what="report folder")
     cfg = make_config(args.preset, "equignnmd fidelity", **values)
     fidelity(cfg)
     print(f"fidelity report written to {Path(cfg.out) / 'fidelity.md'}")
@@ -723,6 +839,7 @@ def add_energy_head(sub) -> None:
         "--data", required=True, help="dataset folder with energies and forces (required)"
     )
     p.add_argument("--out", required=True, help="checkpoint file to write, .pt (required)")
+    add_output_flags(p)
     p.add_argument("--frames", type=int, help="fit frames per training temperature (default: 20)")
     p.add_argument(
         "--set",
@@ -741,6 +858,8 @@ def cmd_energy_head(args) -> int:
     out = Path(args.out)
     if out.suffix != ".pt" or out.is_dir():
         raise ConfigError(f"argument --out: {out} is not a .pt file name; expected e.g. C_E.pt")
+    for path in (out, out.with_suffix(".energy-fit.md"), out.with_suffix(".energy-fit.json")):
+        claim_output(path, overwrite=args.overwrite, what="file")
     values = parse_overrides(args.set)
     if args.frames is not None:
         values["frames_per_temperature"] = args.frames
@@ -831,6 +950,7 @@ def add_lammps(sub) -> None:
     p.add_argument(
         "--log", help="LAMMPS log file (default: none; thermo output goes to the screen)"
     )
+    add_output_flags(p)
     p.set_defaults(func=cmd_lammps)
 
 
@@ -838,6 +958,8 @@ def cmd_lammps(args) -> int:
     from ._lammps import new_lammps
     from .lammps import run_script
 
+    if args.log:  # the script's own dump and restart files are its business, as in lmp
+        claim_output(args.log, overwrite=args.overwrite, what="log file", option="--log")
     cmdargs = ["-log", args.log] if args.log else []
     for name, value in args.var or []:
         cmdargs += ["-var", name, value]
@@ -881,7 +1003,13 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError, NotImplementedError) as err:
+    except (
+        ConfigError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        NotImplementedError,
+    ) as err:
         print(f"equignnmd {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -213,6 +213,8 @@ def rollout_arrays(
         seed=seed,
         min_distance_A=min_distance_A,
         out_dir=out_dir,
+        # the caller owns out_dir (a report's rollout folder, claimed with the report)
+        overwrite=True,
         progress=progress,
     )
     start = RolloutState.from_arrays([positions], [velocities], [cell], [species], [masses])

@@ -171,6 +171,19 @@ class VerletList:
         self.cell, self.batch = cells, batch
         return self
 
+    def __getstate__(self) -> dict:
+        """Pickled small (a rollout's restart file): the reference positions, cell, batch and
+        counters, not the pairs; unpickling finds them again from the same reference
+        positions, so the list (and the strides until its next rebuild) are the same."""
+        return {**self.__dict__, "src": None, "dst": None, "shifts": None, "offset": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.pos_ref is not None:
+            builds, version = self.builds, self.version
+            self.build(self.pos_ref, self.cell, self.batch)
+            self.builds, self.version = builds, version
+
     def max_displacement(self, pos: torch.Tensor) -> float:
         """Largest distance any atom moved since the last build, Å."""
         if self.pos_ref is None:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from .config import CONFIG_DIR
+from .outputs import describe_contents
 
 QUICKSTART_TIME = "about 2 min"
 """The quick start's measured wall time on the 2-core CPU, data included (``--help``, README)."""
@@ -96,6 +97,13 @@ def quickstart(
     from .train import load_run_spec, train
 
     out = Path(out)
+    if out.is_dir() and any(out.iterdir()):  # documented: a second call continues the first
+        print(
+            f"quickstart: {out} holds an earlier run ({describe_contents(out)}): reusing its "
+            "finished dataset files and training run (last.pt); the evaluation and the demo "
+            "run again. Remove the folder, or give another --out, to start anew.",
+            flush=True,
+        )
     t0 = time.perf_counter()
     start_machine = machine()
     stages: dict[str, float] = {}
@@ -132,7 +140,9 @@ def quickstart(
     )
     t = time.perf_counter()
     if done < epochs:
-        train(spec, resume=last.exists())
+        # its own run: continued from last.pt, or started over (a run killed before its first
+        # checkpoint left files but nothing to continue)
+        train(spec, resume=last.exists(), overwrite=not last.exists())
     else:
         print(f"      reusing {last} ({done} epochs done)")
     stages["training"] = time.perf_counter() - t
@@ -227,6 +237,7 @@ def demo_rollout(
         thermostat="csvr",
         tau_fs=tau_strides * dt_fs,
         out_dir=out,
+        overwrite=True,  # the quick start runs its demo again on every call (documented)
         write_every=10,
         progress=True,
     )

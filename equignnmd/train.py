@@ -18,7 +18,24 @@ only rank 0 writes files.
 
 Resume: ``last.pt`` holds model, optimiser, scheduler, epoch, best loss and every RNG state;
 the shuffling order of epoch e depends only on (seed, e), so on CPU a run interrupted and
-resumed ends with the same weights as one run straight through.
+resumed ends with the same weights as one run straight through. A run folder that holds
+anything is refused unless the run resumes it or overwrites it (:func:`train`).
+
+Time budget (``max_minutes``): checked after every training batch, so a run overshoots it by
+at most one batch plus the validation and checkpoint that close the run. The budget ends the
+epoch in progress early: that short epoch is validated, stepped by the scheduler, compared
+with ``best.pt`` and checkpointed like any other, and its ``metrics.csv`` row says how many of
+the epoch's batches it took (``batches`` < ``epoch_batches``). Resume stays exact because a
+cut epoch *is* an epoch in every record: ``last.pt`` holds the state after its last batch
+(optimiser, scheduler, RNG) and epoch e, so ``--resume`` continues with epoch e + 1, whose
+order depends only on (seed, e + 1); the rest of epoch e's order is not made up (the next
+epoch is a fresh order of the whole split). Under torchrun every rank stops after the same
+batch (a max-reduction of the ranks' "over budget" flags after every batch).
+
+Progress: with ``progress=False`` (``--no-progress``) rank 0 prints one line per epoch
+(losses, validation error, time spent and an estimate of the time left) and, in epochs
+longer than :data:`PROGRESS_EVERY_S`, a line per that interval (batches done of the epoch's);
+with ``progress=True``, tqdm bars instead.
 """
 
 from __future__ import annotations
@@ -46,6 +63,7 @@ from .device import pick_device
 from .models import build_model, model_config
 from .models.base import SurrogateModel, TrainingStats
 from .onestep import stride_errors
+from .outputs import claim_output
 from .units import fs_to_ps
 
 METRIC_COLUMNS = (
@@ -60,7 +78,27 @@ METRIC_COLUMNS = (
     "replay_states",
     "replay_s",
     "elapsed_min",
+    "batches",
+    "epoch_batches",
 )
+"""``metrics.csv`` columns; ``batches`` is the training batches an epoch took (per rank),
+``epoch_batches`` a whole epoch's: fewer when the time budget cut the epoch short."""
+
+RUN_FILES = (
+    "best.pt",
+    "last.pt",
+    "metrics.csv",
+    "run.json",
+    "validation.md",
+    "validation.json",
+    "ddp.json",
+    "replay",
+)
+"""What a run writes in its folder: an overwriting run (``overwrite=True``) removes these
+first, and leaves anything else there alone."""
+
+PROGRESS_EVERY_S = 60.0
+"""Seconds between the in-epoch progress lines printed without a progress bar."""
 
 
 FINE_TUNABLE = ("temperature_conditioning", "compile", "use_cueq")
@@ -140,10 +178,11 @@ class TrainConfig:
     """Add the time-reversed pair (r_t+Δt, −v_t+Δt) → (r_t, −v_t) of every training pair
     (:class:`~equignnmd.data.dataset.PairDataset`); validation stays forward only."""
     max_minutes: float = 0.0
-    """Stop after the first epoch at which the run's training time (training and validation
-    epochs, summed over resumed sessions; setup and the final report excluded) reaches this
-    many minutes, as if ``epochs`` had been reached; 0 = no time budget. Equal-budget
-    comparisons of configurations (the accuracy–cost frontier) use it."""
+    """Stop when the run's training time (training and validation epochs, summed over
+    resumed sessions; setup and the final report excluded) reaches this many minutes, as if
+    ``epochs`` had been reached; 0 = no time budget. Checked after every training batch: the
+    epoch in progress ends there and is validated and checkpointed as a short epoch (module
+    doc). Equal-budget comparisons of configurations (the accuracy–cost frontier) use it."""
     noise_position_rel: float = 0.0
     """Training noise on the input positions: std as a fraction of ``½ dvel_rms(Δt) Δt``, the
     size of a stride's non-ballistic displacement (× √(T/300 K)); the target stays the true
@@ -230,6 +269,33 @@ def load_run_spec(
     train_values.update({k: v for k, v in (train_overrides or {}).items() if v is not None})
     train = build(TrainConfig, train_values, f"{path or 'defaults'} [train]")
     return RunSpec(arch, model_cfg, train)
+
+
+def builtin_train_values(fields: list[str]) -> dict[str, str]:
+    """Per :class:`TrainConfig` field, its values in the built-in configs named like an
+    architecture of :data:`~equignnmd.models.REGISTRY` (``configs/<arch>.yaml``), archs with
+    the same value grouped: ``{"epochs": "equivariant, paper: 50; symplectic: 8"}``."""
+    from .config import CONFIG_DIR
+    from .models import REGISTRY
+
+    configs = {
+        arch: load_run_spec(CONFIG_DIR / f"{arch}.yaml").train
+        for arch in sorted(REGISTRY)
+        if (CONFIG_DIR / f"{arch}.yaml").exists()
+    }
+
+    def text(value) -> str:  # as the command line writes it
+        if isinstance(value, (list, tuple)):
+            return ",".join(text(v) for v in value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    shown = {}
+    for name in fields:
+        groups: dict[str, list[str]] = {}
+        for arch, cfg in configs.items():
+            groups.setdefault(text(getattr(cfg, name)), []).append(arch)
+        shown[name] = "; ".join(f"{', '.join(archs)}: {v}" for v, archs in groups.items())
+    return shown
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -465,6 +531,14 @@ class _Dist:
         dist.all_reduce(t)
         return float(t.item()) / self.world
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on any rank; a collective: every rank calls it as often."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def gather_objects(self, obj):
         if not self.enabled:
             return [obj]
@@ -483,9 +557,31 @@ def param_checksum(model: torch.nn.Module) -> float:
 
 # ------------------------------------------------------------------------------ trainer
 class Trainer:
-    """Trains any :class:`SurrogateModel` on pairs from a dataset folder."""
+    """Trains any :class:`SurrogateModel` on pairs from a dataset folder.
 
-    def __init__(self, spec: RunSpec, resume: bool = False, progress: bool = True):
+    Args:
+        spec: architecture, model hyperparameters and trainer settings; ``spec.train.out`` is
+            the run folder.
+        resume: continue the run in ``out`` from its ``last.pt``.
+        progress: tqdm bars; ``False``: printed lines instead (module doc).
+        overwrite: start a new run in an ``out`` that holds files, removing the run's own
+            (:data:`RUN_FILES`) once the data and model are set up.
+
+    Raises:
+        OutputExistsError: ``out`` holds anything and neither ``resume`` nor ``overwrite`` is
+            given; checked first, before the data are read.
+    """
+
+    def __init__(
+        self, spec: RunSpec, resume: bool = False, progress: bool = True, overwrite: bool = False
+    ):
+        if resume and overwrite:
+            raise ValueError(
+                "--resume continues the run in --out and --overwrite replaces it; give one"
+            )
+        claim_output(
+            spec.train.out, overwrite=overwrite, resume=resume, what="run folder", option="--out"
+        )
         self.spec = spec
         self.cfg = cfg = spec.train
         self.progress = progress
@@ -619,6 +715,10 @@ class Trainer:
                 self.best = float("inf")
                 self.opt.state.clear()  # learning rate (param_groups) and schedule are kept
             set_rng_state(state["rng"])
+        if overwrite:  # every check has passed: the earlier run's files go
+            if self.dist.main:
+                self._remove_run_files()
+            self.dist.gather_objects(None)  # a barrier: no rank sees half-removed files
         self.replay = None
         if cfg.replay_every:
             from ._lammps import resolve_potential
@@ -638,6 +738,18 @@ class Trainer:
                 for k in ("potential", "potential_sha256", "lammps_version", "ensemble")
             },
         }
+
+    def _remove_run_files(self) -> None:
+        """Remove :data:`RUN_FILES` from the run folder (a stale ``last.pt`` or replay set
+        would otherwise leak into the new run)."""
+        import shutil
+
+        for name in RUN_FILES:
+            path = self.out / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
 
     # -- data ------------------------------------------------------------------------
     def _loader(self, dataset, epoch: int, shuffle: bool, shard: bool = True) -> DataLoader:
@@ -701,13 +813,19 @@ class Trainer:
         return {"replay_states": len(self.replay), "replay_s": time.time() - t0}
 
     # -- loop ------------------------------------------------------------------------
-    def train_epoch(self, epoch: int) -> dict[str, Any]:
+    def train_epoch(self, epoch: int, deadline: float = math.inf) -> dict[str, Any]:
+        """One pass over the epoch's training pairs, or fewer batches: the epoch ends after
+        the first batch that finishes past ``deadline`` (a :func:`time.perf_counter` value;
+        every rank stops after the same batch). The row has ``batches`` (taken) and
+        ``epoch_batches`` (a whole epoch's)."""
         from tqdm.auto import tqdm
 
         self.net.train()
         loader = self._loader(self.training_pairs(), epoch, shuffle=True)
         total, count, atoms, seen = 0.0, 0, 0, []
-        t0 = time.time()
+        n_batches, done = len(loader), 0
+        lines = not self.progress and self.dist.main
+        t0 = t_line = time.perf_counter()
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
@@ -742,14 +860,30 @@ class Trainer:
             count += batch.num_graphs
             atoms += batch.num_nodes
             seen += batch.sample_id.view(-1).tolist()
-            rate = count / max(time.time() - t0, 1e-9)
-            bar.set_postfix(loss=f"{total / count:.4g}", samples_s=f"{rate:.2f}")
-        elapsed = time.time() - t0
+            done += 1
+            now = time.perf_counter()
+            bar.set_postfix(
+                loss=f"{total / count:.4g}", samples_s=f"{count / max(now - t0, 1e-9):.2f}"
+            )
+            if lines and now - t_line >= PROGRESS_EVERY_S and done < n_batches:
+                t_line = now
+                print(
+                    f"  epoch {epoch + 1}/{self.cfg.epochs}: batch {done}/{n_batches}, "
+                    f"loss {total / count:.4g}, {now - t0:.0f} s",
+                    flush=True,
+                )
+            # deadline is finite on every rank or on none, so every rank joins the collective
+            if deadline < math.inf and self.dist.any(now >= deadline) and done < n_batches:
+                break
+        bar.close()
+        elapsed = time.perf_counter() - t0
         return {
             "train_loss": self.dist.mean(total / max(count, 1)),
             "epoch_time_s": elapsed,
             "samples_per_s": count * self.dist.world / elapsed,
             "atoms_per_s": atoms * self.dist.world / elapsed,
+            "batches": done,
+            "epoch_batches": n_batches,
             "seen": seen,
         }
 
@@ -812,9 +946,11 @@ class Trainer:
         return epoch / max(self.cfg.epochs, 1)
 
     def fit(self) -> dict[str, Any]:
+        """Train to ``epochs`` or the time budget, then :meth:`final_report` (module doc)."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
+        budget_s = 60.0 * cfg.max_minutes
         if self.dist.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "run.json").write_text(
@@ -841,22 +977,27 @@ class Trainer:
             initial=self.start_epoch,
             total=cfg.epochs,
         )
+        session = (time.perf_counter(), self.start_epoch)  # for the time-left estimate
         for epoch in bar:
-            if cfg.max_minutes and self.elapsed_s >= 60.0 * cfg.max_minutes:
+            # spent in an earlier session, or just at the end of the last epoch
+            if cfg.max_minutes and self.elapsed_s >= budget_s:
                 if self.dist.main:
                     print(
                         f"train: time budget of {cfg.max_minutes:g} min reached after "
-                        f"{epoch} epochs ({self.elapsed_s / 60.0:.1f} min); stopping"
+                        f"{epoch} epochs ({self.elapsed_s / 60.0:.1f} min); stopping",
+                        flush=True,
                     )
                 break
             t_epoch = time.perf_counter()
+            deadline = t_epoch + budget_s - self.elapsed_s if cfg.max_minutes else math.inf
             if cfg.lr_schedule == "cosine":
                 for group in self.opt.param_groups:
                     group["lr"] = cosine_lr(self.lr0, self.run_fraction(epoch))
             replayed = {}
             if self.replay is not None and epoch > 0 and epoch % cfg.replay_every == 0:
                 replayed = self.replay_round(epoch)
-            row = self.train_epoch(epoch)
+            row = self.train_epoch(epoch, deadline)
+            cut = row["batches"] < row["epoch_batches"]
             row.update(replayed)
             seen = self.dist.gather_objects(row.pop("seen"))
             shards[epoch] = seen
@@ -904,10 +1045,43 @@ class Trainer:
                 val=f"{val['val_loss']:.4g}",
                 samples_s=f"{row['samples_per_s']:.2f}",
             )
+            if self.dist.main and not self.progress:
+                print(self._epoch_line(row, improved, cut, session), flush=True)
+            if cut:  # the budget ran out inside the epoch: checkpointed, so stop here
+                if self.dist.main:
+                    print(
+                        f"train: time budget of {cfg.max_minutes:g} min reached after "
+                        f"{epoch + 1} epochs ({self.elapsed_s / 60.0:.1f} min; the last cut "
+                        f"after {row['batches']} of its {row['epoch_batches']} batches); "
+                        "stopping",
+                        flush=True,
+                    )
+                break
         bar.close()
         final = self.final_report()
         self.dist.close()
         return final
+
+    def _epoch_line(self, row: dict, improved: bool, cut: bool, session: tuple) -> str:
+        """``epoch 3/50: train 0.1234, val 0.2345 (0.01234 Å), lr 0.001, 41 s; 2.1 min
+        elapsed, ~35 min left``; the time left extrapolates this session's mean epoch time,
+        capped by the budget."""
+        cfg, epoch = self.cfg, int(row["epoch"])
+        per_epoch = (time.perf_counter() - session[0]) / max(epoch - session[1], 1)
+        left_s = 0.0 if cut else per_epoch * (cfg.epochs - epoch)
+        if cfg.max_minutes:
+            left_s = min(left_s, max(60.0 * cfg.max_minutes - self.elapsed_s, 0.0))
+        notes = (" (best)" if improved else "") + (
+            f" (cut by the time budget after {row['batches']}/{row['epoch_batches']} batches)"
+            if cut
+            else ""
+        )
+        return (
+            f"epoch {epoch}/{cfg.epochs}: train {row['train_loss']:.4g}, val "
+            f"{row['val_loss']:.4g} ({row['val_pos_mean_A']:.4g} Å), lr {row['lr']:.3g}, "
+            f"{row['epoch_time_s']:.0f} s{notes}; {self.elapsed_s / 60.0:.1f} min elapsed, "
+            f"~{left_s / 60.0:.1f} min left"
+        )
 
     def final_report(self) -> dict[str, Any]:
         """Validation error per stride of the best model beside the three baselines."""
@@ -944,5 +1118,11 @@ def format_validation(per_stride: dict, arch: str) -> str:
     return "\n".join(lines)
 
 
-def train(spec: RunSpec, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    return Trainer(spec, resume=resume, progress=progress).fit()
+def train(
+    spec: RunSpec, resume: bool = False, progress: bool = True, overwrite: bool = False
+) -> dict[str, Any]:
+    """Train ``spec`` into its run folder ``spec.train.out`` (:class:`Trainer`): a folder
+    that holds anything is refused (:class:`~equignnmd.outputs.OutputExistsError`, before
+    the data are read) unless ``resume`` continues the run there or ``overwrite`` replaces
+    it; returns the final validation (:meth:`Trainer.final_report`)."""
+    return Trainer(spec, resume=resume, progress=progress, overwrite=overwrite).fit()

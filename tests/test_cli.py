@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from equignnmd._environment import OMP_DEFAULTS
 from equignnmd.checkpoint import pretrained_names
-from equignnmd.cli import OMP_DEFAULTS, SPEED_EPILOG, build_parser, main
+from equignnmd.cli import SPEED_EPILOG, build_parser, main
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -110,8 +111,8 @@ def _child_env(**values) -> dict[str, str]:
 
 CHILD = """
 import os, sys
-from equignnmd import cli
 before = os.environ.get("OMP_WAIT_POLICY")
+from equignnmd import cli
 torch_first = "torch" in sys.modules
 code = cli.main(["rollout", "--checkpoint", "missing.pt", "--structure", "x.extxyz",
                  "--dt", "5", "--steps", "1", "--no-progress"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import warnings
 from pathlib import Path
@@ -14,10 +15,6 @@ from equignnmd import units
 from equignnmd.data.convert import convert
 from equignnmd.data.format import open_trajectories, read_index
 
-# The synthetic crystals below move at ~2000 K and carry arbitrary labels (300, 450, 500 K):
-# the label-vs-measurement warning is expected there and tested on its own below.
-pytestmark = pytest.mark.filterwarnings("ignore:.*temperature label:UserWarning")
-
 A = 4.05
 L = 4 * A
 ORTHO = np.diag([L, L, L])
@@ -25,11 +22,21 @@ TRI = np.array([[L, 0.0, 0.0], [1.5, L, 0.0], [-1.0, 0.8, L]])
 TIMESTEP_FS = 2.0
 STEPS = np.arange(6) * 10  # a frame every 20 fs
 ZERO = np.zeros(3)
+M_AL = 26.9815385  # amu, ase.data.atomic_masses of Al
 
 
-def crystal(cell, origin=ZERO, seed=0, n_frames=6, frame_fs=20.0, images=True):
-    """Truth: 4×4×4 FCC Al cells moving with constant velocities. Returns (u, v, f) with
-    ``u`` (F, N, 3) unwrapped absolute positions [Å], ``v`` (N, 3) Å/ps, ``f`` (N, 3) eV/Å."""
+def kinetic_temperature(v, masses=M_AL):
+    """Kinetic temperature (K) of velocities ``v`` (N, 3) Å/ps: COM removed, 3N − 3 dof."""
+    v = v - v.mean(axis=0)
+    dof = 3 * (len(v) - 1)
+    return np.sum(masses * v**2) * units.MVV2E / (dof * units.KB_EV_PER_K)
+
+
+def crystal(cell, origin=ZERO, seed=0, n_frames=6, frame_fs=20.0, images=True, temperature_K=300.0):
+    """Truth: 4×4×4 FCC Al cells moving with constant velocities, exactly at kinetic
+    temperature ``temperature_K`` (so a label of that temperature is right). Returns (u, v, f)
+    with ``u`` (F, N, 3) unwrapped absolute positions [Å], ``v`` (N, 3) Å/ps, ``f`` (N, 3)
+    eV/Å. The motion is a straight line, so Δr/Δt equals ``v`` between any two frames."""
     rng = np.random.default_rng(seed)
     basis = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
     grid = np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), -1).reshape(-1, 3)
@@ -37,7 +44,9 @@ def crystal(cell, origin=ZERO, seed=0, n_frames=6, frame_fs=20.0, images=True):
     s0 = s0 + rng.normal(0, 0.004, s0.shape)  # some atoms start just outside [0, 1)
     if images:  # atoms that already went round the box a few times
         s0 = s0 + rng.integers(-2, 3, s0.shape)
-    v = rng.normal(0, 8.0, s0.shape)  # Å/ps: up to ~0.6 Å per frame, many boundary crossings
+    v = rng.normal(0, 8.0, s0.shape)
+    v = v - v.mean(axis=0)  # no drift, then scaled to the temperature (300 K: ~3 Å/ps)
+    v = v * np.sqrt(temperature_K / kinetic_temperature(v))  # up to ~0.2 Å per 20-fs frame
     t_ps = np.arange(n_frames) * frame_fs / 1000
     u = origin + s0 @ cell + v[None] * t_ps[:, None, None]
     return u, v, rng.normal(0, 0.5, s0.shape)
@@ -193,7 +202,7 @@ def test_dump_general_triclinic_gzip_time(tmp_path):
         [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
     )
     cell, origin = TRI @ rot.T, np.array([0.5, -2.0, 1.0])
-    u, v, _ = crystal(cell, origin, seed=7)
+    u, v, _ = crystal(cell, origin, seed=7, temperature_K=450.0)
     dump = write_dump(tmp_path / "gen.dump.gz", u, v, cell, origin, general=True, time_ps=True)
     out = convert([dump], tmp_path / "ds", species=13, temperature_K=[450.0])
     (tr,) = open_trajectories(out)
@@ -210,7 +219,7 @@ def test_ase_extxyz_and_traj(tmp_path):
     from ase.calculators.singlepoint import SinglePointCalculator
 
     cell = TRI
-    u, v, f = crystal(cell, images=False, seed=3)
+    u, v, f = crystal(cell, images=False, seed=3, temperature_K=500.0)
     u_img, v2, _ = crystal(ORTHO, images=True, seed=4)
     wrapped, unwrapped = [], []
     for k in range(len(u)):
@@ -265,7 +274,7 @@ def test_cli_convert_maps_options(tmp_path, capsys):
     """``equignnmd convert``: every option reaches the dataset it writes."""
     from equignnmd.cli import main
 
-    u, v, f = crystal(ORTHO, seed=9)
+    u, v, f = crystal(ORTHO, seed=9, temperature_K=450.0)
     dump = write_dump(tmp_path / "run.dump", u, v, ORTHO, f=f, mode="xu")
     out = tmp_path / "ds"
     args = ["convert", str(dump), "-o", str(out), "--timestep-fs", str(TIMESTEP_FS)]
@@ -422,35 +431,153 @@ def test_failed_convert_keeps_an_existing_folder_and_its_files(tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     path = _cut(_dump(tmp_path), 2, 1)
-    with pytest.raises(ValueError, match="truncated"):
+    with pytest.raises(FileExistsError, match="notes.txt"):  # not empty: refused first
         convert([path], out, timestep_fs=1.0, species="Al")
+    with pytest.raises(ValueError, match="truncated"):
+        convert([path], out, timestep_fs=1.0, species="Al", overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
-def test_temperature_label_far_from_the_measurement_is_warned(tmp_path, capsys):
-    """The crystal's velocities (σ = 8 Å/ps) are ~2000 K: a 300 K label is flagged, in a
-    warning and in dataset.json; the measured value as label is not."""
+def test_temperature_label_off_is_warned_then_refused(tmp_path, capsys):
+    """The crystal is at 300 K exactly. A label 10 % off is a warning, kept in dataset.json;
+    within 5 % it is silent; 25 % off is refused (nothing written) unless
+    allow_temperature_mismatch, which keeps the label with the warning."""
     from equignnmd.cli import main
 
     path = _dump(tmp_path, name="hot.dump")
-    with pytest.warns(UserWarning, match=r"hot\.dump: temperature label 300 K") as caught:
-        out = convert([path], tmp_path / "ds", timestep_fs=1.0, species="Al", temperature_K=300)
+    kw = dict(timestep_fs=1.0, species="Al")
+    with pytest.warns(UserWarning, match=r"hot\.dump: temperature label 330 K") as caught:
+        out = convert([path], tmp_path / "ds", temperature_K=330, **kw)
     (message,) = [str(w.message) for w in caught if "temperature label" in str(w.message)]
     entry = read_index(out)["trajectories"][0]
     measured = entry["mean_kinetic_temperature_K"]
-    assert measured > 1500 and f"mean kinetic temperature {measured:.1f} K" in message
+    assert measured == pytest.approx(300.0)
+    assert "mean kinetic temperature 300.0 K by +10 %" in message
     assert "expected them within 5 %" in message
     assert entry["temperature_warning"] == message
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # within 5 %: silent
-        out2 = convert(
-            [path], tmp_path / "ds2", timestep_fs=1.0, species="Al", temperature_K=measured * 1.04
-        )
+        out2 = convert([path], tmp_path / "ds2", temperature_K=measured * 1.04, **kw)
     assert "temperature_warning" not in read_index(out2)["trajectories"][0]
-    args = ["convert", str(path), "-o", str(tmp_path / "ds3"), "--timestep-fs", "1"]
-    assert main([*args, "--species", "Al", "--temperature", "300"]) == 0
+
+    with pytest.raises(ValueError) as err:  # 25 % off: refused before anything is written
+        convert([path], tmp_path / "ds3", temperature_K=375, **kw)
+    msg = str(err.value)
+    for word in ("hot.dump", "label 375 K", "temperature 300.0 K", "+25 %", "within 20 %"):
+        assert word in msg, msg
+    assert "--allow-temperature-mismatch" in msg and "allow_temperature_mismatch" in msg
+    assert not (tmp_path / "ds3").exists()
+    with pytest.warns(UserWarning, match=r"label 375 K.*kept by allow_temperature_mismatch"):
+        out4 = convert(
+            [path], tmp_path / "ds4", temperature_K=375, allow_temperature_mismatch=True, **kw
+        )
+    (tr,) = open_trajectories(out4)
+    assert tr.temperature_K == 375.0
+    assert "+25 %" in read_index(out4)["trajectories"][0]["temperature_warning"]
+
+    args = ["convert", str(path), "--timestep-fs", "1", "--species", "Al"]
+    assert main([*args, "-o", str(tmp_path / "c1"), "--temperature", "330"]) == 0
     err = capsys.readouterr().err
-    assert "equignnmd convert: warning: LAMMPS dump" in err and "temperature label 300 K" in err
+    assert "equignnmd convert: warning: LAMMPS dump" in err and "temperature label 330 K" in err
+    assert main([*args, "-o", str(tmp_path / "c2"), "--temperature", "375"]) == 2
+    err = capsys.readouterr().err
+    assert "hot.dump" in err and "--allow-temperature-mismatch" in err, err
+    assert not (tmp_path / "c2").exists()
+    more = ["--temperature", "375", "--allow-temperature-mismatch"]
+    assert main([*args, "-o", str(tmp_path / "c3"), *more]) == 0
+    assert "kept by allow_temperature_mismatch" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- velocity units
+def _fast_dump(tmp_path, name, scale=1.0):
+    """A 300 K dump with frames 5 fs apart (TIMESTEP 0, 5, ... with timestep_fs=1: close
+    enough for the velocity check) whose velocities are written × ``scale`` (1/1000: the Å/ps
+    velocities written in Å/fs, as LAMMPS 'units real' would)."""
+    u, v, f = crystal(ORTHO, seed=11, frame_fs=5.0)
+    return write_dump(tmp_path / name, u, v * scale, ORTHO, f=f, steps=np.arange(6) * 5)
+
+
+def test_velocities_matching_the_motion_pass(tmp_path):
+    out = convert([_fast_dump(tmp_path, "ok.dump")], tmp_path / "ds", timestep_fs=1.0, species=13)
+    entry = read_index(out)["trajectories"][0]
+    assert entry["velocity_factor"] == pytest.approx(1.0, abs=1e-6)
+    assert entry["velocity_check"].startswith("passed: Δr/Δt ≈ 1 × the velocities")
+    assert "5 frame pairs 5 fs apart" in entry["velocity_check"]
+    assert entry["temperature_K"] == pytest.approx(300.0)
+    # frames 20 fs apart cannot be checked: said in dataset.json, not an error
+    u, v, _ = crystal(ORTHO, seed=11)
+    far = write_dump(tmp_path / "far.dump", u, v / 1000, ORTHO, mode="xu")
+    entry = read_index(convert([far], tmp_path / "ds2", timestep_fs=2.0, species=13))
+    entry = entry["trajectories"][0]
+    assert entry["velocity_factor"] is None
+    assert entry["velocity_check"].startswith("not possible: frames are 20 fs apart")
+
+
+@pytest.mark.parametrize(
+    "scale, factor, unit",
+    [
+        (1e-3, "1000", "Å/fs (LAMMPS 'units real')"),
+        (0.1, "10", "nm/ps"),
+        (100.0, "0.01", "m/s"),
+        (units.ASE_VELOCITY_PER_A_PS, "98.23", "ASE units"),
+        (-1.0, "-1", "No common velocity unit"),
+    ],
+)
+def test_velocities_in_other_units_are_refused(tmp_path, scale, factor, unit):
+    path = _fast_dump(tmp_path, "vel.dump", scale=scale)
+    out = tmp_path / "a" / "ds"
+    with pytest.raises(ValueError) as err:
+        convert([path], out, timestep_fs=1.0, species="Al")
+    msg = str(err.value)
+    assert msg.startswith(f"LAMMPS dump {path}: field 'velocities' disagrees"), msg
+    for word in (f"≈ {factor} × the velocities", unit, "--skip-velocity-check"):
+        assert word in msg, msg
+    assert not (tmp_path / "a").exists()  # refused before anything was written
+
+
+def test_velocity_check_override_and_cli(tmp_path, capsys):
+    """Å/fs velocities: refused by the CLI (exit 2, nothing written), converted with
+    --skip-velocity-check (the factor noted in dataset.json); a good first input is not
+    left behind when the second is refused."""
+    from equignnmd.cli import main
+
+    good, bad = _fast_dump(tmp_path, "good.dump"), _fast_dump(tmp_path, "real.dump", 1e-3)
+    with pytest.raises(ValueError, match=r"real\.dump: field 'velocities'.*Å/fs"):
+        convert([good, bad], tmp_path / "ds", timestep_fs=1.0, species="Al")
+    assert not (tmp_path / "ds").exists()
+    args = ["convert", str(bad), "--timestep-fs", "1", "--species", "Al"]
+    assert main([*args, "-o", str(tmp_path / "c1")]) == 2
+    err = capsys.readouterr().err
+    assert "real.dump" in err and "Å/fs" in err and "--skip-velocity-check" in err, err
+    assert not (tmp_path / "c1").exists()
+    assert main([*args, "-o", str(tmp_path / "c2"), "--skip-velocity-check"]) == 0
+    entry = read_index(tmp_path / "c2")["trajectories"][0]
+    assert entry["velocity_factor"] == pytest.approx(1000.0, rel=1e-6)
+    assert entry["velocity_check"].startswith("not enforced (check_velocities=False); failed")
+    out = convert([bad], tmp_path / "ds3", timestep_fs=1.0, species="Al", check_velocities=False)
+    (tr,) = open_trajectories(out)
+    assert tr.temperature_K == pytest.approx(300e-6)  # the kinetic temperature of Å/fs numbers
+
+
+def test_ase_velocities_in_A_per_ps_are_refused(tmp_path):
+    """An ASE file whose 'velocities' were set in Å/ps, not ASE units (Å per 10.18 fs)."""
+    import ase.io
+    from ase import Atoms
+
+    u, v, _ = crystal(ORTHO, seed=12, frame_fs=2.0)
+    frames = []
+    for k in range(len(u)):
+        a = Atoms("Al256", positions=u[k], cell=ORTHO, pbc=True)
+        a.set_velocities(v)  # should have been units.velocity_to_ase(v)
+        a.info["time_fs"] = 2.0 * k
+        frames.append(a)
+    ase.io.write(tmp_path / "md.extxyz", frames)
+    with pytest.raises(ValueError) as err:
+        convert([tmp_path / "md.extxyz"], tmp_path / "ds")
+    msg = str(err.value)
+    assert "md.extxyz: field 'velocities'" in msg and "≈ 0.01018 × the velocities" in msg
+    assert "Å/ps written as ASE velocities" in msg, msg
+    assert not (tmp_path / "ds").exists()
 
 
 # ------------------------------------------------------------------------- real LAMMPS dump
@@ -500,3 +627,19 @@ def test_real_lammps_dump(tmp_path):
     temps = tr.thermo("temperature_K")
     assert temps[0] == pytest.approx(600.0, rel=1e-6)  # 'velocity create 600': same 3N-3 dof
     assert tr.temperature_K == pytest.approx(np.mean(temps))
+    # real dynamics, frames 5 fs apart: Δr/Δt follows the mean velocity of the two frames
+    entry = read_index(out)["trajectories"][0]
+    assert entry["velocity_factor"] == pytest.approx(1.0, abs=0.01)
+    # the same dump with its velocities in Å/fs (as 'units real' writes them) is refused
+    text = dump.read_text().split("\n")
+    atoms = np.array([len(line.split()) == 11 for line in text])  # id type xu.. vx.. fx..
+    rows = np.loadtxt(np.array(text)[atoms])
+    rows[:, 5:8] /= 1000
+    lines, buf = np.array(text, dtype=object), io.StringIO()
+    np.savetxt(buf, rows, fmt="%.15g")
+    lines[atoms] = buf.getvalue().splitlines()
+    real = tmp_path / "al_real.dump"
+    real.write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"al_real\.dump: field 'velocities'.*Å/fs"):
+        convert([real], tmp_path / "ds2", timestep_fs=1.0, species="Al")
+    assert not (tmp_path / "ds2").exists()

@@ -107,6 +107,21 @@ def test_missing_folder_and_index(tmp_path):
         PairDataset(tmp_path, [1])
 
 
+def test_invalid_index_names_the_file(tmp_path):
+    """A broken dataset.json is named, with the JSON error's position and what was expected
+    (not a bare 'Expecting value: line 2 column 1')."""
+    index = tmp_path / "dataset.json"
+    index.write_text('{"format": "equignnmd-dataset/1",\n')
+    with pytest.raises(ValueError) as err:
+        PairDataset(tmp_path, [1])
+    msg = str(err.value)
+    assert msg.startswith(f"{index}: not valid JSON (Expecting") and "line 2 column 1" in msg
+    assert "expected the dataset index, a JSON object with 'format'" in msg, msg
+    index.write_text("[]")
+    with pytest.raises(ValueError, match=r"dataset\.json: holds a JSON list; expected"):
+        PairDataset(tmp_path, [1])
+
+
 def test_nan_and_nonincreasing_time_rejected(tiny_dataset, tmp_path):
     import shutil
 

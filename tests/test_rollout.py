@@ -207,7 +207,10 @@ def test_ballistic_rollout_is_exact_and_finite_difference_flagged(tmp_path):
         model = Ballistic(predicts_velocity=predicts)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = run_rollout(model, atoms, 5.0, 8, write_every=4, out_dir=tmp_path, progress=False)
+            res = run_rollout(
+                model, atoms, 5.0, 8, write_every=4, out_dir=tmp_path / str(predicts),
+                progress=False,
+            )  # fmt: skip
         said = any("finite differences" in str(w.message) for w in caught)
         assert said is (not predicts)
         st = res.final_state
@@ -464,6 +467,7 @@ def test_rollout_json_replaced_atomically(tmp_path):
     assert os.stat(path).st_ino != inode
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "replica_000.extxyz",
+        "restart.pt",
         "rollout.json",
         "thermo.csv",
     ]
@@ -754,7 +758,7 @@ def test_cli_rollout_summary_matches_the_last_thermo_row(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert code == 0, text
-    summary = text.split("replica(s): ")[1]
+    summary = text.split(" K: ")[1]  # "… replica(s), mean T 301.2 K: 12.3 steps/s, …"
     steps_s = float(summary.split(" steps/s")[0])
     ns_day = float(summary.split("steps/s, ")[1].split(" ns/day")[0])
     row = _last_thermo_row(out / "thermo.csv")

@@ -93,6 +93,119 @@ def test_time_budget_stops_and_holds_over_resume(tmp_path, capsys):
     assert len(list(csv.DictReader(open(tmp_path / "t" / "metrics.csv")))) == 1
 
 
+def _refused(argv_run, capsys) -> str:
+    """The message of a refused ``equignnmd train`` run, raised or printed by main()."""
+    from equignnmd.outputs import OutputExistsError
+
+    try:
+        code = argv_run()
+    except OutputExistsError as err:
+        return str(err)
+    assert code == 2
+    return capsys.readouterr().err
+
+
+def test_a_run_folder_is_not_overwritten_by_surprise(tmp_path, capsys):
+    from equignnmd.outputs import OutputExistsError
+    from equignnmd.train import train
+
+    assert run(tmp_path, "o", "--epochs", "1") == 0
+    out = tmp_path / "o"
+    best = (out / "best.pt").read_bytes()
+    capsys.readouterr()
+    # refused before the data are read: a missing dataset is not what it complains about
+    err = _refused(
+        lambda: main(["train", "--data", str(tmp_path / "nope"), "--out", str(out), *SMALL]),
+        capsys,
+    )
+    assert f"run folder {out} (--out) already holds" in err and "best.pt" in err
+    assert "--resume" in err and "--overwrite" in err and "nope" not in err
+    assert (out / "best.pt").read_bytes() == best
+    # ... and by the library
+    spec = load_run_spec(
+        "configs/paper-small.yaml", train_overrides={"data": str(pytest.tiny), "out": str(out)}
+    )
+    with pytest.raises(OutputExistsError, match="already holds"):
+        train(spec, progress=False)
+    assert run(tmp_path, "o", "--epochs", "1", "--resume", "--overwrite") == 2
+    assert "give one" in capsys.readouterr().err
+    # --overwrite starts afresh: the run's own files replaced, a stale replay set gone, a
+    # file of the user's kept
+    (out / "replay").mkdir()
+    (out / "replay" / "dataset.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    assert run(tmp_path, "o", "--epochs", "1", "--overwrite", "--seed", "1") == 0
+    assert not (out / "replay").exists() and (out / "notes.txt").read_text() == "mine"
+    assert [r["epoch"] for r in csv.DictReader(open(out / "metrics.csv"))] == ["1"]
+    assert read_checkpoint(out / "last.pt")["trainer"]["spec"]["train"]["seed"] == 1
+    # an empty folder is no run to protect
+    (tmp_path / "empty").mkdir()
+    assert run(tmp_path, "empty", "--epochs", "1") == 0
+
+
+def test_time_budget_cuts_the_epoch_and_resume_continues(tmp_path, capsys):
+    """The budget is checked after every batch: 0.6 ms is spent by the first batch, so the
+    first epoch ends there (of 6), validated and checkpointed as a short epoch; a resume with
+    more time goes on with epoch 2 from that state."""
+    more = ["--set", "max_train_samples=12"]  # 12 pairs, batches of 2: 6 batches an epoch
+    assert run(tmp_path, "cut", "--epochs", "3", *more, "--set", "max_minutes=0.00001") == 0
+    out = tmp_path / "cut"
+    (row,) = csv.DictReader(open(out / "metrics.csv"))
+    assert (row["epoch"], row["batches"], row["epoch_batches"]) == ("1", "1", "6")
+    assert "reached after 1 epochs" in capsys.readouterr().out
+    last = read_checkpoint(out / "last.pt")
+    assert last["trainer"]["epoch"] == 0
+    assert all(s["step"] == 1 for s in last["trainer"]["optimizer"]["state"].values())
+    best = read_checkpoint(out / "best.pt")["model"]
+    assert all(torch.equal(best[k], last["model"][k]) for k in best)  # validated, the best
+    assert run(tmp_path, "cut", "--epochs", "2", *more, "--resume", "--set", "max_minutes=0") == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [(r["epoch"], r["batches"]) for r in rows] == [("1", "1"), ("2", "6")]
+    last = read_checkpoint(out / "last.pt")["trainer"]
+    assert last["epoch"] == 1  # one step from the cut epoch, six from the whole one
+    assert all(s["step"] == 7 for s in last["optimizer"]["state"].values())
+
+
+def test_no_progress_prints_a_line_per_epoch_and_per_interval(tmp_path, capsys, monkeypatch):
+    import equignnmd.train
+
+    monkeypatch.setattr(equignnmd.train, "PROGRESS_EVERY_S", 0.0)  # a line after every batch
+    assert run(tmp_path, "lines", "--epochs", "2") == 0
+    lines = capsys.readouterr().out.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and epochs[0].startswith("epoch 1/2: train ")
+    for text in (", val ", " Å), lr 0.001, ", " min elapsed, ~", " min left"):
+        assert text in epochs[0], epochs[0]
+    assert epochs[1].endswith("~0.0 min left")
+    # 3 batches an epoch: lines after the first two (the epoch line follows the third)
+    assert [line.split(",")[0] for line in lines if line.startswith("  epoch")] == [
+        "  epoch 1/2: batch 1/3",
+        "  epoch 1/2: batch 2/3",
+        "  epoch 2/2: batch 1/3",
+        "  epoch 2/2: batch 2/3",
+    ]
+
+
+def test_train_help_shows_the_builtin_configs_values():
+    import argparse
+
+    from equignnmd.cli import build_parser
+    from equignnmd.config import CONFIG_DIR
+    from equignnmd.models import REGISTRY
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train_parser = sub.choices["train"]
+    train_parser.format_help()
+    helps = {a.dest: a.help for a in train_parser._actions}
+    for arch in REGISTRY:
+        cfg = load_run_spec(CONFIG_DIR / f"{arch}.yaml").train
+        assert arch in helps["epochs"] and f": {cfg.epochs}" in helps["epochs"]
+        assert f": {cfg.lr:g}" in helps["lr"] and f": {cfg.dtype}" in helps["dtype"]
+    assert helps["epochs"].startswith("training epochs (default: the config's value; ")
+    assert "5,10,20,50" in helps["strides"]
+
+
 def test_cosine_schedule_follows_the_epochs_and_is_checked(tmp_path, capsys):
     from equignnmd.train import cosine_lr
 
@@ -174,7 +287,12 @@ def test_fresh_samples_every_epoch_and_noisy_training(tmp_path):
     assert run(tmp_path, "fresh", *extra, *noise) == 0
     rows = list(csv.DictReader(open(tmp_path / "fresh" / "metrics.csv")))
     assert len(rows) == 2 and all(float(r["train_loss"]) > 0 for r in rows)
-    spec = load_run_spec(None, "paper", {"data": str(pytest.tiny), "samples_per_epoch": 3}, {})
+    spec = load_run_spec(
+        None,
+        "paper",
+        {"data": str(pytest.tiny), "samples_per_epoch": 3, "out": str(tmp_path / "picks")},
+        {},
+    )
     from equignnmd.train import Trainer
 
     trainer = Trainer(spec, progress=False)
@@ -251,30 +369,21 @@ def test_one_stride_scale_rule_for_trainer_and_both_models():
         torch.testing.assert_close(model.dvel_scale(dt), expected, msg=arch)
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="gloo test on Linux")
-def test_ddp_two_cpu_processes(tmp_path):
-    out = tmp_path / "ddp"
+def _torchrun_train(out, *extra) -> subprocess.CompletedProcess:
+    """``equignnmd train`` of the SMALL run on 2 CPU processes (gloo)."""
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    cmd = [
-        torchrun,
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "equignnmd",
-        "train",
-        "--data",
-        str(pytest.tiny),
-        "--out",
-        str(out),
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        *SMALL,
-    ]
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "equignnmd", "train"]
+    cmd += ["--data", str(pytest.tiny), "--out", str(out), "--device", "cpu", *SMALL, *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo test on Linux")
+def test_ddp_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    _torchrun_train(out, "--epochs", "1")
     info = json.loads((out / "ddp.json").read_text())
     assert info["world"] == 2
     a, b = info["shards"]["0"]
@@ -283,6 +392,21 @@ def test_ddp_two_cpu_processes(tmp_path):
     c = info["param_checksums"]
     assert c[0] == c[1]  # identical weights on both ranks
     assert (out / "best.pt").exists() and (out / "metrics.csv").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo test on Linux")
+def test_ddp_ranks_stop_together_at_the_budget_and_only_rank_0_prints(tmp_path):
+    out = tmp_path / "ddp_cut"
+    # 12 pairs: 3 batches of 2 per rank; 0.6 ms is spent by the first
+    budget = ("--set", "max_train_samples=12", "--set", "max_minutes=0.00001")
+    proc = _torchrun_train(out, "--epochs", "2", *budget)
+    (row,) = csv.DictReader(open(out / "metrics.csv"))
+    assert (row["batches"], row["epoch_batches"]) == ("1", "3")
+    c = json.loads((out / "ddp.json").read_text())["param_checksums"]
+    assert c[0] == c[1]  # both ranks took the same steps
+    lines = proc.stdout.splitlines()
+    assert sum(line.startswith("epoch 1/2: train ") for line in lines) == 1, proc.stdout
+    assert sum("time budget of 1e-05 min reached" in line for line in lines) == 1
 
 
 def test_resume_with_a_redefined_loss_restarts_moments_and_best(tmp_path):
@@ -323,7 +447,11 @@ def test_init_from_starts_from_the_checkpoint_weights(tmp_path):
     assert trainer.model.stats.to_dict() == load_checkpoint(base).stats.to_dict()
     bad = load_run_spec(
         "configs/equivariant-small.yaml",
-        train_overrides={"data": str(pytest.tiny), "init_from": str(base), "out": str(tmp_path)},
+        train_overrides={
+            "data": str(pytest.tiny),
+            "init_from": str(base),
+            "out": str(tmp_path / "bad"),
+        },
     )
     with pytest.raises(ValueError, match="init_from"):
         Trainer(bad, progress=False)
@@ -376,7 +504,7 @@ def test_replay_rounds_label_visited_states_with_lammps(tmp_path):
     }
     spec = load_run_spec("configs/equivariant-small.yaml", train_overrides=overrides)
     before = len(Trainer(spec, progress=False).training_pairs())
-    trainer = Trainer(spec, progress=False)
+    trainer = Trainer(spec, progress=False, overwrite=True)  # the first made out/replay
     trainer.fit()
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["replay_states"] or 0) for r in rows] == [0, 2]

@@ -36,16 +36,26 @@ in fs, ``time_ps`` in ps, ``time`` taken as fs), else frame index × ``frame_int
 Temperature (a label of the trajectory): the ``temperature_K`` argument, else
 ``atoms.info['temperature_K']`` (ASE), else the mean kinetic temperature of the file
 (:func:`equignnmd.physics.kinetic_temperature`, 3N − 3 degrees of freedom). A given label
-more than 5 % (:data:`LABEL_TOLERANCE`) from that measurement is a ``UserWarning``, kept in
-the trajectory's ``dataset.json`` entry as ``temperature_warning``. Masses: ``masses_amu``,
-else a dump's ``mass`` column or the ASE file's masses, else :data:`ase.data.atomic_masses`
-of the species.
+more than 20 % (:data:`LABEL_LIMIT`) from that measurement is refused (``ValueError``) unless
+``allow_temperature_mismatch``; one more than 5 % (:data:`LABEL_TOLERANCE`) off, or an allowed
+one, is a ``UserWarning``, kept in the trajectory's ``dataset.json`` entry as
+``temperature_warning``. Masses: ``masses_amu``, else a dump's ``mass`` column or the ASE
+file's masses, else :data:`ase.data.atomic_masses` of the species.
+
+Velocity units are checked against the motion (unless ``check_velocities=False``): over
+consecutive frames at most :data:`VELOCITY_CHECK_MAX_FS` apart, the finite-difference velocity
+Δr/Δt of the unwrapped positions must be the mean velocity of the two frames within a factor
+:data:`VELOCITY_FACTOR_LIMIT`; a file outside that is refused, naming the units its velocities
+look like (Å/fs of LAMMPS ``units real``, ...). Frames further apart cannot be checked this
+way; the ``dataset.json`` entry says so (``velocity_check``, ``velocity_factor``).
 
 Frames must be evenly spaced in time (that spacing is ``frame_interval_fs``), strictly
 increasing, keep the same atoms, and hold only finite numbers; every error names the file, the
 field and what was expected, and a failed conversion leaves no file behind and no output
-folder it created. Minimum-image continuity assumes no atom moves half a box between
-two frames (true for any sensible MD output).
+folder it created. Every input is read and checked before any trajectory gets its final name
+(until then it is a ``.partial`` file) and before ``dataset.json`` is written. Minimum-image
+continuity assumes no atom moves half a box between two frames (true for any sensible MD
+output).
 """
 
 from __future__ import annotations
@@ -63,6 +73,7 @@ from typing import Any
 import numpy as np
 
 from .. import units
+from ..outputs import claim_output
 from .format import PARTIAL, TrajectoryWriter, file_sha256, trajectory_name, write_index
 
 UNITS = "metal (Å, ps, eV, amu, K; velocities Å/ps; times in fs)"
@@ -495,11 +506,81 @@ def _kinetic(masses: np.ndarray, v: np.ndarray) -> tuple[float, float]:
 LABEL_TOLERANCE = 0.05
 """A temperature label further than this fraction from the measured mean kinetic temperature
 of the file is warned about (and noted in ``dataset.json``)."""
+LABEL_LIMIT = 0.20
+"""... and further than this fraction it is refused, unless ``allow_temperature_mismatch``."""
+VELOCITY_CHECK_MAX_FS = 5.0
+"""Frames at most this far apart (fs) check the velocities against Δr/Δt; further apart the
+motion between frames is no longer close enough to a straight line for the test."""
+VELOCITY_FACTOR_LIMIT = 2.0
+"""Δr/Δt must equal the velocities times a factor within [1/limit, limit]."""
+_VELOCITY_UNITS = {  # Δr/Δt ≈ factor × v (v as read, in Å/ps) → what v looks like, per input kind
+    "dump": (
+        (units.FS_PER_PS, "Å/fs (LAMMPS 'units real')"),
+        (21876.9, "Bohr per atomic time unit (LAMMPS 'units electron')"),
+        (1 / units.ASE_VELOCITY_PER_A_PS, "ASE units (Å per 10.18 fs)"),
+        (10.0, "nm/ps"),
+        (0.01, "m/s (LAMMPS 'units si'; nm/ns of 'units nano')"),
+        (1e-4, "cm/s (LAMMPS 'units cgs')"),
+    ),
+    # ASE files: units.velocity_from_ase has turned ASE units into Å/ps already
+    "ASE": (
+        (
+            units.ASE_VELOCITY_PER_A_PS,
+            "Å/ps written as ASE velocities (ASE's are Å/ps × "
+            f"{units.ASE_VELOCITY_PER_A_PS:.5f}: equignnmd.units.velocity_to_ase)",
+        ),
+        (units.FS_PER_PS * units.ASE_VELOCITY_PER_A_PS, "Å/fs written as ASE velocities"),
+    ),
+}
 
 
-def _label_off(label_K: float, measured_K: float) -> bool:
-    """Whether a temperature label disagrees with the measured kinetic temperature."""
-    return measured_K > 0 and abs(label_K - measured_K) > LABEL_TOLERANCE * measured_K
+def _label_off(label_K: float, measured_K: float, tolerance: float = LABEL_TOLERANCE) -> bool:
+    """Whether a temperature label is further than ``tolerance`` (a fraction) from the measured
+    kinetic temperature."""
+    return measured_K > 0 and abs(label_K - measured_K) > tolerance * measured_K
+
+
+def _velocity_factor(pos0, pos1, v0, v1, dt_fs: float) -> float:
+    """Least-squares factor f with Δr/Δt ≈ f · v̄ over all atoms of one frame pair.
+
+    ``pos0``, ``pos1``: (N, 3) unwrapped positions, Å; ``v0``, ``v1``: (N, 3) velocities as
+    read (Å/ps if the file is right); ``dt_fs``: time between the frames. Δr/Δt is regressed on
+    v̄ = (v0 + v1) / 2, not the reverse: files round positions to a fixed absolute precision
+    (a few decimals of Å) and velocities to a relative one, so the rounding noise sits in
+    Δr/Δt, where it averages out instead of pulling the factor towards 0.
+    """
+    fd = (pos1 - pos0) * (units.FS_PER_PS / dt_fs)  # Å/ps
+    vbar = 0.5 * (v0 + v1)
+    norm = float(np.sum(vbar * vbar))
+    return float(np.sum(fd * vbar)) / norm if norm > 0 else math.inf
+
+
+def _velocity_problem(name: str, kind: str, factor: float, pairs: int, dt_fs: float) -> str:
+    """The error for velocities that disagree with the motion by ``factor`` (Δr/Δt ≈ f v̄)."""
+    guesses = [
+        (abs(math.log(factor / f)), text)
+        for f, text in _VELOCITY_UNITS[kind]
+        if factor > 0 and math.isfinite(factor)
+    ]
+    best = min(guesses, default=(math.inf, ""))
+    if best[0] < math.log(1.5):
+        likely = (
+            f"The velocities look like {best[1]}, not Å/ps (LAMMPS 'units metal'), or the "
+            "frame times are off by that factor (check timestep_fs / --timestep-fs)"
+        )
+    else:
+        likely = (
+            "No common velocity unit gives this factor: check the frame times (timestep_fs), "
+            "which columns hold the velocities and that positions and velocities belong to "
+            "the same atoms (a factor near 0 or negative: they do not follow each other)"
+        )
+    return (
+        f"{name}: field 'velocities' disagrees with the motion of the atoms: over {pairs} "
+        f"pair(s) of frames {dt_fs:g} fs apart, Δr/Δt of the unwrapped positions ≈ "
+        f"{factor:.4g} × the velocities (median over the pairs); expected a factor 1 (within "
+        f"{VELOCITY_FACTOR_LIMIT:g}×) for velocities in Å/ps. {likely}. "
+        "To convert anyway: --skip-velocity-check (check_velocities=False)"
+    )
 
 
 def _stem(path: Path) -> str:
@@ -518,8 +599,14 @@ def _convert_one(
     species: list[int] | None,
     masses_amu: float | None,
     frame_interval_fs: float | None,
+    check_velocities: bool = True,
+    allow_temperature_mismatch: bool = False,
 ) -> tuple[TrajectoryWriter, dict]:
-    """Write ``path`` to ``out/provisional`` (still ``.partial``); return the open writer."""
+    """Write ``path`` to ``out/provisional`` (still ``.partial``); return the open writer.
+
+    Raises ``ValueError`` (the writer aborted) when the file is malformed, its velocities
+    disagree with its motion (``check_velocities``) or its temperature label is more than
+    :data:`LABEL_LIMIT` off (unless ``allow_temperature_mismatch``)."""
     info: dict[str, Any] = {}
     dump = _is_dump(path)
     if dump:
@@ -533,8 +620,8 @@ def _convert_one(
     writer = None
     try:
         n = times = spec = masses = None
-        image = s_prev = None
-        temps, vmax = [], 0.0
+        image = s_prev = prev = None
+        temps, vmax, factors = [], 0.0, []  # factors: Δr/Δt ≈ f v̄ of each close frame pair
         for k, fr in enumerate(frames):
             where = f"{name}: {fr.label}"
             if k == 0:
@@ -640,6 +727,9 @@ def _convert_one(
                     image -= jump
                 s_prev = s
                 pos = pos + image @ fr.cell
+            if k and dt <= VELOCITY_CHECK_MAX_FS * (1 + 1e-9):
+                factors.append(_velocity_factor(prev[0], pos, prev[1], fr.velocities, dt))
+            prev = pos, fr.velocities
             ke, temp = _kinetic(masses, fr.velocities)
             temps.append(temp)
             vmax = max(vmax, float(np.max(np.abs(fr.velocities))))
@@ -680,17 +770,48 @@ def _convert_one(
                 "mean kinetic temperature of the file (centre-of-mass motion removed, 3N-3 "
                 "degrees of freedom)"
             )
+        interval = times[1] - times[0]
+        factor = float(np.median(factors)) if factors else None
+        limit = VELOCITY_FACTOR_LIMIT
+        if factor is None:
+            check = (
+                f"not possible: frames are {interval:g} fs apart; Δr/Δt measures the velocities "
+                f"only for frames at most {VELOCITY_CHECK_MAX_FS:g} fs apart"
+            )
+        else:
+            passed = 1 / limit <= factor <= limit
+            if check_velocities and not passed:
+                kind = "dump" if dump else "ASE"
+                raise ValueError(_velocity_problem(name, kind, factor, len(factors), interval))
+            check = (
+                f"{'passed' if passed else 'failed'}: Δr/Δt ≈ {factor:.4g} × the velocities "
+                f"(median over {len(factors)} frame pairs {interval:g} fs apart); expected 1 "
+                f"within a factor {limit:g}"
+            )
+        if not check_velocities:
+            check = f"not enforced (check_velocities=False); {check}"
+        info.update(velocity_check=check, velocity_factor=factor)
         measured = float(np.mean(temps))
         if "kinetic" not in t_source and _label_off(temperature, measured):
+            off = f"{100 * (temperature / measured - 1):+.0f} %"
             note = (
                 f"{name}: temperature label {temperature:g} K ({t_source}) differs from the "
-                f"measured mean kinetic temperature {measured:.1f} K by "
-                f"{100 * (temperature / measured - 1):+.0f} %; expected them within "
-                f"{100 * LABEL_TOLERANCE:g} % (check the label, the velocity units and masses)"
+                f"measured mean kinetic temperature {measured:.1f} K by {off}; expected "
+                f"them within {100 * LABEL_TOLERANCE:g} % (check the label, the velocity "
+                "units and masses)"
             )
+            if _label_off(temperature, measured, LABEL_LIMIT):
+                if not allow_temperature_mismatch:
+                    raise ValueError(
+                        f"{name}: temperature label {temperature:g} K ({t_source}) differs "
+                        f"from the measured mean kinetic temperature {measured:.1f} K by {off}; "
+                        f"expected them within {100 * LABEL_LIMIT:g} % (check the label, the "
+                        "velocity units and masses). To keep the label anyway: "
+                        "--allow-temperature-mismatch (allow_temperature_mismatch=True)"
+                    )
+                note += "; kept by allow_temperature_mismatch"
             warnings.warn(note, UserWarning, stacklevel=3)
             info["temperature_warning"] = note
-        interval = times[1] - times[0]
         writer.f.attrs["temperature_K"] = temperature
         writer.f.attrs["frame_interval_fs"] = interval
         info.update(
@@ -724,6 +845,9 @@ def convert(
     masses_amu: float | None = None,
     frame_interval_fs: float | None = None,
     command_line: str = "",
+    check_velocities: bool = True,
+    allow_temperature_mismatch: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Convert LAMMPS dumps / ASE trajectories into a dataset folder; returns its path.
 
@@ -735,6 +859,15 @@ def convert(
     one value for every type); ASE files carry their own, which must then agree with it.
     ``masses_amu``: mass of every atom (default from the file or the element).
     ``frame_interval_fs``: expected spacing of the frames (checked), see also ``timestep_fs``.
+    ``check_velocities``: refuse files whose velocities (Å/ps) disagree with Δr/Δt of frames
+    ≤ 5 fs apart by more than a factor 2 (False: convert them anyway, noted in dataset.json).
+    ``allow_temperature_mismatch``: keep a temperature label more than 20 % off the measured
+    kinetic temperature (a warning and a note) instead of refusing the file.
+    ``overwrite``: write into an ``output`` folder that holds anything (else refused first,
+    :func:`equignnmd.outputs.claim_output`).
+
+    Every input is read and checked before any trajectory is given its final name and before
+    ``dataset.json`` is written; on failure nothing written is left behind.
     """
     from .. import __version__
 
@@ -769,13 +902,11 @@ def convert(
         raise ValueError(f"argument 'masses_amu' = {masses_amu}; expected a positive mass in amu")
     species_list = _parse_species(species)
     test = [float(t) for t in test_temperatures_K]
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output {out} is a file; expected a dataset folder (field 'output')")
+    out = claim_output(output, overwrite=overwrite, what="dataset folder", option="output")
     created = [d for d in (out, *out.parents) if not d.exists()]  # removed again on failure
     out.mkdir(parents=True, exist_ok=True)
 
-    entries, used, done = [], set(), []
+    entries, used, writers, done = [], set(), [], []
     try:
         for k, (path, temp) in enumerate(zip(paths, temps)):
             provisional = f".convert-{k}-{_stem(path)}.h5"
@@ -788,7 +919,10 @@ def convert(
                 species=species_list,
                 masses_amu=masses_amu,
                 frame_interval_fs=frame_interval_fs,
+                check_velocities=check_velocities,
+                allow_temperature_mismatch=allow_temperature_mismatch,
             )
+            writers.append(writer)
             name = trajectory_name(info["temperature_K"], f"_{_stem(path)}")
             base, i = name, 2
             while name in used:
@@ -796,8 +930,6 @@ def convert(
                 i += 1
             used.add(name)
             writer.path = out / name
-            writer.finish()
-            done.append(out / name)
             temperature = info.pop("temperature_K")
             entries.append(
                 {
@@ -811,7 +943,11 @@ def convert(
                     **info,
                 }
             )
+        for writer in writers:  # every input passed: only now the final names
+            done.append(writer.finish())
     except BaseException:
+        for writer in writers[len(done) :]:
+            writer.abort()
         for p in done:  # never leave half a dataset that looks finished
             p.unlink(missing_ok=True)
         for p in out.glob(f".convert-*{PARTIAL}"):

@@ -294,6 +294,8 @@ def write_index(root: str | Path, meta: dict[str, Any]) -> Path:
 
 
 def read_index(root: str | Path) -> dict[str, Any]:
+    """``dataset.json`` of the folder ``root``, checked (JSON object, format, trajectories);
+    every error names the file."""
     root = Path(root)
     path = root / INDEX
     if not root.exists():
@@ -303,7 +305,19 @@ def read_index(root: str | Path) -> dict[str, Any]:
             f"dataset folder {root}: no {INDEX}; expected a folder written by "
             "'equignnmd generate' or 'equignnmd convert'"
         )
-    meta = json.loads(path.read_text())
+    expected = (
+        f"expected the dataset index, a JSON object with 'format' = {FORMAT!r} and a list "
+        "'trajectories', as 'equignnmd generate' or 'equignnmd convert' write it"
+    )
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+            f"{expected}"
+        ) from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: holds a JSON {type(meta).__name__}; {expected}")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: field 'format' is {meta.get('format')!r}; expected {FORMAT!r}")
     if not isinstance(meta.get("trajectories"), list) or not meta["trajectories"]:

@@ -194,10 +194,15 @@ def _check_finite_frame(frame, temperature_K: float, step: int, cfg: GenerateCon
         )
 
 
-def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True) -> Path | None:
+def generate(
+    cfg: GenerateConfig, command_line: str = "", progress: bool = True, reuse_files: bool = True
+) -> Path | None:
     """Run every temperature of ``cfg`` and write the dataset folder.
 
-    Returns its path on rank 0 (the only rank that writes) and ``None`` on other MPI ranks."""
+    ``reuse_files``: keep a trajectory file already in the folder that was made with the same
+    settings (a killed run continues; ``equignnmd generate --resume``); False runs and
+    replaces every one (``--overwrite``). Returns its path on rank 0 (the only rank that
+    writes) and ``None`` on other MPI ranks."""
     from tqdm.auto import tqdm
 
     comm = _mpi_comm()
@@ -253,7 +258,7 @@ def generate(cfg: GenerateConfig, command_line: str = "", progress: bool = True)
             "test": temperature in cfg.test_temperatures_K,
         }
         reuse = False
-        if rank == 0 and path.exists():
+        if reuse_files and rank == 0 and path.exists():
             with h5py.File(path, "r") as f:
                 reuse = f.attrs.get("settings_key") == key
         if comm is not None:

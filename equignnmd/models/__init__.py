@@ -10,11 +10,29 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError, read_yaml
-from ..data.stats import TrainingStats
-from .base import Prediction, SurrogateModel, check_hparams
+
+if TYPE_CHECKING:
+    from ..data.stats import TrainingStats
+    from .base import SurrogateModel
+
+# torch loads with the first model, not with the registry: `equignnmd --help` lists the
+# architectures without it (PEP 562 module attributes)
+_LAZY = {
+    "Prediction": "equignnmd.models.base",
+    "SurrogateModel": "equignnmd.models.base",
+    "check_hparams": "equignnmd.models.base",
+    "TrainingStats": "equignnmd.data.stats",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # name -> "module:Class", imported on demand so that importing the package stays cheap
 REGISTRY: dict[str, str] = {
@@ -47,6 +65,8 @@ def model_config(
     their defaults). Errors (:class:`~equignnmd.config.ConfigError`) name ``source``, the field
     and what was expected; ``consistent=False`` checks names, types and ranges of the fields
     but not the constraints between them (:func:`~equignnmd.models.base.check_hparams`)."""
+    from .base import check_hparams
+
     cls = model_class(arch)
     source = source or f"{arch} model config"
     return check_hparams(cls.config_class, dict(values or {}), source, consistent)
@@ -79,6 +99,9 @@ def build_model(
     (:class:`~equignnmd.config.ConfigError`, a ``ValueError``) naming the field and the known
     ones.
     """
+    from ..data.stats import TrainingStats
+    from .base import check_hparams
+
     cls = model_class(arch)
     config = check_hparams(cls.config_class, overrides, f"build_model({arch!r})")
     if isinstance(stats, dict):

@@ -13,7 +13,8 @@ The parts, in the order data flows through them:
   :class:`Thermostat`, :class:`EnergyRescale` (FlashMD-style energy conservation with a
   potential energy from :mod:`equignnmd.energy`); :func:`advance` is the one-call form.
 * :mod:`~equignnmd.rollout.guard` — :class:`StabilityGuard` after every step.
-* :mod:`~equignnmd.rollout.reporter` — :class:`RolloutReporter`, the files (an observer).
+* :mod:`~equignnmd.rollout.reporter` — :class:`RolloutReporter`, the files (an observer),
+  and the restart file a run resumes from (:func:`read_restart`; ``RolloutConfig.resume``).
 * :mod:`~equignnmd.rollout.engine` — :func:`init_run` (first state + stages, as
   :class:`~equignnmd.ase_md.SurrogateMD` uses too); :class:`Rollout` and :func:`run_rollout`
   run the loop and return a :class:`RolloutResult`.
@@ -30,8 +31,8 @@ run alone with its seed.
 
 from .config import RolloutConfig
 from .engine import Rollout, RolloutResult, init_run, run_rollout
-from .guard import RolloutUnstable, StabilityGuard, thermo_snapshot
-from .reporter import THERMO_COLUMNS, RolloutReporter
+from .guard import RolloutStopped, RolloutUnstable, StabilityGuard, thermo_snapshot
+from .reporter import THERMO_COLUMNS, RolloutReporter, read_restart
 from .stages import (
     ENERGY_THERMO,
     EnergyRescale,
@@ -63,6 +64,7 @@ __all__ = [
     "RolloutReporter",
     "RolloutResult",
     "RolloutState",
+    "RolloutStopped",
     "RolloutUnstable",
     "StabilityGuard",
     "Stage",
@@ -77,6 +79,7 @@ __all__ = [
     "make_batch",
     "make_generators",
     "model_temperature",
+    "read_restart",
     "run_rollout",
     "standard_stages",
     "step",

@@ -43,7 +43,12 @@ class RolloutConfig:
     Output (:class:`~equignnmd.rollout.reporter.RolloutReporter`; nothing written when
     ``out_dir`` is None): ``fmt`` "extxyz" | "lammps-dump", a frame every ``write_every``
     steps (0 = none), a ``thermo.csv`` row every ``thermo_every`` steps (default
-    ``write_every``, or 1). ``progress``: a progress bar.
+    ``write_every``, or 1), and a restart file every ``restart_every`` steps (default the
+    frame interval, else the thermo interval; 0: none). ``progress``: a progress bar. An
+    ``out_dir`` that holds anything is refused (:func:`equignnmd.outputs.claim_output`) unless
+    ``overwrite`` (write over it) or ``resume`` (continue the run there from its restart file,
+    exactly as if it had not stopped, up to ``steps`` strides in all; the settings must be
+    the same).
 
     Speed: ``neighbour_skin_A`` (Å) is the skin of the neighbour list the model step keeps
     across strides (:class:`~equignnmd.rollout.stages.ModelStep`; exact, 0 searches every
@@ -68,6 +73,9 @@ class RolloutConfig:
     fmt: str = "extxyz"
     write_every: int = 10
     thermo_every: int | None = None
+    restart_every: int | None = None
+    overwrite: bool = False
+    resume: bool = False
     progress: bool = True
     energy: str = "none"
     energy_rescale: bool = True
@@ -111,6 +119,13 @@ class RolloutConfig:
     def thermo_interval(self) -> int:
         return int(self.thermo_every or (self.write_every or 1))
 
+    @property
+    def restart_interval(self) -> int:
+        """Steps between restart files (0: none)."""
+        if self.restart_every is not None:
+            return int(self.restart_every)
+        return int(self.write_every or self.thermo_interval)
+
     def validate(self, source: str = "rollout settings") -> None:
         def bad(name: str, expected: str) -> ConfigError:
             return ConfigError(
@@ -152,6 +167,12 @@ class RolloutConfig:
             raise bad("write_every", "≥ 0 (0: no frames)")
         if self.thermo_every is not None and self.thermo_every < 0:
             raise bad("thermo_every", "≥ 1, or unset (write_every)")
+        if self.restart_every is not None and self.restart_every < 0:
+            raise bad("restart_every", "≥ 0 (0: no restart file), or unset (write_every)")
+        if self.resume and self.out_dir is None:
+            raise bad("resume", "False without out_dir (a run resumes from its out_dir)")
+        if self.resume and self.overwrite:
+            raise bad("resume", "not both resume and overwrite (continue, or start anew)")
 
 
 def _plain(value: Any) -> Any:

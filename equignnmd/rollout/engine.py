@@ -12,12 +12,14 @@ RolloutConfig`: :func:`~equignnmd.rollout.state.init_state`, the stages
 the rollout loop divided by the wall seconds spent in that loop, cumulative from the first
 stride of the first :meth:`Rollout.run` (setup excluded: reading the structure, loading the
 model, building the stages, writing step 0); ``ns/day`` is that rate × the stride,
-``steps/s × stride_fs × 86400 / 10⁶``, per replica (R replicas advance together).
+``steps/s × stride_fs × 86400 / 10⁶``, per replica (R replicas advance together). A resumed
+run counts from the step it resumed at.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..outputs import claim_output
 from ..units import fs_to_ps, ns_per_day
 from .config import RolloutConfig
-from .guard import RolloutUnstable, StabilityGuard
-from .reporter import RolloutReporter
+from .guard import RolloutStopped, RolloutUnstable, StabilityGuard
+from .reporter import RolloutReporter, RolloutRestart, read_restart
 from .stages import (
     ENERGY_THERMO,
     EnergyRescale,
@@ -46,7 +49,15 @@ from .stages import (
 )
 from .state import RolloutState, init_state
 
-__all__ = ["Rollout", "RolloutResult", "init_run", "run_rollout"]
+__all__ = [
+    "Rollout",
+    "RolloutResult",
+    "check_same_settings",
+    "init_run",
+    "make_stages",
+    "run_settings",
+    "run_rollout",
+]
 
 
 @dataclass
@@ -87,6 +98,54 @@ class RolloutResult:
         return ns_per_day(self.time_ps[-1] - self.time_ps[0], self.wall_s[-1])
 
 
+def _model_fingerprint(model) -> str:
+    """SHA-256 (first 16 hex digits) of the model's weights and buffers, in order."""
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        if isinstance(tensor, torch.Tensor):
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def run_settings(model, config: RolloutConfig, state: RolloutState, stages) -> dict:
+    """What a resumed run must share with the run it continues (``steps`` may differ): the
+    model's weights, the stride, the stages (thermostat, energy), the replicas and their
+    atoms, the seed and the outputs."""
+    thermostat = thermostat_of(stages)
+    energy = next((s for s in stages if isinstance(s, EnergyRescale)), None)
+    return {
+        "model": _model_fingerprint(model),
+        "model_dtype": str(model.dtype).replace("torch.", ""),
+        "dt_fs": float(config.dt_fs),
+        "thermostat": thermostat.description if thermostat else "none",
+        "stages": [type(s).__name__ for s in stages],
+        "energy": energy.description if energy is not None else None,
+        "replicas": state.n_replicas,
+        "species": torch.bincount(state.species).tolist(),
+        "seed": config.seed,
+        "remove_momentum": config.remove_momentum,
+        "fmt": config.fmt,
+        "write_every": config.write_every,
+        "thermo_every": config.thermo_interval,
+        "neighbour_skin_A": config.neighbour_skin_A,
+    }
+
+
+def check_same_settings(restart: RolloutRestart, settings: dict) -> None:
+    """A ``ValueError`` naming every setting in which a resumed run differs from the run."""
+    differ = [
+        f"{key}: {restart.settings.get(key)!r} in the run, {value!r} now"
+        for key, value in settings.items()
+        if restart.settings.get(key) != value
+    ]
+    if differ:
+        raise ValueError(
+            f"cannot resume from {restart.path}: the settings differ ({'; '.join(differ)}); "
+            "expected the model and settings of the run being resumed (only the number of "
+            "steps may change), or start anew with --overwrite"
+        )
+
+
 def _model_species(model) -> list[int] | None:
     """The atomic numbers ``model`` was trained on (``model.stats.species``), if it says."""
     species = getattr(getattr(model, "stats", None), "species", None)
@@ -125,32 +184,40 @@ def init_run(
         species=_model_species(model),
         min_distance_A=config.min_distance_A,
     )
-    if stages is None:
-        from ..energy import make_energy_source
-
-        source = make_energy_source(
-            energy_source if energy_source is not None else config.energy, model=model
-        )
-        energy = None if source is None else EnergyRescale(source, config.energy_rescale)
-        split = config.split or (energy_source is not None and config.split_thermostat is None)
-        thermostat = Thermostat.make(
-            config.thermostat_kind,
-            config.set_point_K,
-            config.dt_fs,
-            tau_fs=config.tau_fs,
-            friction_per_ps=config.friction_per_ps,
-            fraction=0.5 if split else 1.0,
-        )
-        stages = standard_stages(
-            thermostat,
-            config.remove_momentum,
-            config.set_point_K,
-            energy=energy,
-            split=split,
-            skin_A=config.neighbour_skin_A,
-        )
-    stages = list(stages)
+    stages = make_stages(model, config, stages, energy_source)
     return init_stages(stages, state), stages
+
+
+def make_stages(
+    model, config: RolloutConfig, stages: Sequence[Stage] | None = None, energy_source=None
+) -> list[Stage]:
+    """The stages of a run (``stages`` as given, else the config's standard ones: see
+    :func:`init_run`), before their ``init`` (a resumed run has their state already)."""
+    if stages is not None:
+        return list(stages)
+    from ..energy import make_energy_source
+
+    source = make_energy_source(
+        energy_source if energy_source is not None else config.energy, model=model
+    )
+    energy = None if source is None else EnergyRescale(source, config.energy_rescale)
+    split = config.split or (energy_source is not None and config.split_thermostat is None)
+    thermostat = Thermostat.make(
+        config.thermostat_kind,
+        config.set_point_K,
+        config.dt_fs,
+        tau_fs=config.tau_fs,
+        friction_per_ps=config.friction_per_ps,
+        fraction=0.5 if split else 1.0,
+    )
+    return standard_stages(
+        thermostat,
+        config.remove_momentum,
+        config.set_point_K,
+        energy=energy,
+        split=split,
+        skin_A=config.neighbour_skin_A,
+    )
 
 
 def _config(config, settings: dict) -> RolloutConfig:
@@ -181,10 +248,20 @@ class Rollout:
             an ASE calculator or an EAM file), in place of ``config.energy``.
         names: how errors name each structure (default "structure k (file PATH)").
 
-    The structures are read and checked (:func:`~equignnmd.rollout.state.check_structures`:
+    Before ``out_dir`` or any file in it is created: a non-empty ``out_dir`` is refused
+    unless ``config.overwrite`` or ``config.resume`` (:func:`equignnmd.outputs.claim_output`);
+    the structures are read and checked (:func:`~equignnmd.rollout.state.check_structures`:
     species the model knows, finite positions and velocities, box ≥ 2 × ``model.cutoff``, no
-    pair closer than ``config.min_distance_A``)
-    before ``out_dir`` or any file in it is created.
+    pair closer than ``config.min_distance_A``), and the first state must pass the stability
+    guard (a start hotter than ``max_temperature_factor`` × the set point, or, in NVE, × the
+    hottest temperature the model was trained at, is a ``ValueError``).
+
+    With ``config.resume`` the run continues from ``out_dir``'s restart file
+    (:func:`~equignnmd.rollout.reporter.read_restart`; ``structures`` is not read and may be
+    None): state, step, random streams, the stages' state and the Verlet list as they were,
+    the files cut back to that step and appended to, so the result equals a run that was
+    never stopped. The settings and the model must be those of the run (``steps`` may grow);
+    a ``ValueError`` names what differs.
     """
 
     def __init__(
@@ -202,10 +279,17 @@ class Rollout:
         self.config = cfg = _config(config, settings)
         self.model = model.eval()
         self.dt_fs = float(cfg.dt_fs)
-        # structures read and checked (species, finite values, box) before any file is opened
-        self.state, self.stages = init_run(
-            model, structures, cfg, stages, names=names, energy_source=energy_source
-        )
+        if cfg.out_dir is not None:
+            claim_output(cfg.out_dir, overwrite=cfg.overwrite, resume=cfg.resume, option="out_dir")
+        restart = read_restart(cfg.out_dir, device=model.device) if cfg.resume else None
+        if restart is not None:
+            self.state = restart.state
+            self.stages = make_stages(model, cfg, stages, energy_source)
+        else:
+            # structures read and checked (species, finite values, box) before any file opens
+            self.state, self.stages = init_run(
+                model, structures, cfg, stages, names=names, energy_source=energy_source
+            )
         self.energy = next((s for s in self.stages if isinstance(s, EnergyRescale)), None)
         self.thermostat = thermostat_of(self.stages)
         self.model_temperature = model_temperature(self.state)
@@ -216,6 +300,11 @@ class Rollout:
             min_temperature_factor=cfg.min_temperature_factor,
         )
         self.finite_difference = not bool(getattr(model, "predicts_velocity", True))
+        self.settings = self.restart_settings()
+        if restart is not None:
+            check_same_settings(restart, self.settings)
+        else:
+            self._check_start(names)
         self.observers: list[tuple[Callable, int]] = []
         self.reporter = None
         if cfg.out_dir is not None:
@@ -227,6 +316,9 @@ class Rollout:
                 thermo_every=cfg.thermo_interval,
                 metadata=self.metadata(),
                 extra_columns=ENERGY_THERMO if self.energy is not None else (),
+                restart_every=cfg.restart_interval,
+                settings=self.settings,
+                resume=restart,
             )
             self.attach(self.reporter)
         for obs in observers:
@@ -235,7 +327,43 @@ class Rollout:
         self.out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
         self._rows: list[tuple] = []
         self._wall_offset = 0.0
+        self._resumed = restart is not None
         self.stopped: tuple | None = None
+
+    def restart_settings(self) -> dict:
+        """What a resumed run must share with the run it continues (:func:`run_settings`)."""
+        return run_settings(self.model, self.config, self.state, self.stages)
+
+    def _check_start(self, names: Sequence[str] | None) -> None:
+        """The guard on the first state, before any file exists (the reporter would otherwise
+        write a run that stops at step 0); in NVE the label is the start's own temperature,
+        so a start far hotter than anything the model was trained at is refused as well."""
+        thermo, problem = self.guard.check(self.state)
+        temps = thermo["temperature_K"]
+        factor = self.config.max_temperature_factor
+        trained = getattr(getattr(self.model, "stats", None), "temperature_range_K", None)
+        if problem is None and factor is not None and trained is not None and not self.config.nvt:
+            hottest = float(max(trained))
+            hot = np.nonzero(temps > factor * hottest)[0]
+            if len(hot):
+                problem = (
+                    int(hot[0]),
+                    f"temperature {temps[hot[0]]:.1f} K exceeds max_temperature_factor "
+                    f"{factor:g} × {hottest:g} K, the hottest temperature the model was "
+                    "trained at",
+                )
+        if problem is None:
+            return
+        replica, cause = problem
+        copies = self.config.replicas
+        name = names[replica // copies] if names else f"structure {replica // copies}"
+        raise ValueError(
+            f"{name}: field 'velocities' fails the stability guard at step 0 (replica "
+            f"{replica}: {cause}); expected a start the model can run from. Velocities in "
+            "the file are read in ASE units (extxyz, ASE) or Å/ps (LAMMPS metal): check their "
+            "units, or leave them out to draw Maxwell–Boltzmann velocities at the set point "
+            "(--temperature; resample_velocities in the API). Nothing was written"
+        )
 
     def attach(self, function: Callable, interval: int = 1) -> None:
         """Call ``function(state, thermo)`` at step 0, every ``interval`` steps, and at the
@@ -275,21 +403,25 @@ class Rollout:
 
     # ------------------------------------------------------------------ running
     def run(self, steps: int | None = None) -> RolloutResult:
-        """Advance ``steps`` strides (default ``config.steps``), continuing from the current
-        state; stops early (or raises) when the guard fires."""
+        """Advance ``steps`` strides (default ``config.steps``; for a resumed run, what is
+        left of them), continuing from the current state; stops early (or raises) when the
+        guard fires. The files get a restart at the end."""
         from tqdm.auto import tqdm
 
-        steps = int(self.config.steps if steps is None else steps)
+        state = self.state
+        if steps is None:
+            steps = self.config.steps - (state.step if self._resumed else 0)
+        steps = max(int(steps), 0)
         if self.stopped is not None:
             raise RuntimeError(f"this rollout already stopped: {self.stopped[3]}")
-        state = self.state
         start_step = state.step
         if not self._rows:
             thermo, problem = self._check(state)
             self._record(state, thermo, 0.0)
             if problem is not None:
                 return self._stop(state, problem, thermo)
-            self._notify(state, thermo, 0.0, 0.0)
+            if not self._resumed:  # a resumed run's files hold this step already
+                self._notify(state, thermo, 0.0, 0.0)
         first_step = self._rows[0][0]
         # tqdm's own rate (a moving average) would disagree with the summary: the bar shows
         # the rate of the module doc ("Speed") in its postfix instead
@@ -341,6 +473,7 @@ class Rollout:
         if problem is not None:
             return self._stop(state, problem, thermo, ns_day, wall)
         if self.reporter is not None:
+            self.reporter.checkpoint(state)
             self.reporter.update(stopped_reason=None, steps_done=state.step)
         return self.result()
 
@@ -401,7 +534,7 @@ class Rollout:
         if self.config.on_unstable == "raise":
             self.close()
             raise RolloutUnstable(message, state.step, replica, cause, result)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, RolloutStopped, stacklevel=3)
         return result
 
     def result(self) -> RolloutResult:

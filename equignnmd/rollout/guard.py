@@ -18,7 +18,7 @@ from .. import physics
 from ..graph import edge_vectors, neighbour_list
 from .state import RolloutState
 
-__all__ = ["RolloutUnstable", "StabilityGuard", "thermo_snapshot"]
+__all__ = ["RolloutStopped", "RolloutUnstable", "StabilityGuard", "thermo_snapshot"]
 
 
 @dataclass
@@ -138,3 +138,8 @@ class RolloutUnstable(RuntimeError):
     def __init__(self, message: str, step: int, replica: int, cause: str, result=None):
         super().__init__(message)
         self.step, self.replica, self.cause, self.result = step, replica, cause, result
+
+
+class RolloutStopped(RuntimeWarning):
+    """Warned by a rollout the guard stopped (``on_unstable="stop"``); the command line, which
+    prints the reason itself, silences it so that the message appears once."""

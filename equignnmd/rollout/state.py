@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -56,6 +56,16 @@ class RolloutState:
     generators: list[torch.Generator] | None = None
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    _TENSORS: ClassVar[tuple[str, ...]] = (
+        "positions",
+        "unwrapped",
+        "velocities",
+        "cell",
+        "species",
+        "masses",
+        "batch",
+    )
+
     @property
     def n_replicas(self) -> int:
         return int(self.cell.shape[0])
@@ -71,8 +81,7 @@ class RolloutState:
 
     def to(self, device) -> RolloutState:
         """The same state on ``device`` (generators and ``info`` are kept as they are)."""
-        names = ("positions", "unwrapped", "velocities", "cell", "species", "masses", "batch")
-        return replace(self, **{k: getattr(self, k).to(device) for k in names})
+        return replace(self, **{k: getattr(self, k).to(device) for k in self._TENSORS})
 
     def with_info(self, key: str, **values) -> RolloutState:
         """A copy whose ``info[key]`` has ``values`` merged in (the old dicts are untouched)."""
@@ -141,6 +150,37 @@ class RolloutState:
             [a.get_masses() for a in atoms_list],
             device=device,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly (a restart file's ``state``): the
+        tensors, ``step``, the generators' states (so the thermostat draws continue the same
+        streams) and ``info`` (the stages' own state, the Verlet list included)."""
+        return {
+            **{k: getattr(self, k) for k in self._TENSORS},
+            "step": self.step,
+            "generators": None
+            if self.generators is None
+            else [(str(g.device), g.get_state()) for g in self.generators],
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_state_dict(cls, values: dict[str, Any], device=None) -> RolloutState:
+        """The state :meth:`state_dict` saved, on ``device`` (default: where it was)."""
+        gens = None
+        if values["generators"] is not None:
+            gens = []
+            for where, rng_state in values["generators"]:
+                g = torch.Generator(device=device if device is not None else where)
+                g.set_state(rng_state.cpu())
+                gens.append(g)
+        state = cls(
+            **{k: values[k] for k in cls._TENSORS},
+            step=int(values["step"]),
+            generators=gens,
+            info=values["info"],
+        )
+        return state.to(device) if device is not None else state
 
     def to_atoms(self, r: int = 0, unwrapped: bool = False):
         """Replica ``r`` as ``ase.Atoms`` (ASE velocity units; ``info['step']``)."""
@@ -379,6 +419,7 @@ def init_state(
             raise ValueError(
                 f"{names[r]} {what}: give temperature_K to draw Maxwell–Boltzmann velocities"
                 + ("" if set_point is None else f" (got {float(set_point[r]):g} K)")
+                + " (on the command line: --temperature K)"
             )
         vel[s] = maxwell_boltzmann(state.masses[s], float(set_point[r]), generators[r])
         drawn.append(r)
