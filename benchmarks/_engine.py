@@ -1,10 +1,11 @@
 """How the suite measures a surrogate: timed callables, one real rollout step, and the engine
 that builds, caches and times models and states so that every table draws on the same
-measurements.
+measurements; a measurement that fails says why in one line (:func:`short_error`).
 """
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 from contextlib import nullcontext
@@ -15,7 +16,6 @@ import torch
 from _boxes import TEMPERATURE_K, arch_of, make_state, model_config
 from _machine import PeakMemory, available_memory_mb
 from _plan import Plan, StepCase
-from _report import short_error
 
 
 # ------------------------------------------------------------------------------ timing
@@ -53,6 +53,14 @@ def run_timed(timed: Timed, rounds: int, benchmark=None) -> None:
             timed()
 
 
+def short_error(err: BaseException, limit: int = 240) -> str:
+    """A failure as one line of a table's notes: the exception's type and first line."""
+    text = str(err).strip().splitlines()
+    first = text[0] if text else ""
+    msg = f"{type(err).__name__}: {first}"
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
 # ------------------------------------------------------------------------------ surrogate steps
 @dataclass
 class Measurement:
@@ -85,7 +93,8 @@ class SurrogateStep:
     state the guard flags is replaced by the first one (an untrained model in a smoke run)."""
 
     def __init__(self, model, state, stride_fs: float, device: str):
-        from equignnmd.rollout import StabilityGuard, init_stages, standard_stages
+        from equignnmd.rollout.guard import StabilityGuard
+        from equignnmd.rollout.stages import init_stages, standard_stages
 
         self.model, self.stride_fs, self.device = model, stride_fs, device
         self.stages = standard_stages(set_point_K=TEMPERATURE_K)
@@ -128,7 +137,8 @@ class Engine:
             note = ""
             if mode == "compiled":  # each architecture knows what pays to compile
                 model = model.compiled()
-                note = model.compiled_note
+                # what it compiles: the first paragraph of the architecture's docstring
+                note = " ".join(inspect.getdoc(type(model).compiled).split("\n\n")[0].split())
             self._models[key] = (model, note)
         return self._models[key]
 

@@ -10,18 +10,16 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from _boxes import LATTICE_A, TEMPERATURE_K
+from _engine import Measurement
 from _machine import load_average, machine_line
 from _plan import LAMMPS_DT_FS, MODELS, RESULTS_DIR, Plan, StepCase
 
 from equignnmd.units import fs_to_ps, ns_per_day
-
-if TYPE_CHECKING:
-    from _engine import Measurement
 
 # ------------------------------------------------------------------------------ result tables
 # key -> (title, intro, [(field, header)])
@@ -454,7 +452,7 @@ class Results:
     def write(self, folder: Path = RESULTS_DIR) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         # Only the default mode publishes `latest.*`; a smoke run (CI) or a full run must not
-        # overwrite the figures the README quotes.
+        # overwrite the figures docs/benchmarks.md quotes.
         stem = "latest" if self.plan.mode == "default" else f"latest-{self.plan.mode}"
         js, md = folder / f"{stem}.json", folder / f"{stem}.md"
         js.write_text(json.dumps(self.to_json(), indent=2, default=_json_default) + "\n")
@@ -509,13 +507,6 @@ def fit_exponent(xs, ys) -> tuple[float, float]:
     total = ((y - y.mean()) ** 2).sum()
     r2 = 1.0 - (resid**2).sum() / total if total > 0 else float("nan")
     return float(slope), float(r2)
-
-
-def short_error(err: BaseException, limit: int = 240) -> str:
-    text = str(err).strip().splitlines()
-    first = text[0] if text else ""
-    msg = f"{type(err).__name__}: {first}"
-    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
 
 
 def step_row(m: Measurement, stride_fs: float | None = None) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def _cueq_available() -> str | None:
 
 
 def parity(device: str, atoms: int) -> list[str]:
-    from equignnmd.rollout import make_batch
+    from equignnmd.rollout.stages import make_batch
 
     why = _cueq_available()
     if why:

@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 from _boxes import TEMPERATURE_K
-from _engine import Timed, run_timed
+from _engine import Timed, run_timed, short_error
 from _machine import MATMUL_N, matmul_rate
 from _plan import MODELS
-from _report import short_error
 
 
 def test_matmul_rate(plan, results, benchmark):
@@ -44,7 +43,7 @@ def test_model_flops(arch, engine, results):
     """FlopCounterMode over one forward of the 256-atom box (descriptors prepared first)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from equignnmd.rollout import make_batch
+    from equignnmd.rollout.stages import make_batch
 
     try:
         model, _ = engine.model(arch)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from _engine import short_error
 from _lammps_bench import measure, openmp_args, run_mpi
 from _machine import usable_cores
 from _plan import LAMMPS_DT_FS
-from _report import short_error
 
 CORES = usable_cores()
 MODE_LABEL = {

@@ -27,6 +27,7 @@ def profile_step(model, state, stride_fs: float = 10.0):
     """Phases of one step in ms (exclusive of each other), the top torch calls, and the
     neighbour-list ms by caller (``model``, ``descriptors``, ``guard``, ``other``)."""
     from equignnmd import descriptors, graph, rollout
+    from equignnmd.rollout.guard import StabilityGuard
 
     step = SurrogateStep(model, state, stride_fs, "cpu")
     prof = cProfile.Profile()
@@ -59,7 +60,7 @@ def profile_step(model, state, stride_fs: float = 10.0):
     forward = cum(type(model).forward)
     desc = cum(descriptors.compute_descriptors)
     advance = cum(rollout.step)
-    guard = cum(rollout.StabilityGuard.check)
+    guard = cum(StabilityGuard.check)
     phases = [
         ("neighbour list (model)", nl["model"]),
         (f"model layers ({len(layers)} × {type(layers[0]).__name__})", layer_ms),

@@ -12,8 +12,8 @@ import math
 import time
 
 import pytest
+from _engine import short_error
 from _plan import ARCHS
-from _report import short_error
 
 from equignnmd.config import resolve_config
 from equignnmd.evaluate import MIN_SCORE_FRAMES

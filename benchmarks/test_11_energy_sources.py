@@ -12,8 +12,8 @@ import torch
 from _boxes import make_state
 
 from equignnmd.checkpoint import load_checkpoint
-from equignnmd.energy import LammpsEnergy, ModelEnergy
-from equignnmd.rollout import ModelStep, init_stages
+from equignnmd.potential import LammpsEnergy, ModelEnergy
+from equignnmd.rollout.stages import ModelStep, init_stages
 
 
 def _timed(fn, rounds: int) -> list[float]:

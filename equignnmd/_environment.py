@@ -1,7 +1,7 @@
 """Environment defaults the package applies before torch loads (standard library only).
 
 Spinning OpenMP threads made torch many times slower on a shared machine (58 s instead of
-6.7 s for the README's ASE example on a loaded 2-core machine): libgomp reads
+6.7 s for docs/ase.md's example on a loaded 2-core machine): libgomp reads
 ``OMP_WAIT_POLICY`` once, when torch loads it, and torch has no setting that changes it
 afterwards. So ``import equignnmd`` (which every entry point — the command line, the Python
 API, the ASE integrator and the LAMMPS fix — goes through before it imports torch) sets

@@ -15,9 +15,9 @@ writers work unchanged; ``timestep`` is in ASE units like every ASE integrator::
 With these settings ``symplectic-al`` holds 256 atoms of Al at 300 K (measured 300.3 K over the
 second 10 ps); the free-form ``equivariant-al`` under the same CSVR heats them (v2: 377 K over
 the second 10 ps; v1: 410 K over all 20) and needs Langevin friction or an energy source
-(README, "ASE").
+(docs/ase.md). ``predict(model, atoms, dt_fs)`` is one stride of a model for one ``Atoms``.
 """
 
-from .ase_md import KineticOnlyLogger, SurrogateMD
+from .ase_md import KineticOnlyLogger, SurrogateMD, predict
 
-__all__ = ["KineticOnlyLogger", "SurrogateMD"]
+__all__ = ["KineticOnlyLogger", "SurrogateMD", "predict"]

@@ -43,22 +43,52 @@ from ase.md.logger import MDLogger
 from ase.md.md import MolecularDynamics
 
 from . import physics
-from .energy import make_energy_source
-from .rollout import (
-    RolloutConfig,
-    RolloutState,
-    finite_difference,
-    init_run,
-    model_temperature,
-    read_restart,
-    thermostat_of,
-)
+from .graph import check_box, make_data
+from .potential import make_energy_source
+from .rollout import RolloutConfig, RolloutState, init_run, read_restart
 from .rollout import step as rollout_step
 from .rollout.engine import check_same_settings, make_stages, run_settings
 from .rollout.reporter import save_restart
-from .units import FS_PER_PS, ase_time_to_fs, velocity_from_ase, velocity_to_ase
+from .rollout.stages import finite_difference, model_temperature, thermostat_of
+from .units import FS_PER_PS, ase_time_to_fs, fs_to_ps, velocity_from_ase, velocity_to_ase
 
-__all__ = ["KineticOnlyLogger", "SurrogateMD"]
+__all__ = ["KineticOnlyLogger", "SurrogateMD", "predict"]
+
+
+@torch.inference_mode()
+def predict(model, atoms, dt_fs: float, temperature_K: float | None = None):
+    """One stride of ``model`` for one ``ase.Atoms`` with velocities (no rollout around it).
+
+    Returns ``(displacement, velocities)`` as NumPy arrays (N, 3): displacement in Å,
+    velocities in ASE units (Å per ASE time unit), computed in the model's dtype and device.
+    ``temperature_K`` defaults to the label a rollout would give the same state
+    (:func:`equignnmd.physics.temperature_label`: centre-of-mass motion removed, 3N − 3; not
+    ASE's ``get_temperature()``). A position-only model's velocities are displacement / Δt.
+    """
+    from torch_geometric.data import Batch
+
+    velocities = velocity_from_ase(atoms.get_velocities())
+    if temperature_K is None:
+        temperature_K = float(
+            physics.temperature_label(
+                torch.as_tensor(velocities), torch.as_tensor(atoms.get_masses())
+            )[0]
+        )
+    check_box(atoms.cell.array, model.cutoff, where="predict(atoms)")
+    data = make_data(
+        atoms.positions,
+        velocities,
+        atoms.cell.array,
+        atoms.numbers,
+        atoms.get_masses(),
+        dt_fs=dt_fs,
+        temperature_K=temperature_K,
+        dtype=model.dtype,
+    )
+    out = model(model.prepare(Batch.from_data_list([data]).to(model.device)))
+    disp = out.displacement.double().cpu().numpy()
+    vel = disp / fs_to_ps(dt_fs) if out.velocity is None else out.velocity.double().cpu().numpy()
+    return disp, velocity_to_ase(vel)
 
 
 class KineticOnlyLogger(MDLogger):
@@ -112,7 +142,7 @@ class SurrogateMD(MolecularDynamics):
             :class:`KineticOnlyLogger` when ``atoms.calc`` is None, else ASE's ``MDLogger``).
         remove_momentum: remove net momentum every step (default True).
         wrap: keep ``atoms.positions`` wrapped into the cell (default True).
-        energy: a potential energy for the states (:mod:`equignnmd.energy`): an ASE
+        energy: a potential energy for the states (:mod:`equignnmd.potential`): an ASE
             calculator (``atoms.calc``, a user's MLIP), "reference" (the default EAM file in
             LAMMPS), "model" (the checkpoint's energy head) or an EAM file; None (default)
             for none.
@@ -178,7 +208,7 @@ class SurrogateMD(MolecularDynamics):
             state, stages = init_run(
                 model, atoms, cfg, names=["SurrogateMD(atoms)"], energy_source=source
             )
-        if resumed or state.info["init"]["maxwell_boltzmann_replicas"]:
+        if resumed or state.info["init"].maxwell_boltzmann_replicas:
             atoms.set_velocities(velocity_to_ase(state.velocities.cpu().numpy()))
         super().__init__(
             atoms, timestep, trajectory=trajectory, logfile=None, loginterval=loginterval, **kwargs
@@ -217,8 +247,8 @@ class SurrogateMD(MolecularDynamics):
     def total_energy_eV(self) -> float | None:
         """Kinetic (centre of mass removed) + potential energy of the current state, eV, from
         the ``energy`` source (None without one)."""
-        info = self.state.info.get("energy")
-        return None if info is None else float(info["total_eV"][0])
+        record = self.state.info.get("energy")
+        return None if record is None else float(record.total_eV[0])
 
     @property
     def temperature_K(self) -> float:

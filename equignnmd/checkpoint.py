@@ -54,7 +54,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def checkpoint_dict(model, data_summary: dict | None = None, trainer: dict | None = None):
-    from . import __version__
+    from ._version import __version__
 
     head = getattr(model, "energy_head", None)
     out = {
@@ -204,9 +204,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
 
 def energy_head_of(section, where: str):
     """(EnergyHead, fit report) of a checkpoint's ``energy_head`` section."""
-    from .config import ConfigError
-    from .models.base import check_hparams
-    from .models.energy_head import EnergyHead, EnergyHeadConfig
+    from .config import ConfigError, check_hparams
+    from .potential import EnergyHead, EnergyHeadConfig
 
     if not isinstance(section, dict) or not isinstance(section.get("state"), dict):
         raise ConfigError(

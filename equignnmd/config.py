@@ -8,8 +8,15 @@ naming the file and the field when something is wrong.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import difflib
+import functools
 import importlib.resources
+import importlib.util
+import inspect
+import re
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,6 +146,65 @@ def to_dict(obj) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+@dataclasses.dataclass(frozen=True)
+class FieldDoc:
+    """A dataclass field as its class's source writes it (read with :mod:`ast`)."""
+
+    annotation: str
+    """As written, e.g. ``"list[float]"``, ``"float | None"``."""
+    default: Any
+    """The default where the source writes a literal (also ``field(default=...)`` and a
+    ``default_factory`` of ``list``, ``dict`` or ``lambda: <literal>``), else
+    :data:`dataclasses.MISSING`."""
+    doc: str
+    """The first paragraph of the field's docstring, whitespace collapsed ("" without one)."""
+
+
+@functools.cache
+def field_docs(cls: type | str) -> dict[str, FieldDoc]:
+    """The fields of dataclass ``cls`` with their docstrings (the string literal right after a
+    field), in order, read from its source with :mod:`ast`.
+
+    ``cls`` is the class, or ``"package.module:Class"`` to read it without importing the
+    module or its packages (whose imports may be heavy: ``equignnmd --help`` loads no torch);
+    the file is found beside the top-level package's. The sources ship in the wheel, so this
+    works from an install too. The first paragraph of a docstring of a field the command
+    line exposes is its ``--help`` text: a phrase with the unit (:mod:`equignnmd.cli`).
+    """
+    if isinstance(cls, str):
+        module, name = cls.split(":")
+        top, *parts = module.split(".")
+        spec = importlib.util.find_spec(top)  # the top package only: no submodule imported
+        path = Path(spec.origin).parent.joinpath(*parts)
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    else:
+        name, tree = cls.__name__, ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == name).body
+    out = {}
+    for node, after in zip(body, [*body[1:], None]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            text = after.value.value if isinstance(after, ast.Expr) else None
+            doc = re.split(r"\n\s*\n", text.strip())[0] if isinstance(text, str) else ""
+            annotation = ast.unparse(node.annotation)
+            out[node.target.id] = FieldDoc(annotation, _literal(node.value), " ".join(doc.split()))
+    return out
+
+
+def _literal(node: ast.expr | None) -> Any:
+    """The value of a field's default expression where it is a literal, else MISSING."""
+    if isinstance(node, ast.Call):  # dataclasses.field(...)
+        keywords = {k.arg: k.value for k in node.keywords}
+        factory = keywords.get("default_factory")
+        if isinstance(factory, ast.Name) and factory.id in ("list", "dict"):
+            return [] if factory.id == "list" else {}
+        node = factory.body if isinstance(factory, ast.Lambda) else keywords.get("default")
+    try:
+        return dataclasses.MISSING if node is None else ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):  # a name, an attribute, a call
+        return dataclasses.MISSING
+
+
 CONFIG_DIR = Path(str(importlib.resources.files("equignnmd.configs")))
 """The built-in configs: the repository's ``configs/``, installed as the package data
 ``equignnmd.configs`` (so a non-editable install finds them too)."""
@@ -156,3 +222,36 @@ def resolve_config(name: str | None, kind: str = "") -> Path | None:
             return candidate
     known = sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
     raise SystemExit(f"config {name!r} not found; give a YAML file or one of {known}")
+
+
+def check_hparams(config_class: type, values: Any, source: str, consistent: bool = True):
+    """``values`` (a dict of fields, or already a ``config_class``) as a checked
+    ``config_class`` instance.
+
+    Raises :class:`~equignnmd.config.ConfigError` naming ``source`` (a config file, a
+    checkpoint, a call) and the field: an unknown (e.g. misspelt) field with the closest known
+    names, or a value of the wrong type or range with what was expected (the dataclass's
+    ``validate``); with ``consistent`` also a violated constraint between fields (its
+    ``check_consistency``, if it has one), as a model built from these values would.
+    """
+    if isinstance(values, config_class):
+        values = dataclasses.asdict(values)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping of hyperparameters, got {values!r}")
+    known = sorted(f.name for f in dataclasses.fields(config_class))
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            if close:
+                hints.append(f"{key!r} → {close[0]!r}?")
+        hint = f" (did you mean {', '.join(hints)})" if hints else ""
+        raise ConfigError(
+            f"{source}: unknown hyperparameter field(s) {unknown}{hint}; expected fields of "
+            f"{config_class.__name__}: {known}"
+        )
+    hparams = build(config_class, dict(values), source)
+    if consistent and hasattr(hparams, "check_consistency"):
+        hparams.check_consistency(source)
+    return hparams

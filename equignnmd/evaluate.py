@@ -34,6 +34,8 @@ from .data.dataset import PairDataset
 from .data.format import read_index
 from .io import json_safe, write_atomic
 from .onestep import stride_errors
+from .rollout import RolloutConfig, RolloutState
+from .rollout.engine import record_rollout
 from .units import fs_to_ps, ps_to_fs
 
 PAPER_TABLE4_A = {
@@ -75,29 +77,37 @@ class EvaluateConfig:
 
     checkpoint: str = ""
     data: str = ""
+    """dataset folder"""
     out: str = "report"
+    """report folder"""
     strides_fs: list[float] = field(
         default_factory=lambda: [1.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0]
     )
+    """strides of the Table-4 layout, fs"""
     test_temperature_K: float = 0.0
-    """0 = the dataset's first held-out temperature (or its first temperature)."""
+    """held-out temperature, K; 0: the dataset's first held-out temperature (or its first
+    temperature)"""
     max_pairs: int = 32
-    """Start frames per stride (and per temperature in the Table-6 layout)."""
+    """start frames per stride (and per temperature in the Table-6 layout)"""
     table6_stride_fs: float = 0.0
     """0 = the largest training stride of the model."""
     rollout_strides_fs: list[float] = field(default_factory=list)
-    """Empty = the largest training stride of the model; every stride × every temperature."""
+    """rollout strides, fs, each run at every rollout temperature; none: the largest training
+    stride of the model"""
     rollout_steps: int = 100
+    """rollout strides per run"""
     rollout_ps: float = 0.0
-    """Simulated length of every rollout, ps (overrides ``rollout_steps`` when > 0)."""
+    """rollout length, ps; overrides rollout_steps when > 0"""
     rollout_thermostat: str = "csvr"
+    """rollout thermostat"""
     rollout_tau_fs: float = 0.0
-    """CSVR / Langevin time constant, fs, for surrogate and LAMMPS alike; 0 = 100 × stride."""
+    """thermostat time constant, fs, for surrogate and LAMMPS alike; 0: 100 × stride"""
     rollout_temperatures_K: list[float] = field(default_factory=list)
-    """Empty = the held-out temperature."""
+    """rollout temperatures, K; none: the held-out temperature"""
     min_distance_A: float = 1.5
     batch_size: int = 4
     device: str = "auto"
+    """cpu, cuda, cuda:1 or auto"""
     seed: int = 0
     progress: bool = True
     """Progress lines for every stage and a progress bar for each surrogate rollout."""
@@ -201,8 +211,6 @@ def rollout_arrays(
 
     Returns ``positions`` (S+1, N, 3) unwrapped Å, ``velocities`` (S+1, N, 3) Å/ps, ``cell``
     (S+1, 3, 3) and ``stopped`` (the guard's message, or None)."""
-    from .rollout import Rollout, RolloutConfig, RolloutState
-
     config = RolloutConfig.of(
         "rollout_arrays",
         dt_fs=dt_fs,
@@ -218,29 +226,14 @@ def rollout_arrays(
         progress=progress,
     )
     start = RolloutState.from_arrays([positions], [velocities], [cell], [species], [masses])
-    frames: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def keep(state, thermo):  # called at step 0, after every step, and at a guard's stop
-        frames[state.step] = (
-            state.unwrapped.detach().cpu().numpy().copy(),
-            state.velocities.detach().cpu().numpy().copy(),
-        )
-
-    with Rollout(model, start, config, observers=[keep]) as ro:
-        result = ro.run()
-    last = steps if result.stopped_step is None else int(result.stopped_step) - 1
-    # frames 0..last, every one before the guard fired; the start frame even when the guard
-    # refused it (it is the dataset's own frame, recorded by the observer at step 0)
-    n = max(last + 1, 1)
-    pos = [frames[k][0] for k in range(n)]
-    vel = [frames[k][1] for k in range(n)]
+    run = record_rollout(model, start, config)
     return {
-        "positions": np.stack(pos),
-        "velocities": np.stack(vel),
-        "cell": np.repeat(np.asarray(cell, float)[None], n, axis=0),
-        "stopped": result.stopped_reason,
-        "steps_completed": n - 1,
-        "result": result,
+        "positions": run.positions,
+        "velocities": run.velocities,
+        "cell": np.repeat(np.asarray(cell, float)[None], len(run.positions), axis=0),
+        "stopped": run.result.stopped_reason,
+        "steps_completed": run.steps_completed,
+        "result": run.result,
     }
 
 

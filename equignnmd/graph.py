@@ -184,6 +184,42 @@ class VerletList:
             self.build(self.pos_ref, self.cell, self.batch)
             self.builds, self.version = builds, version
 
+    @classmethod
+    def reuse(
+        cls,
+        held: VerletList | None,
+        cutoff: float,
+        skin: float,
+        pos: torch.Tensor,
+        cell: torch.Tensor,
+        batch: torch.Tensor,
+    ) -> VerletList:
+        """``held`` where it is a list for these atoms, this cell and ``cutoff`` (it then
+        rebuilds itself in :meth:`edges` as needed), else a new one built at ``pos``."""
+        if (
+            held is not None
+            and held.cutoff == float(cutoff)
+            and held.pos_ref.shape == pos.shape
+            and torch.equal(held.cell, cell if cell.dim() == 3 else cell.unsqueeze(0))
+            and torch.equal(held.batch, batch)
+        ):
+            return held
+        return cls(cutoff, skin).build(pos, cell, batch)
+
+    def wrapped_edges(
+        self, unwrapped: torch.Tensor, wrapped: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pairs closer than ``cutoff`` and their cell shifts for the ``wrapped`` positions
+        (N, 3) Å, from the list kept on the continuous ``unwrapped`` ones: ``edge_index``
+        (2, E) and ``shifts`` (E, 3) whole cells (what :func:`neighbour_list` would return
+        for ``wrapped``, found without a search on most calls)."""
+        edge_index, _, keep = self.edges(unwrapped)
+        # the list's shifts are for the unwrapped positions; for the wrapped ones add the
+        # whole cells between them, n_src − n_dst (unwrapped = wrapped + n · cell)
+        inv = torch.linalg.inv(self.cell)[self.batch]
+        whole = torch.round(torch.einsum("nk,nkl->nl", unwrapped - wrapped, inv))
+        return edge_index, self.shifts[keep] + whole[edge_index[0]] - whole[edge_index[1]]
+
     def max_displacement(self, pos: torch.Tensor) -> float:
         """Largest distance any atom moved since the last build, Å."""
         if self.pos_ref is None:

@@ -56,6 +56,9 @@ import torch
 
 from . import physics
 from .materials import MATERIALS
+from .rollout import RolloutConfig, RolloutState, RolloutUnstable, init_run, step
+from .rollout.guard import StabilityGuard
+from .rollout.stages import ModelStep, add_thermostat_work, model_temperature
 from .units import KB_EV_PER_K, MVV2E, fs_to_ps
 
 __all__ = [
@@ -177,7 +180,6 @@ class SurrogateFix:
         cluster: bool | None = None,
         device=None,
     ):
-        from .rollout import RolloutConfig
 
         if isinstance(model, (str, Path)):
             from .checkpoint import load_checkpoint
@@ -371,16 +373,12 @@ class SurrogateFix:
                 self._step_serial(int(nlocal), np.asarray(tag).reshape(-1), x)
             self.moved_steps += 1
         except Exception as err:  # noqa: BLE001 - reported through the halt
-            from .rollout import RolloutUnstable
-
             reason = (
                 str(err) if isinstance(err, RolloutUnstable) else f"{type(err).__name__}: {err}"
             )
             self._halt(f"step {step}: {reason}", err)
 
     def _step_serial(self, nlocal: int, tag: np.ndarray, x: np.ndarray) -> None:
-        from .rollout import RolloutUnstable, StabilityGuard, init_run, model_temperature, step
-        from .rollout.state import RolloutState
 
         lmp = self.lmp
         v = lmp.numpy.extract_atom("v")[:nlocal]
@@ -424,9 +422,7 @@ class SurrogateFix:
             ) - physics.internal_kinetic_energy(state.velocities, state.masses, state.batch)
             state = replace(state, velocities=vt)
             if float(work.abs().max()) > 0.0:  # a LAMMPS thermostat or command changed them
-                from .rollout.stages import thermostat_work
-
-                state = state.with_info("thermostat", work_eV=thermostat_work(state) + work)
+                state = add_thermostat_work(state, work)
         new = step(self.model, state, self.dt_fs, self.stages)
         _, problem = self.guard.check(new)
         if problem is not None:
@@ -450,9 +446,6 @@ class SurrogateFix:
     def _step_cluster(self, nlocal: int, x: np.ndarray) -> None:
         """One rank's stride under MPI: the model on local + ghost atoms as an open cluster."""
         from mpi4py import MPI
-
-        from .rollout import ModelStep
-        from .rollout.state import RolloutState
 
         lmp = self.lmp
         nall = nlocal + int(lmp.extract_global("nghost"))

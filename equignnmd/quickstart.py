@@ -8,8 +8,8 @@ which ``--resume`` continues).
 What it shows is what works: both rollouts (the evaluation's, against LAMMPS, and the demo of
 the shipped :data:`DEMO_CHECKPOINT`) run at :data:`ROLLOUT_DT_FS` with a CSVR thermostat of
 τ = :data:`ROLLOUT_TAU_STRIDES` strides, where a briefly trained free-form model is stable too
-(README, "Reference models": the shipped free-form ``equivariant-al`` is not at 50 fs or at
-τ = 100 strides). The small model trains for minutes on
+(docs/studies/issue-7-reference-models.md: the shipped free-form ``equivariant-al`` is not at
+50 fs or at τ = 100 strides). The small model trains for minutes on
 a CPU, so its numbers show the pipeline working, not the accuracy of a trained model.
 """
 
@@ -47,7 +47,7 @@ ROLLOUT_STEPS = 200
 """Strides per rollout (4 ps at 20 fs; ≥ the 50 frames a rollout score needs)."""
 DEMO_CHECKPOINT = "pretrained:symplectic-al"
 """The shipped model of the demo rollout: the one whose long trajectories match LAMMPS
-(README, "Trajectory fidelity")."""
+(docs/pretrained.md)."""
 
 
 def machine() -> dict:
@@ -189,7 +189,7 @@ def quickstart(
         f"Demo rollout: {demo_result['text']}.",
         f"The small model trained {epochs} epochs × {train_values['max_train_samples']} pairs "
         f"({_minutes(stages['training'])}): its numbers show the pipeline working, not a "
-        'trained model\'s accuracy (README, "Reference models", for the shipped ones).',
+        "trained model's accuracy (docs/pretrained.md, for the shipped ones).",
         f"Wall time {_minutes(total)} ("
         + ", ".join(f"{k} {_minutes(v)}" for k, v in stages.items())
         + f") on {machine_text(info, start_machine['load_1min'])}.",
@@ -217,9 +217,9 @@ def demo_rollout(
     """NVT (CSVR) rollout of :data:`DEMO_CHECKPOINT` from the held-out frame 0.
 
     The shipped ``symplectic-al`` holds the set point within ~1 % at 20 and 50 fs over
-    100 ps (README, "Trajectory fidelity"); ``pretrained:equivariant-al-v1``, the demo before,
-    settles 10–15 % above it at τ = 10 strides. Returns the rollout result and a one-line
-    ``text``."""
+    100 ps (docs/studies/2026-12-06-issue-12-symplectic-v3.md); ``pretrained:equivariant-al-v1``,
+    the demo before, settles 10–15 % above it at τ = 10 strides. Returns the rollout result
+    and a one-line ``text``."""
     from .checkpoint import load_checkpoint
     from .data.format import dataset_frame, read_index
     from .device import pick_device

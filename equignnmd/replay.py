@@ -95,7 +95,8 @@ class ReplaySet:
         masses (N,), temperature_K), label every visited state after the first stride with
         LAMMPS, write one trajectory per state; returns how many were added."""
         from .data.lammps_md import THERMO_NAMES, LammpsMD, MDSettings
-        from .rollout import RolloutState, init_stages, standard_stages, step
+        from .rollout import RolloutState, step
+        from .rollout.stages import init_stages, standard_stages
 
         # a resumed run redoes the round of the epoch it was killed in: replace, not append
         prefix = f"R{round_id:04d}_"

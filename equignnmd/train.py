@@ -111,13 +111,19 @@ class TrainConfig:
     """Trainer settings (the ``train:`` section of a model config file)."""
 
     data: str = "data/quick"
+    """dataset folder"""
     out: str = "runs/train"
+    """run folder: checkpoints, metrics.csv"""
     epochs: int = 50
-    """Passes over ``samples_per_epoch`` pairs; 0: no optimisation — the model as it is
+    """training epochs
+
+    Passes over ``samples_per_epoch`` pairs; 0: no optimisation — the model as it is
     initialised from the data (the ``symplectic`` potential's fit), validated and written as
     ``best.pt`` and ``last.pt``."""
     batch_size: int = 4
+    """structures per batch"""
     lr: float = 1.0e-3
+    """learning rate"""
     weight_decay: float = 1.0e-5
     lr_factor: float = 0.5
     lr_patience: int = 5
@@ -129,6 +135,7 @@ class TrainConfig:
     set makes the plateau rule halve the rate early)."""
     grad_clip: float = 1.0
     strides_fs: list[float] = field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
+    """Δt set, fs, e.g. 5,10,20,50"""
     velocity_weight: float = 1.0
     kinetic_weight: float = 0.0
     """Weight of the per-graph kinetic-energy term of :func:`loss_terms` (0 = off)."""
@@ -139,8 +146,11 @@ class TrainConfig:
     r + vΔt" at every stride and the short strides, where the ballistic step is nearly
     exact, weigh as much as the long ones."""
     seed: int = 0
+    """random seed"""
     device: str = "auto"
+    """cpu, cuda, cuda:1 or auto (CUDA if present)"""
     dtype: str = "float32"
+    """model dtype"""
     num_workers: int = 0
     train_fraction: float = 0.8
     start_every_fs: float = 5.0

@@ -12,7 +12,7 @@ from ase.md.logger import MDLogger
 from test_rollout import Ballistic, fcc, tiny_model
 
 from equignnmd import physics
-from equignnmd.ase_md import KineticOnlyLogger, SurrogateMD
+from equignnmd.ase_md import KineticOnlyLogger, SurrogateMD, predict
 from equignnmd.models.base import SurrogateModel
 from equignnmd.rollout import run_rollout
 from equignnmd.units import velocity_from_ase, velocity_to_ase
@@ -162,7 +162,7 @@ def test_predict_surrogate_md_and_rollout_give_the_same_temperature_label():
         for where in ("predict", "SurrogateMD", "run_rollout"):
             model.labels.clear()
             if where == "predict":
-                model.predict(atoms.copy(), 1.0, temperature_K=set_point)
+                predict(model, atoms.copy(), 1.0, temperature_K=set_point)
             elif where == "SurrogateMD":
                 SurrogateMD(atoms.copy(), model, ase.units.fs, **nvt).run(2)
             else:

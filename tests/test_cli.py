@@ -120,6 +120,7 @@ print(before, os.environ.get("OMP_WAIT_POLICY"), torch_first, "torch" in sys.mod
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("user_value", [None, "active", "PASSIVE"])
 def test_entry_point_sets_omp_wait_policy_before_torch(tmp_path, user_value):
     env = _child_env() if user_value is None else _child_env(OMP_WAIT_POLICY=user_value)

@@ -54,3 +54,23 @@ def test_exponent_notation_is_a_number_in_files_and_overrides(tmp_path):
     assert (cfg.lr, cfg.weight_decay, cfg.max_minutes) == (3e-4, 1e-5, 20.0)
     with pytest.raises(ConfigError, match="field 'lr': expected a number, got 'fast'"):
         load_config(TrainConfig, path, parse_overrides(["lr=fast"]), section="train")
+
+
+def test_field_docs_read_from_the_source_match_the_class():
+    """The command line reads the configs' fields from their source files without importing
+    them (``"module:Class"``); that agrees with reading the class itself."""
+    import dataclasses
+
+    from equignnmd.config import field_docs
+    from equignnmd.rollout import RolloutConfig
+    from equignnmd.train import TrainConfig
+
+    for cls in (RolloutConfig, TrainConfig, GenerateConfig):
+        docs = field_docs(f"{cls.__module__}:{cls.__name__}")
+        assert docs == field_docs(cls)
+        assert list(docs) == [f.name for f in dataclasses.fields(cls)]
+    train = field_docs(TrainConfig)
+    assert train["epochs"].doc == "training epochs"  # the first paragraph only
+    assert train["strides_fs"].default == TrainConfig().strides_fs  # a default_factory's
+    assert field_docs(RolloutConfig)["tau_fs"].annotation == "float | None"
+    assert field_docs(GenerateConfig)["lattice_A"].default is dataclasses.MISSING  # a name

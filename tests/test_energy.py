@@ -15,19 +15,16 @@ from equignnmd import physics
 from equignnmd._lammps import default_potential
 from equignnmd.checkpoint import load_checkpoint
 from equignnmd.data.lammps_md import LammpsMD, MDSettings
-from equignnmd.energy import AseEnergy, LammpsEnergy, make_energy_source
 from equignnmd.graph import wrap_positions
 from equignnmd.materials import ALUMINIUM
-from equignnmd.rollout import (
+from equignnmd.potential import AseEnergy, LammpsEnergy, make_energy_source
+from equignnmd.rollout import Rollout, RolloutState, run_rollout, step
+from equignnmd.rollout.stages import (
     EnergyRescale,
     ModelStep,
-    Rollout,
-    RolloutState,
     Thermostat,
     init_stages,
-    run_rollout,
     standard_stages,
-    step,
 )
 
 N_CELLS = 3  # 108 atoms, a 12.26-Å box: ≥ 2 × the model's 5.5-Å cutoff
@@ -133,8 +130,8 @@ def test_nve_rescaling_conserves_the_reference_total_energy(model, frame, tmp_pa
     assert drift_kept < 1e-8 * abs(e0)
     assert drift_free > 100 * drift_kept  # the model alone does not conserve it exactly
     info = kept.final_state.info["energy"]
-    assert int(info["clamped"][0]) == 0
-    assert abs(float(info["scale"][0]) - 1.0) < 0.2  # a small correction, not a reset
+    assert int(info.clamped[0]) == 0
+    assert abs(float(info.scale[0]) - 1.0) < 0.2  # a small correction, not a reset
     # momentum stays zero; thermo.csv logs the energy columns every step
     p = physics.net_momentum(kept.final_state.velocities, kept.final_state.masses)
     assert float(p.abs().max()) < 1e-9
@@ -168,7 +165,7 @@ def test_nvt_split_steps_conserve_energy_minus_thermostat_work(model, frame, the
     assert names[0] == "Thermostat" and names[-2:] == ["Thermostat", "RemoveMomentum"]
     assert names.index("EnergyRescale") == names.index("ModelStep") + 2
     final = result.final_state
-    work = float(final.info["thermostat"]["work_eV"][0])
+    work = float(final.info["thermostat"].work_eV[0])
     assert work < -0.05  # cooling a 450-K state towards 300 K takes energy out
     assert total_energy(final) - work == pytest.approx(e0, abs=1e-8 * abs(e0))
 
@@ -181,7 +178,7 @@ def test_thermostat_work_is_the_kinetic_energy_it_put_in(frame):
     dk = physics.internal_kinetic_energy(new.velocities, new.masses) - (
         physics.internal_kinetic_energy(s.velocities, s.masses)
     )
-    assert float(new.info["thermostat"]["work_eV"][0]) == pytest.approx(float(dk[0]))
+    assert float(new.info["thermostat"].work_eV[0]) == pytest.approx(float(dk[0]))
     # a half-stride stage damps half as much: fraction scales the interval, not τ
     half = Thermostat.make("csvr", 300.0, 20.0, fraction=0.5)
     assert "tau=2000" in half.description
@@ -201,7 +198,7 @@ def test_clamped_when_the_model_climbs_above_the_total_energy(model, frame):
     stages = standard_stages(energy=EnergyRescale(climbing))
     s = init_stages(stages, state_of(frame))
     new = step(model, s, 20.0, stages)
-    assert int(new.info["energy"]["clamped"][0]) == 1
+    assert int(new.info["energy"].clamped[0]) == 1
     k = physics.internal_kinetic_energy(new.velocities, new.masses)
     assert float(k[0]) < 1e-20
     assert isinstance(stages[0], ModelStep)

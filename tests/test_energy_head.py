@@ -1,4 +1,4 @@
-"""The learned energy head (models/energy_head.py, energy_fit.py, `equignnmd energy-head`,
+"""The learned energy head (potential/eam.py, potential/fit.py, `equignnmd energy-head`,
 ``--energy model``): fitted on the tiny real LAMMPS dataset, checked against LAMMPS itself,
 stored in checkpoints outside the model's state dict, and conserved by a rollout."""
 
@@ -15,9 +15,14 @@ from equignnmd import physics
 from equignnmd.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from equignnmd.cli import main
 from equignnmd.data.format import open_trajectories
-from equignnmd.energy import LammpsEnergy, ModelEnergy, make_energy_source
-from equignnmd.energy_fit import fit_energy_head, load_energy_frames
-from equignnmd.models.energy_head import EnergyHead
+from equignnmd.potential import (
+    EnergyHead,
+    LammpsEnergy,
+    ModelEnergy,
+    fit_energy_head,
+    load_energy_frames,
+    make_energy_source,
+)
 from equignnmd.rollout import RolloutState, run_rollout
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
@@ -129,7 +134,7 @@ def test_virial_design_is_the_strain_derivative_of_the_features(tiny_dataset):
     """``virial_features`` (one pass) equals ∂features/∂ε by autograd through a strained
     copy of each system (positions and cell × (1 + ε)), column by column, for the
     two-species head with a core of the force-design test and two replicas."""
-    from equignnmd.models.energy_head import VOIGT
+    from equignnmd.potential import VOIGT
 
     head, pos, cell, species, batch = _two_species_replicas(tiny_dataset, seed=1)
     design = head.virial_features(pos, cell, species, batch, 2)
@@ -175,7 +180,7 @@ def test_stress_rows_fit_the_reference_stresses(model, fitted, tiny_dataset):
     assert "stress_GPa" not in without and with_rows["stress_rms_GPa"] > 0
     head = EnergyHead(fitted[0].config)
     head.load_state_dict(fitted[0].state_dict())
-    from equignnmd.energy_fit import reference_virials, score_energy_head
+    from equignnmd.potential import reference_virials, score_energy_head
 
     frames = load_energy_frames(tiny_dataset, [350.0], 8, (0.0, 1.0))
     reference_virials(tiny_dataset, frames)

@@ -22,6 +22,7 @@ from ase.build import bulk
 from torch_geometric.data import Batch
 
 from equignnmd import symmetry as sym
+from equignnmd.ase_md import predict
 from equignnmd.graph import add_edges, make_data
 from equignnmd.models import TrainingStats, build_model
 from equignnmd.units import KB_EV_PER_K, MVV2E, velocity_to_ase
@@ -251,7 +252,7 @@ def test_checkpoint_round_trip_and_predict(tmp_path, model64):
 
     atoms, rng = fcc_atoms(8)
     atoms.set_velocities(velocity_to_ase(rng.normal(0.0, 5.0, (len(atoms), 3))))
-    disp, vel = loaded.predict(atoms, dt_fs=20.0)
+    disp, vel = predict(loaded, atoms, dt_fs=20.0)
     assert disp.shape == (256, 3) and vel.shape == (256, 3)
     assert np.isfinite(disp).all() and np.isfinite(vel).all()
     m = atoms.get_masses()[:, None]
@@ -286,6 +287,7 @@ def _emt_pair(seed: int, dt_fs: float, temperature_K: float = 300.0):
     )
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_md_pairs_and_gradients_reach_all_layers():
     data = [_emt_pair(0, 10.0), _emt_pair(1, 20.0)]
     vel_rms = float(torch.cat([d.vel for d in data]).pow(2).mean().sqrt())
@@ -356,6 +358,7 @@ def test_channelwise_tp_equals_e3nn_with_exact_wigner_3j(odd_parity):
     torch.testing.assert_close(tp(x1, x2, w), want, rtol=0, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_compiled_forward_matches_eager():
     model = small_model().eval()
     batch = Batch.from_data_list([fcc_data(9, 20.0)])
@@ -370,6 +373,7 @@ def test_compiled_forward_matches_eager():
     torch.testing.assert_close(out.velocity, ref.velocity, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_compiled_training_gradients_match_eager():
     """Training with ``compile: true`` (the trainer's 3-5× faster path on the CPU) computes
     the same loss gradients as eager: the broadcast contraction's backward included, and for
@@ -475,6 +479,7 @@ def test_cueq_matches_e3nn_float32_cpu():
     assert_outputs_close(cueq(batch), ref(batch), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_cueq
 def test_cueq_rotations_and_dtype_round_trip():
     """Rotated / reflected inputs give rotated outputs with cueq on; float32 → float64 keeps the

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from equignnmd.cli import main
 
 
+@pytest.mark.slow
 def test_evaluate_writes_report_metrics_and_plots(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     assert (
@@ -281,6 +284,7 @@ def test_rollout_cli_bad_frame_is_clear(tiny_dataset, tmp_path, capsys):
     assert rc == 2 and "nope.pt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_quickstart_runs_and_reuses(tmp_path, capsys):
     from equignnmd.quickstart import DEMO_CHECKPOINT, quickstart
 

@@ -1,4 +1,4 @@
-"""The fidelity benchmark (equignnmd/fidelity.py) end to end on its smoke preset: real LAMMPS
+"""The fidelity benchmark (equignnmd/fidelity/) end to end on its smoke preset: real LAMMPS
 EAM runs and the shipped equivariant model (a learned free-form map, not reversible: the
 one-step rows have something to measure) on 108 atoms for 0.6 ps (about 15 s)."""
 

@@ -13,7 +13,7 @@ from equignnmd.graph import (
     neighbour_list,
     wrap_positions,
 )
-from equignnmd.models.base import PAPER_CUTOFF_A
+from equignnmd.models.paper import PAPER_CUTOFF_A
 
 
 def random_triclinic(seed: int, reps=(4, 4, 4)):

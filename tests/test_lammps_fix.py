@@ -183,6 +183,7 @@ def test_the_guard_stops_a_run_with_the_rollout_error():
     lmp.close()
 
 
+@pytest.mark.slow
 def test_two_mpi_ranks_and_the_cluster_step_match_the_serial_run(tmp_path):
     serial, cluster, ranks = (tmp_path / f"{k}.npz" for k in ("serial", "cluster", "ranks"))
     driver_main([str(serial)])
@@ -231,6 +232,7 @@ def test_run_script_runs_the_example_with_the_fix_line(tmp_path, monkeypatch):
         run_script(bad)
 
 
+@pytest.mark.slow
 def test_the_lammps_fix_benchmark_runs(tmp_path):
     ckpt = tmp_path / "tiny.pt"
     save_checkpoint(ckpt, tiny_fix_model())

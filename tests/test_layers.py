@@ -1,6 +1,7 @@
 """The house imports one way: data never imports models or the baselines, the baselines are a
-leaf (nothing they import imports them back), and nothing in the package imports the
-repository's top-level ``benchmarks`` (each module in a fresh process, or its source read)."""
+leaf (nothing they import imports them back), nothing in the package imports the
+repository's top-level ``benchmarks`` or ``studies``, and no unit test imports a study (each
+module in a fresh process, or its source read)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 """The repository's benchmark suite: its modules import as top-level names (``_plan``, ...)."""
+STUDIES = BENCHMARKS.parent / "studies"
+"""The one-off studies (``frontier``, ...): scripts with their own smoke tests beside them."""
 
 
 def _imported_by(module: str) -> set[str]:
@@ -24,6 +27,7 @@ def _imported_by(module: str) -> set[str]:
     return set(out.stdout.split())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module",
     [
@@ -42,6 +46,7 @@ def test_data_never_imports_models(module):
     assert not {m for m in seen if m.split(".")[0] == "baselines" or ".baselines" in m}
 
 
+@pytest.mark.slow
 def test_no_module_imports_the_benchmarks():
     names = sorted(_package_modules())  # the baselines' and configs' modules too
     code = (
@@ -57,7 +62,27 @@ def test_no_module_imports_the_benchmarks():
     assert "equignnmd.baselines.table" in seen
     bench = {"benchmarks", *(p.stem for p in BENCHMARKS.glob("*.py"))}
     assert {"_plan", "_engine"} <= bench
-    assert not {m for m in seen if m.split(".")[0] in bench}
+    studies = {"studies", *(p.stem for p in STUDIES.glob("*.py"))}
+    assert {"frontier", "site_drift"} <= studies
+    assert not {m for m in seen if m.split(".")[0] in bench | studies}
+
+
+def test_no_unit_test_imports_a_study():
+    """The studies' smoke tests live beside them (``pytest studies``): no file of ``tests/``
+    imports a study or names a study's file."""
+    studies = {p.stem for p in STUDIES.glob("*.py")} - {"conftest"}
+    assert {"frontier", "npt_floor"} <= studies
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                names = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = {(node.module or "").split(".")[0]}
+            else:
+                continue
+            assert not names & (studies | {"studies"}), (path.name, sorted(names))
+        assert not [s for s in studies if f"{s}.py" in text], path.name
 
 
 # ------------------------------------------------------------------------------ the baselines leaf

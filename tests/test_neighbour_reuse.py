@@ -45,8 +45,8 @@ def rollout(model, skin_A: float, steps: int, dtype=torch.float64):
 def test_reused_list_gives_the_fresh_lists_trajectory(model):
     fresh = rollout(model, 0.0, 12).final_state
     reused = rollout(model, 1.0, 12).final_state
-    builds = reused.info["model"]["neighbour_builds"]
-    assert "neighbours" not in fresh.info["model"]  # skin 0: the model searched every stride
+    builds = reused.info["model"].neighbours.builds
+    assert fresh.info["model"].neighbours is None  # skin 0: the model searched every stride
     assert 1 <= builds < 12, builds  # the initial build plus a few past skin/2
     # float64: the same pairs in another order, so equal to summation rounding over 12 strides
     np.testing.assert_allclose(reused.unwrapped, fresh.unwrapped, rtol=0, atol=1e-9)

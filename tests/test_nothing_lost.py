@@ -113,6 +113,7 @@ def _text(path: Path, skip_columns=("wall_s", "ns_per_day")) -> list:
     return [rows[n] for n in rows.dtype.names if n not in skip_columns]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("thermostat", ["csvr", "langevin"])
 def test_killed_rollout_resumes_to_the_uninterrupted_trajectory(tmp_path, thermostat):
     """Two replicas (two random streams), frames every 3 steps and restarts every 5: the kill at
@@ -315,6 +316,7 @@ ENTRIES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", sorted(ENTRIES))
 def test_every_entry_point_sets_the_wait_policy_before_torch(entry):
     code = f"{ENTRIES[entry]}\nimport os, torch\nprint(os.environ.get('OMP_WAIT_POLICY'))"

@@ -18,10 +18,10 @@ from ase.build import bulk
 from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
+from equignnmd.ase_md import predict
 from equignnmd.graph import add_edges, edge_vectors, make_data, neighbour_list
 from equignnmd.models import TrainingStats, build_model, load_model_config
-from equignnmd.models.base import PAPER_CUTOFF_A
-from equignnmd.models.paper import PaperConfig, PaperModel, count_parameters_by_hand
+from equignnmd.models.paper import PAPER_CUTOFF_A, PaperConfig, PaperModel, count_parameters_by_hand
 from equignnmd.symmetry import boundary_crossing_error, rotation_error, translation_error
 from equignnmd.units import FTM2V, velocity_to_ase
 
@@ -266,6 +266,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_few_frames(one_thread):
     """Two fixed frames, spring-solid targets at Δt = 5 fs, 80 Adam steps.
 
@@ -378,7 +379,7 @@ def test_predict_on_ase_atoms():
     # float64 so that both paths agree to round-off; stats not the defaults, so that the
     # descriptor normalisation is exercised
     model = build_model("paper", stats_for_tests(), **small_config()).double().eval()
-    disp, vel = model.predict(atoms, dt_fs=10.0, temperature_K=300)
+    disp, vel = predict(model, atoms, dt_fs=10.0, temperature_K=300)
     assert isinstance(disp, np.ndarray) and isinstance(vel, np.ndarray)
     assert disp.shape == vel.shape == (len(atoms), 3)
 

@@ -27,19 +27,21 @@ from equignnmd.io import LammpsDumpWriter, read_structure
 from equignnmd.models import build_model
 from equignnmd.models.base import Prediction, SurrogateModel
 from equignnmd.rollout import (
-    ModelStep,
     Rollout,
     RolloutConfig,
     RolloutState,
     RolloutUnstable,
-    Stage,
-    advance,
-    init_stages,
-    init_state,
     run_rollout,
-    standard_stages,
     step,
 )
+from equignnmd.rollout.stages import (
+    ModelStep,
+    Stage,
+    finite_difference,
+    init_stages,
+    standard_stages,
+)
+from equignnmd.rollout.state import init_state
 from equignnmd.units import velocity_from_ase, velocity_to_ase
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -125,6 +127,7 @@ def frac_in_cell(pos: np.ndarray, cell: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ rollouts
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["paper", "equivariant"])
 @pytest.mark.parametrize("thermostat", ["none", "csvr"])
 def test_rollout_tiny_models(tmp_path, arch, thermostat):
@@ -240,7 +243,7 @@ class HoldKineticEnergy(Stage):
 
     def init(self, state):
         ke = physics.kinetic_energy(state.velocities, state.masses, state.batch)
-        return state.with_info(self.name, reference_eV=ke)
+        return state.with_info(self.name, {"reference_eV": ke})
 
     def __call__(self, model, state, dt_fs):
         ref = state.info[self.name]["reference_eV"]
@@ -267,20 +270,22 @@ def test_a_new_stage_is_one_function_before_or_after_the_model_step():
     assert first.step == 0 and after.step == 1
     temp = physics.kinetic_temperature(after.velocities, after.masses, after.batch)
     assert float(temp[0]) == pytest.approx(300.0 * 1.05**2, rel=1e-9)
-    assert after.info["model"]["finite_difference"] is False
+    assert after.info["model"].finite_difference is False
 
 
-def test_advance_is_the_standard_step_with_a_given_label():
-    """The one-call form (benchmarks use it) from a bare from_arrays state."""
+def test_standard_stages_step_a_bare_state_with_a_given_label():
+    """The standard stages, started on a bare from_arrays state, with a given label."""
     atoms = fcc(5)
     v = velocity_from_ase(atoms.get_velocities())
     state = RolloutState.from_arrays(
         [atoms.positions], [v], [atoms.cell.array], [atoms.numbers], [atoms.get_masses()]
     )
-    new, fd = advance(Ballistic(predicts_velocity=False), state, 4.0, 450.0)
+    stages = standard_stages(set_point_K=450.0)
+    new = step(Ballistic(predicts_velocity=False), init_stages(stages, state), 4.0, stages)
+    fd = finite_difference(new)
     assert fd is True and new.step == 1
     np.testing.assert_allclose(new.unwrapped.numpy(), atoms.positions + v * 4.0e-3, atol=1e-10)
-    torch.testing.assert_close(new.info["model"]["temperature_K"], torch.tensor([450.0]).double())
+    torch.testing.assert_close(new.info["model"].temperature_K, torch.tensor([450.0]).double())
 
 
 # ------------------------------------------------------------------------------------ config

@@ -133,6 +133,7 @@ def test_a_long_stride_is_cut_into_steps_and_inference_mode_agrees(tiny_dataset)
     torch.testing.assert_close(pair.velocity[n:], first.velocity)
 
 
+@pytest.mark.slow
 def test_nve_energy_of_its_own_potential_stays_bounded(tiny_dataset):
     """The map conserves a shadow energy: the total energy of its own potential (kinetic +
     U at the stride's coefficients) fluctuates without a trend over 300 strides of 10 fs

@@ -380,6 +380,7 @@ def _torchrun_train(out, *extra) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo test on Linux")
 def test_ddp_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
@@ -394,6 +395,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert (out / "best.pt").exists() and (out / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="gloo test on Linux")
 def test_ddp_ranks_stop_together_at_the_budget_and_only_rank_0_prints(tmp_path):
     out = tmp_path / "ddp_cut"

@@ -869,7 +869,7 @@ def convert(
     Every input is read and checked before any trajectory is given its final name and before
     ``dataset.json`` is written; on failure nothing written is left behind.
     """
-    from .. import __version__
+    from .._version import __version__
 
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]

@@ -25,8 +25,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .. import __version__
 from .._lammps import import_lammps, resolve_potential
+from .._version import __version__
 from ..config import ConfigError
 from ..materials import ALUMINIUM, Material, material
 from ..units import ps_to_fs
@@ -50,24 +50,34 @@ class GenerateConfig:
     """Settings of a reference-data run. Units: Å, K, fs, ps, amu, bar."""
 
     output: str = "data/quick"
+    """dataset folder"""
     temperatures_K: list[float] = field(default_factory=lambda: [300.0, 350.0, 800.0])
+    """temperatures of the trajectories, K, comma-separated"""
     test_temperatures_K: list[float] = field(default_factory=lambda: [350.0])
+    """held-out temperatures, K, a subset of temperatures_K"""
     cells: int = 4
+    """FCC cells per side, 4 → 256 atoms"""
     lattice_A: float = ALUMINIUM.lattice_A
     element: str = ALUMINIUM.element
     """A symbol of :data:`equignnmd.materials.MATERIALS` (only "Al" today)."""
     mass_amu: float = ALUMINIUM.mass_amu
     potential: str = "Al_mm.eam.fs"
+    """EAM file (.eam, .eam.alloy, .eam.fs) or a shipped name"""
     timestep_fs: float = 1.0
     equilibration_ps: float = 2.0
+    """NPT equilibration, ps"""
     production_ps: float = 3.0
+    """recorded trajectory, ps"""
     record_every_fs: float = 1.0
+    """frame spacing, fs"""
     ensemble: str = "npt"
     tdamp_fs: float = 100.0
     pdamp_fs: float = 1000.0
     pressure_bar: float = 0.0
     seed: int = 2024
+    """velocity seed"""
     mpi_ranks: int = 1
+    """launch LAMMPS on N MPI ranks with mpiexec"""
     descriptors: bool = True
     vacancies: int = 0
     """Lattice sites left empty, chosen at random with ``seed`` (a defect box for transfer

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 _LAZY = {
     "Prediction": "equignnmd.models.base",
     "SurrogateModel": "equignnmd.models.base",
-    "check_hparams": "equignnmd.models.base",
     "TrainingStats": "equignnmd.data.stats",
 }
 
@@ -65,7 +64,7 @@ def model_config(
     their defaults). Errors (:class:`~equignnmd.config.ConfigError`) name ``source``, the field
     and what was expected; ``consistent=False`` checks names, types and ranges of the fields
     but not the constraints between them (:func:`~equignnmd.models.base.check_hparams`)."""
-    from .base import check_hparams
+    from ..config import check_hparams
 
     cls = model_class(arch)
     source = source or f"{arch} model config"
@@ -99,8 +98,8 @@ def build_model(
     (:class:`~equignnmd.config.ConfigError`, a ``ValueError``) naming the field and the known
     ones.
     """
+    from ..config import check_hparams
     from ..data.stats import TrainingStats
-    from .base import check_hparams
 
     cls = model_class(arch)
     config = check_hparams(cls.config_class, overrides, f"build_model({arch!r})")

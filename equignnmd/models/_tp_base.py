@@ -17,8 +17,8 @@ from e3nn import o3
 from torch import nn
 from torch_geometric.utils import scatter
 
+from ..radial import exact, register_exact
 from .irreps import channelwise_paths, irreps_blocks, offsets
-from .layers import exact, register_exact
 
 __all__ = ["ChannelwiseTP", "EdgeConvolution", "channelwise_tp"]
 
@@ -117,7 +117,8 @@ class EdgeConvolution(nn.Module):
             # product; then the contraction as a broadcast product and sum, which inductor
             # fuses with the gather, the channel weights and the sum without materialising
             # (E, D_out, D_in, C) (2-4x faster than the batched tiny-matrix bmm). 4000 atoms,
-            # lmax 2, 2 threads: 105 → 84 µs per atom-step for the sparse kernel (README).
+            # lmax 2, 2 threads: 105 → 84 µs per atom-step for the sparse kernel
+            # (docs/studies/issue-13-fast-step.md).
             # Eager keeps the dense product and bmm (one call each; a few hundred small calls
             # would cost more there).
             zero = edge_sh.new_zeros(num_edges)

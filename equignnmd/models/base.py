@@ -16,62 +16,38 @@ Batch fields read by models (units in brackets):
 Normalisation statistics (:class:`~equignnmd.data.stats.TrainingStats`) are computed from the
 training split only and passed to the constructor, so they travel inside the checkpoint with the
 hyperparameters. Hyperparameters are a typed dataclass per architecture (``config_class``),
-checked field by field by :func:`check_hparams` when a model is built (from a YAML config, from
-``build_model`` keywords or from a checkpoint).
+checked field by field by :func:`~equignnmd.config.check_hparams` when a model is built (from a
+YAML config, from ``build_model`` keywords or from a checkpoint).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from ..config import ConfigError, build
+from ..config import check_hparams
 from ..data.stats import TrainingStats  # re-exported: ``equignnmd.models.base.TrainingStats``
 
-__all__ = ["PAPER_CUTOFF_A", "Prediction", "SurrogateModel", "TrainingStats", "check_hparams"]
+__all__ = ["EnergyPart", "Prediction", "SurrogateModel", "TrainingStats"]
 
 # The paper's graph cutoff R_cut (Immanuel, Mahata & Maiti, arXiv 2512.21822, Table 2; see
 # docs/paper-architecture.md): the cutoff of the Mishin Al99 EAM potential the paper's
 # data come from, between the 4th and 5th FCC Al shells (5.73 and 6.40 Å at a0 = 4.05 Å).
-PAPER_CUTOFF_A = 6.287
-"""The paper's graph cutoff, Å; the default of a model whose config names no cutoff."""
 
 
-def check_hparams(config_class: type, values: Any, source: str, consistent: bool = True):
-    """``values`` (a dict of fields, or already a ``config_class``) as a checked
-    ``config_class`` instance.
+@dataclass(frozen=True)
+class EnergyPart:
+    """A checkpoint's own potential energy, a named part of it (``energy_head`` in the file):
+    the fitted ``head`` (an :class:`~equignnmd.potential.eam.EnergyHead`, on the CPU in
+    float64) and the ``fit`` report. A plain object, not a submodule: it is not in the model's
+    ``state_dict()`` and ``.to()`` / ``.float()`` leave its sub-meV precision alone."""
 
-    Raises :class:`~equignnmd.config.ConfigError` naming ``source`` (a config file, a
-    checkpoint, a call) and the field: an unknown (e.g. misspelt) field with the closest known
-    names, or a value of the wrong type or range with what was expected (the dataclass's
-    ``validate``); with ``consistent`` also a violated constraint between fields (its
-    ``check_consistency``, if it has one), as a model built from these values would.
-    """
-    if isinstance(values, config_class):
-        values = dataclasses.asdict(values)
-    if not isinstance(values, dict):
-        raise ConfigError(f"{source}: expected a mapping of hyperparameters, got {values!r}")
-    known = sorted(f.name for f in dataclasses.fields(config_class))
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            if close:
-                hints.append(f"{key!r} → {close[0]!r}?")
-        hint = f" (did you mean {', '.join(hints)})" if hints else ""
-        raise ConfigError(
-            f"{source}: unknown hyperparameter field(s) {unknown}{hint}; expected fields of "
-            f"{config_class.__name__}: {known}"
-        )
-    hparams = build(config_class, dict(values), source)
-    if consistent and hasattr(hparams, "check_consistency"):
-        hparams.check_consistency(source)
-    return hparams
+    head: Any
+    fit: dict
 
 
 class Prediction(NamedTuple):
@@ -89,8 +65,9 @@ class SurrogateModel(nn.Module):
     """Base class: subclasses set ``arch`` (and ``config_class``) and implement :meth:`forward`.
 
     ``config_class`` is the architecture's hyperparameter dataclass; with one, the constructor
-    takes an instance of it or a dict of its fields (checked by :func:`check_hparams`; missing
-    fields take their defaults). Without one (test doubles) ``config`` is kept as given.
+    takes an instance of it or a dict of its fields (checked by
+    :func:`~equignnmd.config.check_hparams`; missing fields take their defaults). Without one
+    (test doubles) ``config`` is kept as given.
 
     Attributes set in ``__init__``:
         hparams: the checked ``config_class`` instance (``None`` without a ``config_class``).
@@ -129,7 +106,12 @@ class SurrogateModel(nn.Module):
             config = dataclasses.asdict(self.hparams)
         self.config = dict(config)
         self.stats = stats if stats is not None else TrainingStats()
-        self.cutoff = float(config.get("cutoff", PAPER_CUTOFF_A))
+        self.energy_part: EnergyPart | None = None  # attach_energy_head
+        if "cutoff" not in self.config:  # each architecture's config_class has its default
+            raise ValueError(
+                f"{self.arch} model config: field 'cutoff' is missing; expected the graph cutoff, Å"
+            )
+        self.cutoff = float(self.config["cutoff"])
 
     @property
     def temperature_conditioned(self) -> bool:
@@ -152,14 +134,12 @@ class SurrogateModel(nn.Module):
     def forward(self, batch) -> Prediction:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    compiled_note = "torch.compile(dynamic=True) of the whole forward"
-    """What :meth:`compiled` compiles (benchmarks print it beside compiled rows)."""
-
     def compiled(self, **kwargs) -> SurrogateModel:
-        """Compile the model's compute with ``torch.compile`` (``dynamic=True`` by default),
-        in place, the way its architecture supports; returns the model. The default compiles
-        the whole module; architectures override it where a graph break (the neighbour list)
-        would recompile every step."""
+        """torch.compile(dynamic=True) of the whole forward, in place; returns the model.
+
+        Architectures override it where a graph break (the neighbour list) would recompile
+        every step; the first paragraph of each override's docstring says what it compiles
+        (benchmarks print it beside compiled rows)."""
         kwargs.setdefault("dynamic", True)
         self.compile(**kwargs)
         return self
@@ -167,28 +147,25 @@ class SurrogateModel(nn.Module):
     @property
     def energy_head(self):
         """The checkpoint's learned potential energy (an
-        :class:`~equignnmd.models.energy_head.EnergyHead`), or ``None``. It is kept outside the
-        module tree, on the CPU in float64 whatever the model's device and dtype: it is not in
-        ``state_dict()`` (checkpoints store it in a section of their own) and ``.to()`` /
-        ``.float()`` leave its sub-meV precision alone."""
-        return self.__dict__.get("_energy_head")
-
-    def attach_energy_head(self, head, fit: dict | None = None) -> None:
-        """Attach (or, with ``None``, remove) an energy head and the report of its fit."""
-        if head is not None:
-            if float(head.cutoff) > float(self.cutoff) + 1e-9:
-                raise ValueError(
-                    f"energy head cutoff {head.cutoff} Å is larger than the model's "
-                    f"{self.cutoff} Å; expected at most the model's (its box check covers both)"
-                )
-            head = head.to("cpu", torch.float64).eval()
-        self.__dict__["_energy_head"] = head
-        self.__dict__["_energy_head_fit"] = dict(fit or {}) if head is not None else None
+        :class:`~equignnmd.potential.eam.EnergyHead`), or ``None`` (:class:`EnergyPart`)."""
+        return None if self.energy_part is None else self.energy_part.head
 
     @property
     def energy_head_fit(self) -> dict | None:
         """The fit report of the attached energy head (scores, data), or ``None``."""
-        return self.__dict__.get("_energy_head_fit")
+        return None if self.energy_part is None else self.energy_part.fit
+
+    def attach_energy_head(self, head, fit: dict | None = None) -> None:
+        """Attach (or, with ``None``, remove) an energy head and the report of its fit."""
+        if head is None:
+            self.energy_part = None
+            return
+        if float(head.cutoff) > float(self.cutoff) + 1e-9:
+            raise ValueError(
+                f"energy head cutoff {head.cutoff} Å is larger than the model's "
+                f"{self.cutoff} Å; expected at most the model's (its box check covers both)"
+            )
+        self.energy_part = EnergyPart(head.to("cpu", torch.float64).eval(), dict(fit or {}))
 
     def interaction_layers(self) -> list[nn.Module]:
         """The repeated message-passing layers, in order (profilers time them by class)."""
@@ -218,47 +195,3 @@ class SurrogateModel(nn.Module):
 
             batch.descriptors = compute_descriptors(batch.pos, batch.cell, batch.batch)
         return batch
-
-    @torch.inference_mode()
-    def predict(self, atoms, dt_fs: float, temperature_K: float | None = None):
-        """One step for one ``ase.Atoms`` with velocities.
-
-        Returns ``(displacement, velocities)`` as NumPy arrays: displacement in Å, velocities
-        in ASE units (Å per ASE time unit), computed in this model's dtype and device.
-        ``temperature_K`` defaults to the instantaneous kinetic temperature of ``atoms``.
-        """
-        from torch_geometric.data import Batch
-
-        from ..graph import check_box, make_data
-        from ..units import fs_to_ps, velocity_from_ase, velocity_to_ase
-
-        if temperature_K is None:
-            # the label a rollout gives the same state (physics.temperature_label), not ASE's
-            # get_temperature(), which keeps the centre-of-mass motion and counts 3N
-            from ..physics import temperature_label
-
-            temperature_K = float(
-                temperature_label(
-                    torch.as_tensor(velocity_from_ase(atoms.get_velocities())),
-                    torch.as_tensor(atoms.get_masses()),
-                )[0]
-            )
-        check_box(atoms.cell.array, self.cutoff, where="predict(atoms)")
-        data = make_data(
-            atoms.positions,
-            velocity_from_ase(atoms.get_velocities()),
-            atoms.cell.array,
-            atoms.numbers,
-            atoms.get_masses(),
-            dt_fs=dt_fs,
-            temperature_K=temperature_K,
-            dtype=self.dtype,
-        )
-        batch = Batch.from_data_list([data]).to(self.device)
-        out = self(self.prepare(batch))
-        disp = out.displacement.double().cpu().numpy()
-        if out.velocity is None:
-            vel_A_ps = disp / fs_to_ps(dt_fs)
-        else:
-            vel_A_ps = out.velocity.double().cpu().numpy()
-        return disp, velocity_to_ase(vel_A_ps)

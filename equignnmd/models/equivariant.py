@@ -95,19 +95,12 @@ from torch_geometric.utils import scatter
 from ..config import ConfigError
 from ..data.stats import TrainingStats
 from ..graph import edge_vectors, neighbour_list
+from ..radial import BesselBasis, PolynomialCutoff, exact, register_exact
 from ..units import fs_to_ps
 from ._tp_base import ChannelwiseTP, EdgeConvolution, channelwise_tp
 from .base import Prediction, SurrogateModel
 from .irreps import from_ir_mul, hidden_irreps, irreps_blocks, to_ir_mul
-from .layers import (
-    BesselBasis,
-    GaussianRBF,
-    PolynomialCutoff,
-    exact,
-    mlp,
-    register_exact,
-    stride_scale,
-)
+from .layers import GaussianRBF, mlp, stride_scale
 
 
 @dataclass
@@ -339,10 +332,9 @@ class EquivariantModel(SurrogateModel):
             self.compiled()
 
     # ------------------------------------------------------------------ public helpers
-    compiled_note = "model.compiled(): torch.compile(dynamic=True) of the tensor core"
-
     def compiled(self, **kwargs) -> EquivariantModel:
-        """Wrap the tensor part of the forward with ``torch.compile(dynamic=True)``; in place."""
+        """torch.compile(dynamic=True) of the tensor core (the tensor part of the forward), in
+        place; returns the model."""
         kwargs.setdefault("dynamic", True)
         self._core_fn = torch.compile(self._core, **kwargs)
         return self

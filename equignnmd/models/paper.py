@@ -88,7 +88,8 @@ the paper when on):
   non-ballistic part of a displacement (as in the ``equivariant`` model); the blocks see
   ``r + Σ`` corrections so far. The faithful model must rebuild ``v Δt`` from the velocity
   components through LayerNorm'd hidden states, to a small fraction of a per-cent at every
-  stride, which is where it loses to r + vΔt at 1 fs (README, the ablation table).
+  stride, which is where it loses to r + vΔt at 1 fs (the ablation table of
+  docs/studies/2026-12-06-issue-15-paper-reproduction.md).
 * ``edge_direction_scalars``: ``[r̂_ij·v_i, r̂_ij·v_j, |v_j − v_i|]`` (velocities ÷
   ``vel_rms``) appended to ``e_ij`` (96 → 99 wide), recomputed per block.
 * ``vector_readout``: each block adds ``mean_j w_ij r̂_ij`` (:class:`VectorReadout`) to its
@@ -114,7 +115,7 @@ from ..config import ConfigError
 from ..data.stats import TrainingStats
 from ..graph import VerletList
 from ..units import fs_to_ps
-from .base import PAPER_CUTOFF_A, Prediction, SurrogateModel
+from .base import Prediction, SurrogateModel
 from .layers import GaussianRBF, mlp, stride_scale
 
 __all__ = [
@@ -124,6 +125,9 @@ __all__ = [
     "VectorReadout",
     "count_parameters_by_hand",
 ]
+
+PAPER_CUTOFF_A = 6.287
+"""The paper's graph cutoff, Å (its configuration's default)."""
 
 
 @dataclass
@@ -398,13 +402,10 @@ class PaperModel(SurrogateModel):
         return ei, batch.shifts
 
     # ------------------------------------------------------------------ forward
-    compiled_note = (
-        "torch.compile(dynamic=True) of each block; neighbour list and descriptors eager "
-        "(a whole-model compile breaks at the neighbour list and recompiles every step)"
-    )
-
     def compiled(self, **kwargs) -> PaperModel:
-        """Compile every block with ``torch.compile`` (``dynamic=True``), in place."""
+        """torch.compile(dynamic=True) of each block; neighbour list and descriptors eager
+        (a whole-model compile breaks at the neighbour list and recompiles every step). In
+        place; returns the model."""
         kwargs.setdefault("dynamic", True)
         for block in self.blocks:
             block.compile(**kwargs)

@@ -3,7 +3,7 @@
 
 The ``equivariant`` model predicts (r′, v′) freely; its map is neither symplectic nor
 time-reversible, and a small systematic error of that kind heats or cools a long NVE run
-(README "Trajectory fidelity"). This architecture makes the map Hamiltonian by construction:
+(docs/architectures.md). This architecture makes the map Hamiltonian by construction:
 one stride Δt is n = ⌈Δt / ``max_substep_fs``⌉ kick–drift–kick steps of h = Δt / n,
 
     v ← v + ½ h F(r) / m,   r ← r + h v,   v ← v + ½ h F(r) / m,   F = −∇U_h(r),
@@ -31,12 +31,12 @@ of frequency ω it turns by θ with cos θ = 1 − ω²h²/2, not by ωh) and go
 (≈ ω² − ω⁴h²/12: even powers of h, hence the polynomial in h²), is stable for ωh < π,
 and is what training on the recorded (r, v) → (r′, v′) pairs pulls toward. A step no longer
 than ``max_substep_fs`` keeps the fastest vibrations (~10 THz in Al) within reach of that
-softening (10 fs by default: a 20-fs stride is two steps, a 50-fs stride five; README
-"Trajectory fidelity" has the measured alternatives).
+softening (10 fs by default: a 20-fs stride is two steps, a 50-fs stride five;
+docs/studies/2026-12-06-issue-12-symplectic-v1.md has the measured alternatives).
 
 Deviations and limits: the position update is r + v h + ½ h² F/m, so the part of a stride that
 depends on the velocity is exactly v h: the one-step error cannot fall below what the
-best potential can absorb (README gives the measured figures); a potential, not a network
+best potential can absorb (docs/studies/ gives the measured figures); a potential, not a network
 reading velocities, so no temperature or velocity conditioning.
 
 Forces: in training by automatic differentiation (the graph kept for the parameters'
@@ -63,9 +63,18 @@ from torch import nn
 from ..config import ConfigError
 from ..data.stats import TrainingStats
 from ..graph import VerletList
+from ..potential import (
+    FORM_FIELDS,
+    TABLE_SPACING_A,
+    EnergyFitConfig,
+    EnergyHead,
+    EnergyHeadConfig,
+    design_matrix,
+    fit_energy_head,
+    load_energy_frames,
+)
 from ..units import FTM2V, fs_to_ps
 from .base import Prediction, SurrogateModel
-from .energy_head import FORM_FIELDS, TABLE_SPACING_A, EnergyHead, EnergyHeadConfig
 
 __all__ = ["SymplecticConfig", "SymplecticModel"]
 
@@ -94,7 +103,7 @@ class SymplecticConfig:
     core_strength: float = 0.0
     """A, eV/Å³, of the core repulsion."""
     stress_weight: float = 0.0
-    """Weight of the stress rows in the potential's fit (:class:`~equignnmd.energy_fit.
+    """Weight of the stress rows in the potential's fit (:class:`~equignnmd.potential.fit.
     EnergyFitConfig`): the crystal's elastic constants, which set the box's longest waves;
     0: energies and forces only. Read once, by :meth:`SymplecticModel.initialise_from_data`."""
     table_spacing_A: float = TABLE_SPACING_A
@@ -141,9 +150,6 @@ class SymplecticModel(SurrogateModel):
     config_class = SymplecticConfig
     needs_descriptors = False
     predicts_velocity = True
-    compiled_note = (
-        "not compiled: float64 forces from cubic tables, Verlet list carried across strides"
-    )
 
     def __init__(self, config: SymplecticConfig | dict, stats: TrainingStats | None = None):
         super().__init__(config, stats)
@@ -181,7 +187,8 @@ class SymplecticModel(SurrogateModel):
         return 2.0 * (n + 1) * float(self.cutoff)
 
     def compiled(self, **kwargs) -> SymplecticModel:
-        """Nothing to compile (see ``compiled_note``); returns the model unchanged."""
+        """Not compiled: float64 forces from cubic tables, Verlet list carried across
+        strides; returns the model unchanged."""
         return self
 
     # ------------------------------------------------------------------ the potential
@@ -217,11 +224,9 @@ class SymplecticModel(SurrogateModel):
 
     def initialise_from_data(self, root, frames_per_temperature: int = 20, log=None) -> dict:
         """Fit c_fit to the energies and forces of the dataset at ``root`` (its training
-        temperatures; :func:`~equignnmd.energy_fit.fit_energy_head`), set the scales s and
+        temperatures; :func:`~equignnmd.potential.fit.fit_energy_head`), set the scales s and
         zero δ, and attach the fit as the model's energy head (``--energy model``). Returns
         the fit's report (scores per temperature)."""
-        from ..energy_fit import EnergyFitConfig, _design, fit_energy_head, load_energy_frames
-
         c = self.hparams
         settings = {"frames_per_temperature": frames_per_temperature, **c.potential_fields()}
         settings["stress_weight"] = c.stress_weight
@@ -240,7 +245,7 @@ class SymplecticModel(SurrogateModel):
         temps = report["fit_temperatures_K"]
         fit_part = (0.0, 1.0 - EnergyFitConfig().val_fraction)
         frames = load_energy_frames(root, temps, 1, fit_part)
-        _, ffeats, *_rest, forces, _ = _design(head, frames)
+        _, ffeats, *_rest, forces, _ = design_matrix(head, frames)
         col_rms = ffeats.pow(2).mean(dim=(0, 1)).sqrt()
         f_rms = forces.pow(2).mean().sqrt()
         n = head.n_features

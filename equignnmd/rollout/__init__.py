@@ -3,21 +3,25 @@
 The parts, in the order data flows through them:
 
 * :mod:`~equignnmd.rollout.config` — :class:`RolloutConfig`, the typed settings.
-* :mod:`~equignnmd.rollout.state` — :class:`RolloutState` (tensors, metal units) and
-  :func:`init_state` (structures or arrays × replicas, Maxwell–Boltzmann velocities where
-  none are given, net momentum removed, replica r's random stream seeded ``seed + r``);
-  :func:`check_structures` refuses, before anything is written, what a model cannot start
-  from (unknown species, NaN/inf positions or velocities, a box thinner than 2 × cutoff).
+* :mod:`~equignnmd.rollout.state` — :class:`RolloutState` (tensors, metal units; each stage's
+  own state as a frozen record in ``info``) and ``init_state`` (structures or arrays ×
+  replicas, Maxwell–Boltzmann velocities where none are given, net momentum removed, replica
+  r's random stream seeded ``seed + r``); ``check_structures`` refuses, before anything is
+  written, what a model cannot start from (unknown species, NaN/inf positions or velocities,
+  a box thinner than 2 × cutoff).
 * :mod:`~equignnmd.rollout.stages` — the step, :func:`step` (model, state, stride, stages) →
-  state, as an ordered list of stages: :class:`ModelStep`, :class:`RemoveMomentum`,
-  :class:`Thermostat`, :class:`EnergyRescale` (FlashMD-style energy conservation with a
-  potential energy from :mod:`equignnmd.energy`); :func:`advance` is the one-call form.
-* :mod:`~equignnmd.rollout.guard` — :class:`StabilityGuard` after every step.
-* :mod:`~equignnmd.rollout.reporter` — :class:`RolloutReporter`, the files (an observer),
-  and the restart file a run resumes from (:func:`read_restart`; ``RolloutConfig.resume``).
+  state, as an ordered list of stages: ``ModelStep``, ``RemoveMomentum``, ``Thermostat``,
+  ``EnergyRescale`` (FlashMD-style energy conservation with a potential energy from
+  :mod:`equignnmd.potential`); ``standard_stages`` and ``init_stages`` build and start them.
+* :mod:`~equignnmd.rollout.guard` — ``StabilityGuard`` after every step.
+* :mod:`~equignnmd.rollout.reporter` — ``RolloutReporter``, the files (an observer), and the
+  restart file a run resumes from (:func:`read_restart`; ``RolloutConfig.resume``).
 * :mod:`~equignnmd.rollout.engine` — :func:`init_run` (first state + stages, as
   :class:`~equignnmd.ase_md.SurrogateMD` uses too); :class:`Rollout` and :func:`run_rollout`
   run the loop and return a :class:`RolloutResult`.
+
+This package face holds what a user of rollouts needs; the parts are imported from their
+modules (``from equignnmd.rollout.stages import Thermostat``).
 
 The model's temperature label (:func:`equignnmd.physics.temperature_label`) is the set point
 for NVT, else each replica's initial kinetic temperature, held fixed; every temperature
@@ -31,59 +35,20 @@ run alone with its seed.
 
 from .config import RolloutConfig
 from .engine import Rollout, RolloutResult, init_run, run_rollout
-from .guard import RolloutStopped, RolloutUnstable, StabilityGuard, thermo_snapshot
-from .reporter import THERMO_COLUMNS, RolloutReporter, read_restart
-from .stages import (
-    ENERGY_THERMO,
-    EnergyRescale,
-    ModelStep,
-    RemoveMomentum,
-    Stage,
-    Thermostat,
-    advance,
-    energy_thermo,
-    finite_difference,
-    init_stages,
-    make_batch,
-    model_temperature,
-    standard_stages,
-    step,
-    thermostat_of,
-    thermostat_work,
-)
-from .state import RolloutState, check_structures, init_state, make_generators
+from .guard import RolloutStopped, RolloutUnstable
+from .reporter import read_restart
+from .stages import step
+from .state import RolloutState
 
 __all__ = [
-    "ENERGY_THERMO",
-    "THERMO_COLUMNS",
-    "EnergyRescale",
-    "ModelStep",
-    "RemoveMomentum",
     "Rollout",
     "RolloutConfig",
-    "RolloutReporter",
     "RolloutResult",
     "RolloutState",
     "RolloutStopped",
     "RolloutUnstable",
-    "StabilityGuard",
-    "Stage",
-    "Thermostat",
-    "advance",
-    "check_structures",
-    "energy_thermo",
-    "finite_difference",
     "init_run",
-    "init_stages",
-    "init_state",
-    "make_batch",
-    "make_generators",
-    "model_temperature",
     "read_restart",
     "run_rollout",
-    "standard_stages",
     "step",
-    "thermo_snapshot",
-    "thermostat_of",
-    "thermostat_work",
 ]

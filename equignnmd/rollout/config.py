@@ -56,28 +56,47 @@ class RolloutConfig:
     """
 
     dt_fs: float = 0.0
+    """stride, fs"""
     steps: int = 0
     temperature_K: float | list[float] | None = None
+    """set point, K, and the temperature of initial velocities where the structure has none"""
     thermostat: str = "none"
+    """thermostat"""
     tau_fs: float | None = None
+    """CSVR time constant, fs (default: 100 × stride)"""
     friction_per_ps: float | None = None
+    """Langevin friction, 1/ps (default: 1 / (100 × stride))"""
     replicas: int = 1
+    """replicas run together"""
     seed: int | None = 0
+    """replica r draws from seed + r"""
     remove_momentum: bool = True
     resample_velocities: bool = False
     min_distance_A: float = 1.5
+    """guard: stop below this pair distance, Å"""
     max_temperature_factor: float | None = 3.0
+    """guard: stop above this × the model's temperature label"""
     min_temperature_factor: float | None = None
+    """guard: stop below this × set point (default: off)"""
     on_unstable: str = "stop"
     out_dir: str | None = None
+    """output folder"""
     fmt: str = "extxyz"
+    """trajectory format"""
     write_every: int = 10
+    """write a frame every N steps (0: none)"""
     thermo_every: int | None = None
     restart_every: int | None = None
+    """write the restart file every N steps (0: none) (default: write_every, else every
+    thermo row)"""
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
     energy: str = "none"
+    """potential energy of the states: none, reference (the default EAM file), model (the
+    checkpoint's energy head, see `equignnmd energy-head`) or an EAM file; with it the
+    velocities are rescaled after each step so that K + U is conserved (NVE) or changes only
+    by the thermostat's work (NVT), and thermo.csv gains energy columns"""
     energy_rescale: bool = True
     split_thermostat: bool | None = None
     neighbour_skin_A: float = 1.0

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..outputs import claim_output
+from ..potential import make_energy_source
 from ..units import fs_to_ps, ns_per_day
 from .config import RolloutConfig
 from .guard import RolloutStopped, RolloutUnstable, StabilityGuard
@@ -50,11 +51,13 @@ from .stages import (
 from .state import RolloutState, init_state
 
 __all__ = [
+    "RecordedRun",
     "Rollout",
     "RolloutResult",
     "check_same_settings",
     "init_run",
     "make_stages",
+    "record_rollout",
     "run_settings",
     "run_rollout",
 ]
@@ -168,7 +171,7 @@ def init_run(
     ``names`` as there); ``stages``
     default to the config's standard ones (its thermostat, momentum removal, the model's
     label, an :class:`EnergyRescale` from ``energy_source`` — a source of
-    :mod:`equignnmd.energy`, an ASE calculator — or else from ``config.energy``); every
+    :mod:`equignnmd.potential`, an ASE calculator — or else from ``config.energy``); every
     stage's ``init`` has run on the state.
     """
     state = init_state(
@@ -195,8 +198,6 @@ def make_stages(
     :func:`init_run`), before their ``init`` (a resumed run has their state already)."""
     if stages is not None:
         return list(stages)
-    from ..energy import make_energy_source
-
     source = make_energy_source(
         energy_source if energy_source is not None else config.energy, model=model
     )
@@ -244,7 +245,7 @@ class Rollout:
         observers: callables ``fn(state, thermo)``, or ``(fn, interval)``; see :meth:`attach`.
         stages: the step's stages (default :func:`~equignnmd.rollout.stages.standard_stages`
             for the config); they must include a ``ModelStep``.
-        energy_source: the potential energy of the states (:mod:`equignnmd.energy`: a source,
+        energy_source: the potential energy of the states (:mod:`equignnmd.potential`: a source,
             an ASE calculator or an EAM file), in place of ``config.energy``.
         names: how errors name each structure (default "structure k (file PATH)").
 
@@ -390,9 +391,9 @@ class Rollout:
             "atoms_per_replica": torch.bincount(self.state.batch).tolist(),
             "seed": cfg.seed,
             "remove_momentum": cfg.remove_momentum,
-            "maxwell_boltzmann_initialised_replicas": self.state.info["init"][
-                "maxwell_boltzmann_replicas"
-            ],
+            "maxwell_boltzmann_initialised_replicas": self.state.info[
+                "init"
+            ].maxwell_boltzmann_replicas,
             "velocities": "finite differences disp/dt (model predicts positions only)"
             if self.finite_difference
             else "predicted by the model",
@@ -565,6 +566,40 @@ class Rollout:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@dataclass
+class RecordedRun:
+    """A one-replica rollout kept in memory for analysis (:func:`record_rollout`):
+    ``positions`` (S+1, N, 3) unwrapped Å and ``velocities`` (S+1, N, 3) Å/ps at step 0 … the
+    last step before the guard fired (the start at least), and the run's ``result``."""
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    result: RolloutResult
+
+    @property
+    def steps_completed(self) -> int:
+        return len(self.positions) - 1
+
+
+def record_rollout(
+    model, start, config: RolloutConfig, observers: Sequence = (), **kwargs
+) -> RecordedRun:
+    """Run ``config.steps`` strides from ``start`` (one replica; what :class:`Rollout` takes)
+    and keep every frame in memory (:class:`RecordedRun`): what ``evaluate`` and ``fidelity``
+    analyse. ``observers`` see every step too (an energy meter); ``kwargs`` go to
+    :class:`Rollout`."""
+    frames: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def keep(state, thermo):  # at step 0, after every step, and at a guard's stop
+        frames.append((state.unwrapped.cpu().numpy().copy(), state.velocities.cpu().numpy().copy()))
+
+    with Rollout(model, start, config, observers=[keep, *observers], **kwargs) as ro:
+        result = ro.run()
+    if result.stopped_reason is not None:  # the state the guard stopped at is not kept
+        frames = frames[: max(len(frames) - 1, 1)]
+    return RecordedRun(np.stack([f[0] for f in frames]), np.stack([f[1] for f in frames]), result)
 
 
 def run_rollout(

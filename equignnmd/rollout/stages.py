@@ -18,7 +18,8 @@ with
 
 * ``init(state) -> state``: once, on a run's first state (default: nothing); a stage that
   needs a small state of its own (a reference energy, a label held fixed) stores it here under
-  its ``name`` in ``state.info`` (:meth:`RolloutState.with_info`);
+  its ``name`` in ``state.info``, as a frozen record (:class:`ModelRecord`,
+  :class:`ThermostatRecord`, :class:`EnergyRecord`; :meth:`RolloutState.with_info`);
 * ``__call__(model, state, dt_fs) -> state``: every stride.
 
 Randomness comes from the replicas' own streams in ``state.generators``.
@@ -40,12 +41,15 @@ from .state import RolloutState
 
 __all__ = [
     "ENERGY_THERMO",
+    "EnergyRecord",
     "EnergyRescale",
+    "ModelRecord",
     "ModelStep",
     "RemoveMomentum",
     "Stage",
     "Thermostat",
-    "advance",
+    "ThermostatRecord",
+    "add_thermostat_work",
     "finite_difference",
     "init_stages",
     "make_batch",
@@ -56,6 +60,40 @@ __all__ = [
     "thermostat_of",
     "thermostat_work",
 ]
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """:class:`ModelStep`'s state: the model's ``temperature_K`` label (R,) K, whether the last
+    step's velocities were ``finite_difference`` s (disp / Δt), and the run's Verlet list
+    (``neighbours``; None where the model searches itself)."""
+
+    temperature_K: torch.Tensor
+    finite_difference: bool = False
+    neighbours: VerletList | None = None
+
+
+@dataclass(frozen=True)
+class ThermostatRecord:
+    """:class:`Thermostat`'s state: the kinetic energy put in so far, ``work_eV`` (R,) eV
+    (LAMMPS's ``ecouple``)."""
+
+    work_eV: torch.Tensor
+
+
+@dataclass(frozen=True)
+class EnergyRecord:
+    """:class:`EnergyRescale`'s state, all (R,): ``initial_eV`` (E₀), ``potential_eV`` (U of
+    the current positions), ``total_eV`` (K + U after the stage), ``target_eV`` (E₀ + W),
+    ``scale`` (α of the last stride), ``clamped`` (strides whose kinetic energy was clamped
+    to 0, a count)."""
+
+    initial_eV: torch.Tensor
+    potential_eV: torch.Tensor
+    total_eV: torch.Tensor
+    target_eV: torch.Tensor
+    scale: torch.Tensor
+    clamped: torch.Tensor
 
 
 class Stage:
@@ -98,14 +136,16 @@ class ModelStep(Stage):
 
     ``init`` fixes the model's temperature label, :func:`equignnmd.physics.temperature_label`:
     ``set_point_K`` (scalar or (R,), K) where there is a thermostat, else the kinetic
-    temperature of the first state, held for the whole run (``info["model"]["temperature_K"]``).
+    temperature of the first state, held for the whole run (:class:`ModelRecord`,
+    ``info["model"]``).
 
     Neighbour lists: for a model that reads a given list (``model.reads_given_edges``), the
     step keeps a :class:`~equignnmd.graph.VerletList` at ``model.cutoff + skin_A`` on the
-    unwrapped positions across strides (``info["model"]["neighbours"]``; rebuilt when an atom
-    has moved more than ``skin_A / 2`` since its build, or when the cell or the atoms change)
-    and hands the model the pairs within its cutoff: exactly the pairs of a fresh list, found
-    without a neighbour search on most strides. ``skin_A = 0`` searches every stride.
+    unwrapped positions across strides (``ModelRecord.neighbours``; the list rebuilds itself
+    when an atom has moved more than ``skin_A / 2``, a new one is made when the cell or the
+    atoms change: :meth:`VerletList.reuse`) and hands the model the pairs within its cutoff
+    (:meth:`VerletList.wrapped_edges`): exactly the pairs of a fresh list, found without a
+    neighbour search on most strides. ``skin_A = 0`` searches every stride.
     """
 
     set_point_K: Any = None
@@ -116,41 +156,20 @@ class ModelStep(Stage):
         label = physics.temperature_label(
             state.velocities, state.masses, state.batch, self.set_point_K
         )
-        return state.with_info(self.name, temperature_K=label, finite_difference=False)
-
-    def neighbours(self, model, state: RolloutState) -> VerletList | None:
-        """The run's Verlet list, current for ``state`` (None: the model searches itself)."""
-        if self.skin_A <= 0 or not getattr(model, "reads_given_edges", False):
-            return None
-        nl = state.info.get(self.name, {}).get("neighbours")
-        if (
-            nl is None
-            or nl.cutoff != float(model.cutoff)
-            or nl.pos_ref.shape != state.unwrapped.shape
-            or not torch.equal(nl.cell, state.cell)
-            or not torch.equal(nl.batch, state.batch)
-        ):
-            nl = VerletList(float(model.cutoff), self.skin_A)
-            nl.build(state.unwrapped, state.cell, state.batch)
-        return nl
+        return state.with_info(self.name, ModelRecord(label))
 
     def __call__(self, model, state: RolloutState, dt_fs: float) -> RolloutState:
-        label = model_temperature(state)
-        batch = make_batch(state, dt_fs, label, model.dtype)
-        nl = self.neighbours(model, state)
-        if nl is not None:
-            edge_index, _, keep = nl.edges(state.unwrapped)
-            # the list's shifts are for the unwrapped positions; for the wrapped ones add the
-            # whole cells between them, n_src − n_dst (unwrapped = wrapped + n · cell)
-            inv = torch.linalg.inv(state.cell)[state.batch]
-            frac = torch.einsum("nk,nkl->nl", state.unwrapped - state.positions, inv)
-            whole = torch.round(frac)
-            batch.edge_index = edge_index
-            batch.shifts = (nl.shifts[keep] + whole[edge_index[0]] - whole[edge_index[1]]).to(
-                model.dtype
-            )
+        record: ModelRecord = state.info[self.name]
+        batch = make_batch(state, dt_fs, record.temperature_K, model.dtype)
+        if self.skin_A > 0 and getattr(model, "reads_given_edges", False):
+            nl = VerletList.reuse(
+                record.neighbours, model.cutoff, self.skin_A, state.unwrapped, state.cell,
+                state.batch,
+            )  # fmt: skip
+            batch.edge_index, shifts = nl.wrapped_edges(state.unwrapped, state.positions)
+            batch.shifts = shifts.to(model.dtype)
             batch.cutoff = float(model.cutoff)
-            state = state.with_info(self.name, neighbours=nl, neighbour_builds=nl.builds)
+            record = replace(record, neighbours=nl)
         batch = batch.to(model.device)
         pred = model(model.prepare(batch))
         device = state.positions.device
@@ -166,7 +185,7 @@ class ModelStep(Stage):
             unwrapped=state.unwrapped + disp,
             velocities=vel,
         )
-        return new.with_info(self.name, finite_difference=fd)
+        return new.with_info(self.name, replace(record, finite_difference=fd))
 
 
 @dataclass(frozen=True)
@@ -221,22 +240,27 @@ class Thermostat(Stage):
 
     def init(self, state: RolloutState) -> RolloutState:
         zero = torch.zeros(state.n_replicas, dtype=torch.float64, device=state.positions.device)
-        return state.with_info(self.name, work_eV=zero)
+        return state.with_info(self.name, ThermostatRecord(zero))
 
     def __call__(self, model, state: RolloutState, dt_fs: float) -> RolloutState:
         vel = self.update(state.velocities, state.masses, state.batch, state.generators)
         before = physics.internal_kinetic_energy(state.velocities, state.masses, state.batch)
         after = physics.internal_kinetic_energy(vel, state.masses, state.batch)
-        work = thermostat_work(state) + (after - before)
-        return replace(state, velocities=vel).with_info(self.name, work_eV=work)
+        return add_thermostat_work(replace(state, velocities=vel), after - before)
 
 
 def thermostat_work(state: RolloutState) -> torch.Tensor:
     """(R,) eV: the kinetic energy the thermostat stages have put in so far (0 without)."""
-    work = state.info.get(Thermostat.name, {}).get("work_eV")
-    if work is None:
+    record = state.info.get(Thermostat.name)
+    if record is None:
         return torch.zeros(state.n_replicas, dtype=torch.float64, device=state.positions.device)
-    return work
+    return record.work_eV
+
+
+def add_thermostat_work(state: RolloutState, work_eV: torch.Tensor) -> RolloutState:
+    """``state`` with (R,) eV more thermostat work: what a thermostat stage, or anything else
+    that changes the velocities outside the model (a LAMMPS thermostat), put in."""
+    return state.with_info(Thermostat.name, ThermostatRecord(thermostat_work(state) + work_eV))
 
 
 @dataclass(frozen=True)
@@ -246,7 +270,7 @@ class EnergyRescale(Stage):
 
     K is the kinetic energy of the motion relative to the centre of mass (a uniform
     translation carries no physics and the rollout removes it), U the potential energy of
-    the new positions from ``source`` (an energy source of :mod:`equignnmd.energy`), E₀ the
+    the new positions from ``source`` (an energy source of :mod:`equignnmd.potential`), E₀ the
     total energy of the first state and W the thermostat's work so far
     (:func:`thermostat_work`; 0 in NVE). The centre-of-mass motion and the direction of
     every velocity are kept; only the kinetic energy relative to the centre of mass changes.
@@ -256,8 +280,7 @@ class EnergyRescale(Stage):
 
     With ``rescale=False`` the stage only measures (U, K + U), every stride.
 
-    ``info["energy"]``: ``potential_eV``, ``total_eV`` (after the stage), ``target_eV``
-    (E₀ + W), ``scale`` (α of the last stride), ``clamped`` (count), all (R,).
+    ``info["energy"]``: an :class:`EnergyRecord`.
     """
 
     source: Callable
@@ -280,19 +303,21 @@ class EnergyRescale(Stage):
         n = state.n_replicas
         return state.with_info(
             self.name,
-            initial_eV=total,
-            potential_eV=u,
-            total_eV=total,
-            target_eV=total,
-            scale=torch.ones(n, dtype=torch.float64, device=u.device),
-            clamped=torch.zeros(n, dtype=torch.long, device=u.device),
+            EnergyRecord(
+                initial_eV=total,
+                potential_eV=u,
+                total_eV=total,
+                target_eV=total,
+                scale=torch.ones(n, dtype=torch.float64, device=u.device),
+                clamped=torch.zeros(n, dtype=torch.long, device=u.device),
+            ),
         )
 
     def __call__(self, model, state: RolloutState, dt_fs: float) -> RolloutState:
-        info = state.info[self.name]
+        record: EnergyRecord = state.info[self.name]
         u = self.potential(state)
-        target = info["initial_eV"] + thermostat_work(state)
-        vel, clamped = state.velocities, info["clamped"]
+        target = record.initial_eV + thermostat_work(state)
+        vel, clamped = state.velocities, record.clamped
         alpha = torch.ones_like(u)
         if self.rescale:
             k_int = physics.internal_kinetic_energy(vel, state.masses, state.batch)
@@ -309,12 +334,11 @@ class EnergyRescale(Stage):
         new = replace(state, velocities=vel)
         return new.with_info(
             self.name,
-            potential_eV=u,
-            total_eV=total,
-            target_eV=target,
-            scale=alpha,
-            clamped=clamped,
-        )
+            replace(
+                record, potential_eV=u, total_eV=total, target_eV=target, scale=alpha,
+                clamped=clamped,
+            ),
+        )  # fmt: skip
 
 
 ENERGY_THERMO = ("potential_energy_eV", "total_energy_eV", "thermostat_work_eV", "energy_clamped")
@@ -327,16 +351,16 @@ def energy_thermo(state: RolloutState) -> dict:
     ``total_energy_eV`` is K + U of the state as it leaves the step (after any thermostat
     half-step that follows the energy stage), so that total − thermostat work is the
     conserved quantity of an NVT run."""
-    info = state.info.get(EnergyRescale.name)
-    if info is None:
+    record = state.info.get(EnergyRescale.name)
+    if record is None:
         return {}
     # U is that of the current positions (stages after this one change velocities only)
     k = physics.internal_kinetic_energy(state.velocities, state.masses, state.batch)
     return {
-        "potential_energy_eV": info["potential_eV"].cpu().numpy().copy(),
-        "total_energy_eV": (k + info["potential_eV"]).cpu().numpy(),
+        "potential_energy_eV": record.potential_eV.cpu().numpy().copy(),
+        "total_energy_eV": (k + record.potential_eV).cpu().numpy(),
         "thermostat_work_eV": thermostat_work(state).cpu().numpy().copy(),
-        "energy_clamped": info["clamped"].cpu().numpy().copy(),
+        "energy_clamped": record.clamped.cpu().numpy().copy(),
     }
 
 
@@ -396,7 +420,7 @@ def step(model, state: RolloutState, dt_fs: float, stages: Sequence[Stage]) -> R
 def model_temperature(state: RolloutState) -> torch.Tensor:
     """(R,) K: the temperature label :class:`ModelStep` gives the model (set by its init)."""
     try:
-        return state.info[ModelStep.name]["temperature_K"]
+        return state.info[ModelStep.name].temperature_K
     except KeyError:
         raise ValueError(
             "this state has no temperature label: run init_stages(stages, state) on a run's "
@@ -406,31 +430,5 @@ def model_temperature(state: RolloutState) -> torch.Tensor:
 
 def finite_difference(state: RolloutState) -> bool:
     """Whether the last model step's velocities were finite differences disp / Δt."""
-    return bool(state.info.get(ModelStep.name, {}).get("finite_difference", False))
-
-
-def advance(
-    model,
-    state: RolloutState,
-    dt_fs: float,
-    temperature_K,
-    thermostat: Callable | None = None,
-    generator=None,
-    remove_momentum: bool = True,
-) -> tuple[RolloutState, bool]:
-    """One stride with the standard stages; returns ``(new_state, finite_difference)``.
-
-    The older one-call form of :func:`step` (benchmarks use it): ``temperature_K`` (scalar or
-    (R,)) is the model's label; ``thermostat`` a callable from
-    :func:`equignnmd.thermostats.make_thermostat` or None (NVE); ``generator`` one
-    ``torch.Generator`` or one per replica (default: ``state.generators``).
-    """
-    stages = standard_stages(
-        Thermostat(thermostat) if thermostat is not None else None,
-        remove_momentum,
-        set_point_K=temperature_K,
-    )
-    if generator is not None:
-        state = replace(state, generators=generator)
-    new = step(model, init_stages(stages, state), dt_fs, stages)
-    return new, finite_difference(new)
+    record = state.info.get(ModelStep.name)
+    return bool(record is not None and record.finite_difference)

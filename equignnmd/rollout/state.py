@@ -22,7 +22,16 @@ from ..io import read_structure
 from ..thermostats import maxwell_boltzmann
 from ..units import velocity_from_ase, velocity_to_ase
 
-__all__ = ["RolloutState", "check_structures", "init_state", "make_generators"]
+__all__ = ["InitRecord", "RolloutState", "check_structures", "init_state", "make_generators"]
+
+
+@dataclass(frozen=True)
+class InitRecord:
+    """How a run's first velocities were set: the ``seed`` of the replicas' streams and the
+    replicas given Maxwell–Boltzmann velocities (``maxwell_boltzmann_replicas``)."""
+
+    seed: int | None
+    maxwell_boltzmann_replicas: list[int]
 
 
 @dataclass
@@ -39,10 +48,11 @@ class RolloutState:
     global stream). The streams advance as stages draw from them, and a state shares them with
     the states stepped from it.
 
-    ``info``: small per-run records by name, each a dict: a stage's own state under the stage's
-    name (``info["model"]["temperature_K"]``, the model's temperature label, (R,) K) and how
-    the first velocities were set (``info["init"]``). A stage returns a new ``info`` through
-    :meth:`with_info`; it never changes the old one in place.
+    ``info``: small per-run records by name, each a frozen record: a stage's own state under
+    the stage's name (``info["model"].temperature_K``, the model's temperature label, (R,) K;
+    :mod:`equignnmd.rollout.stages`) and how the first velocities were set (``info["init"]``,
+    an :class:`InitRecord`). A stage returns a new ``info`` through :meth:`with_info`; it never
+    changes the old one in place.
     """
 
     positions: torch.Tensor
@@ -83,9 +93,9 @@ class RolloutState:
         """The same state on ``device`` (generators and ``info`` are kept as they are)."""
         return replace(self, **{k: getattr(self, k).to(device) for k in self._TENSORS})
 
-    def with_info(self, key: str, **values) -> RolloutState:
-        """A copy whose ``info[key]`` has ``values`` merged in (the old dicts are untouched)."""
-        return replace(self, info={**self.info, key: {**self.info.get(key, {}), **values}})
+    def with_info(self, key: str, record: Any) -> RolloutState:
+        """A copy whose ``info[key]`` is ``record`` (the old ``info`` is untouched)."""
+        return replace(self, info={**self.info, key: record})
 
     def select(self, replicas: Sequence[int]) -> RolloutState:
         """A new state of copies of ``replicas`` (in that order, repeats allowed), step 0,
@@ -384,7 +394,7 @@ def init_state(
     ``min_distance_A``); a ``ValueError`` names the structure, the field and what was
     expected.
 
-    ``info["init"]`` records ``seed`` and ``maxwell_boltzmann_replicas`` (those drawn).
+    ``info["init"]`` is an :class:`InitRecord` (the seed, the replicas drawn).
     """
     base, default_names = _read(structures, device, names)
     names = list(names) if names is not None else default_names
@@ -426,4 +436,4 @@ def init_state(
     if remove_momentum:
         vel = physics.remove_net_momentum(vel, state.masses, state.batch)
     state = replace(state, velocities=vel, generators=generators)
-    return state.with_info("init", seed=seed, maxwell_boltzmann_replicas=drawn)
+    return state.with_info("init", InitRecord(seed, drawn))

@@ -15,7 +15,7 @@ issue's "mean T within 2 % / 5 %" targets); ``--lammps-fs 5`` runs LAMMPS with t
 velocity Verlet step the shipped model takes, which separates the step's effect from the
 potential's.
 
-    python benchmarks/site_drift.py --checkpoint pretrained:symplectic-al --temperature 450 \
+    python studies/site_drift.py --checkpoint pretrained:symplectic-al --temperature 450 \
         --stride 20 --seeds 2101-2106 [--nvt-ps 100] [--tau-strides 100] [--lammps-fs 1] \
         [--energy none|reference|model] [--out FILE.json]
 

@@ -1,9 +1,11 @@
-"""A checkpoint's own potential energy: a learned, EAM-form invariant readout.
+"""The learned potential: an embedded-atom-form energy, linear in its coefficients.
 
-A force-free surrogate has no energy; to conserve the total energy of its trajectories
+It is two things with one form: the ``symplectic`` model's potential (velocity Verlet over it,
+:mod:`equignnmd.models.symplectic`), and a checkpoint's own potential energy. A force-free
+surrogate has no energy; to conserve the total energy of its trajectories
 without the reference potential at hand (:class:`~equignnmd.rollout.stages.EnergyRescale`),
 a checkpoint can carry an *energy head* fitted to the potential energies and forces its
-training data recorded (``equignnmd energy-head``, :mod:`equignnmd.energy_fit`). The head reads
+training data recorded (``equignnmd energy-head``, :mod:`equignnmd.potential.fit`). The head reads
 positions only, through the model's graph (same cutoff, same neighbour list), not the model's
 hidden features: those read velocities, and a potential energy must not.
 
@@ -13,12 +15,12 @@ least-squares solve over energies and forces (seconds, no optimiser to tune):
     U = Σ_i [ e₀(s_i) + ½ Σ_j Σ_k a_{k,s_i s_j} B_k(r_ij) + Σ_{d,m} b_{d,m,s_i} (x_{i,d} − 1)^m ],
     x_{i,d} = ρ_{i,d} / ρ̄_d,   ρ_{i,d} = Σ_j exp(−β_d r_ij / r_c) c(r_ij),
 
-with B_k the Bessel basis times the smooth envelope c (:class:`~.layers.BesselBasis`,
-:class:`~.layers.PolynomialCutoff`: U and its forces are continuous at the cutoff r_c), d over
-the ``density_decays`` β_d, m = 1..``embedding_order`` and ρ̄_d the mean density of the fit
-data. :meth:`EnergyHead.features` gives the per-system sums that multiply the coefficients;
-the fit and the forward share it, so they cannot disagree. Everything runs in float64 (the
-head is tiny): a 500-atom total keeps sub-meV precision.
+with B_k the Bessel basis times the smooth envelope c (:class:`~equignnmd.radial.BesselBasis`,
+:class:`~equignnmd.radial.PolynomialCutoff`: U and its forces are continuous at the cutoff r_c), d
+over the ``density_decays`` β_d, m = 1..``embedding_order`` and ρ̄_d the mean density of the fit
+data. :meth:`EnergyHead.features` gives the per-system sums that multiply the coefficients; the fit
+and the forward share it, so they cannot disagree. Everything runs in float64 (the head is tiny): a
+500-atom total keeps sub-meV precision.
 
 Below the closest pair of the fit data the form is unconstrained, and a rich pair basis can
 turn attractive there (a 40-function fit of the Mendelev file has a 3-eV hole at 1.8 Å, which
@@ -42,10 +44,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, check_hparams
 from ..graph import edge_vectors, neighbour_list, squared_norm
-from .base import check_hparams
-from .layers import BesselBasis, PolynomialCutoff
+from ..radial import BesselBasis, PolynomialCutoff
 
 __all__ = [
     "FORM_FIELDS",

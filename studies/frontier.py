@@ -14,20 +14,21 @@ thread, 400 fresh pairs per epoch) on a dataset recorded every 5 fs with held-ou
 Usage (each stage skips what exists; two ``train`` processes may run side by side, one per
 core)::
 
-    python benchmarks/frontier.py train --data data/ref5 --out runs/frontier [--only base,ch8]
-    python benchmarks/frontier.py score --data data/ref5 --out runs/frontier
-    python benchmarks/frontier.py report --out runs/frontier --plot docs/frontier.png
+    python studies/frontier.py train --data data/ref5 --out runs/frontier [--only base,ch8]
+    python studies/frontier.py score --data data/ref5 --out runs/frontier
+    python studies/frontier.py report --out runs/frontier --plot docs/studies/frontier.png
 
-``report`` prints the Markdown table (the README's) and draws cost against error.
+``report`` prints the Markdown table (``docs/studies/2026-12-03-issue-13-frontier.md``'s) and
+draws cost against error.
 
 ``--study paper`` runs the same stages for the ``paper`` architecture's ablations (issue 15):
 one switch at a time around ``configs/paper.yaml`` (strides 1–10 fs, the paper's Table 1
 temperatures), scored in the paper's Table 4 layout on the held-out 350 K with the r + vΔt and
 Taylor baselines of the same pairs (no cost column)::
 
-    python benchmarks/frontier.py train --study paper --data data/paper256 --out runs/paper-ablation
-    python benchmarks/frontier.py score --study paper --data data/paper256 --out runs/paper-ablation
-    python benchmarks/frontier.py report --study paper --out runs/paper-ablation
+    python studies/frontier.py train --study paper --data data/paper256 --out runs/paper-ablation
+    python studies/frontier.py score --study paper --data data/paper256 --out runs/paper-ablation
+    python studies/frontier.py report --study paper --out runs/paper-ablation
 """
 
 from __future__ import annotations
@@ -222,15 +223,20 @@ def one_shot(checkpoint: Path, data: str, study: Study) -> dict:
 
 def cost(checkpoint: Path) -> dict:
     """Steady-state µs per atom-step of the compiled model (module docstring)."""
+    import ase.build
     import torch
-    from _boxes import make_state
 
     import equignnmd
-    from equignnmd.rollout import init_stages, standard_stages, step
+    from equignnmd.materials import ALUMINIUM as AL
+    from equignnmd.rollout import step
+    from equignnmd.rollout.stages import init_stages, standard_stages
+    from equignnmd.rollout.state import init_state
 
     model = equignnmd.load_checkpoint(checkpoint, device="cpu").compiled()
     stages = standard_stages(set_point_K=450.0, skin_A=1.0)
-    state = init_stages(stages, make_state(COST_ATOMS))
+    cells = round((COST_ATOMS / AL.atoms_per_cell) ** (1 / 3))  # FCC Al, 300-K velocities
+    box = ase.build.bulk(AL.element, AL.structure, a=AL.lattice_A, cubic=True).repeat(cells)
+    state = init_stages(stages, init_state(box, temperature_K=300.0, seed=0))
     for _ in range(3):
         state = step(model, state, 20.0, stages)
     times = []
@@ -365,5 +371,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

@@ -1,11 +1,11 @@
-"""Fit a checkpoint's energy head (:mod:`equignnmd.models.energy_head`) to recorded energies.
+"""Fit the learned potential (:mod:`equignnmd.potential.eam`) to recorded energies and forces.
 
 ``equignnmd energy-head --checkpoint C --data D --out C_E.pt`` reads frames of the dataset's
 *training* temperatures (the held-out ones are only scored), fits the head's functions to the
 recorded potential energies (``thermo/pe_eV``) and forces (−∇U, by automatic differentiation of
 the head) and writes a copy of the checkpoint with the head inside: the surrogate weights are
 untouched, so its steps are bit-for-bit those of the input checkpoint. Rollouts then conserve
-the head's energy with ``--energy model`` (:class:`~equignnmd.energy.ModelEnergy`).
+the head's energy with ``--energy model`` (:class:`~equignnmd.potential.sources.ModelEnergy`).
 
 Frames: ``frames_per_temperature`` evenly spaced frames of the first ``1 − val_fraction`` of
 every training trajectory for the fit; the same number from the last ``val_fraction`` (later
@@ -26,11 +26,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError, build
-from .data.format import open_trajectories, read_index
-from .units import EV_PER_A3_IN_GPA
+from .._lammps import resolve_potential
+from ..config import ConfigError, build
+from ..data.format import open_trajectories, read_index
+from ..graph import edge_vectors, neighbour_list
+from ..units import EV_PER_A3_IN_GPA
+from .eam import FORM_FIELDS, VOIGT, EnergyHead
+from .sources import LammpsEnergy
 
-__all__ = ["EnergyFitConfig", "fit_energy_head", "load_energy_frames", "score_energy_head"]
+__all__ = [
+    "EnergyFitConfig",
+    "design_matrix",
+    "fit_energy_head",
+    "load_energy_frames",
+    "reference_virials",
+    "report_markdown",
+    "score_energy_head",
+    "stress_design_matrix",
+    "write_report",
+]
 
 
 @dataclass
@@ -112,9 +126,6 @@ def load_energy_frames(root, temperatures_K, n_frames: int, part: tuple[float, f
 def reference_virials(root, frames, batch_frames: int = 8) -> None:
     """Add ``virial`` (6,) eV, ∂U/∂ε in Voigt order (:meth:`LammpsEnergy.virials`), to every
     frame: LAMMPS single points of the potential the dataset at ``root`` was generated with."""
-    from ._lammps import resolve_potential
-    from .energy import LammpsEnergy
-
     name = read_index(root).get("potential")
     if not name:
         raise ValueError(
@@ -147,7 +158,7 @@ def _batch(frames):
     return pos, cell, species, batch, counts, pe, forces
 
 
-def _design(head, frames):
+def design_matrix(head, frames):
     """Energy features (R, C), force features (N, 3, C) = −∂features/∂positions, and the
     batch's counts (R,), energies (R,) eV, forces (N, 3) eV/Å, system of every atom (N,)."""
     pos, cell, species, batch, counts, pe, forces = _batch(frames)
@@ -163,7 +174,7 @@ def _design(head, frames):
     return feats, ffeats, counts, pe, forces, batch
 
 
-def _stress_design(head, frames):
+def stress_design_matrix(head, frames):
     """Virial features (R, 6, C) (:meth:`EnergyHead.virial_features`) and the frames'
     reference virials (R, 6) eV less the fixed core's (:func:`reference_virials`)."""
     pos, cell, species, batch, *_ = _batch(frames)
@@ -172,8 +183,6 @@ def _stress_design(head, frames):
         vfeats = head.virial_features(pos, cell, species, batch, n)
     target = torch.stack([f["virial"] for f in frames])
     if head.has_core:  # ∂U_core/∂ε by autograd through a strained copy of every system
-        from .models.energy_head import VOIGT
-
         eps = torch.zeros(n, 3, 3, dtype=torch.float64, requires_grad=True)
         strain = torch.eye(3, dtype=torch.float64) + eps
         core = head.core_energy(
@@ -208,7 +217,7 @@ def score_energy_head(head, frames, batch_frames: int = 8) -> dict:
         n_comp += f_ref.numel()
         if all("virial" in f for f in chunk):  # stresses σ = −(∂U/∂ε) / V, GPa
             coefficients = head.coefficients.to(torch.float64)
-            vfeats, target = _stress_design(head, chunk)
+            vfeats, target = stress_design_matrix(head, chunk)
             volume = torch.linalg.det(cell).abs()[:, None] / EV_PER_A3_IN_GPA
             ds2.append((((vfeats @ coefficients - target) / volume) ** 2).numpy())
             s2.append(((target / volume) ** 2).numpy())
@@ -228,13 +237,11 @@ def score_energy_head(head, frames, batch_frames: int = 8) -> dict:
 
 
 def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=print):
-    """An :class:`~equignnmd.models.energy_head.EnergyHead` for ``model`` (its cutoff and
+    """An :class:`~equignnmd.potential.eam.EnergyHead` for ``model`` (its cutoff and
     species) fitted by weighted least squares to the energies and forces of the dataset at
     ``root``; returns ``(head, report)`` with the scores per split and temperature
     (:func:`score_energy_head`), the settings and the wall time. ``log`` takes one line of
     progress at a time (``None``: silent)."""
-    from .models.energy_head import FORM_FIELDS, EnergyHead
-
     log = log or (lambda _msg: None)
     if isinstance(cfg, EnergyFitConfig):
         cfg = dataclasses.asdict(cfg)
@@ -271,8 +278,6 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
     # changes by per cents between 5 and 800 K)
     with torch.no_grad():
         pos, cell, spec, batch, *_ = _batch(fit_frames[:: max(1, len(fit_frames) // 8)])
-        from .graph import edge_vectors, neighbour_list
-
         ei, sh = neighbour_list(pos, cell, head.cutoff, batch)
         r = edge_vectors(pos, cell, ei, sh, batch).norm(dim=-1)
         per_edge = head.density_functions(r)[0]
@@ -289,7 +294,7 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
     ata = torch.zeros(c, c, dtype=torch.float64)
     aty = torch.zeros(c, dtype=torch.float64)
     for k in range(0, len(fit_frames), cfg.batch_frames):
-        feats, ffeats, counts, pe, forces, batch = _design(
+        feats, ffeats, counts, pe, forces, batch = design_matrix(
             head, fit_frames[k : k + cfg.batch_frames]
         )
         a_e = feats / (counts * e_scale)[:, None]
@@ -300,7 +305,7 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
         ata += a_e.T @ a_e + a_f.T @ a_f
         aty += a_e.T @ y_e + a_f.T @ y_f
         if cfg.stress_weight > 0:
-            vfeats, virial = _stress_design(head, fit_frames[k : k + cfg.batch_frames])
+            vfeats, virial = stress_design_matrix(head, fit_frames[k : k + cfg.batch_frames])
             w_s = math.sqrt(cfg.stress_weight / 6.0) / (counts * s_scale)[:, None, None]
             a_s = (vfeats * w_s).reshape(-1, c)
             y_s = (virial.unsqueeze(-1) * w_s).reshape(-1)

@@ -1,34 +1,10 @@
-"""``equignnmd fidelity``: does a surrogate's *trajectory* behave like the reference MD?
-
-From equilibrated LAMMPS states at several temperatures (held-out ones included), for one
-checkpoint and the reference EAM potential:
-
-1. **NVE** at every surrogate stride: the true total energy of the surrogate's trajectory
-   every ``energy_every`` strides (its kinetic energy plus the EAM potential energy of its
-   positions, one LAMMPS single point; :class:`equignnmd.energy.LammpsEnergy`), its drift in
-   meV/atom/ps and the temperature trace, beside LAMMPS velocity Verlet from the same state at
-   ``verlet_fs`` (1, 5, 10, 20 fs).
-2. **NVT** (CSVR and Langevin, τ = ``tau_strides`` strides) beside LAMMPS with the same
-   thermostat: mean and standard deviation of T against the canonical expectation
-   (σ_T = T √(2 / (3N − 3))), RDF L1 with its calibration rows (LAMMPS at T with another seed,
-   and at T ± ``calibration_dK``), VDOS overlap over the whole run and over its last quarter,
-   the VDOS weight below 2 THz, the mean-square displacement from the start (a solid's
-   plateau) and the drift of time-averaged sites, the FCC fraction (CNA) of the last frame,
-   and equipartition: the kinetic temperature of the box's longest plane waves
-   (:func:`equignnmd.analysis.plane_wave_temperatures`) over the kinetic temperature.
-3. **One-step** kinetic-energy bias (K_pred / K_true − 1) and error energy
-   Σ m |Δv|² / Σ m v² per stride and temperature, on pairs of a 1-fs NVE LAMMPS run, with the
-   zero / ballistic / Taylor baselines beside the model; and the model's reversibility error
-   (step, flip the velocities, step, flip: the mean distance to the start, Å, and the
-   relative velocity error), which is zero for exact Hamiltonian dynamics.
-
-It writes ``fidelity.md``, ``fidelity.json`` and plots into ``out``. A score computed from
-fewer than ``min_frames`` frames is printed as "–" (and stored as null).
+"""Running the fidelity benchmark (:mod:`equignnmd.fidelity`): its settings
+(:class:`FidelityConfig`, :data:`PRESETS`), the LAMMPS reference runs, the surrogate runs, and
+:func:`fidelity`, which scores them (:mod:`.score`) and writes the report (:mod:`.render`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -38,21 +14,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import analysis, physics, plots
-from .analysis import MIN_SCORE_FRAMES
-from .config import ConfigError, build
-from .io import json_safe, write_atomic
-from .materials import ALUMINIUM, Material
-from .units import fs_to_ps, ps_to_fs
-
-__all__ = ["PRESETS", "FidelityConfig", "fidelity", "render_fidelity"]
-
-LOW_BAND_THZ = 2.0
-"""A 500-atom Al box has almost no vibrational states below this frequency."""
-BAND_EDGES_THZ = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0)
-SITE_DRIFT_WINDOW_PS = 2.0
-"""Sites are averaged over this long at the start and at the end of a run (as the issue
-measured the site drift)."""
+from .. import analysis, physics
+from ..analysis import MIN_SCORE_FRAMES
+from ..config import ConfigError, build
+from ..materials import ALUMINIUM, Material
+from ..potential import LammpsEnergy
+from ..rollout import RolloutConfig, RolloutState, step
+from ..rollout.config import THERMOSTATS
+from ..rollout.engine import record_rollout
+from ..rollout.stages import init_stages, standard_stages
+from ..units import fs_to_ps, ps_to_fs
+from .render import plot_block, write_report
+from .score import nve_row, nvt_scores, step_scores
 
 
 @dataclass
@@ -67,14 +40,21 @@ class FidelityConfig:
     checkpoint: str = "pretrained:symplectic-al"
     potential: str = "reference"
     cells: int = 5
+    """FCC cells per side, 5 → 500 atoms"""
     temperatures_K: list[float] = field(default_factory=lambda: [300.0, 450.0, 800.0])
+    """temperatures, K, comma-separated"""
     strides_fs: list[float] = field(default_factory=lambda: [20.0])
+    """surrogate strides, fs"""
     verlet_fs: list[float] = field(default_factory=lambda: [1.0, 5.0, 10.0, 20.0])
     nve_ps: float = 20.0
+    """NVE length, ps"""
     nvt_ps: float = 20.0
+    """NVT length, ps"""
     thermostats: list[str] = field(default_factory=lambda: ["csvr", "langevin"])
     tau_strides: float = 100.0
     energy: str = "none"
+    """surrogate energy rescaling: none, reference, model (the checkpoint's energy head) or
+    an EAM file"""
     energy_every: int = 5
     equilibrate_ps: float = 10.0
     onestep_strides_fs: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 50.0])
@@ -83,8 +63,10 @@ class FidelityConfig:
     min_frames: int = MIN_SCORE_FRAMES
     seed: int = 2029
     device: str = "auto"
+    """cpu, cuda, cuda:1 or auto"""
     threads: int = 0
     out: str = "fidelity"
+    """report folder"""
 
     def validate(self, source: str = "fidelity settings") -> None:
         def bad(name: str, expected: str) -> ConfigError:
@@ -105,7 +87,6 @@ class FidelityConfig:
         for name in ("nve_ps", "nvt_ps", "equilibrate_ps"):
             if getattr(self, name) < 0:
                 raise bad(name, "≥ 0 ps")
-        from .rollout.config import THERMOSTATS
 
         for t in self.thermostats:
             if THERMOSTATS.get(t.lower(), "none") == "none":
@@ -148,8 +129,8 @@ def make_config(preset: str = "default", source: str = "fidelity", **values) -> 
 
 # ------------------------------------------------------------------------------ reference MD
 def _settings(cfg: FidelityConfig, material: Material, T: float, ensemble: str, **kw):
-    from ._lammps import resolve_potential
-    from .data.lammps_md import MDSettings
+    from .._lammps import resolve_potential
+    from ..data.lammps_md import MDSettings
 
     ref = None if cfg.potential == "reference" else cfg.potential
     return MDSettings(
@@ -168,7 +149,7 @@ def equilibrated_state(cfg: FidelityConfig, material: Material, T: float) -> dic
     """An FCC crystal equilibrated at T and 0 bar (NPT for ``equilibrate_ps``), put in its
     average cell and equilibrated there (CSVR, a fifth as long): positions (unwrapped Å),
     velocities (Å/ps), cell (3, 3) Å."""
-    from .data.lammps_md import LammpsMD
+    from ..data.lammps_md import LammpsMD
 
     steps = int(round(ps_to_fs(cfg.equilibrate_ps)))
     with LammpsMD(_settings(cfg, material, T, "npt")) as md:
@@ -190,7 +171,7 @@ def equilibrated_state(cfg: FidelityConfig, material: Material, T: float) -> dic
 def verlet_nve(cfg, material, start, timestep_fs: float, origins: dict | None = None) -> dict:
     """LAMMPS velocity Verlet from ``start`` for ``nve_ps``: total energy and temperature
     every ~100 fs; with ``origins`` ({time_fs: None}), the frames at those times too."""
-    from .data.lammps_md import LammpsMD
+    from ..data.lammps_md import LammpsMD
 
     total_fs = ps_to_fs(cfg.nve_ps)
     sample_fs = max(timestep_fs, timestep_fs * round(100.0 / timestep_fs))
@@ -234,7 +215,7 @@ def _temperature(vel: np.ndarray, material: Material) -> float:
 
 def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
     """LAMMPS NVT (1 fs) from ``start`` for ``nvt_ps``, frames every stride."""
-    from .data.reference_md import lammps_reference
+    from ..data.reference_md import lammps_reference
 
     n = int(round(ps_to_fs(cfg.nvt_ps) / stride_fs))
     ref = lammps_reference(
@@ -257,9 +238,6 @@ def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
 def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, energy_every):
     """A surrogate rollout from ``start``: frames every stride (unwrapped positions,
     velocities), the reference total energy every ``energy_every`` strides, how it ended."""
-    from .energy import LammpsEnergy
-    from .rollout import Rollout, RolloutConfig, RolloutState
-
     n = len(start["positions"])
     state = RolloutState.from_arrays(
         [start["positions"]],
@@ -281,11 +259,9 @@ def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, 
         write_every=0,
     )
     meter = LammpsEnergy(None if cfg.potential == "reference" else cfg.potential, material)
-    pos, vel, e_t, e_tot = [], [], [], []
+    e_t, e_tot = [], []
 
-    def keep(s, thermo):
-        pos.append(s.unwrapped.cpu().numpy().copy())
-        vel.append(s.velocities.cpu().numpy().copy())
+    def meter_energy(s, thermo):
         if s.step % energy_every == 0 and thermo.get("unstable") is None:
             u = float(meter(s.positions, s.cell, s.species, s.batch)[0])
             k = float(physics.internal_kinetic_energy(s.velocities, s.masses, s.batch)[0])
@@ -293,97 +269,28 @@ def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, 
             e_tot.append(k + u)
 
     t0 = time.perf_counter()
-    with Rollout(model, state, config, observers=[keep]) as ro:
-        result = ro.run()
+    run = record_rollout(model, state, config, observers=[meter_energy])
     wall = time.perf_counter() - t0
     meter.close()
-    done = len(pos) - (1 if result.stopped_reason else 0)
+    final = run.result.final_state
     return {
-        "positions": np.stack(pos[:done]),
-        "velocities": np.stack(vel[:done]),
+        "positions": run.positions,
+        "velocities": run.velocities,
         "energy_time_ps": np.array(e_t),
         "total_energy_eV": np.array(e_tot),
-        "stopped": result.stopped_reason,
-        "steps_completed": done - 1,
+        "stopped": run.result.stopped_reason,
+        "steps_completed": run.steps_completed,
         "wall_s": wall,
-        "clamped": int(result.final_state.info.get("energy", {}).get("clamped", [0])[0])
-        if result.final_state is not None and "energy" in result.final_state.info
+        "clamped": int(final.info["energy"].clamped[0])
+        if final is not None and "energy" in final.info
         else 0,
     }
 
 
-# ------------------------------------------------------------------------------ scores
-def _enough(n_frames: int, cfg: FidelityConfig) -> bool:
-    return n_frames >= cfg.min_frames
-
-
-def nvt_scores(traj: dict, ref: dict, T: float, stride_fs: float, cell, material, cfg) -> dict:
-    """Scores of one NVT trajectory (frames every stride) against the LAMMPS one."""
-    from .descriptors import CNA_FCC, cna_labels
-
-    nan = float("nan")
-    pos, vel = traj["positions"], traj["velocities"]
-    n = len(pos)
-    out: dict[str, Any] = {"frames": n}
-    m = np.full(pos.shape[1], material.mass_amu)
-    temps = analysis.kinetic_temperature(vel, m)
-    dof = 3 * pos.shape[1] - 3
-    out["temperature_mean_K"] = float(np.mean(temps))
-    out["temperature_std_K"] = float(np.std(temps))
-    out["canonical_std_K"] = T * math.sqrt(2.0 / dof)
-    if not _enough(n, cfg):
-        return out | dict.fromkeys(
-            (
-                "rdf_l1",
-                "vdos_overlap",
-                "vdos_overlap_last_quarter",
-                "vdos_low_weight",
-                "vdos_mean_THz",
-                "msd_plateau_A2",
-                "site_drift_A",
-                "fcc_fraction_end",
-                "long_wave_T_ratio",
-            ),
-            nan,
-        )
-    half = slice(n // 2, n)
-    r, g = analysis.rdf(pos[half], cell, r_max=6.0)
-    k = min(n, len(ref["positions"]))
-    _, g_ref = analysis.rdf(ref["positions"][k // 2 : k], cell, r_max=6.0)
-    out["rdf_l1"] = analysis.rdf_l1(r, g, g_ref, r_max=6.0)
-    out["_rdf"] = (r, g)
-    f, d = analysis.vdos(vel, m, stride_fs)
-    fr, dr = analysis.vdos(ref["velocities"][:k], m, stride_fs)
-    out["_vdos"] = (f, d)
-    out["vdos_overlap"] = analysis.vdos_overlap(f, d, fr, dr)
-    q = slice(3 * n // 4, n)
-    if n - 3 * n // 4 >= cfg.min_frames // 2:
-        fq, dq = analysis.vdos(vel[q], m, stride_fs)
-        fqr, dqr = analysis.vdos(ref["velocities"][3 * k // 4 : k], m, stride_fs)
-        out["vdos_overlap_last_quarter"] = analysis.vdos_overlap(fq, dq, fqr, dqr)
-    else:
-        out["vdos_overlap_last_quarter"] = nan
-    bands = analysis.vdos_band_fractions(f, d, BAND_EDGES_THZ)
-    out["vdos_low_weight"] = float(bands[0])
-    out["vdos_band_fractions"] = bands.tolist()
-    out["vdos_mean_THz"] = analysis.mean_frequency(f, d)
-    _, msd = analysis.msd(pos, m, origins="first")
-    out["msd_plateau_A2"] = float(np.mean(msd[n // 2 :]))
-    out["_msd"] = msd
-    window = max(2, int(round(ps_to_fs(SITE_DRIFT_WINDOW_PS) / stride_fs)))
-    out["site_drift_A"] = analysis.site_drift(pos, min(window, n // 4), m)
-    last = torch.as_tensor(pos[-1], dtype=torch.float64)
-    labels = cna_labels(last, torch.as_tensor(cell, dtype=torch.float64))
-    out["fcc_fraction_end"] = float((labels == CNA_FCC).double().mean())
-    _, t_k = analysis.plane_wave_temperatures(pos, vel, cell, m, max_shell=1)
-    out["long_wave_T_ratio"] = float(t_k[0] / np.mean(temps))
-    return out
-
-
+# ------------------------------------------------------------------------------ one step
 def onestep_table(model, cfg, material, frames: dict, spacing_fs: float) -> list[dict]:
     """One-step scores on pairs (t₀, t₀ + Δt) of a 1-fs NVE LAMMPS run, model and baselines."""
-    from .baselines.predictors import predict_arrays
-    from .rollout import RolloutState, init_stages, standard_stages, step
+    from ..baselines.predictors import predict_arrays
 
     rows = []
     origins = [o * spacing_fs for o in range(cfg.onestep_origins)]
@@ -422,32 +329,19 @@ def onestep_table(model, cfg, material, frames: dict, spacing_fs: float) -> list
             "reversibility_pos_A": float(rev_r),
             "reversibility_vel_rel": rev_v,
         }
-        row.update(_step_scores("model", pred_r - r0, pred_v, r1 - r0, v1, m))
+        row.update(step_scores("model", pred_r - r0, pred_v, r1 - r0, v1, m))
         for name in ("zero", "ballistic", "taylor"):
             disp, v = predict_arrays(name, v0, f0, m, stride)
-            row.update(_step_scores(name, disp, v, r1 - r0, v1, m))
+            row.update(step_scores(name, disp, v, r1 - r0, v1, m))
         rows.append(row)
     return rows
-
-
-def _step_scores(name, disp, vel, true_disp, true_vel, m) -> dict:
-    mm = m[None, :, None]
-    ke_pred = np.sum(mm * (vel - vel.mean(axis=1, keepdims=True)) ** 2)
-    ke_true = np.sum(mm * (true_vel - true_vel.mean(axis=1, keepdims=True)) ** 2)
-    return {
-        f"{name}_pos_A": float(np.linalg.norm(disp - true_disp, axis=-1).mean()),
-        f"{name}_ke_bias": float(ke_pred / ke_true - 1.0),
-        f"{name}_error_energy": float(
-            np.sum(mm * (vel - true_vel) ** 2) / np.sum(mm * true_vel**2)
-        ),
-    }
 
 
 # ------------------------------------------------------------------------------ the run
 def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
     """Run every part for every temperature; write ``fidelity.md``/``.json`` and plots."""
-    from .checkpoint import load_checkpoint
-    from .device import pick_device
+    from ..checkpoint import load_checkpoint
+    from ..device import pick_device
 
     cfg.validate()
     out = Path(cfg.out)
@@ -512,7 +406,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                 one_fs = run
             if h in cfg.verlet_fs:
                 block["nve"].append(
-                    _nve_row(f"LAMMPS velocity Verlet {h:g} fs", run, n_atoms, h, run)
+                    nve_row(f"LAMMPS velocity Verlet {h:g} fs", run, n_atoms, h, run)
                 )
                 block["nve"][-1]["_trace"] = (run["time_ps"], run["temperature_K"])
         # --- NVE: the surrogate
@@ -527,7 +421,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                 "total_energy_eV": sur["total_energy_eV"],
                 "temperature_K": analysis.kinetic_temperature(sur["velocities"], material.mass_amu),
             }
-            row = _nve_row(_surrogate_label(model, cfg, stride), run, n_atoms, stride, sur)
+            row = nve_row(_surrogate_label(model, cfg, stride), run, n_atoms, stride, sur)
             row["_trace"] = (
                 fs_to_ps(np.arange(len(sur["velocities"])) * stride),
                 run["temperature_K"],
@@ -570,7 +464,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                 sur = surrogate_run(model, cfg, material, start, T, stride, th, steps, 10**9)
                 rows.append((_surrogate_label(model, cfg, stride), sur, T))
                 for label, traj, t_set in rows:
-                    scores = nvt_scores(traj, ref, t_set, stride, cell, material, cfg)
+                    scores = nvt_scores(traj, ref, t_set, stride, cell, material, cfg.min_frames)
                     scores.update(
                         {
                             "run": label,
@@ -586,149 +480,12 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                     )
                     block["nvt"].append(scores)
         block["wall_s"] = time.perf_counter() - t0
-        _plots(out, block, material)
+        plot_block(out, block)
         result["temperatures"].append(block)
-        _write(out, result)  # after every temperature: a killed run keeps what it measured
+        write_report(out, result)  # after every temperature: a killed run keeps what it measured
     return result
 
 
 def _surrogate_label(model, cfg, stride) -> str:
     extra = "" if cfg.energy in ("", "none") else f" + energy rescaling ({cfg.energy})"
     return f"{model.arch} {stride:g} fs{extra}"
-
-
-def _nve_row(label, run, n_atoms, step_fs, sur=None) -> dict:
-    t, e = run["time_ps"], run["total_energy_eV"]
-    ok = len(t) >= 3
-    row = {
-        "run": label,
-        "step_fs": step_fs,
-        "samples": len(t),
-        "duration_ps": float(t[-1] - t[0]) if len(t) else 0.0,
-        "drift_meV_per_atom_ps": 1000.0 * analysis.linear_drift(t, e) / n_atoms if ok else None,
-        "energy_change_meV_per_atom": 1000.0 * float(e[-1] - e[0]) / n_atoms if ok else None,
-        "temperature_start_K": float(run["temperature_K"][0]),
-        "temperature_end_K": float(run["temperature_K"][-1]),
-        "_energy": (t, e),
-    }
-    if sur is not None:
-        row["stopped"] = sur["stopped"]
-        if "steps_completed" in sur:
-            row.update(steps_completed=sur["steps_completed"], wall_s=sur["wall_s"])
-    return row
-
-
-# ------------------------------------------------------------------------------ report
-def _plots(out: Path, block: dict, material: Material) -> None:
-    tag = f"{int(round(block['temperature_K']))}K"
-    atoms = block["atoms"]
-    energy, temp = {}, {}
-    for row in block["nve"]:
-        t, e = row.pop("_energy")
-        if len(t):
-            energy[row["run"]] = (t, 1000.0 * (np.asarray(e) - e[0]) / atoms)
-        temp[row["run"]] = row.pop("_trace")
-    files = {
-        "nve_temperature": plots.plot_temperature(out / f"nve_temperature_{tag}.png", temp).name,
-        "nve_energy": plots.plot_energy(
-            out / f"nve_energy_{tag}.png", energy, ylabel="E(t) − E(0) (meV/atom)"
-        ).name,
-    }
-    vd, rd, ms = {}, {}, {}
-    for row in block["nvt"]:
-        key = f"{row['run']} [{row['thermostat']}, {row['stride_fs']:g} fs]"
-        if "_vdos" in row:
-            vd[key] = row.pop("_vdos")
-        if "_rdf" in row:
-            rd[key] = row.pop("_rdf")
-        if "_msd" in row:
-            msd = row.pop("_msd")
-            ms[key] = (fs_to_ps(np.arange(len(msd)) * row["stride_fs"]), msd)
-    if vd:
-        files["nvt_vdos"] = plots.plot_vdos(out / f"nvt_vdos_{tag}.png", vd).name
-        files["nvt_rdf"] = plots.plot_rdf(out / f"nvt_rdf_{tag}.png", rd).name
-        files["nvt_msd"] = plots.plot_msd(out / f"nvt_msd_{tag}.png", ms).name
-    block["plots"] = files
-
-
-def _f(x, spec: str = ".3g") -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return format(x, spec)
-
-
-def render_fidelity(result: dict) -> str:
-    cfg = result["config"]
-    lines = [
-        f"# Fidelity: {result['model']['arch']} ({result['model']['checkpoint']})",
-        "",
-        f"{result['atoms']} atoms of FCC Al (Mendelev EAM reference), equilibrated at each "
-        f"temperature in LAMMPS (NPT 0 bar, then NVT in the average box). Model trained at "
-        f"{result['model']['train_temperatures_K']} K, strides "
-        f"{result['model']['train_strides_fs']} fs. Surrogate energy source: {cfg['energy']}. "
-        "Scores from fewer than "
-        f"{cfg['min_frames']} frames are shown as –.",
-        "",
-    ]
-    for block in result["temperatures"]:
-        T = block["temperature_K"]
-        lines += [f"## {T:g} K (box {block['box_A']:.3f} Å)", "", "### NVE: total energy", ""]
-        lines += [
-            "| run | step (fs) | ps | drift (meV/atom/ps) | ΔE (meV/atom) | T start → end (K) "
-            "| long-wave T / T | stopped |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for r in block["nve"]:
-            lines.append(
-                f"| {r['run']} | {r['step_fs']:g} | {r['duration_ps']:.2f} | "
-                f"{_f(r['drift_meV_per_atom_ps'], '.4f')} | "
-                f"{_f(r['energy_change_meV_per_atom'], '.3f')} | "
-                f"{r['temperature_start_K']:.0f} → {r['temperature_end_K']:.0f} | "
-                f"{_f(r.get('long_wave_T_ratio'), '.2f')} | {'yes' if r.get('stopped') else ''} |"
-            )
-        lines += ["", "### One step (pairs of a 1-fs NVE LAMMPS run)", ""]
-        lines += [
-            "| Δt (fs) | pairs | model pos (Å) | zero | ballistic | Taylor | model KE bias "
-            "| Taylor KE bias | model error energy | Taylor error energy "
-            "| reversibility (Å / rel. v) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in block["onestep"]:
-            lines.append(
-                f"| {r['stride_fs']:g} | {r['pairs']} | {r['model_pos_A']:.5f} | "
-                f"{r['zero_pos_A']:.4f} | {r['ballistic_pos_A']:.5f} | {r['taylor_pos_A']:.5f} | "
-                f"{r['model_ke_bias']:+.2%} | {r['taylor_ke_bias']:+.2%} | "
-                f"{r['model_error_energy']:.2e} | {r['taylor_error_energy']:.2e} | "
-                f"{r['reversibility_pos_A']:.5f} / {r['reversibility_vel_rel']:.4f} |"
-            )
-        lines += ["", "### NVT", ""]
-        lines += [
-            "| run | thermostat | Δt (fs) | frames | T mean ± std (K) | canonical std | RDF L1 "
-            "| VDOS overlap (all / last ¼) | VDOS < 2 THz | mean ν (THz) | MSD plateau (Å²) "
-            "| site drift (Å) | FCC end | long-wave T / T | stopped |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in block["nvt"]:
-            lines.append(
-                f"| {r['run']} | {r['thermostat']} | {r['stride_fs']:g} | {r['frames']} | "
-                f"{r['temperature_mean_K']:.1f} ± {r['temperature_std_K']:.1f} | "
-                f"{r['canonical_std_K']:.1f} | {_f(r.get('rdf_l1'))} | "
-                f"{_f(r.get('vdos_overlap'), '.2f')} / "
-                f"{_f(r.get('vdos_overlap_last_quarter'), '.2f')} | "
-                f"{_f(r.get('vdos_low_weight'), '.3f')} | {_f(r.get('vdos_mean_THz'), '.2f')} | "
-                f"{_f(r.get('msd_plateau_A2'), '.4f')} | {_f(r.get('site_drift_A'), '.4f')} | "
-                f"{_f(r.get('fcc_fraction_end'), '.2f')} | "
-                f"{_f(r.get('long_wave_T_ratio'), '.2f')} | {'yes' if r.get('stopped') else ''} |"
-            )
-        lines += ["", "Plots: " + ", ".join(f"`{v}`" for v in block["plots"].values()), ""]
-        stops = [r for r in block["nve"] + block["nvt"] if r.get("stopped")]
-        for r in stops:
-            lines.append(f"- {r['run']}: {r['stopped']}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _write(out: Path, result: dict) -> None:
-    text = json.dumps(json_safe(result, skip_private=True), indent=2, allow_nan=False)
-    write_atomic(out / "fidelity.json", text + "\n")
-    write_atomic(out / "fidelity.md", render_fidelity(result) + "\n")

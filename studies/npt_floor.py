@@ -4,9 +4,9 @@ LAMMPS ``fix npt`` rescales every coordinate with the box at each step, an affin
 neither r + vΔt nor the force-based Taylor step contains. For 1-fs pairs of a recorded
 trajectory this prints the mean per-atom Taylor-2 residual |d − vΔt − ½ F/m Δt²| (Å), what is
 left after removing the best affine fit ``A r + b`` of the residual, and the box strain per
-stride (README, the ``paper`` ablations)::
+stride (``docs/studies/2026-12-06-issue-15-paper-reproduction.md``, the ``paper`` ablations)::
 
-    python benchmarks/npt_floor.py data/paper256/T0350K.h5 [--stride-frames 1] [--every 200]
+    python studies/npt_floor.py data/paper256/T0350K.h5 [--stride-frames 1] [--every 200]
 
 With ``--checkpoint`` the first argument is a dataset folder, and the same split is made of a
 model's one-step error on the held-out pairs (issue 15: why the faithful ``paper`` model loses
@@ -16,7 +16,7 @@ affine fit ``A r + b`` of each pair's Taylor-2 residual, which no single-frame p
 know), and the model's error along the velocity, as a fraction of |vΔt| (a wrong speed of
 the ballistic part) and across it::
 
-    python benchmarks/npt_floor.py data/paper256 --checkpoint runs/paper-ablation/faithful/best.pt \
+    python studies/npt_floor.py data/paper256 --checkpoint runs/paper-ablation/faithful/best.pt \
         [--strides 1,2,5,10] [--temperature 350] [--pairs 16]
 """
 

@@ -15,7 +15,7 @@ count their ``calls``.
   replica, a single point ``run 0`` per call: no forces are used, no time is advanced);
 * :class:`AseEnergy`: any ASE calculator (a user's own ML potential, for example);
 * :class:`ModelEnergy`: the checkpoint's own learned energy head
-  (:mod:`equignnmd.models.energy_head`, fitted by ``equignnmd energy-head``).
+  (:mod:`equignnmd.potential.eam`, fitted by ``equignnmd energy-head``).
 
 :func:`make_energy_source` turns the names the CLI and :class:`~equignnmd.rollout.RolloutConfig`
 accept (``none``, ``reference``, ``model``, or an EAM file) into a source.
@@ -30,7 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .materials import MATERIALS, Material
+from .._lammps import import_lammps, resolve_potential
+from ..data.lammps_md import LammpsMD, MDSettings
+from ..graph import edge_vectors, neighbour_list
+from ..materials import MATERIALS, Material
+from ..units import BAR_PER_EV_PER_A3
+from .eam import TABLE_SPACING_A
 
 __all__ = ["AseEnergy", "LammpsEnergy", "ModelEnergy", "make_energy_source"]
 
@@ -79,8 +84,6 @@ class LammpsEnergy:
     def __init__(
         self, potential: str | os.PathLike | None = None, material: Material | None = None
     ):
-        from ._lammps import resolve_potential
-
         ref = None if potential in (None, "reference") else potential
         self.potential = resolve_potential(ref)
         self.material = material
@@ -90,8 +93,6 @@ class LammpsEnergy:
         self._keys: list = []
 
     def _instance(self, r: int, pos: np.ndarray, cell: np.ndarray, species: np.ndarray):
-        from .data.lammps_md import LammpsMD, MDSettings
-
         key = (len(pos), tuple(np.round(cell, 10).ravel()))
         while len(self._md) <= r:
             self._md.append(None)
@@ -132,10 +133,7 @@ class LammpsEnergy:
     def virials(self, positions, cell, species, batch) -> torch.Tensor:
         """(R, 6) float64 eV: ∂U/∂ε of a homogeneous strain of each replica, Voigt order xx,
         yy, zz, yz, xz, xy (= −V × LAMMPS's virial pressure, ``compute pressure NULL
-        virial``); what a fit's stress rows match (:func:`~equignnmd.energy_fit`)."""
-        from ._lammps import import_lammps
-        from .units import BAR_PER_EV_PER_A3
-
+        virial``); what a fit's stress rows match (:mod:`~equignnmd.potential.fit`)."""
         lammps = import_lammps()
         pos, cells, spec, slices = _replicas(positions, cell, species, batch)
         out = np.empty((len(cells), 6))
@@ -197,7 +195,7 @@ class AseEnergy:
 class ModelEnergy:
     """The potential energy of each replica from a checkpoint's energy head.
 
-    The head (:class:`~equignnmd.models.energy_head.EnergyHead`, an EAM-form readout fitted
+    The head (:class:`~equignnmd.potential.eam.EnergyHead`, an EAM-form readout fitted
     to the training data's energies and forces) lives on the CPU in float64; positions come
     over from the model's device for it (24 bytes per atom per call).
 
@@ -225,9 +223,6 @@ class ModelEnergy:
         self._tables = {}  # replicas → the head's functions as cubic tables
 
     def __call__(self, positions, cell, species, batch) -> torch.Tensor:
-        from .graph import edge_vectors, neighbour_list
-        from .models.energy_head import TABLE_SPACING_A
-
         head, f64 = self.head, torch.float64
         cells = cell.reshape(-1, 3, 3).cpu().to(f64)
         n = cells.shape[0]

@@ -1,16 +1,16 @@
 """How well an embedded-atom form can be fitted to the reference potential, per form.
 
-The ``symplectic`` model's potential (and every checkpoint's energy head) is a linear
-combination of fixed features: Bessel pair functions within a cutoff, and embedding
-polynomials of exponential densities (:class:`equignnmd.models.energy_head.EnergyHead`). Its
-least-squares fit to the recorded energies and forces (:func:`equignnmd.energy_fit.fit_energy_head`)
-is where a trained ``symplectic`` model starts, and its force error is a floor under the
-phonon frequencies a rollout can get right (issue 12: VDOS overlap). This prints, for each
-form ``CUTOFF/NUM_RADIAL/DECAY,DECAY,.../EMBEDDING_ORDER``, the number of coefficients and the
-force RMSE relative to the reference's RMS force on the validation frames of every training
-temperature and on the held-out ones::
+The ``symplectic`` model's potential (and every checkpoint's energy head) is a linear combination
+of fixed features: Bessel pair functions within a cutoff, and embedding polynomials of exponential
+densities (:class:`equignnmd.potential.eam.EnergyHead`). Its least-squares fit to the recorded
+energies and forces (:func:`equignnmd.potential.fit.fit_energy_head`) is where a trained
+``symplectic`` model starts, and its force error is a floor under the phonon frequencies a rollout
+can get right (issue 12: VDOS overlap). This prints, for each form
+``CUTOFF/NUM_RADIAL/DECAY,DECAY,.../EMBEDDING_ORDER``, the number of coefficients and the force
+RMSE relative to the reference's RMS force on the validation frames of every training temperature
+and on the held-out ones::
 
-    python benchmarks/potential_forms.py data/ref5 5.5/12/4,8/4 6.5/12/4,8/4 6.5/40/4,8/4
+    python studies/potential_forms.py data/ref5 5.5/12/4,8/4 6.5/12/4,8/4 6.5/40/4,8/4
 
 (one fit each: 20 frames per training temperature; 7 s for 21 coefficients, 43 s for 49 on one
 thread: the force design in closed form, ``EnergyHead.force_features``).
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from types import SimpleNamespace
 
-from equignnmd.energy_fit import fit_energy_head
+from equignnmd.potential import fit_energy_head
 
 
 def parse_form(text: str) -> dict:

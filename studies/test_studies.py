@@ -1,35 +1,29 @@
-"""The training studies of ``benchmarks/frontier.py`` (the accuracy–cost frontier, the
-``paper`` ablations): every variant names real fields of its config file and builds a model
-whose switches take effect. A misspelt field would otherwise surface only after an hour of
-training, as a failed run."""
+"""Smoke tests of the one-off studies beside them (``python -m pytest -q studies``; the
+package's unit tests in ``tests/`` import no study).
+
+The training studies of ``studies/frontier.py`` (the accuracy–cost frontier, the ``paper``
+ablations): every variant names real fields of its config file and builds a model whose
+switches take effect. A misspelt field would otherwise surface only after an hour of training,
+as a failed run. The other studies run end to end on a tiny dataset."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from dataclasses import asdict
-from pathlib import Path
 
+import elastic_constants
+import frontier
+import npt_floor
 import numpy as np
+import potential_forms
 import pytest
+import site_drift
 
 from equignnmd.models import build_model, load_model_config
 from equignnmd.train import load_run_spec
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _frontier():
-    spec = importlib.util.spec_from_file_location("frontier_study", BENCH / "frontier.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-STUDIES = _frontier().STUDIES
+STUDIES = frontier.STUDIES
 
 
 @pytest.mark.parametrize(
@@ -55,18 +49,10 @@ def test_every_variant_builds(study, variant):
     assert st.held_out_K and st.strides_fs and st.budget_min > 0
 
 
-def _bench_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_npt_floor_splits_off_the_barostat(tiny_dataset, one_thread_module):
-    """``benchmarks/npt_floor.py --checkpoint`` (issue 15): on NPT frames the true-force Taylor
+    """``studies/npt_floor.py --checkpoint`` (issue 15): on NPT frames the true-force Taylor
     step is exact at 1 fs once the barostat's affine motion is removed, r + vΔt is not, and
     the shipped ``paper`` model's error is split along and across the velocity."""
-    npt_floor = _bench_module("npt_floor")
     rows = npt_floor.split_errors("pretrained:paper-al", str(tiny_dataset), [1.0, 10.0], 350.0, 4)
     taylor, ballistic, model = (rows[(1.0, m)] for m in ("taylor", "ballistic", "model"))
     assert taylor["intrinsic_A"] < 0.05 * taylor["error_A"]  # all barostat at 1 fs
@@ -79,10 +65,10 @@ def test_npt_floor_splits_off_the_barostat(tiny_dataset, one_thread_module):
 
 
 def test_potential_forms_scan(tiny_dataset, capsys, one_thread_module):
-    """``benchmarks/potential_forms.py`` (issue 12): a bad form is refused before any fit, and
+    """``studies/potential_forms.py`` (issue 12): a bad form is refused before any fit, and
     a richer pair basis fits the reference's forces better than a poorer one on the same
     frames (the lever behind the ``symplectic`` v2 candidate)."""
-    forms = _bench_module("potential_forms")
+    forms = potential_forms
     with pytest.raises(SystemExit, match="CUTOFF/NUM_RADIAL"):
         forms.main([str(tiny_dataset), "5.5/4/4,8/2", "6.5/x/4/4"])
     assert capsys.readouterr().out == ""  # nothing fitted or printed before the error
@@ -98,11 +84,11 @@ def test_potential_forms_scan(tiny_dataset, capsys, one_thread_module):
 
 
 def test_elastic_constants_of_the_shipped_potential(one_thread_module):
-    """``benchmarks/elastic_constants.py`` (issue 12): LAMMPS's Mendelev Al is a stable cubic
+    """``studies/elastic_constants.py`` (issue 12): LAMMPS's Mendelev Al is a stable cubic
     crystal with the file's known moduli, and the shipped ``symplectic-al`` potential (fitted
     with stress rows) has its elastic constants within 3 % and its pressure within 0.05 GPa
     at the 300-K lattice constant."""
-    elastic = _bench_module("elastic_constants")
+    elastic = elastic_constants
     ref = elastic.constants(elastic.reference_energy(), 4.0732)
     assert ref["C11"] > ref["C12"] > 0 and ref["C44"] > 0  # Born stability of a cubic crystal
     assert 60 < ref["B"] < 80 and 20 < ref["C44"] < 35, ref  # Al: B ≈ 70-80, C44 ≈ 28-32 GPa
@@ -114,10 +100,10 @@ def test_elastic_constants_of_the_shipped_potential(one_thread_module):
 
 
 def test_site_drift_draws_compare_model_and_lammps(one_thread_module, tmp_path):
-    """``benchmarks/site_drift.py`` (issue 12): each draw is its own LAMMPS state with both
+    """``studies/site_drift.py`` (issue 12): each draw is its own LAMMPS state with both
     the model's and LAMMPS's run scored; the JSON resumes; the summary's excess and t follow
     from the draws."""
-    bench = _bench_module("site_drift")
+    bench = site_drift
     assert bench.seeds_of("3-5,9") == [3, 4, 5, 9]
     out = tmp_path / "drift.json"
     args = ["--temperature", "300", "--cells", "4", "--nvt-ps", "0.4", "--tau-strides", "10"]

@@ -1,7 +1,7 @@
 """Can the faithful ``paper`` model represent the ballistic step v·Δt? (issue 15)
 
-    python benchmarks/paper_ballistic.py --checkpoint runs/paper-ablation/faithful/best.pt \\
-        --data data/paper256 [--minutes 10] [--out benchmarks/results/paper-ballistic.md]
+    python studies/paper_ballistic.py --checkpoint runs/paper-ablation/faithful/best.pt \\
+        --data data/paper256 [--minutes 10] [--out runs/paper-ballistic.json]
 
 The faithful model must rebuild ``v Δt`` from three velocity components among 198 node inputs,
 through LayerNorm'd hidden states, before it can add the force-driven correction. This probe
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--out", default="benchmarks/results/paper-ballistic.json")
+    p.add_argument("--out", default="runs/paper-ballistic.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     res = probe(args.checkpoint, args.data, args.minutes)

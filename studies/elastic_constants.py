@@ -8,7 +8,7 @@ conventional cells at each lattice constant; central differences of the energy o
 of ±0.4 %: hydrostatic (bulk modulus B, pressure P), tetragonal (C11 − C12) and a simple shear
 (C44); C11 = B + 2 (C11 − C12) / 3, C12 = B − (C11 − C12) / 3. LAMMPS evaluates the reference.
 
-    python benchmarks/elastic_constants.py --checkpoint CKPT [--checkpoint CKPT2] \
+    python studies/elastic_constants.py --checkpoint CKPT [--checkpoint CKPT2] \
         [--lattice 4.0732,4.0868]
 """
 
@@ -98,7 +98,7 @@ def model_energy(checkpoint: str):
 
 def reference_energy(potential: str = "reference"):
     """``energy(positions, cell)`` of an EAM file (default: the Mendelev Al file) in LAMMPS."""
-    from equignnmd.energy import LammpsEnergy
+    from equignnmd.potential import LammpsEnergy
 
     source = LammpsEnergy(potential)
 
