@@ -212,3 +212,128 @@ def test_non_finite_lammps_frame_is_refused(tmp_path, monkeypatch):
     assert "300 K" in msg and "step 7" in msg, msg
     assert "'velocities'" in msg and "atom 5" in msg and "expected finite values" in msg, msg
     assert not list((tmp_path / "nan").glob("*.h5*"))
+
+
+def test_states_build_run_and_record(tmp_path):
+    """Every structure of a ``states`` dataset, tiny (108-atom class) and short, real LAMMPS."""
+    states = [
+        {"structure": "bulk", "temperature_K": 300},
+        {"structure": "bulk", "temperature_K": 300, "strain": 0.03},
+        {"structure": "vacancy", "temperature_K": 300},
+        {"structure": "divacancy", "temperature_K": 300},
+        {"structure": "interstitial", "temperature_K": 300},
+        {"structure": "slab", "miller": [1, 1, 1], "temperature_K": 300, "test": True},
+        {"structure": "liquid", "temperature_K": 1300, "melt_ps": 1.0},
+        {"structure": "quench", "temperature_K": 600, "melt_ps": 0.1, "quench_ps": 0.1},
+    ]
+    cfg = load_config(
+        GenerateConfig,
+        overrides={
+            "output": str(tmp_path / "states"),
+            "cells": 3,
+            "equilibration_ps": 0.1,
+            "production_ps": 0.3,
+            "record_every_fs": 5.0,
+            "record_energies": True,
+            "states": states,
+        },
+    )
+    assert cfg.temperatures_K == [300, 300, 300, 300, 300, 300, 1300, 600]
+    assert cfg.test_temperatures_K == []  # 300 K has training states: held out by flag only
+    out = generate(cfg, progress=False)
+    meta = read_index(out)
+    entries = {t["file"]: t for t in meta["trajectories"]}
+    assert list(entries) == [
+        "bulk_T0300K.h5",
+        "bulk_s+3_T0300K.h5",
+        "vacancy_T0300K.h5",
+        "divacancy_T0300K.h5",
+        "interstitial_T0300K.h5",
+        "slab111_T0300K.h5",
+        "liquid_T1300K.h5",
+        "quench_T0600K.h5",
+    ]
+    assert [t["test"] for t in entries.values()] == [False] * 5 + [True] + [False] * 2
+    assert entries["slab111_T0300K.h5"]["state"]["vacuum_A"] == 12.0
+    trajs = dict(zip(entries, open_trajectories(out)))
+    atoms = {name: tr.n_atoms for name, tr in trajs.items()}
+    assert atoms["bulk_T0300K.h5"] == 108 and atoms["vacancy_T0300K.h5"] == 107
+    assert atoms["divacancy_T0300K.h5"] == 106 and atoms["interstitial_T0300K.h5"] == 109
+    assert all(atoms[n] == entries[n]["atoms"] for n in entries)
+    for tr in trajs.values():  # per-atom energies sum to the potential energy
+        e = tr.read("energies")
+        assert e.shape == (tr.n_frames, tr.n_atoms) and tr.read("virial").shape == (tr.n_frames, 6)
+        assert np.allclose(e.sum(1), tr.thermo("pe_eV"), atol=1e-3 * tr.n_atoms)
+    # the strained cell is held 3 % larger than the NPT one
+    ratio = (
+        trajs["bulk_s+3_T0300K.h5"].read("cell", 0)[0, 0]
+        / trajs["bulk_T0300K.h5"].read("cell", 0)[0, 0]
+    )
+    assert 1.02 < ratio < 1.04
+    # slab: ≥ 10 Å of vacuum along z, and the atoms stay in the film
+    slab = trajs["slab111_T0300K.h5"]
+    z = slab.read("positions")[..., 2]
+    lz = slab.read("cell")[:, 2, 2]
+    assert np.all(lz - np.ptp(z, axis=1) >= 10.0)
+    assert np.abs(z - z[0]).max() < 1.5
+    # liquid atoms diffuse; crystal atoms only vibrate
+
+    def msd(tr):
+        p = tr.read("positions")
+        return ((p[-1] - p[0]) ** 2).sum(1).mean()
+
+    assert msd(trajs["liquid_T1300K.h5"]) > 0.5
+    assert msd(trajs["bulk_T0300K.h5"]) < 0.1
+    assert msd(trajs["liquid_T1300K.h5"]) > 10 * msd(trajs["bulk_T0300K.h5"])
+    # the held-out facet at a trained temperature: test split only, never train or val
+    from equignnmd.data.dataset import PairDataset
+
+    slab_k = list(entries).index("slab111_T0300K.h5")
+    seen = {
+        split: set(PairDataset(out, [5.0], split).index.traj.tolist())
+        for split in ("train", "val", "test")
+    }
+    assert seen["test"] == {slab_k} and slab_k not in seen["train"] | seen["val"]
+    assert seen["train"] == set(range(len(entries))) - {slab_k}
+    # a re-run reuses every file (each state's settings key is stable)
+    mtime = {n: (out / n).stat().st_mtime_ns for n in entries}
+    generate(cfg, progress=False)
+    assert mtime == {n: (out / n).stat().st_mtime_ns for n in entries}
+
+
+def test_state_config_errors_name_the_state_and_field():
+    def states(*items):
+        return {"states": list(items)}
+
+    slab = {"structure": "slab", "temperature_K": 300, "vacuum_A": 5}
+    with pytest.raises(ConfigError, match=r"states\[1\] \(slab\): field 'vacuum_A' = 5.0.*≥ 10"):
+        load_config(GenerateConfig, overrides=states({"temperature_K": 300}, slab))
+    with pytest.raises(ConfigError, match=r"states\[0\] \(hcp\): field 'structure'.*bulk"):
+        load_config(GenerateConfig, overrides=states({"structure": "hcp"}))
+    with pytest.raises(ConfigError, match=r"states\[0\] \(slab\): field 'miller'"):
+        load_config(GenerateConfig, overrides=states({"structure": "slab", "miller": [2, 1, 0]}))
+    with pytest.raises(ConfigError, match=r"states\[0\] \(quench\): field 'quench_ps'"):
+        load_config(GenerateConfig, overrides=states({"structure": "quench"}))
+    with pytest.raises(ConfigError, match=r"states\[0\] and states\[1\].*bulk_T0300K.h5"):
+        load_config(GenerateConfig, overrides=states({"temperature_K": 300}, {}))
+    with pytest.raises(ConfigError, match=r"states\[0\].*unknown field.*'vacumm_A'"):
+        load_config(GenerateConfig, overrides=states({"vacumm_A": 12}))
+
+
+def test_temperature_configs_keep_their_files_and_settings_keys():
+    """Configs without states make the same files with the same reuse keys as before."""
+    from equignnmd.config import resolve_config
+    from equignnmd.data.generate import _settings_key
+
+    cfg = load_config(GenerateConfig, resolve_config("quick", "data"))
+    keys = [_settings_key(cfg, t, "abc") for t in cfg.temperatures_K]
+    assert keys == ["ad924b12a91a5fbf", "34200414be74f2a3", "a34b1569920c72ca"]
+    assert [st.test for st in cfg.state_list()] == [False, True, False]
+
+
+def test_diverse_estimate(capsys):
+    assert main(["generate", "--config", "diverse", "--estimate"]) == 0
+    text = capsys.readouterr().out
+    assert "28 trajectories × 490–504 atoms" in text and "GB" in text and "h on one rank" in text
+    cfg = load_config(GenerateConfig, overrides={"states": [{"structure": "slab"}], "cells": 5})
+    assert cfg.disk_bytes() > 0 and cfg.md_steps() == 5000

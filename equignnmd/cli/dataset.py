@@ -49,6 +49,7 @@ def add_generate(sub) -> None:
             "--seed": "seed",
             "--potential": "potential",
             "--mpi-ranks": "mpi_ranks",
+            "--record-energies": "record_energies",
         },
         CONFIG_NOTE,
         test_temperatures_K={"note": "default: the config's; none when --temperatures is given"},
@@ -77,15 +78,26 @@ def generate_config(args):
     return load_config(GenerateConfig, resolve_config(args.config, "data"), overrides)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
 def cmd_generate(args) -> int:
     from ..data.generate import generate, relaunch_with_mpi
 
     cfg = generate_config(args)
     if args.estimate:
+        atoms = sorted({cfg.state_atoms(st) for st in cfg.state_list()})
+        count = (
+            f"{len(cfg.states)} trajectories"
+            if cfg.states
+            else (f"{len(cfg.temperatures_K)} temperatures")
+        )
+        span = f"{atoms[0]}–{atoms[-1]}" if len(atoms) > 1 else f"{atoms[0]}"
         print(
-            f"{len(cfg.temperatures_K)} temperatures × {cfg.n_atoms} atoms × "
-            f"{cfg.n_records} frames: {cfg.md_steps():,} MD steps, "
-            f"about {cfg.disk_bytes() / 1e9:.2f} GB on disk"
+            f"{count} × {span} atoms × {cfg.n_records} frames: {cfg.md_steps():,} MD steps, "
+            f"about {cfg.disk_bytes() / 1e9:.2f} GB on disk, "
+            f"about {_duration(cfg.estimate_s())} on one rank"
         )
         return 0
     claim_output(

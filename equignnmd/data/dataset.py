@@ -3,7 +3,9 @@
 Split rule, per trajectory: the first ``train_fraction`` (80 %) of frames are *train*, the rest
 *val*; a pair belongs to a split only when both of its frames do, so no pair crosses the
 boundary. Trajectories whose temperature is listed in ``test_temperatures_K`` are held out
-whole as the *test* split (and never appear in train or val). Targets are displacements of the
+whole as the *test* split (and never appear in train or val); in a dataset of several
+structures (``equignnmd generate`` with ``states``) the entries' own ``test`` flags decide, so
+a held-out geometry (a facet) at a trained temperature stays out too. Targets are displacements of the
 unwrapped coordinates.
 """
 
@@ -95,10 +97,17 @@ class PairDataset(Dataset):
         self.unroll = int(unroll)
         if self.unroll < 1:
             raise ValueError(f"unroll = {unroll}: expected ≥ 1 strides per sample")
+        entries = self.meta["trajectories"]
+        # a dataset of several structures holds out geometries (a facet) at temperatures that
+        # are trained on in other states: its entries' own ``test`` flags decide, unless
+        # temperatures are asked for
+        self.held_out_files = None
+        if test_temperatures_K is None and any("structure" in t for t in entries):
+            self.held_out_files = {t["file"] for t in entries if t.get("test")}
         if test_temperatures_K is None:
             test_temperatures_K = self.meta.get("test_temperatures_K", [])
         self.test_temperatures_K = [float(t) for t in test_temperatures_K]
-        self.trajectories = [Trajectory(self.root / t["file"]) for t in self.meta["trajectories"]]
+        self.trajectories = [Trajectory(self.root / t["file"]) for t in entries]
         if cutoff is not None:
             for tr in self.trajectories:
                 check_box(tr.read("cell", 0), cutoff, where=f"trajectory file {tr.path}")
@@ -110,6 +119,8 @@ class PairDataset(Dataset):
             )
 
     def _is_test(self, tr: Trajectory) -> bool:
+        if self.held_out_files is not None:
+            return tr.path.name in self.held_out_files
         return any(abs(tr.temperature_K - t) < 1e-6 for t in self.test_temperatures_K)
 
     def _build_index(self, train_fraction: float, start_every_fs: float | None) -> PairIndex:

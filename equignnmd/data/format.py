@@ -24,10 +24,15 @@ dataset             shape        dtype      meaning (LAMMPS metal units)
 ``descriptors``     (F, N, 5)    float32    CSP, CNA, Q4, Q6, CN (optional)
 ``thermo/<name>``   (F,)         float64    temperature_K, pressure_bar, volume_A3, pe_eV,
                                             ke_eV, etotal_eV (optional)
+``energies``        (F, N)       float32    per-atom potential energy, eV; sums to pe_eV
+                                            (optional: ``record_energies``)
+``virial``          (F, 6)       float64    global virial W = Σ r_a f_b, eV, order xx yy zz
+                                            xy xz yz; stress = −W / V (optional)
 ==================  ===========  =========  ==============================================
 
 File attributes: ``format``, ``temperature_K`` (set point or label), ``frame_interval_fs``,
-``units`` = ``"metal"``, ``source``.
+``units`` = ``"metal"``, ``source``; ``structure`` and ``label`` for files of a ``states``
+dataset (``slab111_T0300K.h5``: structure ``slab``, label ``slab111``).
 
 Writers append frame by frame to ``NAME.h5.partial`` and rename to ``NAME.h5`` only when the
 trajectory is complete, so an interrupted run never leaves a file that looks finished.
@@ -56,7 +61,7 @@ DTYPES = {
     "forces": np.float32,
     "descriptors": np.float32,
 }
-FINITE = ("cell", *PER_FRAME)
+FINITE = ("cell", *PER_FRAME, "energies", "virial")
 """Per-frame float fields that must hold finite values (checked on every read)."""
 
 
@@ -98,6 +103,7 @@ class TrajectoryWriter:
         with_descriptors: bool = True,
         thermo_names: tuple[str, ...] = (),
         source: str = "",
+        with_energies: bool = False,
     ):
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + PARTIAL)
@@ -131,6 +137,12 @@ class TrajectoryWriter:
                 chunks=(1, self.n, width),
             )
         self.names = names
+        if with_energies:  # (F, N) per-atom and (F, 6) global
+            for name, width, dtype in (("energies", self.n, np.float32), ("virial", 6, np.float64)):
+                f.create_dataset(
+                    name, shape=(0, width), maxshape=(None, width), dtype=dtype, chunks=(1, width)
+                )
+            self.names = [*names, "energies", "virial"]
         self.thermo_names = tuple(thermo_names)
         for name in self.thermo_names:
             f.create_dataset(
@@ -140,7 +152,8 @@ class TrajectoryWriter:
 
     def append(self, frame: dict[str, Any]) -> None:
         """Add one frame: keys ``time_fs``, ``cell``, ``positions``, ``velocities`` and, when
-        the file has them, ``forces``, ``descriptors``, ``thermo`` (dict)."""
+        the file has them, ``forces``, ``descriptors``, ``energies``, ``virial``, ``thermo``
+        (dict)."""
         k = self.count
         f = self.f
         for name in ("time_fs", "cell", *self.names):

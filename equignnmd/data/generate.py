@@ -39,10 +39,113 @@ from .format import (
     trajectory_name,
     write_index,
 )
-from .lammps_md import THERMO_NAMES, LammpsMD, MDSettings
+from .lammps_md import (
+    FACET_AXES,
+    STRUCTURES,
+    THERMO_NAMES,
+    LammpsMD,
+    MDSettings,
+    structure_atoms,
+)
 
 BYTES_PER_ATOM_FRAME = 8 * 3 + 4 * 3 + 4 * 3 + 4 * 5
 """positions float64 + velocities, forces float32 ×3 + 5 float32 descriptors."""
+BYTES_PER_ATOM_FRAME_ENERGIES = 4
+"""a float32 per-atom energy (``record_energies``); the virial adds 6 float64 per frame."""
+ATOM_STEPS_PER_S = 6.0e4
+"""LAMMPS EAM + descriptors + HDF5 writing every step, one rank, measured on the 2-core
+development machine (500-atom bulk and slab, recorded every step with energies); the basis of
+``--estimate``."""
+MIN_VACUUM_A = 10.0
+
+
+@dataclass
+class State:
+    """One trajectory of a ``states`` dataset (a mapping in the config's ``states`` list).
+    Units: K, ps, Å."""
+
+    structure: str = "bulk"
+    """bulk | vacancy | divacancy | interstitial | slab | liquid | quench (melt–quench)"""
+    temperature_K: float = 300.0
+    """thermostat temperature of the recorded run, K"""
+    strain: list[float] = field(default_factory=list)
+    """fractional strain of the box, one value (isotropic) or three (x, y, z); applied after
+    half of the NPT equilibration, then held under NVT (bulk and point defects only)"""
+    miller: list[int] = field(default_factory=lambda: [1, 0, 0])
+    """slab facet: [1,0,0], [1,1,0] or [1,1,1] (the surface normal is z)"""
+    vacuum_A: float = 12.0
+    """slab: vacuum between the surfaces and their periodic images, Å (≥ 10)"""
+    melt_K: float = 1500.0
+    """liquid/quench: melting temperature of the first stage, K"""
+    melt_ps: float = 5.0
+    """liquid/quench: time at melt_K (NPT) before the equilibration, ps"""
+    quench_ps: float = 0.0
+    """quench: linear cooling from melt_K to temperature_K, ps (> 0)"""
+    test: bool = False
+    """held out: marked test in dataset.json"""
+
+    def validate(self, source: str) -> None:
+        def bad(name, expected):
+            raise ConfigError(
+                f"{source}: field '{name}' = {getattr(self, name)!r}; expected {expected}"
+            )
+
+        if self.structure not in STRUCTURES:
+            bad("structure", f"one of {', '.join(STRUCTURES)}")
+        if self.temperature_K <= 0:
+            bad("temperature_K", "a positive temperature in K")
+        if len(self.strain) not in (0, 1, 3) or any(abs(e) >= 0.2 for e in self.strain):
+            bad("strain", "one or three fractional strains of magnitude < 0.2 (0.03 = 3 %)")
+        if any(self.strain) and self.structure not in ("bulk", "vacancy", "divacancy"):
+            bad("strain", f"none for structure {self.structure!r} (bulk and vacancies only)")
+        if self.structure == "slab":
+            if tuple(self.miller) not in FACET_AXES:
+                bad("miller", "one of [1,0,0], [1,1,0], [1,1,1]")
+            if self.vacuum_A < MIN_VACUUM_A:
+                bad("vacuum_A", f"≥ {MIN_VACUUM_A:g} Å, so that the surfaces do not interact")
+        if self.structure in ("liquid", "quench"):
+            if self.melt_K <= self.temperature_K and self.structure == "quench":
+                bad("melt_K", f"above temperature_K = {self.temperature_K:g} K")
+            if self.melt_ps <= 0:
+                bad("melt_ps", "a positive time in ps")
+        if (self.structure == "quench") != (self.quench_ps > 0):
+            bad("quench_ps", "> 0 for structure quench and 0 otherwise")
+
+    @property
+    def strain3(self) -> tuple[float, float, float]:
+        e = list(self.strain) or [0.0]
+        return tuple(float(v) for v in (e * 3 if len(e) == 1 else e))
+
+    @property
+    def label(self) -> str:
+        """``bulk``, ``bulk_s+3`` (3 % strain; ``_s+3+0-1`` per axis), ``vacancy``,
+        ``slab111``, ``liquid``, ``quench``, ..."""
+        if self.structure == "slab":
+            return "slab" + "".join(str(v) for v in self.miller)
+        if any(self.strain):
+            e = sorted(set(self.strain3))
+            parts = [self.strain3[0]] if len(e) == 1 else self.strain3
+            return f"{self.structure}_s" + "".join(f"{100 * v:+g}" for v in parts)
+        return self.structure
+
+    @property
+    def file(self) -> str:
+        return f"{self.label}_T{int(round(self.temperature_K)):04d}K.h5"
+
+    def key(self) -> dict:
+        """The settings of this state that shape its trajectory (its part of the reuse key)."""
+        d = {"structure": self.structure, "temperature_K": self.temperature_K}
+        if any(self.strain):
+            d["strain"] = list(self.strain3)
+        if self.structure == "slab":
+            d.update(miller=list(self.miller), vacuum_A=self.vacuum_A)
+        if self.structure in ("liquid", "quench"):
+            d.update(melt_K=self.melt_K, melt_ps=self.melt_ps, quench_ps=self.quench_ps)
+        return d
+
+    def extra_ps(self) -> float:
+        """Simulated time before the equilibration (melting, quenching), ps."""
+        return self.melt_ps + self.quench_ps if self.structure in ("liquid", "quench") else 0.0
 
 
 @dataclass
@@ -82,6 +185,13 @@ class GenerateConfig:
     vacancies: int = 0
     """Lattice sites left empty, chosen at random with ``seed`` (a defect box for transfer
     tests: ``--set vacancies=1``)."""
+    states: list[dict] = field(default_factory=list)
+    """Trajectories beyond the perfect crystal, each a mapping of :class:`State` fields
+    (structure, temperature_K, strain, miller, vacuum_A, melt_K, melt_ps, quench_ps, test);
+    when given, temperatures_K and test_temperatures_K are filled from them (see
+    configs/data/diverse.yaml). Empty: one bulk trajectory per temperatures_K."""
+    record_energies: bool = False
+    """record per-atom potential energies (eV) and the global virial (eV) of every frame"""
 
     def validate(self, source: str = "config") -> None:
         def bad(name, expected):
@@ -111,11 +221,51 @@ class GenerateConfig:
             bad("ensemble", "one of npt, nvt, nve")
         if self.mpi_ranks < 1:
             bad("mpi_ranks", "a positive integer")
+        if self.states:
+            self._validate_states(source)
         if not 0 <= self.vacancies < self.material.atoms_per_cell * self.cells**3:
             bad(
                 "vacancies",
                 f"a number of empty sites from 0 to {self.n_atoms + self.vacancies - 1}",
             )
+
+    def _validate_states(self, source: str) -> None:
+        from ..config import build
+
+        states = []
+        for k, values in enumerate(self.states):
+            what = f"{source}: states[{k}]"
+            if not isinstance(values, dict):
+                raise ConfigError(f"{what}: expected a mapping of State fields, got {values!r}")
+            states.append(build(State, values, f"{what} ({values.get('structure', 'bulk')})"))
+        files = [st.file for st in states]
+        for k, name in enumerate(files):
+            if name in files[:k]:
+                raise ConfigError(
+                    f"{source}: states[{files.index(name)}] and states[{k}] are the same "
+                    f"trajectory {name}; expected different structures or temperatures"
+                )
+        if self.vacancies:
+            raise ConfigError(
+                f"{source}: field 'vacancies' = {self.vacancies}; expected 0 with states "
+                "(use structure: vacancy or divacancy)"
+            )
+        if self.ensemble not in ("npt", "nvt"):
+            raise ConfigError(
+                f"{source}: field 'ensemble' = {self.ensemble!r}; expected npt or nvt with states"
+            )
+        self.temperatures_K = [st.temperature_K for st in states]
+        train = {st.temperature_K for st in states if not st.test}
+        self.test_temperatures_K = sorted({st.temperature_K for st in states} - train)
+
+    def state_list(self) -> list[State]:
+        """The trajectories of this config: ``states``, or one bulk state per temperature
+        (``test`` from test_temperatures_K)."""
+        from ..config import build
+
+        if self.states:
+            return [build(State, dict(v), f"states[{k}]") for k, v in enumerate(self.states)]
+        return [State("bulk", t, test=t in self.test_temperatures_K) for t in self.temperatures_K]
 
     # derived quantities -------------------------------------------------------------------
     @property
@@ -137,22 +287,46 @@ class GenerateConfig:
     def n_records(self) -> int:
         return int(round(ps_to_fs(self.production_ps) / self.record_every_fs)) + 1
 
+    def state_atoms(self, state: State) -> int:
+        if not self.states:
+            return self.n_atoms
+        return structure_atoms(state.structure, self.cells, state.miller)
+
     def disk_bytes(self) -> int:
-        per_frame = self.n_atoms * BYTES_PER_ATOM_FRAME + 9 * 8 + 8 * 7
-        return per_frame * self.n_records * len(self.temperatures_K)
+        per_atom = BYTES_PER_ATOM_FRAME + (
+            BYTES_PER_ATOM_FRAME_ENERGIES if self.record_energies else 0
+        )
+        per_frame = 9 * 8 + 8 * 7 + (6 * 8 if self.record_energies else 0)
+        atoms = sum(self.state_atoms(st) for st in self.state_list())
+        return (atoms * per_atom + per_frame * len(self.temperatures_K)) * self.n_records
+
+    def state_steps(self, state: State) -> int:
+        """MD steps of one trajectory: melting, quenching, equilibration, production."""
+        ps = state.extra_ps() + self.equilibration_ps + self.production_ps
+        return int(round(ps_to_fs(ps) / self.timestep_fs))
 
     def md_steps(self) -> int:
-        per_t = ps_to_fs(self.equilibration_ps + self.production_ps) / self.timestep_fs
-        return int(per_t * len(self.temperatures_K))
+        return sum(self.state_steps(st) for st in self.state_list())
+
+    def estimate_s(self) -> float:
+        """Generation time on one rank, s (:data:`ATOM_STEPS_PER_S`)."""
+        work = sum(self.state_steps(st) * self.state_atoms(st) for st in self.state_list())
+        return work / ATOM_STEPS_PER_S
 
 
-def _settings_key(cfg: GenerateConfig, temperature_K: float, potential_hash: str) -> str:
-    """What makes a trajectory file reusable on a re-run (not output folder, not MPI ranks)."""
+def _settings_key(
+    cfg: GenerateConfig, temperature_K: float, potential_hash: str, state: State | None = None
+) -> str:
+    """What makes a trajectory file reusable on a re-run (not output folder, not MPI ranks,
+    not the other states; ``test`` neither)."""
     d = asdict(cfg)
-    for k in ("output", "mpi_ranks", "temperatures_K", "test_temperatures_K"):
+    for k in ("output", "mpi_ranks", "temperatures_K", "test_temperatures_K", "states"):
         d.pop(k)
-    if not d["vacancies"]:
-        d.pop("vacancies")  # files made before the field existed stay reusable
+    for k in ("vacancies", "record_energies"):
+        if not d[k]:
+            d.pop(k)  # files made before the field existed stay reusable
+    if state is not None:
+        d["state"] = state.key()
     d["temperature_K"] = temperature_K
     d["potential_sha256"] = potential_hash
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -254,26 +428,35 @@ def generate(
             previous = {}
     total = cfg.md_steps()
     bar = tqdm(total=total, unit="step", desc="LAMMPS EAM", disable=not progress or rank != 0)
-    for k, temperature in enumerate(cfg.temperatures_K):
-        name = trajectory_name(temperature)
-        key = _settings_key(cfg, temperature, potential_hash)
+    for k, state in enumerate(cfg.state_list()):
+        temperature = state.temperature_K
+        if cfg.states:
+            name, key = state.file, _settings_key(cfg, temperature, potential_hash, state)
+        else:  # the temperature-only layout, file names and keys as before states existed
+            name, key = (
+                trajectory_name(temperature),
+                _settings_key(cfg, temperature, potential_hash),
+            )
         path = out / name
+        n_atoms = cfg.state_atoms(state)
         entry = {
             "file": name,
             "temperature_K": temperature,
-            "atoms": cfg.n_atoms,
+            "atoms": n_atoms,
             "frames": cfg.n_records,
             "settings_key": key,
             "seed": cfg.seed + k,
-            "test": temperature in cfg.test_temperatures_K,
+            "test": state.test,
         }
+        if cfg.states:
+            entry.update(structure=state.structure, label=state.label, state=state.key())
         reuse = False
         if reuse_files and rank == 0 and path.exists():
             with h5py.File(path, "r") as f:
                 reuse = f.attrs.get("settings_key") == key
         if comm is not None:
             reuse = comm.bcast(reuse, root=0)
-        steps_here = int(ps_to_fs(cfg.equilibration_ps + cfg.production_ps) / cfg.timestep_fs)
+        steps_here = cfg.state_steps(state)
         if reuse:
             bar.update(steps_here)
             entry.update({k: v for k, v in previous.get(name, {}).items() if k == "wall_s"})
@@ -294,31 +477,44 @@ def generate(
             descriptors=cfg.descriptors,
             vacancies=cfg.vacancies,
             vacancy_seed=cfg.seed,
+            structure=state.structure,
+            strain=state.strain3,
+            miller=tuple(state.miller),
+            vacuum_A=state.vacuum_A,
+            melt_K=state.melt_K,
+            melt_ps=state.melt_ps,
+            quench_ps=state.quench_ps,
+            energies=cfg.record_energies,
         )
         md = LammpsMD(settings, comm=comm)
-        bar.set_postfix_str(f"{temperature:g} K")
+        bar.set_postfix_str(f"{state.label} {temperature:g} K")
         n_eq = int(round(ps_to_fs(cfg.equilibration_ps) / cfg.timestep_fs))
-        chunk = max(1, min(n_eq, 1000))
-        done = 0
-        while done < n_eq:
-            step = min(chunk, n_eq - done)
-            md.run(step)
-            done += step
-            bar.update(step)
+        for commands, n_stage in md.stages(n_eq):
+            md.command_stage(commands)
+            chunk = max(1, min(n_stage, 1000))
+            done = 0
+            while done < n_stage:
+                step = min(chunk, n_stage - done)
+                md.run(step)
+                done += step
+                bar.update(step)
         writer = None
         if rank == 0:
             writer = TrajectoryWriter(
                 path,
-                species=[cfg.material.atomic_number] * cfg.n_atoms,
-                masses=[cfg.mass_amu] * cfg.n_atoms,
+                species=[cfg.material.atomic_number] * n_atoms,
+                masses=[cfg.mass_amu] * n_atoms,
                 temperature_K=temperature,
                 frame_interval_fs=cfg.record_every_fs,
                 with_forces=True,
                 with_descriptors=cfg.descriptors,
+                with_energies=cfg.record_energies,
                 thermo_names=THERMO_NAMES,
                 source=f"LAMMPS {lammps.__version__} EAM {potential.name}",
             )
             writer.f.attrs["settings_key"] = key
+            if cfg.states:
+                writer.f.attrs.update(structure=state.structure, label=state.label)
         try:
             t_origin = md.step * cfg.timestep_fs
             for r in range(cfg.n_records):
