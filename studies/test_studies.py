@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 import elastic_constants
 import frontier
+import novelty_signal
 import npt_floor
 import numpy as np
 import potential_forms
@@ -123,3 +124,22 @@ def test_site_drift_draws_compare_model_and_lammps(one_thread_module, tmp_path):
     drift = [[r[k]["site_drift_A"] for r in rows] for k in ("model", "lammps")]
     assert s["excess_pct"] == pytest.approx(100 * (np.mean(drift[0]) / np.mean(drift[1]) - 1))
     assert math.isfinite(s["welch_t"]) and s["draws"] == 2
+
+
+def test_novelty_features_flag_surface_atoms_not_the_crystal():
+    """The novelty box built from a crystal holds every atom of the crystal; a (100) slab's
+    surface atoms (lower densities) fall outside it, its middle ones do not."""
+    import torch
+    from ase.build import bulk, fcc100
+
+    crystal = bulk("Al", "fcc", a=4.05, cubic=True).repeat((4, 4, 4))
+    f = novelty_signal.features(crystal.positions, crystal.cell.array, 5.5)
+    lo, hi = f.min(0).values, f.max(0).values
+    assert not bool(novelty_signal.outside(f, lo, hi).any())
+    slab = fcc100("Al", size=(4, 4, 8), a=4.05, vacuum=6.0, periodic=True)
+    out = novelty_signal.outside(
+        novelty_signal.features(slab.positions, slab.cell.array, 5.5), lo, hi
+    )
+    z = torch.as_tensor(slab.positions[:, 2])
+    surface = (z < z.min() + 1.0) | (z > z.max() - 1.0)
+    assert bool(out[surface].all()) and not bool(out[(z - z.mean()).abs() < 1.0].any())
