@@ -68,6 +68,9 @@ def checkpoint_dict(model, data_summary: dict | None = None, trainer: dict | Non
         "data_summary": dict(data_summary or {}),
         "trainer": trainer,
     }
+    box = getattr(model, "novelty_box", None)
+    if box is not None:
+        out["novelty"] = box.to_dict()
     if head is not None:
         out["energy_head"] = {
             "config": dict(head.config),
@@ -199,6 +202,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     model.data_summary = ckpt.get("data_summary", {})
     if ckpt.get("energy_head") is not None:
         model.attach_energy_head(*energy_head_of(ckpt["energy_head"], where))
+    if ckpt.get("novelty") is not None:
+        from .novelty import NoveltyBox
+
+        model.novelty_box = NoveltyBox.from_dict(ckpt["novelty"], f"{where} [novelty]")
     return model
 
 

@@ -158,6 +158,7 @@ def test_nvt_split_steps_conserve_energy_minus_thermostat_work(model, frame, the
         energy="reference",
         write_every=0,
         progress=False,
+        novelty=False,  # the stages of the step alone (the monitor measures after them)
     ) as ro:
         names = [type(s).__name__ for s in ro.stages]
         result = ro.run()

@@ -54,6 +54,7 @@ FILE_WRITERS = {
     "energy-head": ["energy-head", "--checkpoint", "missing.pt", "--data", "missing", "--out"],
     "lammps": ["lammps", "-in", "missing.in", "--log"],
     "baselines": ["baselines", "--data", "missing", "--json"],
+    "novelty-box": ["novelty-box", "--checkpoint", "missing.pt", "--data", "missing", "--out"],
 }
 
 
@@ -73,7 +74,9 @@ def test_writing_commands_refuse_a_non_empty_output_folder(command, tmp_path, ca
 
 @pytest.mark.parametrize("command", sorted(FILE_WRITERS))
 def test_writing_commands_refuse_an_existing_output_file(command, tmp_path, capsys):
-    target = tmp_path / ("earlier.pt" if command == "energy-head" else "earlier.out")
+    target = tmp_path / (
+        "earlier.pt" if command in ("energy-head", "novelty-box") else "earlier.out"
+    )
     target.write_text("earlier")
     assert main([*FILE_WRITERS[command], str(target)]) == 2
     err = capsys.readouterr().err

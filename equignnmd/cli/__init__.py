@@ -36,6 +36,7 @@ COMMANDS = [
     model.add_evaluate,
     model.add_fidelity,
     model.add_energy_head,
+    model.add_novelty_box,
     md.add_lammps,
     md.add_quickstart,
 ]

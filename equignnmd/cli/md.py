@@ -83,6 +83,8 @@ def add_rollout(sub) -> None:
             "--max-temperature-factor": "max_temperature_factor",
             "--min-temperature-factor": "min_temperature_factor",
             "--energy": "energy",
+            "--novelty-threshold": "novelty_threshold",
+            "--novelty-stop": "novelty_stop",
         },
         dt_fs={"required": True},
         temperature_K={"note": "default: none; with --data, the trajectory's"},

@@ -272,3 +272,43 @@ def cmd_energy_head(args) -> int:
     scores = out.with_suffix(".energy-fit.md")
     print(f"checkpoint with energy head written to {out} (scores: {scores})")
     return 0
+
+
+# ------------------------------------------------------------------------------ novelty-box
+def add_novelty_box(sub) -> None:
+    p = subparser(
+        sub,
+        "novelty-box",
+        help="store the training states' box of local densities in a checkpoint",
+        description="Measure three per-atom smooth densities at the model's cutoff on a "
+        "dataset's training trajectories (held-out ones left out) and write a copy of the "
+        "checkpoint (weights unchanged) that carries their box: rollouts then warn once when "
+        "atoms leave it (a surface, a liquid, a defect the model never saw), write "
+        "novelty_fraction to thermo.csv, and stop with --novelty-stop (equignnmd.novelty).",
+    )
+    p.add_argument("--checkpoint", required=True, help=checkpoint_help() + " (required)")
+    p.add_argument("--data", required=True, help="the model's training dataset (required)")
+    p.add_argument("--out", required=True, help="checkpoint file to write, .pt (required)")
+    p.add_argument("--frames", type=int, default=20, help="frames per training trajectory")
+    add_output_flags(p)
+    p.set_defaults(func=cmd_novelty_box)
+
+
+def cmd_novelty_box(args) -> int:
+    from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from ..config import ConfigError
+    from ..novelty import dataset_novelty_box
+
+    out = Path(args.out)
+    if out.suffix != ".pt" or out.is_dir():
+        raise ConfigError(f"argument --out: {out} is not a .pt file name; expected e.g. C_N.pt")
+    claim_output(out, overwrite=args.overwrite, what="file")
+    model = load_checkpoint(args.checkpoint, device="cpu")
+    model.novelty_box = box = dataset_novelty_box(args.data, model.cutoff, args.frames)
+    save_checkpoint(out, model, model.data_summary, read_checkpoint(args.checkpoint).get("trainer"))
+    print(
+        f"checkpoint with its novelty box written to {out}: densities (β = "
+        f"{', '.join(f'{b:g}' for b in box.decays)} / r_c) low "
+        f"{', '.join(f'{x:.3f}' for x in box.low)}, high {', '.join(f'{x:.3f}' for x in box.high)}"
+    )
+    return 0

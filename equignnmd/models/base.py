@@ -107,6 +107,9 @@ class SurrogateModel(nn.Module):
         self.config = dict(config)
         self.stats = stats if stats is not None else TrainingStats()
         self.energy_part: EnergyPart | None = None  # attach_energy_head
+        # the training states' box of per-atom densities (equignnmd.novelty.NoveltyBox; the
+        # checkpoint part "novelty"): rollouts warn when atoms leave it
+        self.novelty_box = None
         if "cutoff" not in self.config:  # each architecture's config_class has its default
             raise ValueError(
                 f"{self.arch} model config: field 'cutoff' is missing; expected the graph cutoff, Å"

@@ -100,6 +100,13 @@ class RolloutConfig:
     energy_rescale: bool = True
     split_thermostat: bool | None = None
     neighbour_skin_A: float = 1.0
+    novelty: bool = True
+    """watch for atoms outside the model's training states where the checkpoint carries their
+    box (equignnmd.novelty): thermo.csv gains novelty_fraction, a warning comes once"""
+    novelty_threshold: float = 0.02
+    """the fraction of a replica's atoms outside the training box that warns (or stops)"""
+    novelty_stop: bool = False
+    """stop the run (as the stability guard does) when the novelty threshold is passed"""
 
     @classmethod
     def of(cls, source: str = "rollout settings", **values: Any) -> RolloutConfig:
@@ -186,6 +193,8 @@ class RolloutConfig:
             raise bad("write_every", "≥ 0 (0: no frames)")
         if self.thermo_every is not None and self.thermo_every < 0:
             raise bad("thermo_every", "≥ 1, or unset (write_every)")
+        if not 0.0 <= self.novelty_threshold < 1.0:
+            raise bad("novelty_threshold", "a fraction of the atoms in [0, 1)")
         if self.restart_every is not None and self.restart_every < 0:
             raise bad("restart_every", "≥ 0 (0: no restart file), or unset (write_every)")
         if self.resume and self.out_dir is None:

@@ -33,11 +33,12 @@ from ..outputs import claim_output
 from ..potential import make_energy_source
 from ..units import fs_to_ps, ns_per_day
 from .config import RolloutConfig
-from .guard import RolloutStopped, RolloutUnstable, StabilityGuard
+from .guard import NoveltyWarning, RolloutStopped, RolloutUnstable, StabilityGuard
 from .reporter import RolloutReporter, RolloutRestart, read_restart
 from .stages import (
     ENERGY_THERMO,
     EnergyRescale,
+    NoveltyMonitor,
     Stage,
     Thermostat,
     energy_thermo,
@@ -211,6 +212,7 @@ def make_stages(
         friction_per_ps=config.friction_per_ps,
         fraction=0.5 if split else 1.0,
     )
+    box = getattr(model, "novelty_box", None) if config.novelty else None
     return standard_stages(
         thermostat,
         config.remove_momentum,
@@ -218,6 +220,7 @@ def make_stages(
         energy=energy,
         split=split,
         skin_A=config.neighbour_skin_A,
+        novelty=None if box is None else NoveltyMonitor(box),
     )
 
 
@@ -292,6 +295,7 @@ class Rollout:
                 model, structures, cfg, stages, names=names, energy_source=energy_source
             )
         self.energy = next((s for s in self.stages if isinstance(s, EnergyRescale)), None)
+        self._novelty = any(isinstance(s, NoveltyMonitor) for s in self.stages)
         self.thermostat = thermostat_of(self.stages)
         self.model_temperature = model_temperature(self.state)
         self.guard = StabilityGuard.for_run(
@@ -316,7 +320,8 @@ class Rollout:
                 write_every=cfg.write_every,
                 thermo_every=cfg.thermo_interval,
                 metadata=self.metadata(),
-                extra_columns=ENERGY_THERMO if self.energy is not None else (),
+                extra_columns=(ENERGY_THERMO if self.energy is not None else ())
+                + (("novelty_fraction",) if self._novelty else ()),
                 restart_every=cfg.restart_interval,
                 settings=self.settings,
                 resume=restart,
@@ -329,6 +334,7 @@ class Rollout:
         self._rows: list[tuple] = []
         self._wall_offset = 0.0
         self._resumed = restart is not None
+        self._warned = False  # the novelty warning comes once a run
         self.stopped: tuple | None = None
 
     def restart_settings(self) -> dict:
@@ -479,10 +485,43 @@ class Rollout:
         return self.result()
 
     def _check(self, state):
-        """The guard's thermo and verdict, with the energy stage's fields when there is one."""
+        """The guard's thermo and verdict, with the energy and novelty stages' fields when
+        there are such stages; atoms outside the model's training box warn once (or stop,
+        with ``novelty_stop``) when a replica's fraction passes ``novelty_threshold``."""
         thermo, problem = self.guard.check(state)
         thermo.update(energy_thermo(state))
+        record = state.info.get(NoveltyMonitor.name)
+        if record is None:
+            return thermo, problem
+        thermo["novelty_fraction"] = fraction = record.fraction.cpu().numpy()
+        over = np.nonzero(fraction > self.config.novelty_threshold)[0]
+        if problem is None and len(over) and (self.config.novelty_stop or not self._warned):
+            message = self._novelty_message(state, record, int(over[0]))
+            if self.config.novelty_stop:
+                return thermo, (int(over[0]), message)
+            self._warned = True
+            warnings.warn(message, NoveltyWarning, stacklevel=3)
         return thermo, problem
+
+    def _novelty_message(self, state, record, r: int) -> str:
+        """Which atoms of replica ``r`` left the training box, where, and what that means."""
+        s = state.replica_slice(r)
+        atoms = torch.nonzero(record.outside[s]).squeeze(-1)
+        where = state.positions[s][atoms]
+        span = ", ".join(
+            f"{axis} {float(lo):.1f}–{float(hi):.1f}"
+            for axis, lo, hi in zip("xyz", where.min(0).values, where.max(0).values)
+        )
+        shown = ", ".join(str(int(i)) for i in atoms[:8]) + (", …" if len(atoms) > 8 else "")
+        box = getattr(self.model, "novelty_box", None)
+        return (
+            f"step {state.step}, replica {r}: {len(atoms)} of {s.stop - s.start} atoms "
+            f"({100 * float(record.fraction[r]):.1f} %, above novelty_threshold "
+            f"{100 * self.config.novelty_threshold:g} %) have local densities outside the "
+            f"model's training states (atoms {shown}; at {span} Å; box from "
+            f"{getattr(box, 'source', 'the checkpoint')}): the model extrapolates there, its "
+            "trajectory is not to be trusted (a surface, a liquid, a defect it never saw?)"
+        )
 
     def _notify(self, state, thermo, wall, ns_day, unstable: str | None = None) -> None:
         due = [fn for fn, every in self.observers if every > 0 and state.step % every == 0]

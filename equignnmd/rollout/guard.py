@@ -18,7 +18,13 @@ from .. import physics
 from ..graph import edge_vectors, neighbour_list
 from .state import RolloutState
 
-__all__ = ["RolloutStopped", "RolloutUnstable", "StabilityGuard", "thermo_snapshot"]
+__all__ = [
+    "NoveltyWarning",
+    "RolloutStopped",
+    "RolloutUnstable",
+    "StabilityGuard",
+    "thermo_snapshot",
+]
 
 
 @dataclass
@@ -143,3 +149,8 @@ class RolloutUnstable(RuntimeError):
 class RolloutStopped(RuntimeWarning):
     """Warned by a rollout the guard stopped (``on_unstable="stop"``); the command line, which
     prints the reason itself, silences it so that the message appears once."""
+
+
+class NoveltyWarning(UserWarning):
+    """Warned once by a rollout whose atoms leave the model's training states
+    (:mod:`equignnmd.novelty`): the message names the replica, the atoms and where they are."""

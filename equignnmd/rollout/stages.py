@@ -44,6 +44,8 @@ __all__ = [
     "EnergyRecord",
     "EnergyRescale",
     "ModelRecord",
+    "NoveltyMonitor",
+    "NoveltyRecord",
     "ModelStep",
     "RemoveMomentum",
     "Stage",
@@ -94,6 +96,15 @@ class EnergyRecord:
     target_eV: torch.Tensor
     scale: torch.Tensor
     clamped: torch.Tensor
+
+
+@dataclass(frozen=True)
+class NoveltyRecord:
+    """:class:`NoveltyMonitor`'s state: ``fraction`` (R,) of each replica's atoms outside the
+    model's training box, and ``outside`` (N,) bool, which atoms."""
+
+    fraction: torch.Tensor
+    outside: torch.Tensor
 
 
 class Stage:
@@ -341,6 +352,29 @@ class EnergyRescale(Stage):
         )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class NoveltyMonitor(Stage):
+    """Measure, do not change: the atoms whose local densities leave the model's training box
+    (:class:`equignnmd.novelty.NoveltyBox`), every stride, into ``info["novelty"]`` (a
+    :class:`NoveltyRecord`). It goes last, on the positions the stride ends with."""
+
+    box: Any
+    name: ClassVar[str] = "novelty"
+
+    def measure(self, state: RolloutState) -> RolloutState:
+        out = self.box.outside(state.positions, state.cell, state.batch)
+        counts = torch.zeros(state.n_replicas, dtype=torch.float64, device=out.device)
+        counts = counts.index_add_(0, state.batch, out.to(torch.float64))
+        sizes = torch.bincount(state.batch, minlength=state.n_replicas).to(torch.float64)
+        return state.with_info(self.name, NoveltyRecord(counts / sizes, out))
+
+    def init(self, state: RolloutState) -> RolloutState:
+        return self.measure(state)
+
+    def __call__(self, model, state: RolloutState, dt_fs: float) -> RolloutState:
+        return self.measure(state)
+
+
 ENERGY_THERMO = ("potential_energy_eV", "total_energy_eV", "thermostat_work_eV", "energy_clamped")
 """The thermo fields of a run with an :class:`EnergyRescale` stage (per replica)."""
 
@@ -376,6 +410,7 @@ def standard_stages(
     energy: EnergyRescale | None = None,
     split: bool = False,
     skin_A: float = 1.0,
+    novelty: NoveltyMonitor | None = None,
 ) -> list[Stage]:
     """The stages of a stride (module doc).
 
@@ -384,7 +419,7 @@ def standard_stages(
     whose noise carries momentum (Langevin). ``energy`` is put right after the model step.
     With ``split``, ``thermostat`` must cover half a stride (``Thermostat.make(...,
     fraction=0.5)``) and acts before and after the deterministic part. ``skin_A``: the
-    model step's neighbour-list skin (:class:`ModelStep`), Å.
+    model step's neighbour-list skin (:class:`ModelStep`), Å. ``novelty`` goes last.
     """
 
     def thermo() -> list[Stage]:
@@ -399,6 +434,8 @@ def standard_stages(
     if energy is not None:
         stages.append(energy)
     stages += thermo()
+    if novelty is not None:
+        stages.append(novelty)
     return stages
 
 
