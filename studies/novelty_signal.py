@@ -33,6 +33,7 @@ import equignnmd
 from equignnmd._lammps import resolve_potential
 from equignnmd.data.lammps_md import LammpsMD, MDSettings
 from equignnmd.graph import edge_vectors, neighbour_list
+from equignnmd.outputs import claim_output
 from equignnmd.radial import PolynomialCutoff
 from equignnmd.rollout import Rollout, RolloutConfig, RolloutState
 
@@ -115,7 +116,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/novelty.json", help="JSON of the measurements")
     p.add_argument("--eq-ps", type=float, default=2.0, help="equilibration per state, ps")
     p.add_argument("--rec-ps", type=float, default=2.0, help="recorded time per state, ps")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = p.parse_args(argv)
+    claim_output(args.out, overwrite=args.overwrite, what="JSON file")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     model = equignnmd.load_checkpoint("pretrained:equivariant-al")
