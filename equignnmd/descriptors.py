@@ -15,8 +15,9 @@ cn          ``coord/atom cutoff 3.5``                                   neighbou
 ==========  ==========================================================  =====================
 
 The CNA cutoff follows the :class:`~equignnmd.materials.Material` (default
-:data:`~equignnmd.materials.ALUMINIUM`, 3.4587 Å); the Q and CN cutoffs (4.5 Å and 3.5 Å, between
-the second and third, first and second FCC shells of Al) are Al's.
+:data:`~equignnmd.materials.ALUMINIUM`, 3.4587 Å; 0.854 a for fcc, 1.207 a for bcc and hcp); the
+Q and CN cutoffs (4.5 Å and 3.5 Å, between the second and third, first and second FCC shells of
+Al) are Al's.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def lammps_compute_commands(material: Material = ALUMINIUM) -> list[str]:
         f"compute eq_q all orientorder/atom nnn {Q_NEIGHBOURS} degrees 2 4 6 cutoff {Q_CUTOFF_A}",
         f"compute eq_cn all coord/atom cutoff {CN_CUTOFF_A}",
     ]
+
+
+def lammps_cutoff_A(material: Material = ALUMINIUM) -> float:
+    """The largest cutoff of the descriptor computes, Å: they take their neighbours from the
+    pair style's list, so the potential must reach it (a shorter one is overlaid with
+    ``pair_style zero``: :meth:`~equignnmd.lammps_potential.LammpsPotential.commands`)."""
+    return max(Q_CUTOFF_A, CN_CUTOFF_A, cna_cutoff_A(material))
 
 
 # "degrees 2 4 6" means two degrees, l = 4 and l = 6: columns 0 and 1.

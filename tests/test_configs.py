@@ -73,4 +73,4 @@ def test_field_docs_read_from_the_source_match_the_class():
     assert train["epochs"].doc == "training epochs"  # the first paragraph only
     assert train["strides_fs"].default == TrainConfig().strides_fs  # a default_factory's
     assert field_docs(RolloutConfig)["tau_fs"].annotation == "float | None"
-    assert field_docs(GenerateConfig)["lattice_A"].default is dataclasses.MISSING  # a name
+    assert field_docs(GenerateConfig)["element"].default is dataclasses.MISSING  # a name

@@ -140,5 +140,9 @@ def test_material_reaches_generator_lammps_and_descriptors():
 
 
 def test_unknown_element_is_a_clear_config_error_not_species_zero():
-    with pytest.raises(ConfigError, match=r"field 'element' = 'Cu'.*supported: Al"):
-        load_config(GenerateConfig, overrides={"element": "Cu"})
+    with pytest.raises(ConfigError, match=r"field 'element' = 'Xx'.*chemical element symbol"):
+        load_config(GenerateConfig, overrides={"element": "Xx"})
+    with pytest.raises(ConfigError, match=r"field 'element' = 'Cu,Zr'.*one element symbol"):
+        load_config(GenerateConfig, overrides={"element": "Cu,Zr"})
+    cu = load_config(GenerateConfig, overrides={"element": "Cu"})  # any element generates
+    assert (cu.material.atomic_number, cu.mass_amu, cu.lattice_A) == (29, 63.546, None)

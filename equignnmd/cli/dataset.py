@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..config import CONFIG_DIR, resolve_config
+from ..config import CONFIG_DIR, ConfigError, resolve_config
 from ..outputs import claim_output
 from .options import (
     CONFIG_NOTE,
@@ -28,10 +28,13 @@ def add_generate(sub) -> None:
     p = subparser(
         sub,
         "generate",
-        help="run LAMMPS EAM reference MD and write a dataset",
-        description="Reference trajectories of FCC Al from LAMMPS EAM (NPT Nosé–Hoover, "
-        "velocity Verlet). Config values come from --config (default: quick), then the "
-        "named options, then --set KEY=VALUE. Options left out take the config's value.",
+        help="run LAMMPS reference MD and write a dataset",
+        description="Reference trajectories of one element in an fcc, bcc, hcp or diamond "
+        "crystal under a LAMMPS potential (default: FCC Al, Mendelev EAM; NPT Nosé–Hoover, "
+        "velocity Verlet); the lattice constant is the potential's 0-K value unless given. "
+        "Config values come from --config (default: quick), then the named options, then "
+        "--set KEY=VALUE. Options left out take the config's value. The potential is checked "
+        "(files found, the element in them) before the output folder is touched.",
     )
     builtin = ", ".join(sorted(path.stem for path in (CONFIG_DIR / "data").glob("*.yaml")))
     p.add_argument("--config", default="quick", help=f"YAML file or built-in name ({builtin})")
@@ -47,7 +50,13 @@ def add_generate(sub) -> None:
             "--production-ps": "production_ps",
             "--record-every-fs": "record_every_fs",
             "--seed": "seed",
+            "--elements": "element",
+            "--lattice": "lattice",
+            "--lattice-constant": "lattice_A",
+            "--mass": "mass_amu",
             "--potential": "potential",
+            "--pair-style": "pair_style",
+            "--pair-coeff": "pair_coeff",
             "--mpi-ranks": "mpi_ranks",
             "--record-energies": "record_energies",
         },
@@ -74,6 +83,11 @@ def generate_config(args):
     overrides = config_values(args)
     if args.temperatures is not None and args.test_temperatures is None:
         overrides["test_temperatures_K"] = []
+    if args.potential is not None and args.pair_style is not None:
+        raise ConfigError(
+            "--potential and --pair-style both given; expected one: a potential file, or a "
+            "verbatim pair style with its --pair-coeff lines"
+        )
     overrides.update(parse_overrides(args.set))
     return load_config(GenerateConfig, resolve_config(args.config, "data"), overrides)
 
@@ -100,6 +114,7 @@ def cmd_generate(args) -> int:
             f"about {_duration(cfg.estimate_s())} on one rank"
         )
         return 0
+    cfg.reference_potential()  # a missing file or a wrong element: refused before any output
     claim_output(
         cfg.output,
         overwrite=args.overwrite,

@@ -80,10 +80,13 @@ LIST_TYPES = {"K": temperature_list, "fs": stride_list}
 
 def _value_type(name: str, annotation: str) -> dict[str, Any]:
     """``add_argument`` keywords for the values of field ``name``: the first type of its
-    annotation (``None`` left out); a bool is a flag, a string argparse's own."""
+    annotation (``None`` left out); a bool is a flag, a string argparse's own, a list of
+    strings a repeatable option."""
     kind = next(t.strip() for t in annotation.split("|") if t.strip() != "None")
     if kind == "bool":
         return {"action": "store_true"}
+    if kind == "list[str]":
+        return {"action": "append"}
     if kind == "list[float]":
         return {"type": LIST_TYPES[name.rsplit("_", 1)[-1]]}
     return {"int": {"type": int}, "float": {"type": float}, "str": {}}[kind]

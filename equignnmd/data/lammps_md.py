@@ -1,4 +1,4 @@
-"""A thin driver around an in-process LAMMPS EAM simulation of a monatomic metal.
+"""A thin driver around an in-process LAMMPS simulation of a monatomic crystal or melt.
 
 Used to generate reference data (``equignnmd generate``) and, later, to run reference MD from a
 given state. Works serially and under ``mpirun`` (LAMMPS' own domain decomposition): every rank
@@ -9,14 +9,15 @@ calls the same methods, and :meth:`LammpsMD.frame` returns the gathered frame on
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import descriptors as desc
-from .._lammps import import_lammps, new_lammps, pair_style_for
-from ..materials import ALUMINIUM, Material
+from .._lammps import import_lammps, new_lammps
+from ..lammps_potential import LammpsPotential, detect_potential
+from ..materials import ALUMINIUM, LATTICES, Material
 from ..units import fs_to_ps
 
 THERMO_KEYS = ("temp", "press", "vol", "pe", "ke", "etotal")
@@ -25,58 +26,174 @@ NKTV2P_METAL = 1.6021765e6
 """LAMMPS metal units: pressure (bar) × volume (Å³) / NKTV2P = energy (eV)."""
 
 STRUCTURES = ("bulk", "vacancy", "divacancy", "interstitial", "slab", "liquid", "quench")
-"""What :class:`LammpsMD` builds: the cubic FCC crystal (``bulk``, strained when ``strain``
-is set), with one empty site near the box centre (``vacancy``), with two nearest-neighbour
-empty sites (``divacancy``), with one extra atom at the octahedral site of the central cell
-(``interstitial``), a free-standing film of a low-index facet (``slab``), the melt
-(``liquid``: melted at ``melt_K``, then held at the temperature) and a melt cooled linearly
-to the temperature over ``quench_ps`` (``quench``)."""
+"""What :class:`LammpsMD` builds: the crystal of the material's lattice (``bulk``, strained
+when ``strain`` is set), with one empty site near the box centre (``vacancy``), with two
+nearest-neighbour empty sites (``divacancy``), with one extra atom at the interstitial site of
+the central cell (``interstitial``: octahedral, tetrahedral in diamond), a free-standing film
+of a low-index facet (``slab``, fcc and bcc), the melt (``liquid``: melted at ``melt_K``, then
+held at the temperature) and a melt cooled linearly to the temperature over ``quench_ps``
+(``quench``)."""
 
 FACET_AXES = {
     (1, 0, 0): ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
     (1, 1, 0): ((0, 0, 1), (1, -1, 0), (1, 1, 0)),
     (1, 1, 1): ((1, -1, 0), (1, 1, -2), (1, 1, 1)),
 }
-"""Lattice directions along x, y, z (z the surface normal) of the slab of each facet."""
+"""Lattice directions along x, y, z (z the surface normal) of the slab of each facet (the
+cubic lattices whose :attr:`~equignnmd.materials.Lattice.slabs` is set: fcc, bcc)."""
+RELAX_MIN_WIDTH_A = 10.0
+"""The 0-K relaxation box (:func:`relax_lattice`) is at least this wide along every axis,
+and 3 cells: a perfect crystal of a few cells, so its cost does not matter."""
 
 
-def fcc_period(direction) -> float:
-    """Repeat distance of the FCC lattice along a (reduced) direction [h k l], units of a."""
+def period(direction, lattice: str = "fcc") -> float:
+    """Repeat distance of a cubic lattice along a reduced direction [u v w], units of a: the
+    half vector is a lattice vector in fcc when u + v + w is even, in bcc when all are odd."""
     norm = math.sqrt(sum(v * v for v in direction))
-    return norm / 2 if sum(direction) % 2 == 0 else norm
+    half = sum(direction) % 2 == 0 if lattice == "fcc" else all(v % 2 for v in direction)
+    return norm / 2 if half else norm
 
 
-def fcc_plane_spacing(miller) -> float:
-    """Spacing of the atomic (h k l) planes of FCC, units of a."""
+def plane_spacing(miller, lattice: str = "fcc") -> float:
+    """Spacing of the atomic (h k l) planes of a cubic lattice, units of a (fcc: 1/|hkl| when
+    all are odd; bcc: when h + k + l is even; else half of it)."""
     norm = math.sqrt(sum(v * v for v in miller))
-    return 1 / norm if all(v % 2 for v in miller) else 1 / (2 * norm)
+    whole = all(v % 2 for v in miller) if lattice == "fcc" else sum(miller) % 2 == 0
+    return 1 / norm if whole else 1 / (2 * norm)
 
 
-def slab_repeats(miller, cells: int) -> tuple[int, int, int]:
+def slab_repeats(miller, cells: int, lattice: str = "fcc") -> tuple[int, int, int]:
     """Periods of the oriented cell along x, y, z closest to ``cells`` cubic cells each."""
-    return tuple(max(1, round(cells / fcc_period(v))) for v in FACET_AXES[tuple(miller)])
+    axes = FACET_AXES[tuple(miller)]
+    return tuple(max(1, round(cells / period(v, lattice))) for v in axes)
 
 
-def structure_atoms(structure: str, cells: int, miller=(1, 0, 0)) -> int:
-    """Atoms :class:`LammpsMD` builds for ``structure`` (see :data:`STRUCTURES`)."""
+def structure_atoms(structure: str, cells: int, miller=(1, 0, 0), lattice: str = "fcc") -> int:
+    """Atoms :class:`LammpsMD` builds for ``structure`` (see :data:`STRUCTURES`) of
+    ``lattice`` (:data:`equignnmd.materials.LATTICES`)."""
+    per_cell = LATTICES[lattice].atoms_per_cell
     if structure == "slab":
         axes = FACET_AXES[tuple(miller)]
         cell_volume = math.prod(
-            n * fcc_period(v) for n, v in zip(slab_repeats(miller, cells), axes)
+            n * period(v, lattice) for n, v in zip(slab_repeats(miller, cells, lattice), axes)
         )
-        return int(round(4 * cell_volume))
+        return int(round(per_cell * cell_volume))
     extra = {"vacancy": -1, "divacancy": -2, "interstitial": 1}.get(structure, 0)
-    return 4 * cells**3 + extra
+    return per_cell * cells**3 + extra
+
+
+def lattice_command(material: Material, orient: str = "") -> str:
+    """The LAMMPS ``lattice`` command of ``material``'s crystal: LAMMPS' own fcc, bcc and
+    diamond (their site order, so FCC boxes are those of before); hcp as a custom lattice,
+    the orthogonal cell a × √3a × c with the material's c/a."""
+    lat, a = material.lattice, material.lattice_A
+    if lat.name != "hcp":
+        return f"lattice {lat.name} {a}" + (f" {orient}" if orient else "")
+    _, b, c = (x / a for x in material.cell_A)
+    basis = " ".join(f"basis {x:.12g} {y:.12g} {z:.12g}" for x, y, z in lat.basis)
+    return f"lattice custom {a} a1 1 0 0 a2 0 {b:.12g} 0 a3 0 0 {c:.12g} {basis}"
+
+
+def as_potential(potential, material: Material) -> LammpsPotential:
+    """``potential`` as a :class:`LammpsPotential` of a monatomic box of ``material``: a
+    file (path or shipped name) is detected for the material's element."""
+    pot = detect_potential(potential, (material.element,))
+    if pot.elements != (material.element,):
+        raise ValueError(
+            f"potential {pot.description}: maps LAMMPS types to {', '.join(pot.elements)}; "
+            f"expected the one element of the box, {material.element}"
+        )
+    return pot
+
+
+def relax_lattice(
+    potential: LammpsPotential | Path | str,
+    material: Material,
+    pressure_bar: float = 0.0,
+    relax_c_over_a: bool = True,
+    comm=None,
+) -> tuple[Material, dict]:
+    """The lattice constant (and hcp's c/a) at which ``material``'s perfect crystal is at
+    ``pressure_bar`` at 0 K under ``potential``.
+
+    A LAMMPS ``minimize`` (conjugate gradient) with ``fix box/relax``: ``iso`` for the cubic
+    lattices (and for hcp with ``relax_c_over_a`` False: c/a kept); x, y and z for hcp, x and
+    y coupled, so that c/a relaxes; started from
+    ``material.lattice_A`` (and ``c_over_a``) and run twice (box/relax measures its strain
+    from the box it starts with). The atoms sit on the lattice sites, where symmetry makes
+    every force zero. Returns the material with the relaxed values and a record: ``lattice_A``
+    and ``c_over_a`` (Å; None for the cubic lattices), ``pe_per_atom_eV``, ``pressure_bar``
+    (what is left), ``cells`` (x, y, z), ``atoms``."""
+    pot = as_potential(potential, material)
+    cell = material.cell_A
+    cells = [max(3, math.ceil(RELAX_MIN_WIDTH_A / w)) for w in cell]
+    p = pressure_bar
+    hcp = material.structure == "hcp"
+    aniso = hcp and relax_c_over_a
+    relax = f"x {p} y {p} z {p} couple xy" if aniso else f"iso {p}"
+    lmp = new_lammps(comm=comm)
+    try:
+        lmp.commands_list(
+            [
+                "units metal",
+                "boundary p p p",
+                "atom_style atomic",
+                "atom_modify map array",
+                lattice_command(material),
+                f"region box block 0 {cells[0]} 0 {cells[1]} 0 {cells[2]}",
+                "create_box 1 box",
+                "create_atoms 1 box",
+                f"mass 1 {material.mass_amu}",
+                *pot.commands(),
+                "thermo_style custom step pe press lx ly lz",
+                "min_style cg",
+            ]
+        )
+        for _ in range(2):
+            lmp.commands_list(
+                [
+                    f"fix eq_relax all box/relax {relax} vmax 0.001",
+                    "minimize 0.0 1.0e-10 2000 20000",
+                    "unfix eq_relax",
+                ]
+            )
+        lmp.command("run 0")
+        n = lmp.get_natoms()
+        lengths = [float(lmp.get_thermo(k)) for k in ("lx", "ly", "lz")]
+        pe, press = float(lmp.get_thermo("pe")), float(lmp.get_thermo("press"))
+    finally:
+        lmp.close()
+    a = lengths[0] / cells[0]
+    c_over_a = lengths[2] / cells[2] / a if hcp else None
+    if not (math.isfinite(a) and a > 0 and math.isfinite(pe)):
+        raise ValueError(
+            f"0-K relaxation of {material.element} {material.structure} under "
+            f"{pot.description}: a = {a} Å, energy {pe} eV; expected finite values (is the "
+            "potential for this element and lattice?)"
+        )
+    record = {
+        "lattice_A": a,
+        "c_over_a": c_over_a,
+        "pe_per_atom_eV": pe / n,
+        "pressure_bar": press,
+        "cells": cells,
+        "atoms": int(n),
+    }
+    return replace(material, lattice_A=a, c_over_a=c_over_a), record
 
 
 @dataclass
 class MDSettings:
     """One LAMMPS run. Units: metal (Å, ps, eV, amu, K, bar); times in fs."""
 
-    potential: Path
+    potential: Path | str | LammpsPotential
+    """The potential: a :class:`~equignnmd.lammps_potential.LammpsPotential`, or a file
+    (path or shipped name) detected for the material's element."""
     material: Material = ALUMINIUM
-    """Element, mass and the lattice constant of the FCC crystal built when no state is given."""
+    """Element, mass, lattice and lattice constant of the crystal built when no state is
+    given."""
     cells: int = 4
+    """Conventional cells along each axis."""
     temperature_K: float = 300.0
     seed: int = 12345
     timestep_fs: float = 1.0
@@ -118,7 +235,7 @@ def _comm_size(comm) -> tuple[int, int]:
 
 
 class LammpsMD:
-    """FCC crystal (or a given state) under EAM, stepped with velocity Verlet."""
+    """A crystal (or a given state) under a LAMMPS potential, stepped with velocity Verlet."""
 
     def __init__(
         self,
@@ -134,7 +251,7 @@ class LammpsMD:
         self.rank, self.size = _comm_size(comm)
         self.lmp = new_lammps(list(cmdargs or []), comm=comm)
         s = settings
-        style = pair_style_for(Path(s.potential))
+        self.potential = as_potential(s.potential, s.material)
         cmds = ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map array"]
         if s.structure not in STRUCTURES:
             raise ValueError(f"structure {s.structure!r}: expected one of {', '.join(STRUCTURES)}")
@@ -142,14 +259,14 @@ class LammpsMD:
             cmds += self._slab_commands()
         elif state is None:
             cmds += [
-                f"lattice {s.material.structure} {s.material.lattice_A}",
+                lattice_command(s.material),
                 f"region box block 0 {s.cells} 0 {s.cells} 0 {s.cells}",
                 "create_box 1 box",
                 "create_atoms 1 box",
             ]
             cmds += self._defect_commands()
             if s.vacancies:
-                sites = 4 * s.cells**3
+                sites = s.material.atoms_per_cell * s.cells**3
                 ids = np.random.default_rng(s.vacancy_seed).choice(sites, s.vacancies, False) + 1
                 cmds += [
                     "group vacancy id " + " ".join(str(int(i)) for i in sorted(ids)),
@@ -163,8 +280,7 @@ class LammpsMD:
             self._create_from_state(state)
         cmds = [
             f"mass 1 {s.material.mass_amu}",
-            f"pair_style {style}",
-            f"pair_coeff * * {s.potential}" + ("" if style == "eam" else f" {s.material.element}"),
+            *self.potential.commands(desc.lammps_cutoff_A(s.material) if s.descriptors else 0.0),
             "neighbor 1.0 bin",
             "neigh_modify every 1 delay 0 check yes",
             f"timestep {fs_to_ps(s.timestep_fs)}",
@@ -223,13 +339,20 @@ class LammpsMD:
         """A film of ``miller`` facet, z along the normal, ``vacuum_A`` between its surfaces and
         their periodic images (``boundary p p p``)."""
         s = self.settings
+        lat = s.material.lattice
+        if not lat.slabs:
+            raise ValueError(
+                f"structure 'slab': built for the fcc and bcc lattices; the material's is "
+                f"{lat.name!r}"
+            )
         a, axes = s.material.lattice_A, FACET_AXES[tuple(s.miller)]
-        lengths = [n * fcc_period(v) * a for n, v in zip(slab_repeats(s.miller, s.cells), axes)]
-        top = lengths[2] - fcc_plane_spacing(s.miller) * a  # the last atomic plane
+        repeats = slab_repeats(s.miller, s.cells, lat.name)
+        lengths = [n * period(v, lat.name) * a for n, v in zip(repeats, axes)]
+        top = lengths[2] - plane_spacing(s.miller, lat.name) * a  # the last atomic plane
         orient = " ".join(f"orient {x} {u} {v} {w}" for x, (u, v, w) in zip("xyz", axes))
         lo, hi = -s.vacuum_A / 2, top + s.vacuum_A / 2
         return [
-            f"lattice fcc {a} {orient}",
+            lattice_command(s.material, orient),
             f"region box block 0 {lengths[0]} 0 {lengths[1]} {lo} {hi} units box",
             "create_box 1 box",
             f"region eq_slab block INF INF INF INF {-0.1 * a} {top + 0.1 * a} units box",
@@ -238,13 +361,19 @@ class LammpsMD:
         ]
 
     def _defect_commands(self) -> list[str]:
-        """Point defects at the lattice site / octahedral site nearest the box centre."""
+        """Point defects at the lattice site / interstitial site nearest the box centre."""
         s = self.settings
-        a, k = s.material.lattice_A, (s.cells // 2) * s.material.lattice_A
+        lat, a, cell = s.material.lattice, s.material.lattice_A, s.material.cell_A
+        corner = [(s.cells // 2) * w for w in cell]
+
+        def site(frac):  # Å, of fractional coordinates of the central cell
+            return tuple(k + f * w for k, f, w in zip(corner, frac, cell))
+
         if s.structure == "interstitial":
-            c = k + a / 2
-            return [f"create_atoms 1 single {c} {c} {c} units box"]
-        sites = {"vacancy": [(k, k, k)], "divacancy": [(k, k, k), (k + a / 2, k + a / 2, k)]}
+            x, y, z = site(lat.interstitial)
+            return [f"create_atoms 1 single {x} {y} {z} units box"]
+        origin = (0.0, 0.0, 0.0)
+        sites = {"vacancy": [site(origin)], "divacancy": [site(origin), site(lat.neighbour)]}
         cmds = []
         for n, (x, y, z) in enumerate(sites.get(s.structure, [])):
             cmds += [

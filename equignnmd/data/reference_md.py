@@ -1,4 +1,4 @@
-"""LAMMPS EAM reference MD started from a given state (the yardstick for rollouts).
+"""LAMMPS reference MD started from a given state (the yardstick for rollouts).
 
 Same positions, velocities and cell as the surrogate's start, the same kind of thermostat
 (``none`` → NVE, ``csvr`` → ``fix temp/csvr``, ``langevin`` → ``fix langevin``), velocity Verlet
@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .._lammps import resolve_potential
-from .lammps_md import LammpsMD, MDSettings
+from ..lammps_potential import LammpsPotential
 from ..materials import ALUMINIUM, Material
+from .lammps_md import LammpsMD, MDSettings
 
 ENSEMBLE = {"none": "nve", "nve": "nve", "csvr": "csvr", "langevin": "langevin"}
 
@@ -29,7 +30,7 @@ def lammps_reference(
     temperature_K: float,
     thermostat: str = "csvr",
     tau_fs: float | None = None,
-    potential: str | Path | None = None,
+    potential: str | Path | LammpsPotential | None = None,
     material: Material = ALUMINIUM,
     md_timestep_fs: float = 1.0,
     seed: int = 4242,
@@ -40,6 +41,9 @@ def lammps_reference(
         positions: (N, 3) Å (wrapped or unwrapped); velocities: (N, 3) Å/ps;
         cell: (3, 3) Å, LAMMPS-style lower-triangular rows.
         tau_fs: thermostat time constant (default 100 × stride, as in our rollouts).
+        potential: a :class:`~equignnmd.lammps_potential.LammpsPotential` (a dataset's own,
+            :func:`~equignnmd.lammps_potential.dataset_potential`), a potential file (path or
+            shipped name) for ``material``'s element, or None for the default Al EAM.
 
     Returns:
         ``positions`` (F, N, 3) unwrapped Å, ``velocities`` (F, N, 3) Å/ps, ``cell``
@@ -51,7 +55,9 @@ def lammps_reference(
     if abs(ratio - round(ratio)) > 1e-9:
         raise ValueError(f"stride {stride_fs} fs must be a multiple of {md_timestep_fs} fs")
     settings = MDSettings(
-        potential=resolve_potential(potential),
+        potential=(
+            potential if isinstance(potential, LammpsPotential) else resolve_potential(potential)
+        ),
         material=material,
         temperature_K=temperature_K,
         seed=seed,

