@@ -255,6 +255,7 @@ def rollout_vs_lammps(
     start = 0 if is_test else int(0.8 * tr.n_frames)  # held-out frames only
     frame = tr.frame(start)
     meta = read_index(cfg.data)
+    material = _dataset_material(tr)  # refused before the rollout, not after it
     steps, tau = cfg.steps_for(stride), cfg.tau_for(stride)
     tag = f"{int(round(tr.temperature_K))}K_{stride:g}fs"
     thermostat = thermostat_text(
@@ -324,7 +325,7 @@ def rollout_vs_lammps(
         cfg.rollout_thermostat,
         tau_fs=tau,
         potential=meta.get("potential"),
-        material=_dataset_material(tr),
+        material=material,
     )
     t_ps = fs_to_ps(np.arange(n) * stride)
     half = slice(n // 2, n)
@@ -376,16 +377,29 @@ def rollout_vs_lammps(
 
 # ------------------------------------------------------------------------------ report
 def _dataset_material(tr):
-    """The Material of a (monatomic) trajectory, with the mass the dataset recorded."""
+    """The Material of a (monatomic) trajectory, with the mass the dataset recorded.
+
+    The LAMMPS reference run builds one element with one mass: a trajectory of several
+    species, or of one species with several masses, is refused (``ValueError`` naming the
+    file and the field) rather than run as its first atom's element."""
     from dataclasses import replace
 
     from ase.data import chemical_symbols
 
     from .materials import material
 
-    symbol = chemical_symbols[int(tr.species[0])]
+    species, masses = np.unique(tr.species), np.unique(tr.masses)
+    if len(species) != 1 or len(masses) != 1:
+        found = ", ".join(f"{chemical_symbols[int(z)]} ({int(z)})" for z in species)
+        raise ValueError(
+            f"trajectory file {tr.path}: fields 'species' / 'masses' hold {found} with masses "
+            f"{masses.tolist()} amu; expected one element with one mass: the LAMMPS reference "
+            "run of this comparison builds a monatomic box (the one-step table and rollouts "
+            "take several species)"
+        )
+    symbol = chemical_symbols[int(species[0])]
     where = f"trajectory file {tr.path}: field 'species'"
-    return replace(material(symbol, where=where), mass_amu=float(tr.masses[0]))
+    return replace(material(symbol, where=where), mass_amu=float(masses[0]))
 
 
 def _say(cfg: EvaluateConfig, text: str) -> None:

@@ -14,7 +14,7 @@
     ix iy iz`` in metal units (Å, Å/ps); ``BOX BOUNDS pp pp pp`` for an orthogonal cell and
     ``xy xz yz pp pp pp`` otherwise (a general cell is rotated into LAMMPS' lower-triangular
     frame, positions and velocities with it). Types number the species present in increasing
-    atomic number (1 = lightest); the ``element`` column lets ``ase.io.read(path,
+    atomic number (1 = the lowest); the ``element`` column lets ``ase.io.read(path,
     format="lammps-dump-text")`` recover the species without ``specorder``.
 
 Positions and velocities given to the writers are NumPy arrays in metal units.

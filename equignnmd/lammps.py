@@ -51,11 +51,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import ase.data
 import numpy as np
 import torch
 
 from . import physics
-from .materials import MATERIALS
+from .materials import MATERIALS, atomic_number, standard_mass_amu
 from .rollout import RolloutConfig, RolloutState, RolloutUnstable, init_run, step
 from .rollout.guard import StabilityGuard
 from .rollout.stages import ModelStep, add_thermostat_work, model_temperature
@@ -131,6 +132,30 @@ def _image_counts(lmp, nlocal: int) -> np.ndarray:
     )
 
 
+def _elements_of_masses(
+    masses: np.ndarray, known: list[int] | None, what: str = "SurrogateFix"
+) -> list[str]:
+    """The element of every LAMMPS atom type from its mass, amu (``masses`` (T,), types 1…T):
+    the element, among those the model was trained on (``known`` atomic numbers; else the
+    :data:`~equignnmd.materials.MATERIALS`), whose standard mass
+    (:func:`~equignnmd.materials.standard_mass_amu`) is within :data:`MASS_TOLERANCE_AMU`.
+    A ``LammpsSetupError`` names a type no candidate matches."""
+    candidates = (
+        [ase.data.chemical_symbols[z] for z in known] if known is not None else list(MATERIALS)
+    )
+    standard = np.array([standard_mass_amu(e) for e in candidates])
+    table = ", ".join(f"{e} {m:g} amu" for e, m in zip(candidates, standard))
+    close = np.abs(np.asarray(masses, float)[:, None] - standard[None, :]) < MASS_TOLERANCE_AMU
+    unmatched = np.flatnonzero(~close.any(axis=1))
+    if len(unmatched):
+        t = int(unmatched[0])
+        raise LammpsSetupError(
+            f"{what}: atom type {t + 1} has mass {masses[t]:g} amu, which is no element the "
+            f"model knows ({table}); set the type's mass or pass elements=[...]"
+        )
+    return [candidates[k] for k in close.argmax(axis=1)]
+
+
 class SurrogateFix:
     """Advance the atoms of a LAMMPS instance with a surrogate model, one stride per step.
 
@@ -141,7 +166,11 @@ class SurrogateFix:
         group: must be ``"all"``: the model needs every neighbour of every atom it moves.
         dt_fs: the stride, fs; the fix sets LAMMPS's ``timestep`` to it (in ps).
         fix_id: the ID of the ``fix external`` (``ID_halt`` and ``v_ID_unstable`` go with it).
-        elements: chemical symbol of each atom type (default: read from the types' masses).
+        elements: chemical symbol of each atom type, types 1, 2, … in order (default:
+            read from the types' masses, among the model's species: ``stats.species``).
+            Each atom's species is its type's element and its mass LAMMPS's mass of
+            the type, so the rollout's temperature, momentum and thermostats weigh
+            every type by its own mass.
         thermostat, temperature_K, tau_fs, friction_per_ps, seed, remove_momentum, energy,
             energy_rescale, split_thermostat, min_distance_A, max_temperature_factor: as
             :class:`~equignnmd.rollout.RolloutConfig` (serial only, except the guard's).
@@ -265,31 +294,20 @@ class SurrogateFix:
         known = [int(z) for z in known] if known is not None else None
         if elements is None:
             masses = np.asarray(lmp.numpy.extract_atom("mass"), float)[1 : ntypes + 1]
-            elements = []
-            table = ", ".join(f"{e} {x.mass_amu} amu" for e, x in MATERIALS.items())
-            for t, m in enumerate(masses, start=1):
-                match = [
-                    e for e, mat in MATERIALS.items() if abs(mat.mass_amu - m) < MASS_TOLERANCE_AMU
-                ]
-                if not match:
-                    raise LammpsSetupError(
-                        f"{what}: atom type {t} has mass {m:g} amu, which is no element the "
-                        f"package knows ({table}); set the type's mass or pass elements=[...]"
-                    )
-                elements.append(match[0])
+            elements = _elements_of_masses(masses, known, what)
         elements = list(elements)
         if len(elements) != ntypes:
             raise LammpsSetupError(
                 f"{what}: elements {elements} name {len(elements)} atom types; the box has "
                 f"{ntypes}: expected one symbol per type"
             )
+        # index = LAMMPS type (row 0 unused): the species of every atom is one gather
         species = np.zeros(ntypes + 1, dtype=np.int64)
-        for t, e in enumerate(elements, start=1):
-            if e not in MATERIALS:
-                raise LammpsSetupError(
-                    f"{what}: atom type {t} is {e!r}; the package knows {', '.join(MATERIALS)}"
-                )
-            z = MATERIALS[e].atomic_number
+        for t, e in enumerate(elements, start=1):  # one entry per atom type, not per atom
+            try:
+                z = atomic_number(e, where=f"{what}: elements[{t - 1}] (atom type {t})")
+            except ValueError as err:
+                raise LammpsSetupError(str(err)) from None
             if known is not None and z not in known:
                 raise LammpsSetupError(
                     f"{what}: atom type {t} is {e} (Z = {z}); the model was trained on "

@@ -29,11 +29,17 @@ __all__ = ["ReplaySet"]
 
 
 def _material(species: np.ndarray, mass_amu: float) -> Material:
-    z = int(np.unique(species)[0])
+    """The one element of a visited state (``species`` (N,) atomic numbers), with the mass
+    of its atoms, amu: the LAMMPS labelling run builds a monatomic box."""
+    found = sorted({int(z) for z in np.unique(species)})
     known = {m.atomic_number: m for m in MATERIALS.values()}
-    if len(np.unique(species)) != 1 or z not in known:
-        raise ValueError(f"replay: species {sorted(set(species.tolist()))}: one known element")
-    return replace(known[z], mass_amu=float(mass_amu))
+    if len(found) != 1 or found[0] not in known:
+        raise ValueError(
+            f"replay: field 'species' of a visited state holds atomic numbers {found}; "
+            f"expected one element of {sorted(known)} (the LAMMPS labelling run builds a "
+            "monatomic box; train without replay on data of several species)"
+        )
+    return replace(known[found[0]], mass_amu=float(mass_amu))
 
 
 class ReplaySet:

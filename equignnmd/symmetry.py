@@ -11,13 +11,18 @@ deviation from the exact symmetry, **relative** to the largest magnitude of the 
                                positions, velocities and cell; outputs must rotate as vectors
 :func:`translation_error`      a rigid shift of every atom (re-wrapped into the cell)
 :func:`boundary_crossing_error`  some atoms moved by whole lattice vectors (left unwrapped)
-:func:`permutation_error`      atoms renumbered within each system
+:func:`permutation_error`      atoms renumbered within each system (each carrying its
+                               species and mass; or only within each species)
 :func:`replica_error`          a periodic supercell (default 2×2×2): every copy of an atom must
                                get the original atom's output (locality)
 :func:`momentum_error`         |Σ m v(t+Δt) − Σ m v(t)| / Σ m |v(t)| per system
 :func:`com_error`              |Σ m d − P Δt| / Σ m |d| per system (``at_rest=True``: the net
                                momentum is removed from the input first)
 =============================  ==============================================================
+
+:func:`species_swap_change` is the one check that must *not* be 0: the change of the outputs
+when the species labels of atoms of different species are exchanged (a model that reads
+species responds).
 
 For a model without a velocity head (``Prediction.velocity is None``) the velocity used is the
 finite difference d / Δt, as in :meth:`SurrogateModel.predict`. :func:`symmetry_report` runs
@@ -162,15 +167,34 @@ def boundary_crossing_error(model, data, fraction: float = 0.25, seed: int = 0) 
     return _relative([(d1, d0), (v1, v0)])
 
 
-def permutation_error(model, data, seed: int = 0) -> float:
-    """Max relative error when the atoms of each system are renumbered: outputs must follow."""
+def within_species_permutation(species: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random permutation p (N,) of atoms with ``species[p] == species``: each atom takes
+    the place of a random atom of its own species (so a per-atom species array, such as a
+    LAMMPS type column, stays as it is)."""
+    n = species.shape[0]
+    z = species.to(torch.long) * n
+    shuffled = torch.argsort(z + torch.randperm(n, generator=generator))  # grouped, random
+    in_order = torch.argsort(z + torch.arange(n))  # grouped, by index
+    perm = torch.empty_like(in_order)
+    perm[in_order] = shuffled  # both list each species' atoms in the same slots
+    return perm
+
+
+def permutation_error(model, data, seed: int = 0, within_species: bool = False) -> float:
+    """Max relative error when the atoms of each system are renumbered: outputs must follow.
+
+    Every atom carries its species and mass along; ``within_species``: atoms trade places
+    only with atoms of their own species (:func:`within_species_permutation`)."""
     gen = torch.Generator().manual_seed(seed)
     graphs = _graphs(data)
     d0, v0 = run_model(model, graphs)
     moved, order, offset = [], [], 0
     for g in graphs:
         n = g.pos.shape[0]
-        perm = torch.randperm(n, generator=gen)
+        if within_species:
+            perm = within_species_permutation(g.species, gen)
+        else:
+            perm = torch.randperm(n, generator=gen)
         g = g.clone()
         for key in ("pos", "vel", "species", "mass"):
             g[key] = g[key][perm]
@@ -180,6 +204,37 @@ def permutation_error(model, data, seed: int = 0) -> float:
     perm = torch.cat(order)
     d1, v1 = run_model(model, moved)
     return _relative([(d1, d0[perm]), (v1, v0[perm])])
+
+
+def species_swap_change(model, data, pairs: int = 4, seed: int = 0) -> float:
+    """Max relative change of outputs when the species *labels* of ``pairs`` random pairs of
+    atoms of different species in each system are exchanged (masses, positions and
+    velocities stay): how far the model is from being blind to species. Not a symmetry: a
+    model that reads species must give a clearly non-zero number. Masses stay so that the
+    change comes from the species input alone (a model removing mass-weighted means would
+    respond to swapped masses even if it ignored species). ``ValueError`` for a system with
+    one species."""
+    gen = torch.Generator().manual_seed(seed)
+    graphs = _graphs(data)
+    d0, v0 = run_model(model, graphs)
+    moved = []
+    for k, g in enumerate(graphs):
+        kinds = torch.unique(g.species)
+        if len(kinds) < 2:
+            raise ValueError(
+                f"species_swap_change: system {k} has one species ({kinds.tolist()}); "
+                "expected at least two"
+            )
+        a = torch.nonzero(g.species == kinds[0]).squeeze(-1)
+        b = torch.nonzero(g.species != kinds[0]).squeeze(-1)
+        m = min(int(pairs), len(a), len(b))
+        a = a[torch.randperm(len(a), generator=gen)[:m]]
+        b = b[torch.randperm(len(b), generator=gen)[:m]]
+        g = g.clone()
+        g.species[a], g.species[b] = g.species[b].clone(), g.species[a].clone()
+        moved.append(g)
+    d1, v1 = run_model(model, moved)
+    return _relative([(d1, d0), (v1, v0)])
 
 
 def replicate(g: Data, reps=(2, 2, 2)) -> Data:
@@ -282,8 +337,10 @@ __all__ = [
     "replicate",
     "rotation_error",
     "run_model",
+    "species_swap_change",
     "symmetry_report",
     "translation_error",
+    "within_species_permutation",
 ]
 
 

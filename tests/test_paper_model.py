@@ -128,13 +128,14 @@ def test_default_widths_and_parameter_count():
 
 def test_yaml_configs_match_default_keys():
     """The YAML files list the architecture's fields (those added later, e.g.
-    ``temperature_conditioning``, may be absent and take their defaults) and ``paper.yaml``
-    is the defaults."""
+    ``temperature_conditioning``, may be absent and take their defaults; ``species`` is left
+    out to take the training data's) and ``paper.yaml`` is the defaults."""
     for name in ("paper.yaml", "paper-small.yaml"):
         doc = yaml.safe_load((CONFIGS / name).read_text())
         assert doc["arch"] == "paper"
         assert set(doc["model"]) <= set(PaperModel.default_config()), name
-        assert set(PaperModel.default_config()) - set(doc["model"]) <= {"temperature_conditioning"}
+        absent = set(PaperModel.default_config()) - set(doc["model"])
+        assert absent <= {"temperature_conditioning", "species"}, name
         assert {"epochs", "batch_size", "lr", "weight_decay", "strides_fs"} <= set(doc["train"])
         arch, hparams = load_model_config(CONFIGS / name)
         assert arch == "paper" and isinstance(hparams, PaperConfig)

@@ -633,10 +633,14 @@ def _convert_one(
                         "expected known elements"
                     )
                 if not dump and species is not None:
-                    if len(species) != 1 or np.any(spec != species[0]):
+                    # an ASE file names its own elements: the argument may list them (any
+                    # order, as for a dump's types) but must not leave one out
+                    extra = sorted(set(spec.tolist()) - set(species))
+                    if extra:
                         raise ValueError(
                             f"{where}: field 'species' holds {sorted(set(spec.tolist()))}; the "
-                            f"'species' argument says {species}"
+                            f"'species' argument names {species}, not {extra}; expected every "
+                            "element of the file among them"
                         )
                 from ase.data import atomic_masses
 
@@ -856,7 +860,8 @@ def convert(
     is not given. ``temperature_K``: one value or one per input (default: file / kinetic).
     ``test_temperatures_K``: trajectories at these temperatures are marked ``test``.
     ``species``: element of LAMMPS types (symbol or atomic number; ``"Al,Cu"`` for types 1, 2;
-    one value for every type); ASE files carry their own, which must then agree with it.
+    one value for every type); ASE files carry their own, which must then be among it. Every
+    atom keeps its own species and mass (several species are written as they are).
     ``masses_amu``: mass of every atom (default from the file or the element).
     ``frame_interval_fs``: expected spacing of the frames (checked), see also ``timestep_fs``.
     ``check_velocities``: refuse files whose velocities (Å/ps) disagree with Δr/Δt of frames

@@ -36,6 +36,10 @@ class TrainingStats:
     number_density: float = 0.0603
     """Atoms per Å³ (FCC Al at a0 = 4.05 Å)."""
     species: list[int] = field(default_factory=lambda: [13])
+    """Atomic numbers of the data's species, sorted, over every trajectory of the dataset
+    (held-out ones too): the rows of the models' species inputs (the ``equivariant`` one-hot,
+    the ``paper`` embedding unless its config names them, the ``symplectic`` potential's
+    per-species functions), in this order."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -52,8 +52,11 @@ short strides, so both network outputs are O(1) targets at every stride (``stats
 is the RMS of the *whole* displacement, dominated by ``vΔt``, so it is not used). Subtracting
 the per-graph mass-weighted means makes, exactly and by construction,
 ``Σ m_i v_i(t+Δt) = Σ m_i v_i(t)`` (momentum) and ``Σ m_i d_i = P Δt`` (the centre of mass moves
-ballistically; a system at rest keeps its centre of mass). The means are per-graph averages of
-per-atom quantities, so a periodic replica of a system gets exactly the same outputs.
+ballistically; a system at rest keeps its centre of mass). ``m_i`` is each atom's own mass
+(``batch.mass``), so with several species the conserved quantity is the momentum Σ m v, not
+the sum of velocities Σ v (which changes whenever the masses differ). The means are per-graph
+averages of per-atom quantities, so a periodic replica of a system gets exactly the same
+outputs. Species enter as a one-hot over ``stats.species`` (the training data's).
 
 Everything is vectorised (no Python loop over atoms or edges); the neighbour list is rebuilt
 with vesin unless the batch carries ``edge_index``/``shifts`` for this model's cutoff (vesin
@@ -374,9 +377,12 @@ class EquivariantModel(SurrogateModel):
         if graph is None:
             graph = torch.zeros(pos.shape[0], dtype=torch.long, device=device)
         graph = graph.to(device)
-        species = self.species_index[batch.species.to(device)]
-        if bool((species < 0).any()):
-            bad = sorted(set(batch.species.cpu()[species.cpu() < 0].tolist()))
+        z = batch.species.to(device)
+        last = self.species_index.numel() - 1
+        species = self.species_index[z.clamp(0, last)]
+        unknown = (species < 0) | (z > last)  # clamped: any integer reaches this message
+        if bool(unknown.any()):
+            bad = sorted(set(batch.species.cpu()[unknown.cpu()].tolist()))
             raise ValueError(
                 f"equivariant model: field 'species' contains atomic numbers {bad}; "
                 f"this model knows {list(self.stats.species)}"

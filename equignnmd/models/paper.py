@@ -52,7 +52,10 @@ Decisions where the text is silent (all recorded here; the spec's "Open points" 
   strides, constant beyond the largest. ``velocity_head: False`` gives ``velocity=None``.
 * **Δt and T** are RBF-expanded with centres evenly spaced over ``stats.dt_range_fs`` and
   ``stats.temperature_range_K``; γ = 1/Δ² as in the paper (:class:`GaussianRBF`).
-* **Species**: ``species`` lists the atomic numbers of the embedding table (default [13]).
+* **Species**: ``species`` lists the atomic numbers of the embedding table, one learned
+  ``species_dim`` row each; left out (None, the default), they are the training data's
+  (``stats.species``), and the built model's ``config`` names them, so a checkpoint rebuilds
+  the same table. A list that lacks a species of the data is refused when the model is built.
 * **Absolute positions** (``absolute_positions: True``, faithful) are re-wrapped into the cell at
   every block. With ``False`` the 3 position features are dropped and the node input is 195
   wide; the model is then translation-invariant (up to rounding). Neither variant is
@@ -103,7 +106,7 @@ forwards (used by the tests to compare with a full rebuild).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -124,6 +127,7 @@ __all__ = [
     "PaperModel",
     "VectorReadout",
     "count_parameters_by_hand",
+    "embedding_species",
 ]
 
 PAPER_CUTOFF_A = 6.287
@@ -134,8 +138,8 @@ PAPER_CUTOFF_A = 6.287
 class PaperConfig:
     """Hyperparameters of the ``paper`` architecture (widths of the paper's Tables 2-3)."""
 
-    species: list[int] = field(default_factory=lambda: [13])
-    """Atomic numbers of the embedding table."""
+    species: list[int] | None = None
+    """Atomic numbers of the embedding table; None: the training data's (``stats.species``)."""
     species_dim: int = 64
     n_rbf_distance: int = 32
     """Gaussians of |r_ij| on [0, cutoff]."""
@@ -188,8 +192,13 @@ class PaperConfig:
         """Every field on its own: ranges (types are checked by :func:`equignnmd.config.build`)."""
         if self.skin < 0:
             raise ConfigError(f"{source}: field 'skin' is {self.skin} Å; expected ≥ 0")
-        if not self.species:
-            raise ConfigError(f"{source}: field 'species' is empty; expected atomic numbers")
+        if self.species is not None and (
+            not self.species or len(set(self.species)) != len(self.species)
+        ):
+            raise ConfigError(
+                f"{source}: field 'species' is {self.species}; expected distinct atomic "
+                "numbers, or leave it out to take the training data's"
+            )
         positive = (
             "species_dim",
             "n_rbf_distance",
@@ -295,6 +304,24 @@ class VectorReadout(nn.Module):
         return scatter(w * unit, dst, dim=0, dim_size=h.shape[0], reduce="mean")
 
 
+def embedding_species(configured: list[int] | None, stats: TrainingStats) -> list[int]:
+    """The atomic numbers of the species embedding's rows: ``configured`` (config field
+    ``species``) when given, else the training data's ``stats.species``. A configured list
+    must hold every species of the data: a ``ConfigError`` names the missing ones."""
+    data = [int(z) for z in stats.species]
+    if configured is None:
+        return data
+    species = [int(z) for z in configured]
+    missing = sorted(set(data) - set(species))
+    if missing:
+        raise ConfigError(
+            f"paper model config: field 'species' = {species} lacks atomic numbers {missing} "
+            f"of the training data (stats 'species' = {data}); expected every species of the "
+            "data, or leave 'species' out to take the data's"
+        )
+    return species
+
+
 class PaperModel(SurrogateModel):
     """The paper's GNN surrogate with an optional velocity head (module docstring: details)."""
 
@@ -314,7 +341,9 @@ class PaperModel(SurrogateModel):
         self.position_scale = float(c["position_scale"])
         self.vel_rms = float(s.vel_rms)
 
-        species = [int(z) for z in c["species"]]
+        species = embedding_species(c["species"], s)
+        # the checkpoint's config names the table's rows, whatever the data of a later build
+        self.config["species"] = species
         table = torch.full((max(species) + 1,), -1, dtype=torch.long)
         table[torch.tensor(species)] = torch.arange(len(species))
         self.register_buffer("species_index", table, persistent=False)
@@ -493,7 +522,8 @@ def count_parameters_by_hand(config: dict[str, Any]) -> int:
     def linear(i, o, bias=True):
         return i * o + (o if bias else 0)
 
-    total = len(c["species"]) * c["species_dim"]  # embedding table
+    # embedding table (None: one row per species of the default statistics)
+    total = len(embedding_species(c["species"], TrainingStats())) * c["species_dim"]
     total += linear(c["n_descriptors"], c["struct_dim"])  # shared struct layer
     total += linear(3, c["vel_edge_dim"]) + linear(c["vel_edge_dim"], c["vel_edge_dim"])  # MLP_vel
     block = linear(node_in, H)  # Linear(x_i)

@@ -265,8 +265,9 @@ class EnergyHead(nn.Module):
         if bool((idx < 0).any()):
             unknown = sorted({int(z) for z in species[idx < 0].tolist()})
             raise ValueError(
-                f"{where}: atomic numbers {unknown} have no energy function; expected only "
-                f"{self.hparams.species} (the species the head was fitted on)"
+                f"{where}: field 'species' has atomic numbers {unknown}, which have no energy "
+                f"function; expected only {self.hparams.species} (the species the head was "
+                "fitted on)"
             )
         return idx
 
