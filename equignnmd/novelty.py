@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .data.format import open_trajectories, read_index
+from .data.format import held_out_files, open_trajectories, read_index
 from .graph import edge_vectors, neighbour_list
 from .radial import PolynomialCutoff
 
@@ -117,15 +117,15 @@ def dataset_novelty_box(
     of the training part (the first ``train_fraction``) of every trajectory that is not held
     out (its ``test`` flag, or a temperature in ``test_temperatures_K``)."""
     meta = read_index(root)
-    held = {float(t) for t in meta.get("test_temperatures_K", [])}
+    held = held_out_files(meta)
 
     def frames():
         for entry, tr in zip(meta["trajectories"], open_trajectories(root)):
-            if entry.get("test") or float(entry.get("temperature_K", -1)) in held:
+            if entry["file"] in held:
                 continue
             last = max(int(train_fraction * tr.n_frames) - 1, 0)
             for k in np.linspace(0, last, frames_per_trajectory).round().astype(int):
                 yield tr.read("positions", int(k)), tr.read("cell", int(k))
 
-    used = [t["file"] for t in meta["trajectories"] if not t.get("test")]
+    used = [t["file"] for t in meta["trajectories"] if t["file"] not in held]
     return fit_novelty_box(frames(), cutoff_A, f"dataset {root}: {', '.join(used)}")

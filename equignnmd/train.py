@@ -60,8 +60,10 @@ from .checkpoint import energy_head_of, load_checkpoint, read_checkpoint, save_c
 from .config import ConfigError, build, read_yaml
 from .data.dataset import PairDataset
 from .device import pick_device
+from .graph import check_box
 from .models import build_model, model_config
 from .models.base import SurrogateModel, TrainingStats
+from .novelty import dataset_novelty_box
 from .onestep import stride_errors
 from .outputs import claim_output
 from .units import fs_to_ps
@@ -684,9 +686,13 @@ class Trainer:
             # a model with a data-fitted starting point (the symplectic potential)
             model.initialise_from_data(cfg.data)
         for tr in self.train_set.trajectories:
-            from .graph import check_box
-
             check_box(tr.read("cell", 0), model.cutoff, where=f"trajectory file {tr.path}")
+        # what the model learned: the box of its training split's local densities, so that
+        # rollouts warn when a state leaves it (equignnmd.novelty; fitted again on resume,
+        # deterministic; a fine-tune gets the box of the data it was tuned on)
+        model.novelty_box = dataset_novelty_box(
+            cfg.data, model.cutoff, train_fraction=cfg.train_fraction
+        )
         self.model: SurrogateModel = model.to(self.device)
         self.net = self.model
         if self.dist.enabled:

@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 import elastic_constants
 import frontier
+import generalisation
 import novelty_signal
 import npt_floor
 import numpy as np
@@ -143,3 +144,48 @@ def test_novelty_features_flag_surface_atoms_not_the_crystal():
     z = torch.as_tensor(slab.positions[:, 2])
     surface = (z < z.min() + 1.0) | (z > z.max() - 1.0)
     assert bool(out[surface].all()) and not bool(out[(z - z.mean()).abs() < 1.0].any())
+
+
+def test_generalisation_scores_states_against_lammps(tmp_path, one_thread_module):
+    """``studies/generalisation.py`` (issue 34): from a states dataset's frames, LAMMPS with
+    two seeds and the shipped model; a slab's escaped atoms and a liquid's diffusion scored,
+    results written after every run and a second call reuses them (nothing runs again)."""
+    from equignnmd.config import load_config
+    from equignnmd.data.generate import GenerateConfig, generate
+
+    cfg = load_config(
+        GenerateConfig,
+        overrides={
+            "output": str(tmp_path / "states"),
+            "cells": 4,
+            "equilibration_ps": 0.1,
+            "production_ps": 0.1,
+            "record_every_fs": 5.0,
+            "seed": 3,
+            "states": [
+                {"structure": "slab", "miller": [1, 0, 0], "temperature_K": 300, "vacuum_A": 10},
+                {"structure": "liquid", "temperature_K": 1100, "melt_K": 1500, "melt_ps": 1.0},
+            ],
+        },
+    )
+    root = generate(cfg, progress=False)
+    stems = sorted(p.stem for p in root.glob("*.h5"))
+    out = tmp_path / "gen"
+    argv = ["--data", str(root), "--checkpoint", "pretrained:equivariant-al", "--energy",
+            "none", "--states", ",".join(stems), "--ps", "0.5", "--stride-fs", "10",
+            "--out", str(out)]  # fmt: skip
+    assert generalisation.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == set(stems)
+    slab = next(r for s, r in results.items() if s.startswith("slab"))
+    liquid = next(r for s, r in results.items() if s.startswith("liquid"))
+    run = "pretrained:equivariant-al, energy none"
+    assert slab["LAMMPS seed 2"]["escaped_atoms"] == 0  # another seed keeps its atoms
+    assert slab[run]["novelty_start"] > 0.1  # the bulk-only model's box flags the surface
+    assert math.isfinite(liquid["LAMMPS seed 2"]["diffusion_A2_ps"])
+    # a liquid's atoms wander further than a crystal's vibrate
+    assert liquid["LAMMPS seed 2"]["msd_plateau_A2"] > 2 * slab["LAMMPS seed 2"]["msd_plateau_A2"]
+    before = (out / "results.json").stat().st_mtime_ns
+    assert generalisation.main(argv) == 0  # everything cached: nothing runs, nothing changes
+    assert (out / "results.json").stat().st_mtime_ns == before
+    assert "| slab" in (out / "table.md").read_text()

@@ -6,10 +6,13 @@ import os
 import numpy as np
 import pytest
 
+from equignnmd import load_checkpoint
 from equignnmd.cli import main
 from equignnmd.config import ConfigError, load_config
-from equignnmd.data.format import open_trajectories, read_index
+from equignnmd.data.format import held_out_files, open_trajectories, read_index
 from equignnmd.data.generate import GenerateConfig, generate
+from equignnmd.novelty import dataset_novelty_box
+from equignnmd.potential import fit_energy_head
 
 
 def test_dataset_contents(tiny_dataset):
@@ -295,6 +298,13 @@ def test_states_build_run_and_record(tmp_path):
     }
     assert seen["test"] == {slab_k} and slab_k not in seen["train"] | seen["val"]
     assert seen["train"] == set(range(len(entries))) - {slab_k}
+    # ... and the energy-head fit and the novelty box keep it out the same way
+    assert held_out_files(meta) == {"slab111_T0300K.h5"}
+    model = load_checkpoint("pretrained:equivariant-al")
+    _, report = fit_energy_head(model, out, {"frames_per_temperature": 2}, log=None)
+    assert "test 300 K" in report["scores"] and report["held_out_temperatures_K"] == [300.0]
+    assert "val bulk_T0300K" in report["scores"] and not any("slab" in k for k in report["scores"])
+    assert "slab111" not in dataset_novelty_box(out, model.cutoff, 2).source
     # a re-run reuses every file (each state's settings key is stable)
     mtime = {n: (out / n).stat().st_mtime_ns for n in entries}
     generate(cfg, progress=False)

@@ -56,6 +56,10 @@ def test_files_metrics_and_best(tmp_path, capsys):
     assert ckpt["data_summary"]["train"]["temperatures_K"] == [300.0]
     model = load_checkpoint(out / "best.pt", device="cpu")
     assert model.stats.strides_fs == [1.0, 10.0]
+    # the trainer attaches the box of its training split's local densities (equignnmd.novelty)
+    box = model.novelty_box
+    assert box is not None and box.cutoff_A == model.cutoff and str(pytest.tiny) in box.source
+    assert all(lo < hi for lo, hi in zip(box.low, box.high))
     table = (out / "validation.md").read_text()
     assert "ballistic" in table and "| 10 |" in table
     assert "2nd-order Taylor" in capsys.readouterr().out

@@ -338,6 +338,18 @@ def read_index(root: str | Path) -> dict[str, Any]:
     return meta
 
 
+def held_out_files(meta: dict[str, Any]) -> set[str]:
+    """The trajectory files of a dataset index ``meta`` that are held out of training: an
+    entry's own ``test`` flag (a held-out facet at a trained temperature), or a temperature
+    listed in ``test_temperatures_K``."""
+    held = {float(t) for t in meta.get("test_temperatures_K", [])}
+    return {
+        t["file"]
+        for t in meta["trajectories"]
+        if t.get("test") or float(t.get("temperature_K", -1.0)) in held
+    }
+
+
 def open_trajectories(root: str | Path) -> list[Trajectory]:
     root = Path(root)
     meta = read_index(root)

