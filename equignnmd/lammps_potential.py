@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._lammps import potentials_dir
-from .data.format import file_sha256
 from .materials import atomic_number
+from .provenance import file_sha256
 
 __all__ = [
     "ACCEPTED",

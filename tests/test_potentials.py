@@ -15,7 +15,7 @@ import torch
 from equignnmd._lammps import potentials_dir
 from equignnmd.cli import main
 from equignnmd.config import ConfigError, load_config
-from equignnmd.data.format import file_sha256, open_trajectories, read_index
+from equignnmd.data.format import open_trajectories, read_index
 from equignnmd.data.generate import GenerateConfig
 from equignnmd.data.lammps_md import LammpsMD, MDSettings, relax_lattice, structure_atoms
 from equignnmd.lammps_potential import (
@@ -26,6 +26,7 @@ from equignnmd.lammps_potential import (
 )
 from equignnmd.materials import IDEAL_C_OVER_A, element_material
 from equignnmd.potential.sources import LammpsEnergy
+from equignnmd.provenance import file_sha256
 
 WHEEL = [  # (potential as a user gives it, element, lattice, kind)
     ("Al_mm.eam.fs", "Al", "fcc", "eam/fs"),

@@ -74,7 +74,8 @@ import numpy as np
 
 from .. import units
 from ..outputs import claim_output
-from .format import PARTIAL, TrajectoryWriter, file_sha256, trajectory_name, write_index
+from ..provenance import file_sha256
+from .format import PARTIAL, TrajectoryWriter, trajectory_name, write_index
 
 UNITS = "metal (Å, ps, eV, amu, K; velocities Å/ps; times in fs)"
 THERMO = ("temperature_K", "ke_eV", "volume_A3")

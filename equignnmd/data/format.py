@@ -76,15 +76,6 @@ def non_finite(name: str, values: np.ndarray) -> str | None:
     return f"{int(bad.sum())} non-finite value(s), first at {where} ({values[first]})"
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file (provenance of potentials and converted inputs)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def trajectory_name(temperature_K: float, tag: str = "") -> str:
     return f"T{int(round(temperature_K)):04d}K{tag}.h5"
 

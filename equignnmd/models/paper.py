@@ -106,7 +106,7 @@ forwards (used by the tests to compare with a full rebuild).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -344,6 +344,8 @@ class PaperModel(SurrogateModel):
         species = embedding_species(c["species"], s)
         # the checkpoint's config names the table's rows, whatever the data of a later build
         self.config["species"] = species
+        if self.hparams is not None:
+            self.hparams = replace(self.hparams, species=species)
         table = torch.full((max(species) + 1,), -1, dtype=torch.long)
         table[torch.tensor(species)] = torch.arange(len(species))
         self.register_buffer("species_index", table, persistent=False)
