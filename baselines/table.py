@@ -1,12 +1,20 @@
-"""Baseline error tables straight from a dataset folder (``equignnmd baselines``)."""
+"""Baseline error tables straight from a dataset folder (``equignnmd baselines``).
+
+The Taylor step takes the forces the dataset recorded; a trajectory without them gets them
+from the dataset's own reference (its LAMMPS potential or ASE calculator,
+:func:`~equignnmd.potential.sources.reference_source`), one single point per start frame; a
+dataset with neither (a converted one without forces) has no Taylor row.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from equignnmd.data.format import open_trajectories
+from equignnmd.data.format import open_trajectories, read_index
+from equignnmd.potential.sources import reference_source
 
 from .metrics import position_errors, velocity_errors
 from .predictors import predict_arrays
@@ -51,6 +59,36 @@ def measurable_strides(
     return kept, skipped
 
 
+def start_forces(tr, frames: np.ndarray, source=None) -> np.ndarray | None:
+    """Forces (F, N, 3) eV/Å on ``frames`` of the trajectory ``tr``: the recorded ones, else
+    those of ``source`` (an energy source with ``forces``, e.g. the dataset's
+    :func:`~equignnmd.potential.sources.reference_source`) at the recorded positions, else
+    None."""
+    if tr.has_forces:
+        return tr.read("forces", frames)
+    if source is None:
+        return None
+    pos, cell = tr.read("positions", frames), tr.read("cell", frames)
+    n = tr.n_atoms
+    fractional = np.einsum("fni,fij->fnj", pos, np.linalg.inv(cell)) % 1.0
+    wrapped = np.einsum("fni,fij->fnj", fractional, cell)
+    out = source.forces(
+        torch.as_tensor(wrapped.reshape(-1, 3)),
+        torch.as_tensor(cell),
+        torch.as_tensor(np.tile(tr.species, len(frames))),
+        torch.repeat_interleave(torch.arange(len(frames)), n),
+    )
+    return out.numpy().reshape(len(frames), n, 3)
+
+
+def _reference_or_none(root: str | Path):
+    """The dataset's reference source (:func:`reference_source`), or None without one."""
+    try:
+        return reference_source(read_index(root), f"dataset {root}")
+    except ValueError:
+        return None
+
+
 def baseline_table(
     root: str | Path, strides_fs, max_starts: int = 200, temperatures_K=None
 ) -> list[dict]:
@@ -60,29 +98,42 @@ def baseline_table(
     A stride a trajectory does not allow is a ``ValueError`` (:func:`stride_problem`); use
     :func:`measurable_strides` to keep only those it does."""
     rows = []
-    for tr in _selected(root, temperatures_K):
-        for s in strides_fs:
-            why = stride_problem(tr, s)
-            if why is not None:
-                raise ValueError(why)
-            off = int(round(s / tr.frame_interval_fs))
-            starts = np.unique(np.linspace(0, tr.n_frames - off - 1, max_starts).astype(int))
-            pos0 = tr.read("positions", starts)
-            pos1 = tr.read("positions", starts + off)
-            vel0 = tr.read("velocities", starts)
-            vel1 = tr.read("velocities", starts + off)
-            forces = tr.read("forces", starts) if tr.has_forces else None
-            row = {"temperature_K": tr.temperature_K, "dt_fs": float(s), "pairs": len(starts)}
-            for name in NAMES:
-                if name == "taylor" and forces is None:
-                    continue
-                d, v = predict_arrays(name, vel0, forces, tr.masses, s)
-                pe = position_errors(d, pos1 - pos0)
-                ve = velocity_errors(v, vel1)
-                row[f"{name}_mean_A"] = pe["mean"]
-                row[f"{name}_rmse_A"] = pe["rmse"]
-                row[f"{name}_vel_mean_A_ps"] = ve["mean"]
-            rows.append(row)
+    trajectories = _selected(root, temperatures_K)
+    source = None if all(tr.has_forces for tr in trajectories) else _reference_or_none(root)
+    try:
+        for tr in trajectories:
+            rows += _rows(tr, strides_fs, max_starts, source)
+    finally:
+        if source is not None:
+            source.close()
+    return rows
+
+
+def _rows(tr, strides_fs, max_starts: int, source) -> list[dict]:
+    """:func:`baseline_table`'s rows of one trajectory."""
+    rows = []
+    for s in strides_fs:
+        why = stride_problem(tr, s)
+        if why is not None:
+            raise ValueError(why)
+        off = int(round(s / tr.frame_interval_fs))
+        starts = np.unique(np.linspace(0, tr.n_frames - off - 1, max_starts).astype(int))
+        pos0 = tr.read("positions", starts)
+        pos1 = tr.read("positions", starts + off)
+        vel0 = tr.read("velocities", starts)
+        vel1 = tr.read("velocities", starts + off)
+        forces = start_forces(tr, starts, source)
+        row = {"temperature_K": tr.temperature_K, "dt_fs": float(s), "pairs": len(starts)}
+        for name in NAMES:
+            if name == "taylor" and forces is None:
+                continue
+            d, v = predict_arrays(name, vel0, forces, tr.masses, s)
+            pe = position_errors(d, pos1 - pos0)
+            ve = velocity_errors(v, vel1)
+            row[f"{name}_mean_A"] = pe["mean"]
+            row[f"{name}_rmse_A"] = pe["rmse"]
+            row[f"{name}_vel_mean_A_ps"] = ve["mean"]
+        rows.append(row)
     return rows
 
 
@@ -104,7 +155,7 @@ def format_table(rows: list[dict]) -> str:
                     cells.append(f"{r[f'{name}_mean_A']:.5f} ({r[f'{name}_vel_mean_A_ps']:.3f})")
                     rmse.append(f"{r[f'{name}_rmse_A']:.5f}")
                 else:
-                    cells.append("n/a (no forces)")
+                    cells.append("n/a (no forces, no reference)")
                     rmse.append("n/a")
             out.append(f"| {r['dt_fs']:g} | " + " | ".join(cells) + f" | {' / '.join(rmse)} |")
     return "\n".join(out)

@@ -3,8 +3,10 @@
 1. One-shot error versus Δt at a held-out temperature, laid out like the paper's Table 4, with
    the zero / ballistic / Taylor baselines and the paper's published figure beside the model.
 2. Error per temperature at one stride, laid out like the paper's Table 6.
-3. Rollouts from a held-out frame against a LAMMPS EAM reference started from the very same
-   positions and velocities with the same kind of thermostat: RDF overlay, MSD, temperature
+3. Rollouts from a held-out frame against the dataset's own reference (its LAMMPS potential or
+   ASE calculator, :func:`~equignnmd.data.reference_md.dataset_reference`; the Taylor
+   baseline's forces are the ones it recorded) started from the very same positions and
+   velocities with the same kind of thermostat: RDF overlay, MSD, temperature
    trace and VDOS, with scores (RDF L1, MSD ratio at the end, temperature mean and drift, VDOS
    overlap) and the number of steps completed before any stability guard fired. A score
    from fewer than :data:`~equignnmd.analysis.MIN_SCORE_FRAMES` frames of the rollout (the
@@ -23,15 +25,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 from torch.utils.data import Subset
 from torch_geometric.loader import DataLoader
 
 from . import analysis, plots
 from .analysis import MIN_SCORE_FRAMES
+from .calculator import AseCalculator
 from .checkpoint import load_checkpoint
 from .config import ConfigError
+from .data import reference_md
 from .data.dataset import PairDataset
 from .data.format import read_index
+from .data.reference_md import dataset_reference, state_material
 from .io import json_safe, write_atomic
 from .onestep import stride_errors
 from .rollout import RolloutConfig, RolloutState
@@ -245,17 +251,19 @@ def rollout_vs_lammps(
     test_temps: list[float],
     out: Path,
 ) -> dict[str, Any]:
-    """Surrogate rollout and LAMMPS reference from the same held-out frame."""
+    """Surrogate rollout and the dataset's own reference (LAMMPS or ASE) from the same
+    held-out frame."""
     from .data.format import open_trajectories
-    from .data.reference_md import lammps_reference
 
     trajs = open_trajectories(cfg.data)
     tr = min(trajs, key=lambda t: abs(t.temperature_K - temperature))
     is_test = any(abs(tr.temperature_K - t) < 1e-6 for t in test_temps)
     start = 0 if is_test else int(0.8 * tr.n_frames)  # held-out frames only
     frame = tr.frame(start)
-    meta = read_index(cfg.data)
-    material = _dataset_material(tr)  # refused before the rollout, not after it
+    # refused before the rollout, not after it: no reference, an element it lacks
+    reference = evaluate_reference(cfg)
+    material = _dataset_material(tr, reference)
+    name = reference_label(reference)
     steps, tau = cfg.steps_for(stride), cfg.tau_for(stride)
     tag = f"{int(round(tr.temperature_K))}K_{stride:g}fs"
     thermostat = thermostat_text(
@@ -314,8 +322,8 @@ def rollout_vs_lammps(
         # still says how far it got and why it stopped.
         return {**row, **scores, **tail, "lammps_wall_s": 0.0, "plots": {}}
     # LAMMPS only as far as the surrogate got: frames 0..n_done
-    _say(cfg, f"LAMMPS EAM reference from the same state: {n_done} strides of {stride:g} fs")
-    ref = lammps_reference(
+    _say(cfg, f"{name} reference from the same state: {n_done} strides of {stride:g} fs")
+    ref = reference_md.lammps_reference(  # looked up at call time: tests record the calls
         frame["positions"],
         frame["velocities"],
         frame["cell"],
@@ -324,8 +332,9 @@ def rollout_vs_lammps(
         tr.temperature_K,
         cfg.rollout_thermostat,
         tau_fs=tau,
-        potential=meta.get("potential"),
+        potential=reference,
         material=material,
+        species=tr.species,
     )
     t_ps = fs_to_ps(np.arange(n) * stride)
     half = slice(n // 2, n)
@@ -337,7 +346,7 @@ def rollout_vs_lammps(
     temp_ref = analysis.kinetic_temperature(ref["velocities"][:n], tr.masses)
     f_sur, d_sur = analysis.vdos(sur["velocities"][:n], tr.masses, stride)
     f_ref, d_ref = analysis.vdos(ref["velocities"][:n], tr.masses, stride)
-    label_s, label_r = f"{model.arch} Δt={stride:g} fs", "LAMMPS EAM 1 fs"
+    label_s, label_r = f"{model.arch} Δt={stride:g} fs", f"{name} 1 fs"
     enough = {"frames": n, "min_frames": MIN_SCORE_FRAMES}
     pngs = {
         "rdf": plots.plot_rdf(
@@ -376,30 +385,40 @@ def rollout_vs_lammps(
 
 
 # ------------------------------------------------------------------------------ report
-def _dataset_material(tr):
-    """The Material of a (monatomic) trajectory, with the mass the dataset recorded.
+def reference_label(reference) -> str:
+    """How reports name a reference: "LAMMPS EAM", "LAMMPS SNAP", "ASE EMT"."""
+    if isinstance(reference, AseCalculator):
+        return f"ASE {reference.name or 'calculator'}"
+    kind = reference.kind
+    return "LAMMPS " + ("EAM" if kind.startswith("eam") else kind.upper())
 
-    The LAMMPS reference run builds one element with one mass: a trajectory of several
-    species, or of one species with several masses, is refused (``ValueError`` naming the
-    file and the field) rather than run as its first atom's element."""
-    from dataclasses import replace
 
-    from ase.data import chemical_symbols
+def _dataset_material(tr, reference=None):
+    """The Material of a trajectory for its reference run: its element (or its elements, an
+    alloy) with the masses the dataset recorded.
 
-    from .materials import material
-
-    species, masses = np.unique(tr.species), np.unique(tr.masses)
-    if len(species) != 1 or len(masses) != 1:
-        found = ", ".join(f"{chemical_symbols[int(z)]} ({int(z)})" for z in species)
+    One element carrying several masses is refused (``ValueError`` naming the file and the
+    fields; a LAMMPS type has one mass), and so is an element ``reference`` (a LAMMPS
+    potential or ASE calculator record) lacks, before anything runs."""
+    where = f"trajectory file {tr.path}"
+    material = state_material(tr.species, tr.masses, where)
+    held = getattr(reference, "elements", None)  # a LAMMPS potential's types
+    if held is not None and not set(material.elements) <= set(held):
+        found = ", ".join(f"{chemical_symbols[int(z)]} ({int(z)})" for z in np.unique(tr.species))
         raise ValueError(
-            f"trajectory file {tr.path}: fields 'species' / 'masses' hold {found} with masses "
-            f"{masses.tolist()} amu; expected one element with one mass: the LAMMPS reference "
-            "run of this comparison builds a monatomic box (the one-step table and rollouts "
-            "take several species)"
+            f"{where}: field 'species' holds {found}; the dataset's reference "
+            f"{reference.description} is for {', '.join(held)}; expected a reference for "
+            "every element"
         )
-    symbol = chemical_symbols[int(species[0])]
-    where = f"trajectory file {tr.path}: field 'species'"
-    return replace(material(symbol, where=where), mass_amu=float(masses[0]))
+    return material
+
+
+def evaluate_reference(cfg: EvaluateConfig):
+    """The reference of ``cfg.data`` that the rollouts are compared with
+    (:func:`~equignnmd.data.reference_md.dataset_reference`: its LAMMPS potential or ASE
+    calculator). ValueError naming the dataset when it has none (a converted dataset): there
+    is no Al fallback. Called before anything is written."""
+    return dataset_reference(read_index(cfg.data), f"evaluate: dataset {cfg.data} (--data)")
 
 
 def _say(cfg: EvaluateConfig, text: str) -> None:
@@ -458,7 +477,8 @@ def render_report(result: dict[str, Any]) -> str:
         f"\nThe paper reports {PAPER_TABLE6_RANGE_A[0]}–{PAPER_TABLE6_RANGE_A[1]} Å at every "
         "temperature from 5 to 800 K."
     )
-    lines += ["", "## Rollouts against LAMMPS EAM from the same state", ""]
+    reference = result.get("reference", "LAMMPS EAM")
+    lines += ["", f"## Rollouts against {reference} from the same state", ""]
     lines += [
         "| T (K) | Δt fs | thermostat | steps done / asked | RDF L1 | MSD ratio (end) "
         "| T mean (K) surrogate / LAMMPS | T drift (K/ps) | VDOS overlap |",
@@ -503,6 +523,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     from .device import pick_device
 
     out = Path(cfg.out)
+    reference = evaluate_reference(cfg)  # a dataset without one: refused before any output
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = load_checkpoint(cfg.checkpoint, device=pick_device(cfg.device))
@@ -552,6 +573,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "table6_stride_fs": s6,
         "table6": t6,
         "rollouts": rollouts,
+        "reference": reference_label(reference),
         "plots": {"error_vs_dt": Path(err_png).name},
     }
     write_atomic(out / "metrics.json", json.dumps(json_safe(result), indent=2, allow_nan=False))

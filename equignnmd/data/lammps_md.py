@@ -1,13 +1,21 @@
-"""A thin driver around an in-process LAMMPS simulation of a monatomic crystal or melt.
+"""A thin driver around an in-process LAMMPS simulation of a crystal or melt of one element
+or a random substitutional alloy.
 
 Used to generate reference data (``equignnmd generate``) and, later, to run reference MD from a
 given state. Works serially and under ``mpirun`` (LAMMPS' own domain decomposition): every rank
 calls the same methods, and :meth:`LammpsMD.frame` returns the gathered frame on rank 0 and
-``None`` elsewhere.
+``None`` elsewhere. :func:`build_structure` gives the atoms of the box it builds without a
+potential (the start of the ASE reference runs, :mod:`equignnmd.data.calculator_md`).
+
+LAMMPS types are the potential's elements in its order
+(:attr:`~equignnmd.lammps_potential.LammpsPotential.elements`); an alloy's atoms get their
+types from :meth:`~equignnmd.materials.Composition.types` once the structure is built, a
+state's from its ``species``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,8 +24,9 @@ import numpy as np
 
 from .. import descriptors as desc
 from .._lammps import import_lammps, new_lammps
-from ..lammps_potential import LammpsPotential, detect_potential
-from ..materials import ALUMINIUM, LATTICES, Material
+from ..calculator import AseCalculator
+from ..lammps_potential import LammpsPotential, detect_potential, verbatim_potential
+from ..materials import ALUMINIUM, LATTICES, Material, atomic_number
 from ..units import fs_to_ps
 
 THERMO_KEYS = ("temp", "press", "vol", "pe", "ke", "etotal")
@@ -95,15 +104,60 @@ def lattice_command(material: Material, orient: str = "") -> str:
 
 
 def as_potential(potential, material: Material) -> LammpsPotential:
-    """``potential`` as a :class:`LammpsPotential` of a monatomic box of ``material``: a
-    file (path or shipped name) is detected for the material's element."""
-    pot = detect_potential(potential, (material.element,))
-    if pot.elements != (material.element,):
+    """``potential`` as a :class:`LammpsPotential` of a box of ``material``: a file (path or
+    shipped name) is detected for the material's elements; a record must map LAMMPS types to
+    every element of the box (more are fine: a Cu box under an Al/Cu potential)."""
+    pot = detect_potential(potential, material.elements)
+    missing = [e for e in material.elements if e not in pot.elements]
+    if missing:
         raise ValueError(
             f"potential {pot.description}: maps LAMMPS types to {', '.join(pot.elements)}; "
-            f"expected the one element of the box, {material.element}"
+            f"expected every element of the box ({', '.join(material.elements)}), "
+            f"{', '.join(missing)} included"
         )
     return pot
+
+
+def type_commands(material: Material, potential: LammpsPotential) -> list[str]:
+    """``mass`` of every LAMMPS type (the potential's elements, in order), amu."""
+    return [f"mass {t} {material.mass_of(e)}" for t, e in enumerate(potential.elements, 1)]
+
+
+def site_types(
+    material: Material, potential: LammpsPotential, n_atoms: int, seed: int
+) -> np.ndarray | None:
+    """The LAMMPS type (1, 2, …) of each of the ``n_atoms`` atoms of a freshly built box of
+    ``material`` (N,): an alloy's elements drawn with ``seed``
+    (:meth:`~equignnmd.materials.Composition.types`), else the element's type; None where
+    every atom is type 1, as ``create_atoms 1`` made them."""
+    type_of = {e: t for t, e in enumerate(potential.elements, 1)}
+    if material.composition is None:
+        t = type_of[material.element]
+        return None if t == 1 else np.full(n_atoms, t, dtype=np.int32)
+    table = np.array([type_of[e] for e in material.composition.elements], dtype=np.int32)
+    return table[material.composition.types(n_atoms, seed)]
+
+
+def species_types(species, potential: LammpsPotential, where: str = "state") -> np.ndarray:
+    """The LAMMPS type of each atom of atomic numbers ``species`` (N,) under ``potential``;
+    ValueError naming the element the potential lacks."""
+    zs = np.array([atomic_number(e) for e in potential.elements], dtype=np.int64)
+    species = np.asarray(species, dtype=np.int64)
+    found = species[:, None] == zs[None, :]
+    if not found.any(axis=1).all():
+        bad = sorted(set(species[~found.any(axis=1)].tolist()))
+        raise ValueError(
+            f"{where}: field 'species' holds atomic numbers {bad}; the potential "
+            f"{potential.description} maps LAMMPS types to {', '.join(potential.elements)} "
+            f"(atomic numbers {zs.tolist()}); expected a potential for every element"
+        )
+    return (np.argmax(found, axis=1) + 1).astype(np.int32)
+
+
+def scatter_types(lmp, types: np.ndarray) -> None:
+    """Set the type of atoms 1..N (by id) to ``types`` (N,) (every MPI rank passes all)."""
+    flat = np.ascontiguousarray(types, dtype=np.int32)
+    lmp.scatter_atoms("type", 0, 1, flat.ctypes.data_as(ctypes.POINTER(ctypes.c_int)))
 
 
 def relax_lattice(
@@ -112,6 +166,7 @@ def relax_lattice(
     pressure_bar: float = 0.0,
     relax_c_over_a: bool = True,
     comm=None,
+    seed: int = 0,
 ) -> tuple[Material, dict]:
     """The lattice constant (and hcp's c/a) at which ``material``'s perfect crystal is at
     ``pressure_bar`` at 0 K under ``potential``.
@@ -121,12 +176,12 @@ def relax_lattice(
     y coupled, so that c/a relaxes; started from
     ``material.lattice_A`` (and ``c_over_a``) and run twice (box/relax measures its strain
     from the box it starts with). The atoms sit on the lattice sites, where symmetry makes
-    every force zero. Returns the material with the relaxed values and a record: ``lattice_A``
-    and ``c_over_a`` (Å; None for the cubic lattices), ``pe_per_atom_eV``, ``pressure_bar``
-    (what is left), ``cells`` (x, y, z), ``atoms``."""
+    every force zero; an alloy's (its elements placed with ``seed``,
+    :func:`site_types`) relax too. Returns the material with the relaxed values and a record:
+    ``lattice_A`` and ``c_over_a`` (Å; None for the cubic lattices), ``pe_per_atom_eV``,
+    ``pressure_bar`` (what is left), ``cells`` (x, y, z), ``atoms``."""
     pot = as_potential(potential, material)
-    cell = material.cell_A
-    cells = [max(3, math.ceil(RELAX_MIN_WIDTH_A / w)) for w in cell]
+    cells = relaxation_cells(material)
     p = pressure_bar
     hcp = material.structure == "hcp"
     aniso = hcp and relax_c_over_a
@@ -141,13 +196,16 @@ def relax_lattice(
                 "atom_modify map array",
                 lattice_command(material),
                 f"region box block 0 {cells[0]} 0 {cells[1]} 0 {cells[2]}",
-                "create_box 1 box",
+                f"create_box {len(pot.elements)} box",
                 "create_atoms 1 box",
-                f"mass 1 {material.mass_amu}",
-                *pot.commands(),
-                "thermo_style custom step pe press lx ly lz",
-                "min_style cg",
+                *type_commands(material, pot),
             ]
+        )
+        types = site_types(material, pot, lmp.get_natoms(), seed)
+        if types is not None:
+            scatter_types(lmp, types)
+        lmp.commands_list(
+            [*pot.commands(), "thermo_style custom step pe press lx ly lz", "min_style cg"]
         )
         for _ in range(2):
             lmp.commands_list(
@@ -182,16 +240,24 @@ def relax_lattice(
     return replace(material, lattice_A=a, c_over_a=c_over_a), record
 
 
+def relaxation_cells(material: Material) -> list[int]:
+    """Conventional cells along x, y, z of the 0-K relaxation box (:func:`relax_lattice`):
+    3, or more where 3 are narrower than :data:`RELAX_MIN_WIDTH_A`."""
+    return [max(3, math.ceil(RELAX_MIN_WIDTH_A / w)) for w in material.cell_A]
+
+
 @dataclass
 class MDSettings:
     """One LAMMPS run. Units: metal (Å, ps, eV, amu, K, bar); times in fs."""
 
-    potential: Path | str | LammpsPotential
+    potential: Path | str | LammpsPotential | AseCalculator
     """The potential: a :class:`~equignnmd.lammps_potential.LammpsPotential`, or a file
-    (path or shipped name) detected for the material's element."""
+    (path or shipped name) detected for the material's elements (:class:`LammpsMD`); an
+    :class:`~equignnmd.calculator.AseCalculator` for
+    :class:`~equignnmd.data.calculator_md.AseMD`."""
     material: Material = ALUMINIUM
-    """Element, mass, lattice and lattice constant of the crystal built when no state is
-    given."""
+    """Element(s), masses, lattice and lattice constant of the crystal built when no state is
+    given (the masses of a state's atoms too)."""
     cells: int = 4
     """Conventional cells along each axis."""
     temperature_K: float = 300.0
@@ -226,6 +292,52 @@ class MDSettings:
     energies: bool = False
     """Record per-atom potential energies (``compute pe/atom``) and the global virial
     (``compute pressure NULL virial``) in :meth:`LammpsMD.frame`."""
+    composition_seed: int = 0
+    """Seed of an alloy's random placement of its elements on the built box's sites
+    (:func:`site_types`)."""
+
+
+def run_ensemble(s: MDSettings) -> str:
+    """The ensemble of a run of ``s``: a slab's barostat acts in the surface plane only
+    (``npt-xy``: x, y coupled; z is the vacuum)."""
+    return "npt-xy" if s.structure == "slab" and s.ensemble == "npt" else s.ensemble
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of an equilibration: ``steps`` under ``ensemble`` with the set point going
+    from ``t0_K`` to ``t1_K``, after the box is strained by ``strain`` (fractional, x y z)
+    where given; ``keep``: the dynamics the run was built with go on (the first stage)."""
+
+    steps: int
+    t0_K: float
+    t1_K: float
+    ensemble: str
+    strain: tuple[float, float, float] | None = None
+    keep: bool = False
+
+
+def equilibration_plan(s: MDSettings, n_equilibration: int) -> list[Stage]:
+    """The stages before production (the same for every reference, LAMMPS or ASE): melting
+    at ``melt_K`` (the dynamics the run starts with), for ``quench`` a linear cooling to the
+    temperature, then ``n_equilibration`` steps at the temperature (``liquid``/``quench``);
+    for a strained box half of them under the run's barostat, then the strain and NVT;
+    otherwise the run's own dynamics for all of them."""
+    steps = lambda ps: int(round(ps * 1000 / s.timestep_fs))  # noqa: E731
+    ens, t = run_ensemble(s), s.temperature_K
+    if s.structure in ("liquid", "quench"):
+        out = [Stage(steps(s.melt_ps), s.melt_K, s.melt_K, ens, keep=True)]
+        if s.structure == "quench":
+            out.append(Stage(steps(s.quench_ps), s.melt_K, t, ens))
+        return [*out, Stage(n_equilibration, t, t, ens)]
+    if any(s.strain):
+        half = n_equilibration // 2
+        nvt = "nvt" if ens in ("npt", "npt-xy") else ens
+        return [
+            Stage(half, t, t, ens, keep=True),
+            Stage(n_equilibration - half, t, t, nvt, strain=tuple(s.strain)),
+        ]
+    return [Stage(n_equilibration, t, t, ens, keep=True)]
 
 
 def _comm_size(comm) -> tuple[int, int]:
@@ -252,6 +364,7 @@ class LammpsMD:
         self.lmp = new_lammps(list(cmdargs or []), comm=comm)
         s = settings
         self.potential = as_potential(s.potential, s.material)
+        n_types = len(self.potential.elements)
         cmds = ["units metal", "boundary p p p", "atom_style atomic", "atom_modify map array"]
         if s.structure not in STRUCTURES:
             raise ValueError(f"structure {s.structure!r}: expected one of {', '.join(STRUCTURES)}")
@@ -261,7 +374,7 @@ class LammpsMD:
             cmds += [
                 lattice_command(s.material),
                 f"region box block 0 {s.cells} 0 {s.cells} 0 {s.cells}",
-                "create_box 1 box",
+                f"create_box {n_types} box",
                 "create_atoms 1 box",
             ]
             cmds += self._defect_commands()
@@ -274,12 +387,16 @@ class LammpsMD:
                     "group vacancy delete",
                 ]
         else:
-            cmds += self._box_from_cell(np.asarray(state["cell"], float))
+            cmds += self._box_from_cell(np.asarray(state["cell"], float), n_types)
         self.lmp.commands_list(cmds)
         if state is not None:
             self._create_from_state(state)
+        else:  # an alloy's elements (or a box of the potential's second element)
+            types = site_types(s.material, self.potential, self.lmp.get_natoms(), self._seed())
+            if types is not None:
+                scatter_types(self.lmp, types)
         cmds = [
-            f"mass 1 {s.material.mass_amu}",
+            *type_commands(s.material, self.potential),
             *self.potential.commands(desc.lammps_cutoff_A(s.material) if s.descriptors else 0.0),
             "neighbor 1.0 bin",
             "neigh_modify every 1 delay 0 check yes",
@@ -306,10 +423,11 @@ class LammpsMD:
         self.lmp.command("run 0")
         self.step = 0
 
+    def _seed(self) -> int:
+        return self.settings.composition_seed
+
     def _ensemble(self) -> str:
-        """A slab's barostat acts in the surface plane only (x, y coupled; z is the vacuum)."""
-        s = self.settings
-        return "npt-xy" if s.structure == "slab" and s.ensemble == "npt" else s.ensemble
+        return run_ensemble(self.settings)
 
     def _fix_commands(self, t0: float, t1: float, ensemble: str) -> list[str]:
         """The integrator (``eq_int``) and thermostat (``eq_thermo``) fixes, T from t0 to t1."""
@@ -354,7 +472,7 @@ class LammpsMD:
         return [
             lattice_command(s.material, orient),
             f"region box block 0 {lengths[0]} 0 {lengths[1]} {lo} {hi} units box",
-            "create_box 1 box",
+            f"create_box {len(self.potential.elements)} box",
             f"region eq_slab block INF INF INF INF {-0.1 * a} {top + 0.1 * a} units box",
             "create_atoms 1 region eq_slab",
             "region eq_slab delete",
@@ -384,27 +502,24 @@ class LammpsMD:
         return cmds
 
     def stages(self, n_equilibration: int) -> list[tuple[list[str], int]]:
-        """The equilibration as ``(commands to issue first, steps)``: melting and quenching
-        for ``liquid``/``quench``, NPT then strain then NVT for a strained cell; production
-        continues with the last stage's fixes. Issue each with :meth:`command_stage`."""
+        """The equilibration (:func:`equilibration_plan`) as ``(commands to issue first,
+        steps)``: production continues with the last stage's fixes. Issue each with
+        :meth:`command_stage`."""
         s = self.settings
-        steps = lambda ps: int(round(ps * 1000 / s.timestep_fs))  # noqa: E731
         swap = ["unfix eq_int"] + (
             ["unfix eq_thermo"] if s.ensemble in ("csvr", "langevin") else []
         )
-        ens, t = self._ensemble(), s.temperature_K
-        if s.structure in ("liquid", "quench"):
-            out = [([], steps(s.melt_ps))]
-            if s.structure == "quench":
-                out.append((swap + self._fix_commands(s.melt_K, t, ens), steps(s.quench_ps)))
-            return [*out, (swap + self._fix_commands(t, t, ens), n_equilibration)]
-        if any(s.strain):
-            half = n_equilibration // 2
-            scale = " ".join(f"{x} scale {1 + e}" for x, e in zip("xyz", s.strain))
-            nvt = "nvt" if ens in ("npt", "npt-xy") else ens
-            held = swap + [f"change_box all {scale} remap"] + self._fix_commands(t, t, nvt)
-            return [([], half), (held, n_equilibration - half)]
-        return [([], n_equilibration)]
+        out = []
+        for st in equilibration_plan(s, n_equilibration):
+            commands = []
+            if not st.keep:
+                commands += swap
+                if st.strain is not None:
+                    scale = " ".join(f"{x} scale {1 + e}" for x, e in zip("xyz", st.strain))
+                    commands.append(f"change_box all {scale} remap")
+                commands += self._fix_commands(st.t0_K, st.t1_K, st.ensemble)
+            out.append((commands, st.steps))
+        return out
 
     def command_stage(self, commands: list[str]) -> None:
         """Issue a stage's commands and set up the next run (new fixes need ``run 0``)."""
@@ -413,7 +528,7 @@ class LammpsMD:
             self.lmp.command("run 0")
 
     @staticmethod
-    def _box_from_cell(cell: np.ndarray) -> list[str]:
+    def _box_from_cell(cell: np.ndarray, n_types: int = 1) -> list[str]:
         a, b, c = cell
         if abs(a[1]) > 1e-10 or abs(a[2]) > 1e-10 or abs(b[2]) > 1e-10:
             raise ValueError(
@@ -423,7 +538,7 @@ class LammpsMD:
         tri = any(abs(v) > 1e-10 for v in (b[0], c[0], c[1]))
         prism = f"prism 0 {a[0]} 0 {b[1]} 0 {c[2]} {b[0]} {c[0]} {c[1]}"
         box = prism if tri else f"block 0 {a[0]} 0 {b[1]} 0 {c[2]}"
-        return [f"region box {box} units box", "create_box 1 box"]
+        return [f"region box {box} units box", f"create_box {n_types} box"]
 
     def _create_from_state(self, state: dict) -> None:
         pos = np.asarray(state["positions"], float)
@@ -438,10 +553,20 @@ class LammpsMD:
             for ix, iy, iz in image
         ]
         vel = state.get("velocities")
+        if state.get("species") is not None:
+            types = species_types(state["species"], self.potential).tolist()
+        else:  # every atom the material's one element
+            if self.settings.material.composition is not None:
+                raise ValueError(
+                    "state: no field 'species' for a box of an alloy "
+                    f"({', '.join(self.settings.material.elements)}); expected the atomic "
+                    "number of every atom"
+                )
+            types = [self.potential.elements.index(self.settings.material.element) + 1] * n
         self.lmp.create_atoms(
             n,
             ids,
-            [1] * n,
+            types,
             wrapped.ravel().tolist(),
             None if vel is None else np.asarray(vel, float).ravel().tolist(),
             imgint,
@@ -529,6 +654,12 @@ class LammpsMD:
     def masses(self) -> float:
         return self.settings.material.mass_amu
 
+    def species(self) -> np.ndarray:
+        """Atomic numbers of the atoms (N,), ordered by atom id (every MPI rank)."""
+        types = np.ctypeslib.as_array(self.lmp.gather_atoms("type", 0, 1))
+        zs = np.array([0, *(atomic_number(e) for e in self.potential.elements)], dtype=np.int64)
+        return zs[np.asarray(types, dtype=np.int64)]
+
     def close(self) -> None:
         self.lmp.close()
 
@@ -537,3 +668,18 @@ class LammpsMD:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def build_structure(settings: MDSettings) -> dict[str, np.ndarray]:
+    """The atoms of the box :class:`LammpsMD` builds for ``settings`` (crystal, point
+    defects, slab, strain-free; an alloy's elements placed with ``composition_seed``), made
+    by LAMMPS under ``pair_style zero`` (no potential needed): ``positions`` (N, 3) Å,
+    ``cell`` (3, 3) Å (rows), ``species`` (N,) atomic numbers, by atom id. The one builder
+    of the structures for every reference (the ASE calculators' too)."""
+    elements = tuple(dict.fromkeys(settings.material.elements))
+    zero = verbatim_potential("zero 1.0", ["* *"], elements)
+    plain = replace(settings, potential=zero, descriptors=False, energies=False, ensemble="nve")
+    with LammpsMD(plain) as md:
+        frame = md.frame()
+        species = md.species()
+    return {"positions": frame["positions"], "cell": frame["cell"], "species": species}

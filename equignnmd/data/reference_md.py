@@ -1,9 +1,14 @@
-"""LAMMPS reference MD started from a given state (the yardstick for rollouts).
+"""Reference MD started from a given state (the yardstick for rollouts), under a dataset's
+own reference: a LAMMPS potential or an ASE calculator.
 
 Same positions, velocities and cell as the surrogate's start, the same kind of thermostat
-(``none`` → NVE, ``csvr`` → ``fix temp/csvr``, ``langevin`` → ``fix langevin``), velocity Verlet
-at ``md_timestep_fs`` (1 fs), frames recorded every ``stride_fs`` so the two trajectories can be
-compared frame by frame.
+(``none`` → NVE, ``csvr`` → ``fix temp/csvr`` / ASE ``Bussi``, ``langevin`` → ``fix
+langevin`` / ASE ``Langevin``), velocity Verlet at ``md_timestep_fs`` (1 fs), frames recorded
+every ``stride_fs`` so the two trajectories can be compared frame by frame.
+
+:func:`dataset_reference` reads a dataset's reference from its ``dataset.json``;
+:func:`reference_md` starts the driver of a reference (:class:`~.lammps_md.LammpsMD` or
+:class:`~.calculator_md.AseMD`, one interface).
 """
 
 from __future__ import annotations
@@ -14,11 +19,49 @@ from pathlib import Path
 import numpy as np
 
 from .._lammps import resolve_potential
-from ..lammps_potential import LammpsPotential
-from ..materials import ALUMINIUM, Material
+from ..calculator import AseCalculator, dataset_calculator
+from ..lammps_potential import LammpsPotential, dataset_potential
+from ..materials import ALUMINIUM, Composition, Material, element_material
+from .calculator_md import AseMD
 from .lammps_md import LammpsMD, MDSettings
 
 ENSEMBLE = {"none": "nve", "nve": "nve", "csvr": "csvr", "langevin": "langevin"}
+
+Reference = LammpsPotential | AseCalculator
+"""A dataset's reference: a LAMMPS potential or an ASE calculator."""
+
+
+def dataset_reference(meta: dict, where: str = "dataset.json") -> Reference:
+    """The reference a dataset was generated with (``dataset.json`` as a dict): its ASE
+    calculator (field ``calculator``) where it has one, else its LAMMPS potential
+    (:func:`~equignnmd.lammps_potential.dataset_potential`: the ``lammps_potential`` record,
+    or the EAM file ``potential`` of an older dataset). ValueError naming ``where`` when it
+    has neither (a converted dataset)."""
+    calculator = dataset_calculator(meta, where)
+    return calculator if calculator is not None else dataset_potential(meta, where)
+
+
+def reference_md(settings: MDSettings, comm=None, state: dict | None = None, cmdargs=None):
+    """The MD driver of ``settings.potential``: :class:`~.calculator_md.AseMD` for an
+    :class:`~equignnmd.calculator.AseCalculator`, else :class:`~.lammps_md.LammpsMD`."""
+    if isinstance(settings.potential, AseCalculator):
+        return AseMD(settings, comm=comm, state=state, cmdargs=cmdargs)
+    return LammpsMD(settings, comm=comm, state=state, cmdargs=cmdargs)
+
+
+def state_material(species, masses, where: str = "state") -> Material:
+    """The :class:`~equignnmd.materials.Material` of a box of atomic numbers ``species``
+    (N,) and masses ``masses`` (N,) amu, for a reference run from it: one element with its
+    mass, or an alloy of the elements present (:meth:`Composition.of_species`). The lattice
+    is irrelevant for a run from a state."""
+    composition = Composition.of_species(species, masses, where)
+    first = element_material(composition.elements[0], mass_amu=composition.masses_amu[0])
+    if len(composition.elements) == 1:
+        return first
+    mean = float(np.dot(composition.fractions, composition.masses_amu))
+    return Material(
+        first.element, first.atomic_number, mean, first.lattice_A, composition=composition
+    )
 
 
 def lammps_reference(
@@ -30,20 +73,26 @@ def lammps_reference(
     temperature_K: float,
     thermostat: str = "csvr",
     tau_fs: float | None = None,
-    potential: str | Path | LammpsPotential | None = None,
+    potential: str | Path | Reference | None = None,
     material: Material = ALUMINIUM,
     md_timestep_fs: float = 1.0,
     seed: int = 4242,
+    species=None,
 ) -> dict[str, np.ndarray]:
-    """Run LAMMPS from the given state; returns frames 0..n_frames (inclusive) every stride.
+    """Run the reference from the given state; returns frames 0..n_frames (inclusive) every
+    stride.
 
     Args:
         positions: (N, 3) Å (wrapped or unwrapped); velocities: (N, 3) Å/ps;
         cell: (3, 3) Å, LAMMPS-style lower-triangular rows.
         tau_fs: thermostat time constant (default 100 × stride, as in our rollouts).
-        potential: a :class:`~equignnmd.lammps_potential.LammpsPotential` (a dataset's own,
-            :func:`~equignnmd.lammps_potential.dataset_potential`), a potential file (path or
-            shipped name) for ``material``'s element, or None for the default Al EAM.
+        potential: a dataset's reference (:func:`dataset_reference`: a
+            :class:`~equignnmd.lammps_potential.LammpsPotential` or an
+            :class:`~equignnmd.calculator.AseCalculator`, which runs ASE dynamics), a
+            potential file (path or shipped name) for ``material``'s elements, or None for
+            the default Al EAM.
+        material: the element(s) and their masses (:func:`state_material` of a trajectory).
+        species: (N,) atomic numbers (default: every atom ``material``'s element).
 
     Returns:
         ``positions`` (F, N, 3) unwrapped Å, ``velocities`` (F, N, 3) Å/ps, ``cell``
@@ -54,10 +103,9 @@ def lammps_reference(
     ratio = stride_fs / md_timestep_fs
     if abs(ratio - round(ratio)) > 1e-9:
         raise ValueError(f"stride {stride_fs} fs must be a multiple of {md_timestep_fs} fs")
+    reference = isinstance(potential, (LammpsPotential, AseCalculator))
     settings = MDSettings(
-        potential=(
-            potential if isinstance(potential, LammpsPotential) else resolve_potential(potential)
-        ),
+        potential=potential if reference else resolve_potential(potential),
         material=material,
         temperature_K=temperature_K,
         seed=seed,
@@ -66,10 +114,10 @@ def lammps_reference(
         tdamp_fs=tau_fs if tau_fs is not None else 100.0 * stride_fs,
         descriptors=False,
     )
-    state = {"positions": positions, "velocities": velocities, "cell": cell}
+    state = {"positions": positions, "velocities": velocities, "cell": cell, "species": species}
     frames = []
     wall = 0.0
-    with LammpsMD(settings, state=state) as md:
+    with reference_md(settings, state=state) as md:
         frames.append(md.frame())
         for _ in range(n_frames):
             t0 = time.perf_counter()

@@ -58,11 +58,19 @@ def render_fidelity(result: dict) -> str:
     """``fidelity.md`` of :func:`~equignnmd.fidelity.fidelity`'s result: per temperature, a
     table per part."""
     cfg = result["config"]
+    material = result.get("material") or {"element": "Al", "lattice": "fcc"}
+    if cfg.get("reference"):  # a dataset's own reference and material
+        what = (
+            f"{material['lattice']} {material['element']} (the reference of dataset "
+            f"{cfg['reference']}: {result.get('reference')})"
+        )
+    else:
+        what = "FCC Al (Mendelev EAM reference)"
     lines = [
         f"# Fidelity: {result['model']['arch']} ({result['model']['checkpoint']})",
         "",
-        f"{result['atoms']} atoms of FCC Al (Mendelev EAM reference), equilibrated at each "
-        f"temperature in LAMMPS (NPT 0 bar, then NVT in the average box). Model trained at "
+        f"{result['atoms']} atoms of {what}, equilibrated at each "
+        f"temperature by the reference (NPT 0 bar, then NVT in the average box). Model trained at "
         f"{result['model']['train_temperatures_K']} K, strides "
         f"{result['model']['train_strides_fs']} fs. Surrogate energy source: {cfg['energy']}. "
         "Scores from fewer than "
@@ -85,7 +93,7 @@ def render_fidelity(result: dict) -> str:
                 f"{r['temperature_start_K']:.0f} → {r['temperature_end_K']:.0f} | "
                 f"{_f(r.get('long_wave_T_ratio'), '.2f')} | {'yes' if r.get('stopped') else ''} |"
             )
-        lines += ["", "### One step (pairs of a 1-fs NVE LAMMPS run)", ""]
+        lines += ["", "### One step (pairs of a 1-fs NVE reference run)", ""]
         lines += [
             "| Δt (fs) | pairs | model pos (Å) | zero | ballistic | Taylor | model KE bias "
             "| Taylor KE bias | model error energy | Taylor error energy "

@@ -1,6 +1,12 @@
 """Running the fidelity benchmark (:mod:`equignnmd.fidelity`): its settings
-(:class:`FidelityConfig`, :data:`PRESETS`), the LAMMPS reference runs, the surrogate runs, and
+(:class:`FidelityConfig`, :data:`PRESETS`), the reference runs, the surrogate runs, and
 :func:`fidelity`, which scores them (:mod:`.score`) and writes the report (:mod:`.render`).
+
+The reference is FCC Al under ``potential`` (default Mendelev's EAM) unless ``reference``
+names a dataset: then its own reference (its LAMMPS potential, or its ASE calculator run
+with ASE's dynamics: :class:`~equignnmd.data.calculator_md.AseMD`) and its material (element,
+lattice, relaxed lattice constant, mass; one element) are used throughout
+(:func:`fidelity_reference`).
 """
 
 from __future__ import annotations
@@ -15,10 +21,15 @@ import numpy as np
 import torch
 
 from .. import analysis, physics
+from .._lammps import resolve_potential
 from ..analysis import MIN_SCORE_FRAMES
+from ..calculator import AseCalculator
 from ..config import ConfigError, build
-from ..materials import ALUMINIUM, Material
-from ..potential import LammpsEnergy
+from ..data.format import read_index
+from ..data.lammps_md import MDSettings
+from ..data.reference_md import Reference, dataset_reference, reference_md
+from ..materials import ALUMINIUM, Material, element_material
+from ..potential import make_energy_source
 from ..rollout import RolloutConfig, RolloutState, step
 from ..rollout.config import THERMOSTATS
 from ..rollout.engine import record_rollout
@@ -33,14 +44,17 @@ class FidelityConfig:
     """Settings of a fidelity run (metal units: K, fs, ps; the box is ``cells``³ FCC cells).
 
     ``energy`` is the energy source of the *surrogate's* NVE/NVT runs ("none": the model
-    alone; "reference": rescaled against the EAM potential, :class:`~equignnmd.rollout.
+    alone; "reference": rescaled against the reference potential, :class:`~equignnmd.rollout.
     stages.EnergyRescale`); the total energy measured is always the reference's.
     """
 
     checkpoint: str = "pretrained:symplectic-al"
     potential: str = "reference"
+    reference: str = ""
+    """a dataset folder whose own reference (LAMMPS potential or ASE calculator) and material
+    (element, lattice, lattice constant, mass) replace FCC Al under potential; one element"""
     cells: int = 5
-    """FCC cells per side, 5 → 500 atoms"""
+    """conventional cells per side, 5 → 500 atoms (FCC)"""
     temperatures_K: list[float] = field(default_factory=lambda: [300.0, 450.0, 800.0])
     """temperatures, K, comma-separated"""
     strides_fs: list[float] = field(default_factory=lambda: [20.0])
@@ -53,8 +67,8 @@ class FidelityConfig:
     thermostats: list[str] = field(default_factory=lambda: ["csvr", "langevin"])
     tau_strides: float = 100.0
     energy: str = "none"
-    """surrogate energy rescaling: none, reference, model (the checkpoint's energy head) or
-    an EAM file"""
+    """surrogate energy rescaling: none, reference (the benchmark's reference), model (the
+    checkpoint's energy head) or an EAM file"""
     energy_every: int = 5
     equilibrate_ps: float = 10.0
     onestep_strides_fs: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 50.0])
@@ -128,13 +142,46 @@ def make_config(preset: str = "default", source: str = "fidelity", **values) -> 
 
 
 # ------------------------------------------------------------------------------ reference MD
-def _settings(cfg: FidelityConfig, material: Material, T: float, ensemble: str, **kw):
-    from .._lammps import resolve_potential
-    from ..data.lammps_md import MDSettings
+def fidelity_reference(cfg: FidelityConfig) -> tuple[Reference | Path, Material]:
+    """The benchmark's reference and material: with ``reference`` (a dataset folder) the
+    dataset's own (:func:`~equignnmd.data.reference_md.dataset_reference`) and its
+    material as ``dataset.json`` records it (element, mass, lattice, lattice constant,
+    hcp's c/a); else ``potential`` ("reference": Mendelev's Al EAM) and FCC Al. A dataset of
+    several elements is refused (ConfigError naming the field)."""
+    if not cfg.reference:
+        return resolve_potential(None if cfg.potential == "reference" else cfg.potential), (
+            ALUMINIUM
+        )
+    where = f"fidelity: field 'reference' (--reference) = {cfg.reference!r}"
+    meta = read_index(cfg.reference)
+    reference = dataset_reference(meta, where)
+    record = meta.get("material") or {}
+    elements = list(record.get("elements") or [])
+    if not elements or record.get("lattice_A") is None:
+        raise ConfigError(
+            f"{where}: dataset.json has no 'material' record with 'elements' and "
+            "'lattice_A'; expected a dataset written by equignnmd generate"
+        )
+    lattice = record.get("lattice", "fcc")
+    if len(elements) > 1:
+        composition = record.get("composition") or dict.fromkeys(elements, "?")
+        label = ", ".join(f"{e} {x}" for e, x in composition.items())
+        raise ConfigError(
+            f"{where}: an alloy ({label}); the fidelity benchmark builds a crystal of one "
+            "element: expected a dataset of one element (an alloy's rollouts against its "
+            "reference: equignnmd evaluate)"
+        )
+    masses = record.get("masses_amu") or [None]
+    material = element_material(
+        elements[0], lattice, float(record["lattice_A"]), masses[0], record.get("c_over_a")
+    )
+    return reference, material
 
-    ref = None if cfg.potential == "reference" else cfg.potential
+
+def _settings(cfg: FidelityConfig, material: Material, T: float, ensemble: str, **kw):
+    reference, _ = fidelity_reference(cfg)
     return MDSettings(
-        potential=resolve_potential(ref),
+        potential=reference,
         material=material,
         cells=cfg.cells,
         temperature_K=T,
@@ -146,13 +193,11 @@ def _settings(cfg: FidelityConfig, material: Material, T: float, ensemble: str, 
 
 
 def equilibrated_state(cfg: FidelityConfig, material: Material, T: float) -> dict[str, Any]:
-    """An FCC crystal equilibrated at T and 0 bar (NPT for ``equilibrate_ps``), put in its
-    average cell and equilibrated there (CSVR, a fifth as long): positions (unwrapped Å),
-    velocities (Å/ps), cell (3, 3) Å."""
-    from ..data.lammps_md import LammpsMD
-
+    """The material's crystal equilibrated at T and 0 bar (NPT for ``equilibrate_ps``; NVT
+    under a calculator without stress), put in its average cell and equilibrated there
+    (CSVR, a fifth as long): positions (unwrapped Å), velocities (Å/ps), cell (3, 3) Å."""
     steps = int(round(ps_to_fs(cfg.equilibrate_ps)))
-    with LammpsMD(_settings(cfg, material, T, "npt")) as md:
+    with reference_md(_settings(cfg, material, T, "npt")) as md:
         md.run(steps // 2)
         cells = []
         for _ in range(10):
@@ -162,17 +207,16 @@ def equilibrated_state(cfg: FidelityConfig, material: Material, T: float) -> dic
     cell = np.mean(cells, axis=0)
     frac = np.linalg.solve(frame["cell"].T, frame["positions"].T).T
     state = {"positions": frac @ cell, "velocities": frame["velocities"], "cell": cell}
-    with LammpsMD(_settings(cfg, material, T, "csvr"), state=state) as md:
+    with reference_md(_settings(cfg, material, T, "csvr"), state=state) as md:
         md.run(max(1, steps // 5))
         frame = md.frame()
     return {k: frame[k] for k in ("positions", "velocities", "cell")}
 
 
 def verlet_nve(cfg, material, start, timestep_fs: float, origins: dict | None = None) -> dict:
-    """LAMMPS velocity Verlet from ``start`` for ``nve_ps``: total energy and temperature
-    every ~100 fs; with ``origins`` ({time_fs: None}), the frames at those times too."""
-    from ..data.lammps_md import LammpsMD
-
+    """Velocity Verlet of the reference from ``start`` for ``nve_ps``: total energy and
+    temperature every ~100 fs; with ``origins`` ({time_fs: None}), the frames at those times
+    too."""
     total_fs = ps_to_fs(cfg.nve_ps)
     sample_fs = max(timestep_fs, timestep_fs * round(100.0 / timestep_fs))
     times = set(np.arange(0.0, total_fs + 1e-9, sample_fs).round(6))
@@ -181,7 +225,7 @@ def verlet_nve(cfg, material, start, timestep_fs: float, origins: dict | None = 
     energy, temp, t_ps, frames = [], [], [], {}
     stopped = None
     settings = _settings(cfg, material, 0.0, "nve", timestep_fs=timestep_fs)
-    with LammpsMD(settings, state=start) as md:
+    with reference_md(settings, state=start) as md:
         now = 0.0
         for t in times:
             n = int(round((t - now) / timestep_fs))
@@ -189,10 +233,14 @@ def verlet_nve(cfg, material, start, timestep_fs: float, origins: dict | None = 
                 md.run(n)
             except Exception as err:  # noqa: BLE001 - an unstable integrator is a result
                 # (velocity Verlet at 20 fs and 800 K loses atoms): keep what it did
-                stopped = f"LAMMPS stopped after {fs_to_ps(now):.2f} ps: {str(err).splitlines()[0]}"
+                text = str(err).splitlines()[0] if str(err) else type(err).__name__
+                stopped = f"the reference stopped after {fs_to_ps(now):.2f} ps: {text}"
+                break
+            frame = md.frame()
+            if not np.isfinite(frame["thermo"]["etotal_eV"]):  # ASE blows up silently
+                stopped = f"the reference blew up after {fs_to_ps(now + n * timestep_fs):.2f} ps"
                 break
             now += n * timestep_fs
-            frame = md.frame()
             energy.append(frame["thermo"]["etotal_eV"])
             temp.append(_temperature(frame["velocities"], material))
             t_ps.append(fs_to_ps(now))
@@ -214,9 +262,11 @@ def _temperature(vel: np.ndarray, material: Material) -> float:
 
 
 def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
-    """LAMMPS NVT (1 fs) from ``start`` for ``nvt_ps``, frames every stride."""
+    """The reference's NVT (1 fs; LAMMPS, or ASE's dynamics for a calculator) from
+    ``start`` for ``nvt_ps``, frames every stride."""
     from ..data.reference_md import lammps_reference
 
+    reference, _ = fidelity_reference(cfg)
     n = int(round(ps_to_fs(cfg.nvt_ps) / stride_fs))
     ref = lammps_reference(
         start["positions"],
@@ -227,7 +277,7 @@ def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
         T,
         thermostat,
         tau_fs=cfg.tau_strides * stride_fs,
-        potential=None if cfg.potential == "reference" else cfg.potential,
+        potential=reference,
         material=material,
         seed=seed,
     )
@@ -254,11 +304,14 @@ def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, 
         thermostat=thermostat,
         tau_fs=cfg.tau_strides * stride_fs,
         seed=cfg.seed,
-        energy=cfg.energy,
+        energy="none" if cfg.energy == "reference" else cfg.energy,
         progress=False,
         write_every=0,
     )
-    meter = LammpsEnergy(None if cfg.potential == "reference" else cfg.potential, material)
+    reference, _ = fidelity_reference(cfg)
+    meter = make_energy_source(reference, material)
+    # "reference": the benchmark's own (a dataset's LAMMPS potential or ASE calculator)
+    own = make_energy_source(reference, material) if cfg.energy == "reference" else None
     e_t, e_tot = [], []
 
     def meter_energy(s, thermo):
@@ -269,9 +322,11 @@ def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, 
             e_tot.append(k + u)
 
     t0 = time.perf_counter()
-    run = record_rollout(model, state, config, observers=[meter_energy])
+    run = record_rollout(model, state, config, observers=[meter_energy], energy_source=own)
     wall = time.perf_counter() - t0
-    meter.close()
+    for source in (meter, own):
+        if source is not None and hasattr(source, "close"):
+            source.close()
     final = run.result.final_state
     return {
         "positions": run.positions,
@@ -289,7 +344,8 @@ def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, 
 
 # ------------------------------------------------------------------------------ one step
 def onestep_table(model, cfg, material, frames: dict, spacing_fs: float) -> list[dict]:
-    """One-step scores on pairs (t₀, t₀ + Δt) of a 1-fs NVE LAMMPS run, model and baselines."""
+    """One-step scores on pairs (t₀, t₀ + Δt) of a 1-fs NVE reference run, model and
+    baselines."""
     from ..baselines.predictors import predict_arrays
 
     rows = []
@@ -347,22 +403,31 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
     out = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    reference, material = fidelity_reference(cfg)  # before the model: a bad dataset first
     if model is None:
         model = load_checkpoint(cfg.checkpoint, device=pick_device(cfg.device))
-    material = ALUMINIUM
-    # checked on the package's lattice constant, before any LAMMPS run: conservative (a box
+    # checked on the lattice constant at 0 K, before any reference run: conservative (a box
     # within ~1 % of the limit may be refused that its thermal expansion at 0 bar would fit)
     min_box_A = 2.0 * float(model.cutoff)
-    if cfg.cells * material.lattice_A < min_box_A:
+    width = min(material.cell_A)
+    if cfg.cells * width < min_box_A:
         raise ConfigError(
-            f"fidelity: field 'cells' is {cfg.cells} ({cfg.cells * material.lattice_A:.2f} Å); "
+            f"fidelity: field 'cells' is {cfg.cells} ({cfg.cells * width:.2f} Å); "
             f"expected a box at least 2 × the model's cutoff {min_box_A / 2:g} Å "
-            f"(cells ≥ {math.ceil(min_box_A / material.lattice_A)})"
+            f"(cells ≥ {math.ceil(min_box_A / width)})"
         )
-    n_atoms = 4 * cfg.cells**3
+    n_atoms = material.atoms_per_cell * cfg.cells**3
+    engine = reference_engine(reference)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "config": asdict(cfg),
+        "reference": getattr(reference, "description", Path(str(reference)).name),
+        "material": {
+            "element": material.element,
+            "lattice": material.structure,
+            "lattice_A": material.lattice_A,
+            "mass_amu": material.mass_amu,
+        },
         "model": {
             "arch": model.arch,
             "checkpoint": cfg.checkpoint,
@@ -375,7 +440,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
     spacing = max(200.0, max(cfg.onestep_strides_fs) + 5.0)
     for T in cfg.temperatures_K:
         t0 = time.perf_counter()
-        progress(f"[fidelity] {T:g} K: equilibrating {n_atoms} atoms (LAMMPS NPT, then NVT)")
+        progress(f"[fidelity] {T:g} K: equilibrating {n_atoms} atoms ({engine} NPT, then NVT)")
         start = equilibrated_state(cfg, material, T)
         cell = start["cell"]
         block: dict[str, Any] = {
@@ -392,7 +457,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
         }
         one_fs = None
         for h in sorted(set(cfg.verlet_fs) | {1.0}):
-            progress(f"[fidelity] {T:g} K: LAMMPS velocity Verlet NVE at {h:g} fs")
+            progress(f"[fidelity] {T:g} K: {engine} velocity Verlet NVE at {h:g} fs")
             run = verlet_nve(
                 replace(cfg, nve_ps=max(cfg.nve_ps, fs_to_ps(max(need) + 1.0)))
                 if h == 1.0
@@ -406,7 +471,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                 one_fs = run
             if h in cfg.verlet_fs:
                 block["nve"].append(
-                    nve_row(f"LAMMPS velocity Verlet {h:g} fs", run, n_atoms, h, run)
+                    nve_row(f"{engine} velocity Verlet {h:g} fs", run, n_atoms, h, run)
                 )
                 block["nve"][-1]["_trace"] = (run["time_ps"], run["temperature_K"])
         # --- NVE: the surrogate
@@ -433,21 +498,21 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                 row["long_wave_T_ratio"] = float(t_k[0] / np.mean(run["temperature_K"]))
             block["nve"].append(row)
         # --- one step
-        progress(f"[fidelity] {T:g} K: one-step scores on {cfg.onestep_origins} LAMMPS pairs")
+        progress(f"[fidelity] {T:g} K: one-step scores on {cfg.onestep_origins} {engine} pairs")
         block["onestep"] = onestep_table(model, cfg, material, one_fs["frames"], spacing)
         # --- NVT
         block["nvt"] = []
         for stride in cfg.strides_fs:
             steps = int(round(ps_to_fs(cfg.nvt_ps) / stride))
             for th in cfg.thermostats:
-                progress(f"[fidelity] {T:g} K: NVT {th} at {stride:g} fs, LAMMPS reference")
+                progress(f"[fidelity] {T:g} K: NVT {th} at {stride:g} fs, {engine} reference")
                 ref = lammps_nvt(cfg, material, start, T, stride, th, cfg.seed + 1)
-                rows = [("LAMMPS 1 fs (reference)", ref, T)]
+                rows = [(f"{engine} 1 fs (reference)", ref, T)]
                 if th == cfg.thermostats[0]:  # calibration rows, once per stride
                     progress(f"[fidelity] {T:g} K: calibration runs (seed, T ± dK)")
                     rows.append(
                         (
-                            "LAMMPS, another seed",
+                            f"{engine}, another seed",
                             lammps_nvt(cfg, material, start, T, stride, th, cfg.seed + 2),
                             T,
                         )
@@ -455,7 +520,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                     for dT in (-cfg.calibration_dK, cfg.calibration_dK):
                         rows.append(
                             (
-                                f"LAMMPS at T {dT:+g} K",
+                                f"{engine} at T {dT:+g} K",
                                 lammps_nvt(cfg, material, start, T + dT, stride, th, cfg.seed + 3),
                                 T + dT,
                             )
@@ -484,6 +549,13 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
         result["temperatures"].append(block)
         write_report(out, result)  # after every temperature: a killed run keeps what it measured
     return result
+
+
+def reference_engine(reference) -> str:
+    """How the rows name the reference's MD: "LAMMPS", or "ASE EMT" for a calculator."""
+    if isinstance(reference, AseCalculator):
+        return f"ASE {reference.name or 'calculator'}"
+    return "LAMMPS"
 
 
 def _surrogate_label(model, cfg, stride) -> str:

@@ -12,12 +12,16 @@ import numpy as np
 import torch
 
 from .. import analysis
+from ..descriptors import CNA_BCC, CNA_FCC, CNA_HCP, compute_descriptors
 from ..materials import Material
 from ..units import ps_to_fs
 
 LOW_BAND_THZ = 2.0
 """A 500-atom Al box has almost no vibrational states below this frequency."""
 BAND_EDGES_THZ = (0.0, 2.0, 4.0, 6.0, 8.0, 12.0)
+CRYSTAL_CNA = {"fcc": CNA_FCC, "bcc": CNA_BCC, "hcp": CNA_HCP}
+"""The CNA label of each lattice's perfect crystal (``fcc_fraction_end`` counts the atoms
+that carry their crystal's; diamond's atoms are all CNA "other": no fraction)."""
 SITE_DRIFT_WINDOW_PS = 2.0
 """Sites are averaged over this long at the start and at the end of a run (as the issue
 measured the site drift)."""
@@ -55,7 +59,6 @@ def nvt_scores(
     and ``velocities``, (frames, atoms, 3), a frame every ``stride_fs``) at set point ``T``
     (K) in the (3, 3) ``cell`` (Å); the structural and dynamical ones NaN below
     ``min_frames`` frames. Keys with ``_`` hold the curves the plots draw."""
-    from ..descriptors import CNA_FCC, cna_labels
 
     nan = float("nan")
     pos, vel = traj["positions"], traj["velocities"]
@@ -108,9 +111,12 @@ def nvt_scores(
     out["_msd"] = msd
     window = max(2, int(round(ps_to_fs(SITE_DRIFT_WINDOW_PS) / stride_fs)))
     out["site_drift_A"] = analysis.site_drift(pos, min(window, n // 4), m)
+    # the crystal's own CNA label (FCC for Al), at the material's own CNA cutoff
     last = torch.as_tensor(pos[-1], dtype=torch.float64)
-    labels = cna_labels(last, torch.as_tensor(cell, dtype=torch.float64))
-    out["fcc_fraction_end"] = float((labels == CNA_FCC).double().mean())
+    cell64 = torch.as_tensor(cell, dtype=torch.float64)
+    labels = compute_descriptors(last, cell64, material=material)[:, 1].long()
+    own = CRYSTAL_CNA.get(material.structure)
+    out["fcc_fraction_end"] = nan if own is None else float((labels == own).double().mean())
     _, t_k = analysis.plane_wave_temperatures(pos, vel, cell, m, max_shell=1)
     out["long_wave_T_ratio"] = float(t_k[0] / np.mean(temps))
     return out

@@ -7,7 +7,8 @@
   and stresses (:func:`fit_energy_head`, the design matrices, scores and report).
 * :mod:`~equignnmd.potential.sources` — energy sources, ``source(positions, cell, species,
   batch) -> (R,) eV``: the reference in LAMMPS (:class:`LammpsEnergy`), an ASE calculator
-  (:class:`AseEnergy`), a checkpoint's head (:class:`ModelEnergy`); :func:`make_energy_source`.
+  (:class:`AseEnergy`), a checkpoint's head (:class:`ModelEnergy`); :func:`make_energy_source`;
+  a dataset's own reference, LAMMPS or ASE: :func:`reference_source`.
 
 It imports nothing from ``models``, ``rollout`` or above: the models and rollouts use it.
 """
@@ -24,7 +25,7 @@ from .fit import (
     stress_design_matrix,
     write_report,
 )
-from .sources import AseEnergy, LammpsEnergy, ModelEnergy, make_energy_source
+from .sources import AseEnergy, LammpsEnergy, ModelEnergy, make_energy_source, reference_source
 
 __all__ = [
     "FORM_FIELDS",
@@ -41,6 +42,7 @@ __all__ = [
     "fit_energy_head",
     "load_energy_frames",
     "make_energy_source",
+    "reference_source",
     "reference_virials",
     "report_markdown",
     "score_energy_head",

@@ -29,10 +29,9 @@ import torch
 from ..config import ConfigError, build
 from ..data.format import held_out_files, open_trajectories, read_index
 from ..graph import edge_vectors, neighbour_list
-from ..lammps_potential import dataset_potential
 from ..units import EV_PER_A3_IN_GPA
 from .eam import FORM_FIELDS, VOIGT, EnergyHead
-from .sources import LammpsEnergy
+from .sources import reference_source
 
 __all__ = [
     "EnergyFitConfig",
@@ -60,9 +59,9 @@ class EnergyFitConfig:
     the energy rows (per-atom energy errors over the per-atom energy spread of the fit data)."""
     stress_weight: float = 0.0
     """Weight of the stress rows (each frame's six strain derivatives ∂U/∂ε per atom, over
-    their RMS in the fit data; the reference's from a LAMMPS single point of the dataset's
-    potential) against the energy rows; 0: energies and forces only. The stresses carry the
-    crystal's elastic response, which the box's longest waves feel."""
+    their RMS in the fit data; the reference's from a single point of the dataset's own
+    reference, LAMMPS or ASE) against the energy rows; 0: energies and forces only. The
+    stresses carry the crystal's elastic response, which the box's longest waves feel."""
     ridge: float = 1.0e-9
     """Ridge regularisation of the least-squares solve, relative to the normalised columns."""
     num_radial: int = 12
@@ -129,9 +128,10 @@ def load_energy_frames(root, temperatures_K, n_frames: int, part: tuple[float, f
 
 def reference_virials(root, frames, batch_frames: int = 8) -> None:
     """Add ``virial`` (6,) eV, ∂U/∂ε in Voigt order (:meth:`LammpsEnergy.virials`), to every
-    frame: LAMMPS single points of the potential the dataset at ``root`` was generated with."""
-    # the dataset's own record (any LAMMPS potential), else the EAM file it names
-    source = LammpsEnergy(dataset_potential(read_index(root), f"dataset {root}"))
+    frame: single points of the reference the dataset at ``root`` was generated with
+    (:func:`~equignnmd.potential.sources.reference_source`: its LAMMPS potential or its ASE
+    calculator)."""
+    source = reference_source(read_index(root), f"dataset {root}")
     try:
         for k in range(0, len(frames), batch_frames):
             chunk = frames[k : k + batch_frames]

@@ -12,14 +12,20 @@ as in :class:`~equignnmd.rollout.state.RolloutState`). Sources carry a ``descrip
 count their ``calls``.
 
 * :class:`LammpsEnergy`: the reference LAMMPS potential in process (one LAMMPS instance per
-  replica, a single point ``run 0`` per call: no forces are used, no time is advanced);
+  replica, a single point ``run 0`` per call: no time is advanced);
 * :class:`AseEnergy`: any ASE calculator (a user's own ML potential, for example);
 * :class:`ModelEnergy`: the checkpoint's own learned energy head
   (:mod:`equignnmd.potential.eam`, fitted by ``equignnmd energy-head``).
 
-:func:`make_energy_source` turns the names the CLI and :class:`~equignnmd.rollout.RolloutConfig`
-accept (``none``, ``reference``, ``model``, a potential file or a
-:class:`~equignnmd.lammps_potential.LammpsPotential`) into a source.
+The two reference sources also give ``forces`` (N, 3) eV/Å and ``virials`` (R, 6) eV
+(∂U/∂ε, Voigt order xx yy zz yz xz xy) of the same states: what the Taylor baseline and the
+energy head's stress rows take from a dataset's reference.
+
+:func:`reference_source` is the source of a dataset's own reference (its LAMMPS potential or
+its ASE calculator, from ``dataset.json``); :func:`make_energy_source` turns the names the CLI
+and :class:`~equignnmd.rollout.RolloutConfig` accept (``none``, ``reference``, ``model``, a
+potential file, a :class:`~equignnmd.lammps_potential.LammpsPotential` or an
+:class:`~equignnmd.calculator.AseCalculator`) into a source.
 """
 
 from __future__ import annotations
@@ -28,18 +34,27 @@ import ctypes
 import os
 from pathlib import Path
 
+import ase
 import numpy as np
 import torch
 
 from .._lammps import import_lammps, resolve_potential
+from ..calculator import AseCalculator
 from ..data.lammps_md import LammpsMD, MDSettings
+from ..data.reference_md import dataset_reference, state_material
 from ..graph import edge_vectors, neighbour_list
 from ..lammps_potential import LammpsPotential
-from ..materials import MATERIALS, Material, atomic_number, element_material
+from ..materials import MATERIALS, Material, atomic_number, standard_mass_amu
 from ..units import BAR_PER_EV_PER_A3
 from .eam import TABLE_SPACING_A
 
-__all__ = ["AseEnergy", "LammpsEnergy", "ModelEnergy", "make_energy_source"]
+__all__ = [
+    "AseEnergy",
+    "LammpsEnergy",
+    "ModelEnergy",
+    "make_energy_source",
+    "reference_source",
+]
 
 
 def _replica_slices(batch: torch.Tensor, n_replicas: int) -> list[slice]:
@@ -57,17 +72,20 @@ def _replicas(positions, cell, species, batch):
 
 
 def _material_of(species: np.ndarray, where: str, elements: tuple[str, ...] = ()) -> Material:
-    """The Material of a monatomic system of atomic numbers ``species``: one of ``elements``
-    (a potential's) when given, else one of :data:`~equignnmd.materials.MATERIALS`."""
+    """The Material of a system of atomic numbers ``species`` (their standard masses: an
+    energy does not depend on them): elements of ``elements`` (a potential's) when given,
+    else one of :data:`~equignnmd.materials.MATERIALS`."""
     zs = sorted({int(z) for z in species})
     if elements:
         by_z = {atomic_number(e): e for e in elements}
-        if len(zs) != 1 or zs[0] not in by_z:
+        if not set(zs) <= set(by_z):
             raise ValueError(
                 f"{where}: species (atomic numbers) {zs}: the potential is for "
-                f"{', '.join(elements)} (atomic numbers {sorted(by_z)}), one species per box"
+                f"{', '.join(elements)} (atomic numbers {sorted(by_z)}); expected a potential "
+                "for every element of the box"
             )
-        return element_material(by_z[zs[0]])
+        masses = np.array([standard_mass_amu(by_z[z]) for z in zs])
+        return state_material(zs, masses, where)
     known = {m.atomic_number: m for m in MATERIALS.values()}
     if len(zs) != 1 or zs[0] not in known:
         raise ValueError(
@@ -126,7 +144,12 @@ class LammpsEnergy:
             settings = MDSettings(
                 potential=self.potential, material=material, ensemble="nve", descriptors=False
             )
-            state = {"positions": pos, "velocities": np.zeros_like(pos), "cell": cell}
+            state = {
+                "positions": pos,
+                "velocities": np.zeros_like(pos),
+                "cell": cell,
+                "species": species,
+            }
             self._md[r] = LammpsMD(settings, state=state)
             self._keys[r] = key
         return self._md[r]
@@ -149,6 +172,15 @@ class LammpsEnergy:
         out = np.empty(len(cells))
         for r, s in enumerate(slices):
             out[r] = float(self._single_point(r, pos[s], cells[r], spec[s]).lmp.get_thermo("pe"))
+        self.calls += 1
+        return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
+
+    def forces(self, positions, cell, species, batch) -> torch.Tensor:
+        """(N, 3) float64 eV/Å: the reference's forces on every atom, replicas in order."""
+        pos, cells, spec, slices = _replicas(positions, cell, species, batch)
+        out = np.empty_like(pos)
+        for r, s in enumerate(slices):
+            out[s] = self._single_point(r, pos[s], cells[r], spec[s]).frame()["forces"]
         self.calls += 1
         return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
 
@@ -187,31 +219,54 @@ class AseEnergy:
     """The potential energy of each replica from an ASE calculator (``get_potential_energy``).
 
     One ``ase.Atoms`` per replica (periodic, the replica's cell and species) shares
-    ``calculator``; a call sets its positions and asks for the energy (eV).
+    ``calculator``; a call sets its positions and asks for the energy (eV); :meth:`forces`
+    and :meth:`virials` ask for forces and stress. ``name``: how the description names it
+    (default: its class).
     """
 
-    def __init__(self, calculator):
+    def __init__(self, calculator, name: str | None = None):
         self.calculator = calculator
-        self.description = f"ASE calculator ({type(calculator).__name__})"
+        self.description = f"ASE calculator ({name or type(calculator).__name__})"
         self.calls = 0
         self._atoms: list = []
 
-    def __call__(self, positions, cell, species, batch) -> torch.Tensor:
-        import ase
-
+    def _replica_atoms(self, positions, cell, species, batch):
+        """(the replicas' ``ase.Atoms`` at these positions, their atom slices)."""
         pos, cells, spec, slices = _replicas(positions, cell, species, batch)
-        out = np.empty(len(cells))
+        out = []
         for r, s in enumerate(slices):
-            if len(self._atoms) <= r or len(self._atoms[r]) != s.stop - s.start:
+            if len(self._atoms) <= r or not np.array_equal(self._atoms[r].numbers, spec[s]):
                 atoms = ase.Atoms(numbers=spec[s], positions=pos[s], cell=cells[r], pbc=True)
                 atoms.calc = self.calculator
                 self._atoms[r:] = [atoms]
             atoms = self._atoms[r]
             atoms.set_cell(cells[r])
             atoms.set_positions(pos[s])
-            out[r] = float(atoms.get_potential_energy())
+            out.append(atoms)
         self.calls += 1
+        return out, slices
+
+    def __call__(self, positions, cell, species, batch) -> torch.Tensor:
+        """(R,) float64 eV on ``positions``' device."""
+        replicas, _ = self._replica_atoms(positions, cell, species, batch)
+        out = [float(a.get_potential_energy()) for a in replicas]
         return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
+
+    def forces(self, positions, cell, species, batch) -> torch.Tensor:
+        """(N, 3) float64 eV/Å, replicas in order."""
+        replicas, _ = self._replica_atoms(positions, cell, species, batch)
+        out = np.concatenate([a.get_forces() for a in replicas])
+        return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
+
+    def virials(self, positions, cell, species, batch) -> torch.Tensor:
+        """(R, 6) float64 eV: ∂U/∂ε = V σ of each replica, Voigt order xx yy zz yz xz xy
+        (ASE's own stress order); as :meth:`LammpsEnergy.virials`."""
+        replicas, _ = self._replica_atoms(positions, cell, species, batch)
+        out = [a.get_volume() * np.asarray(a.get_stress(voigt=True)) for a in replicas]
+        return torch.as_tensor(np.array(out), dtype=torch.float64, device=positions.device)
+
+    def close(self) -> None:
+        self._atoms = []
 
 
 class ModelEnergy:
@@ -263,14 +318,30 @@ class ModelEnergy:
         return u.to(positions.device)
 
 
+def reference_source(meta: dict, where: str = "dataset.json"):
+    """The energy source of a dataset's own reference (``dataset.json`` as a dict,
+    :func:`~equignnmd.data.reference_md.dataset_reference`): :class:`LammpsEnergy` of its
+    LAMMPS potential, or :class:`AseEnergy` of its ASE calculator (made anew). Both give
+    energies, ``forces`` and ``virials``. ValueError naming ``where`` for a dataset without
+    a reference (a converted one)."""
+    reference = dataset_reference(meta, where)
+    if isinstance(reference, AseCalculator):
+        return AseEnergy(reference.make(f"{where}: field 'calculator'"), reference.description)
+    return LammpsEnergy(reference)
+
+
 def make_energy_source(spec, material: Material | None = None, model=None):
     """An energy source from ``spec``: None / "none" → None; "reference" → the default EAM
     file in LAMMPS; "model" → :class:`ModelEnergy` of ``model`` (its energy head); a path or
     shipped file name → that potential file in LAMMPS, as a
-    :class:`~equignnmd.lammps_potential.LammpsPotential` too; an ASE calculator (anything with
-    ``get_potential_energy``) → :class:`AseEnergy`; a callable source as is."""
+    :class:`~equignnmd.lammps_potential.LammpsPotential` too; an
+    :class:`~equignnmd.calculator.AseCalculator` record or an ASE calculator (anything with
+    ``get_potential_energy``) → :class:`AseEnergy`; a callable source as is. A dataset's
+    own reference: :func:`reference_source`."""
     if spec is None or (isinstance(spec, str) and spec.lower() in ("", "none")):
         return None
+    if isinstance(spec, AseCalculator):
+        return AseEnergy(spec.make(), spec.description)
     if isinstance(spec, str) and spec.lower() == "model":
         if model is None:
             raise ValueError("energy source 'model': expected a model with an energy head")

@@ -93,8 +93,9 @@ class RolloutConfig:
     resume: bool = False
     progress: bool = True
     energy: str = "none"
-    """potential energy of the states: none, reference (the default EAM file), model (the
-    checkpoint's energy head, see `equignnmd energy-head`) or an EAM file; with it the
+    """potential energy of the states: none, reference (with --data the dataset's own
+    reference, LAMMPS or ASE; else the default Al EAM file), model (the checkpoint's energy
+    head, see `equignnmd energy-head`) or an EAM file; with it the
     velocities are rescaled after each step so that K + U is conserved (NVE) or changes only
     by the thermostat's work (NVT), and thermo.csv gains energy columns"""
     energy_rescale: bool = True
