@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -10,7 +11,12 @@ from equignnmd import load_checkpoint
 from equignnmd.cli import main
 from equignnmd.config import ConfigError, load_config
 from equignnmd.data.format import held_out_files, open_trajectories, read_index
-from equignnmd.data.generate import GenerateConfig, generate
+from equignnmd.data.generate import (
+    ATOM_STEPS_PER_S,
+    GenerateConfig,
+    generate,
+    measure_reference,
+)
 from equignnmd.novelty import dataset_novelty_box
 from equignnmd.potential import fit_energy_head
 
@@ -103,6 +109,50 @@ def test_cli_overrides_and_estimate(capsys):
         == 0
     )
     assert "500 atoms" in capsys.readouterr().out
+
+
+def test_estimate_arithmetic_keeps_the_eam_calibration():
+    """With Al EAM's rate (the default) a config recorded every step (2 steps in 3) costs what
+    the old 6e4 atom-steps/s said; a reference 10× dearer per step costs more, not 10×."""
+    cfg = load_config(GenerateConfig)
+    old = cfg.atom_steps() / ATOM_STEPS_PER_S
+    assert cfg.estimate_s() == pytest.approx(old, rel=0.15)
+    assert cfg.atom_frames() == 3 * 256 * 3001 and cfg.atom_steps() == 3 * 256 * 5000
+    dear = cfg.estimate_s(atom_steps_per_s=5.0e4)
+    assert cfg.estimate_s() < dear < 10 * cfg.estimate_s()
+    assert dear - cfg.estimate_s() == pytest.approx(cfg.atom_steps() * (1 / 5e4 - 1 / 5e5))
+
+
+def test_estimate_times_the_reference_snap_dearer_than_eam():
+    """The reference is timed on the first trajectory's box: quadratic SNAP (~90 µs per
+    atom-step) against EAM (~2 µs) on the same 108-atom box; a cost ratio, not a timing."""
+    short = {"cells": 3, "temperatures_K": [300.0], "test_temperatures_K": []}
+    eam = measure_reference(load_config(GenerateConfig, overrides=short))
+    snap_cfg = load_config(
+        GenerateConfig,
+        overrides={**short, "element": "Cu", "potential": "Cu_Zuo_JPCA2020.quadratic.snap"},
+    )
+    snap = measure_reference(snap_cfg)
+    assert eam.atoms == snap.atoms == 108 and eam.steps >= 1 and snap.steps >= 1
+    assert eam.reference == "EAM Al_mm.eam.fs" and "quadratic.snap" in snap.reference
+    assert snap.s_per_atom_step >= 3 * eam.s_per_atom_step
+    assert snap_cfg.estimate_s(snap.atom_steps_per_s) > snap_cfg.estimate_s(eam.atom_steps_per_s)
+
+
+def test_estimate_prints_the_measured_rate_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no log.lammps, no output folder
+    out = tmp_path / "never"
+    argv = ["generate", "-o", str(out), "--cells", "3", "--elements", "Cu", "--estimate"]
+    assert main([*argv, "--potential", "Cu_Zuo_JPCA2020.snap"]) == 0
+    text = capsys.readouterr().out
+    line = re.search(
+        r"reference SNAP Cu_Zuo_JPCA2020\.snap: [\d.]+ µs per atom-step measured "
+        r"\((\d+) steps, 108 atoms, one rank\)",
+        text,
+    )
+    assert line is not None, text
+    assert "on one rank" in text and "MPI ranks divide it" in text
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_potential_is_clear(tmp_path, capsys):
@@ -344,6 +394,7 @@ def test_temperature_configs_keep_their_files_and_settings_keys():
 def test_diverse_estimate(capsys):
     assert main(["generate", "--config", "diverse", "--estimate"]) == 0
     text = capsys.readouterr().out
-    assert "28 trajectories × 490–504 atoms" in text and "GB" in text and "h on one rank" in text
+    assert "28 trajectories × 490–504 atoms" in text and "GB" in text
+    assert re.search(r"about [\d.]+ (min|h) on one rank", text) and "EAM Al_mm.eam.fs" in text
     cfg = load_config(GenerateConfig, overrides={"states": [{"structure": "slab"}], "cells": 5})
     assert cfg.disk_bytes() > 0 and cfg.md_steps() == 5000

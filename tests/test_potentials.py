@@ -200,6 +200,8 @@ def test_bad_input_is_refused_before_any_output(tmp_path, refused_before_output)
         (["--pair-style", "eam"], ["field 'pair_coeff'", "pair_style 'eam' (--pair-coeff)"]),
         (["--set", "c_over_a=1.6"], ["field 'c_over_a'", "hcp only"]),
         (["--lattice", "bct"], ["field 'lattice' = 'bct'", "fcc, bcc, hcp, diamond"]),
+        (["--estimate"], ["Al_mm.eam.fs (eam/fs) holds Al", "field 'element' = 'Cu'"]),
+        (["--estimate", "--potential", str(tersoff)], ["Cu.tersoff", "cannot tell its kind"]),
     ]
     refused_before_output(out, cases)
     slab = [{"structure": "slab", "temperature_K": 300}]

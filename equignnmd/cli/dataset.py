@@ -69,7 +69,12 @@ def add_generate(sub) -> None:
         test_temperatures_K={"note": "default: the config's; none when --temperatures is given"},
     )
     add_set(p, "any config field")
-    p.add_argument("--estimate", action="store_true", help="print size and time, run nothing")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print size and time (the reference timed for a few seconds on the first "
+        "trajectory's box), write nothing",
+    )
     add_output_flags(
         p,
         resume="continue a dataset folder that holds an earlier (killed) run: trajectory "
@@ -107,10 +112,15 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_generate(args) -> int:
-    from ..data.generate import generate, relaunch_with_mpi
+    from ..data.generate import generate, measure_reference, relaunch_with_mpi
 
     cfg = generate_config(args)
-    if args.estimate:
+    if args.estimate:  # the reference timed in this process; no output folder touched
+        timing = measure_reference(cfg)
+        print(
+            f"reference {timing.reference}: {timing.s_per_atom_step * 1e6:.3g} µs per "
+            f"atom-step measured ({timing.steps} steps, {timing.atoms} atoms, one rank)"
+        )
         atoms = sorted({cfg.state_atoms(st) for st in cfg.state_list()})
         count = (
             f"{len(cfg.states)} trajectories"
@@ -121,7 +131,8 @@ def cmd_generate(args) -> int:
         print(
             f"{count} × {span} atoms × {cfg.n_records} frames: {cfg.md_steps():,} MD steps, "
             f"about {cfg.disk_bytes() / 1e9:.2f} GB on disk, "
-            f"about {_duration(cfg.estimate_s())} on one rank"
+            f"about {_duration(cfg.estimate_s(timing.atom_steps_per_s))} on one rank "
+            "(the reference at the measured rate + recording; MPI ranks divide it roughly)"
         )
         return 0
     cfg.reference()  # a missing file or module, a wrong element: refused before any output

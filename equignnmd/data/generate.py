@@ -66,7 +66,7 @@ from .lammps_md import (
     relax_lattice,
     structure_atoms,
 )
-from .reference_md import Reference, reference_md
+from .reference_md import Reference, ReferenceTiming, reference_md, time_reference
 
 BYTES_PER_ATOM_FRAME = 8 * 3 + 4 * 3 + 4 * 3 + 4 * 5
 """positions float64 + velocities, forces float32 ×3 + 5 float32 descriptors."""
@@ -74,8 +74,14 @@ BYTES_PER_ATOM_FRAME_ENERGIES = 4
 """a float32 per-atom energy (``record_energies``); the virial adds 6 float64 per frame."""
 ATOM_STEPS_PER_S = 6.0e4
 """LAMMPS EAM + descriptors + HDF5 writing every step, one rank, measured on the 2-core
-development machine (500-atom bulk and slab, recorded every step with energies); the basis of
-``--estimate``."""
+development machine (500-atom bulk and slab, recorded every step with energies, 2 steps in 3
+recorded); the calibration of :data:`RECORD_S_PER_ATOM_FRAME`."""
+EAM_ATOM_STEPS_PER_S = 5.0e5
+"""Al_mm.eam.fs alone (LAMMPS, no recording), one rank, on the same machine (2 µs per
+atom-step): the reference's rate of :meth:`GenerateConfig.estimate_s` when none is measured."""
+RECORD_S_PER_ATOM_FRAME = (1.0 / ATOM_STEPS_PER_S - 1.0 / EAM_ATOM_STEPS_PER_S) * 1.5
+"""Recording a frame, s per atom (descriptors, gathering, HDF5 writing): the part of
+:data:`ATOM_STEPS_PER_S` that is not the potential, over its recorded steps (2 in 3), 22 µs."""
 MIN_VACUUM_A = 10.0
 
 
@@ -438,10 +444,49 @@ class GenerateConfig:
     def md_steps(self) -> int:
         return sum(self.state_steps(st) for st in self.state_list())
 
-    def estimate_s(self) -> float:
-        """Generation time on one rank, s (:data:`ATOM_STEPS_PER_S`)."""
-        work = sum(self.state_steps(st) * self.state_atoms(st) for st in self.state_list())
-        return work / ATOM_STEPS_PER_S
+    def atom_steps(self) -> int:
+        """Σ atoms × MD steps over the trajectories (the reference's work)."""
+        return sum(self.state_steps(st) * self.state_atoms(st) for st in self.state_list())
+
+    def atom_frames(self) -> int:
+        """Σ atoms × recorded frames over the trajectories (the recording's work)."""
+        return sum(self.state_atoms(st) for st in self.state_list()) * self.n_records
+
+    def estimate_s(self, atom_steps_per_s: float = EAM_ATOM_STEPS_PER_S) -> float:
+        """Generation time on one rank, s: the reference's work at ``atom_steps_per_s``
+        (atom-steps per s, :func:`measure_reference`; default Al EAM's) plus the recording's
+        (:data:`RECORD_S_PER_ATOM_FRAME`)."""
+        return self.atom_steps() / atom_steps_per_s + self.atom_frames() * RECORD_S_PER_ATOM_FRAME
+
+    def md_settings(
+        self, state: State, index: int, potential: Reference, material: Material
+    ) -> MDSettings:
+        """The MD of trajectory ``index`` (``state``) under ``potential`` with ``material``
+        (:func:`crystal_material`): its seed is ``seed + index``."""
+        return MDSettings(
+            potential=potential,
+            material=material,
+            cells=self.cells,
+            temperature_K=state.temperature_K,
+            seed=self.seed + index,
+            timestep_fs=self.timestep_fs,
+            ensemble=self.ensemble,
+            tdamp_fs=self.tdamp_fs,
+            pdamp_fs=self.pdamp_fs,
+            pressure_bar=self.pressure_bar,
+            descriptors=self.descriptors,
+            vacancies=self.vacancies,
+            vacancy_seed=self.seed,
+            structure=state.structure,
+            strain=state.strain3,
+            miller=tuple(state.miller),
+            vacuum_A=state.vacuum_A,
+            melt_K=state.melt_K,
+            melt_ps=state.melt_ps,
+            quench_ps=state.quench_ps,
+            energies=self.record_energies,
+            composition_seed=self.seed,
+        )
 
 
 OPTIONAL_KEYS = (
@@ -560,6 +605,17 @@ def crystal_material(cfg: GenerateConfig, potential: Reference, comm=None) -> tu
             k: v for k, v in relaxation.items() if k not in ("lattice_A", "c_over_a")
         }
     return material, record
+
+
+def measure_reference(cfg: GenerateConfig) -> ReferenceTiming:
+    """The cost of ``cfg``'s reference, timed on its first trajectory's box (its structure,
+    ensemble, descriptors and energies as configured; the lattice constant given or the
+    guess, not relaxed) in this process, one rank (:func:`~.reference_md.time_reference`:
+    a few seconds at most for a cheap potential, about :data:`~.reference_md.TIMING_TARGET_S`
+    s plus two steps for an expensive one). Errors of a bad reference are those of
+    :meth:`GenerateConfig.reference`; nothing is written."""
+    state = cfg.state_list()[0]
+    return time_reference(cfg.md_settings(state, 0, cfg.reference(), cfg.material))
 
 
 def generate(
@@ -688,31 +744,7 @@ def generate(
             meta["trajectories"].append(entry)
             continue
         t0 = time.time()
-        settings = MDSettings(
-            potential=potential,
-            material=material,
-            cells=cfg.cells,
-            temperature_K=temperature,
-            seed=cfg.seed + k,
-            timestep_fs=cfg.timestep_fs,
-            ensemble=cfg.ensemble,
-            tdamp_fs=cfg.tdamp_fs,
-            pdamp_fs=cfg.pdamp_fs,
-            pressure_bar=cfg.pressure_bar,
-            descriptors=cfg.descriptors,
-            vacancies=cfg.vacancies,
-            vacancy_seed=cfg.seed,
-            structure=state.structure,
-            strain=state.strain3,
-            miller=tuple(state.miller),
-            vacuum_A=state.vacuum_A,
-            melt_K=state.melt_K,
-            melt_ps=state.melt_ps,
-            quench_ps=state.quench_ps,
-            energies=cfg.record_energies,
-            composition_seed=cfg.seed,
-        )
-        md = reference_md(settings, comm=comm)
+        md = reference_md(cfg.md_settings(state, k, potential, material), comm=comm)
         bar.set_postfix_str(f"{state.label} {temperature:g} K")
         n_eq = int(round(ps_to_fs(cfg.equilibration_ps) / cfg.timestep_fs))
         for commands, n_stage in md.stages(n_eq):

@@ -13,7 +13,9 @@ every ``stride_fs`` so the two trajectories can be compared frame by frame.
 
 from __future__ import annotations
 
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,58 @@ ENSEMBLE = {"none": "nve", "nve": "nve", "csvr": "csvr", "langevin": "langevin"}
 
 Reference = LammpsPotential | AseCalculator
 """A dataset's reference: a LAMMPS potential or an ASE calculator."""
+
+TIMING_WARMUP_STEPS = 2
+"""Steps run before the timed ones (:func:`time_reference`): the first neighbour lists and
+caches are built there."""
+TIMING_TARGET_S = 3.0
+"""The timed steps of :func:`time_reference` are chosen to take about this long, s."""
+TIMING_MAX_STEPS = 50
+"""At most this many timed steps (a cheap potential is timed in well under a second)."""
+
+
+@dataclass(frozen=True)
+class ReferenceTiming:
+    """The measured cost of a reference on one box, one process (one MPI rank)."""
+
+    reference: str
+    """what was timed (its description)"""
+    atoms: int
+    steps: int
+    """timed MD steps (after :data:`TIMING_WARMUP_STEPS`)"""
+    wall_s: float
+    """wall time of the timed steps, s"""
+
+    @property
+    def s_per_atom_step(self) -> float:
+        """Seconds per atom per MD step."""
+        return self.wall_s / (self.steps * self.atoms)
+
+    @property
+    def atom_steps_per_s(self) -> float:
+        return 1.0 / self.s_per_atom_step
+
+
+def time_reference(
+    settings: MDSettings,
+    target_s: float = TIMING_TARGET_S,
+    max_steps: int = TIMING_MAX_STEPS,
+) -> ReferenceTiming:
+    """Time the MD of ``settings`` (the box it builds under its reference, through
+    :func:`reference_md`, serial): :data:`TIMING_WARMUP_STEPS` steps, whose wall time sets the
+    number of timed steps (about ``target_s`` s of them, 1 to ``max_steps``), then those. The
+    set-up (the box, the potential's files, ``run 0``) is not counted. Bounded: about
+    ``target_s`` s plus the warm-up's two steps. Nothing is written."""
+    with reference_md(settings) as md:
+        atoms, reference = len(md.species()), md.potential.description
+        t0 = time.perf_counter()
+        md.run(TIMING_WARMUP_STEPS)
+        per_step = max((time.perf_counter() - t0) / TIMING_WARMUP_STEPS, 1e-9)
+        steps = max(1, min(max_steps, math.floor(target_s / per_step)))
+        t0 = time.perf_counter()
+        md.run(steps)
+        wall = time.perf_counter() - t0
+    return ReferenceTiming(reference, atoms, steps, max(wall, 1e-9))
 
 
 def dataset_reference(meta: dict, where: str = "dataset.json") -> Reference:
