@@ -244,9 +244,6 @@ class AseMD:
     def species(self) -> np.ndarray:
         return np.asarray(self.atoms.numbers, dtype=np.int64)
 
-    def masses(self) -> float:
-        return self.settings.material.mass_amu
-
     def frame(self) -> dict:
         """The current state, the keys of :meth:`LammpsMD.frame
         <equignnmd.data.lammps_md.LammpsMD.frame>`: ``positions`` (N, 3) unwrapped Å (ASE's

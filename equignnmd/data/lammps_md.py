@@ -651,9 +651,6 @@ class LammpsMD:
         )
         return np.array(vec[:6], float) * abs(np.linalg.det(cell)) / NKTV2P_METAL
 
-    def masses(self) -> float:
-        return self.settings.material.mass_amu
-
     def species(self) -> np.ndarray:
         """Atomic numbers of the atoms (N,), ordered by atom id (every MPI rank)."""
         types = np.ctypeslib.as_array(self.lmp.gather_atoms("type", 0, 1))
