@@ -108,6 +108,34 @@ FINE_TUNABLE = ("temperature_conditioning", "compile", "use_cueq")
 it is."""
 
 
+def transfer_species(
+    learned: TrainingStats, data: TrainingStats, source: str
+) -> TrainingStats | None:
+    """The statistics a fine-tune from ``source`` starts with when its data is another material.
+
+    ``None`` when the checkpoint learned the data's species (an ordinary fine-tune keeps the
+    checkpoint's statistics). Otherwise the weights carry over row for row (the checkpoint's
+    i-th species input becomes the data's i-th: Al → Cu for two FCC metals), so the species
+    counts must agree; the normalisation is the new data's (its velocity and displacement
+    scales, its density), and the checkpoint's energy head, fitted to the other material's
+    reference, is not carried (refit it with ``equignnmd energy-head``)."""
+    if list(learned.species) == list(data.species):
+        return None
+    if len(learned.species) != len(data.species):
+        raise ConfigError(
+            f"train field 'init_from' = {source!r}: the checkpoint learned species "
+            f"{list(learned.species)}, the data has {list(data.species)}; a fine-tune on "
+            "another material needs as many species (its weights are mapped row for row)"
+        )
+    warnings.warn(
+        f"init_from {source}: the checkpoint learned species {list(learned.species)}, the "
+        f"data has {list(data.species)}; its weights start the run row for row, with this "
+        "data's normalisation, and without its energy head",
+        stacklevel=3,
+    )
+    return data
+
+
 @dataclass
 class TrainConfig:
     """Trainer settings (the ``train:`` section of a model config file)."""
@@ -627,7 +655,7 @@ class Trainer:
         self.start_epoch = 0
         self.elapsed_s = 0.0  # training time so far, over resumed sessions (max_minutes)
         self.best = float("inf")
-        ckpt = None
+        ckpt, transfer = None, None
         if resume:
             if not last.exists():
                 raise FileNotFoundError(f"--resume: no checkpoint {last} to resume from")
@@ -649,6 +677,12 @@ class Trainer:
                     f"but the run's architecture is {spec.arch!r}"
                 )
             stats, model_cfg = start.stats, dict(start.config)
+            transfer = transfer_species(start.stats, self.train_set.statistics(), cfg.init_from)
+            if transfer is not None:
+                # another material: same weights, this data's normalisation and species
+                stats = transfer
+                if model_cfg.get("species"):
+                    model_cfg["species"] = list(transfer.species)
             # switches that leave the parameters as they are may change on fine-tuning
             model_cfg.update({k: v for k, v in spec.model.items() if k in FINE_TUNABLE})
             changed = sorted(k for k, v in spec.model.items() if model_cfg.get(k, v) != v)
@@ -678,8 +712,9 @@ class Trainer:
             )
         if ckpt is None and cfg.init_from:
             model.load_state_dict(start.state_dict())
-            # the energy head reads positions only: still the checkpoint's energy
-            model.attach_energy_head(start.energy_head, start.energy_head_fit)
+            if transfer is None:
+                # the energy head reads positions only: still the checkpoint's energy
+                model.attach_energy_head(start.energy_head, start.energy_head_fit)
         elif ckpt is not None and ckpt.get("energy_head") is not None:
             model.attach_energy_head(*energy_head_of(ckpt["energy_head"], f"checkpoint {last}"))
         elif ckpt is None and hasattr(model, "initialise_from_data"):

@@ -451,3 +451,37 @@ def test_fidelity_against_a_datasets_own_reference(dataset, request, tmp_path):
     assert f"{engine}, another seed" in nvt
     text = (tmp_path / "fidelity" / "fidelity.md").read_text()
     assert f"the reference of dataset {data}" in text
+
+
+# ------------------------------------------------------------ fine-tuning across materials
+def test_a_fine_tune_on_another_material_starts_from_the_weights(tungsten, copper_zirconium):
+    """init_from an Al checkpoint on bcc W data: the weights carry over row for row, the
+    normalisation and species are the data's, the Al energy head stays behind; an alloy (two
+    species against one) is refused naming the field."""
+    from equignnmd.train import Trainer, load_run_spec
+
+    def spec(data, out):
+        return load_run_spec(
+            str(CONFIGS / "equivariant-al.yaml"),
+            train_overrides={
+                "data": str(data),
+                "out": str(out),
+                "init_from": "pretrained:equivariant-al",
+                "strides_fs": [2.0, 4.0],
+                "max_train_samples": 4,
+                "max_val_samples": 2,
+                "epochs": 1,
+            },
+            model_overrides={"compile": False},
+        )
+
+    start = load_checkpoint("pretrained:equivariant-al", device="cpu")
+    with pytest.warns(UserWarning, match=r"learned species \[13\], the data has \[74\]"):
+        trainer = Trainer(spec(tungsten, tungsten.parent / "ft"), progress=False)
+    for key, value in start.state_dict().items():
+        torch.testing.assert_close(trainer.model.state_dict()[key], value)
+    assert list(trainer.model.stats.species) == [W]
+    assert trainer.model.stats.vel_rms != pytest.approx(start.stats.vel_rms, rel=0.05)
+    assert trainer.model.energy_head is None
+    with pytest.raises(ValueError, match="init_from.*as many species"):
+        Trainer(spec(copper_zirconium, copper_zirconium.parent / "ft"), progress=False)
