@@ -1,5 +1,6 @@
-"""The systems a benchmark measures: the Al box (lattice from the package's one Al record),
-its initial state, and the model configs behind the names of the tables.
+"""The systems a benchmark measures: the Al box (lattice from the package's one Al record) or
+another one-element cubic crystal (a shipped model's own material), its initial state, and
+the model configs behind the names of the tables.
 
 Units are the package's (LAMMPS ``metal``): Å, ps, amu, K. Imports no other benchmark module.
 """
@@ -12,19 +13,22 @@ import numpy as np
 import torch
 
 from equignnmd.config import read_yaml, resolve_config
-from equignnmd.materials import ALUMINIUM
+from equignnmd.materials import ALUMINIUM, Material
 
 MATERIAL = ALUMINIUM
 LATTICE_A = MATERIAL.lattice_A
 TEMPERATURE_K = 300.0
 
 
-def cells_for(atoms: int) -> int:
-    """n of an n×n×n conventional FCC supercell with ``atoms`` = 4 n³ atoms."""
-    per_cell = MATERIAL.atoms_per_cell
+def cells_for(atoms: int, material: Material = MATERIAL) -> int:
+    """n of an n×n×n conventional supercell of ``material`` with ``atoms`` = (atoms per
+    cell) × n³ atoms (4 n³ for FCC)."""
+    per_cell = material.atoms_per_cell
     n = round((atoms / per_cell) ** (1 / 3))
     if per_cell * n**3 != atoms:
-        raise ValueError(f"{atoms} atoms is not {per_cell} n³ (an n×n×n FCC supercell)")
+        raise ValueError(
+            f"{atoms} atoms is not {per_cell} n³ (an n×n×n {material.structure} supercell)"
+        )
     return n
 
 
@@ -53,17 +57,23 @@ def smallest_box_atoms(arch: str) -> int:
     return MATERIAL.atoms_per_cell * n**3
 
 
-def initial_arrays(atoms: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """The benchmark box: FCC Al at ``LATTICE_A``, lattice sites, Maxwell–Boltzmann velocities
-    at ``TEMPERATURE_K`` (zero net momentum, seeded). Metal units (velocities Å/ps)."""
+def initial_arrays(
+    atoms: int, seed: int = 0, material: Material = MATERIAL
+) -> dict[str, np.ndarray]:
+    """The benchmark box: FCC Al at ``LATTICE_A`` (or ``material``'s cubic crystal at its
+    lattice constant), lattice sites, Maxwell–Boltzmann velocities at ``TEMPERATURE_K`` (zero
+    net momentum, seeded). Metal units (velocities Å/ps). An alloy is refused (ValueError):
+    the box is one element."""
     from ase.build import bulk
 
     from equignnmd.thermostats import maxwell_boltzmann
 
-    n = cells_for(atoms)
-    crystal = bulk(MATERIAL.element, MATERIAL.structure, a=LATTICE_A, cubic=True)
+    if material.composition is not None:
+        raise ValueError(f"{material.composition.label}: the benchmark box is one element")
+    n = cells_for(atoms, material)
+    crystal = bulk(material.element, material.structure, a=material.lattice_A, cubic=True)
     crystal = crystal.repeat((n, n, n))
-    masses = np.full(len(crystal), MATERIAL.mass_amu)
+    masses = np.full(len(crystal), material.mass_amu)
     gen = torch.Generator().manual_seed(int(seed))
     vel = maxwell_boltzmann(torch.as_tensor(masses, dtype=torch.float64), TEMPERATURE_K, gen)
     return {
@@ -75,12 +85,18 @@ def initial_arrays(atoms: int, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def make_state(atoms: int, replicas: int = 1, device: str = "cpu", seed: int = 0):
-    """A :class:`~equignnmd.rollout.RolloutState` of ``replicas`` copies of the box; replica r
-    draws its velocities with seed ``seed + r``."""
+def make_state(
+    atoms: int,
+    replicas: int = 1,
+    device: str = "cpu",
+    seed: int = 0,
+    material: Material = MATERIAL,
+):
+    """A :class:`~equignnmd.rollout.RolloutState` of ``replicas`` copies of the box (of
+    ``material``); replica r draws its velocities with seed ``seed + r``."""
     from equignnmd.rollout import RolloutState
 
-    arrays = [initial_arrays(atoms, seed + r) for r in range(replicas)]
+    arrays = [initial_arrays(atoms, seed + r, material) for r in range(replicas)]
     return RolloutState.from_arrays(
         [a["positions"] for a in arrays],
         [a["velocities"] for a in arrays],

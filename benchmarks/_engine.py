@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from _boxes import TEMPERATURE_K, arch_of, make_state, model_config
+from _boxes import MATERIAL, TEMPERATURE_K, arch_of, make_state, model_config
 from _machine import PeakMemory, available_memory_mb
 from _plan import Plan, StepCase
 
@@ -116,6 +116,11 @@ class SurrogateStep:
         return new
 
 
+PRETRAINED = "pretrained:"
+"""A case's model named ``pretrained:<name>`` is that shipped checkpoint (trained weights, on
+a box of its own material); any other name is a config (untrained weights, FCC Al)."""
+
+
 class Engine:
     """Builds and caches models and states, and measures (memoised) surrogate steps, so that
     every table of one run draws on the same measurements."""
@@ -123,6 +128,7 @@ class Engine:
     def __init__(self, plan: Plan):
         self.plan = plan
         self._models: dict[tuple, tuple[Any, str]] = {}
+        self._references: dict[str, tuple[Any, Any]] = {}
         self._states: dict[tuple, Any] = {}
         self._warm: dict[tuple, list[float]] = {}
         self._measured: dict[StepCase, Measurement] = {}
@@ -130,9 +136,14 @@ class Engine:
     def model(self, arch: str, mode: str = "eager", dtype: str = "float32", device="cpu"):
         key = (arch, mode, dtype, device)
         if key not in self._models:
-            from equignnmd.models import build_model
+            if arch.startswith(PRETRAINED):
+                from equignnmd.checkpoint import load_checkpoint
 
-            model = build_model(arch_of(arch), **model_config(arch))
+                model = load_checkpoint(arch, device=device)
+            else:
+                from equignnmd.models import build_model
+
+                model = build_model(arch_of(arch), **model_config(arch))
             model = model.to(getattr(torch, dtype)).to(device).eval()
             note = ""
             if mode == "compiled":  # each architecture knows what pays to compile
@@ -142,10 +153,33 @@ class Engine:
             self._models[key] = (model, note)
         return self._models[key]
 
-    def state(self, atoms: int, replicas: int = 1, device: str = "cpu"):
-        key = (atoms, replicas, device)
+    def own_reference(self, name: str) -> tuple[Any, Any]:
+        """(reference, material) of the shipped checkpoint ``pretrained:<name>``: the LAMMPS
+        potential or ASE calculator and the crystal of its training data, as the checkpoint
+        records them (:func:`equignnmd.data.reference_md.dataset_reference_material`; its
+        species name the element where the record does not)."""
+        if name not in self._references:
+            from equignnmd.checkpoint import read_checkpoint
+            from equignnmd.data.reference_md import dataset_reference_material
+
+            ckpt = read_checkpoint(f"{PRETRAINED}{name}")
+            meta = (ckpt.get("data_summary") or {}).get("dataset_meta") or {}
+            species = (ckpt.get("stats") or {}).get("species")
+            self._references[name] = dataset_reference_material(
+                meta, f"checkpoint {PRETRAINED}{name}", species
+            )
+        return self._references[name]
+
+    def material(self, arch: str):
+        """The crystal a case's model runs on: a shipped checkpoint's own, else FCC Al."""
+        if arch.startswith(PRETRAINED):
+            return self.own_reference(arch.removeprefix(PRETRAINED))[1]
+        return MATERIAL
+
+    def state(self, atoms: int, replicas: int = 1, device: str = "cpu", material=MATERIAL):
+        key = (atoms, replicas, device, material)
         if key not in self._states:
-            self._states[key] = make_state(atoms, replicas, device)
+            self._states[key] = make_state(atoms, replicas, device, material=material)
         return self._states[key]
 
     def cached(self, case: StepCase) -> Measurement | None:
@@ -205,7 +239,7 @@ class Engine:
             model, note = self.model(case.arch, case.mode, case.dtype, case.device)
             if note:
                 m.notes.append(note)
-            state = self.state(case.atoms, case.replicas, case.device)
+            state = self.state(case.atoms, case.replicas, case.device, self.material(case.arch))
             step = SurrogateStep(model, state, case.stride_fs, case.device)
             key = case.shape_key()
             if key not in self._warm:

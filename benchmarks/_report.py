@@ -222,6 +222,32 @@ TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
             ("notes", "notes"),
         ],
     ),
+    "own_reference": (
+        "Each shipped model against its own reference, at the reference's largest stable step",
+        "The reference is the one the checkpoint's training data came from (its LAMMPS "
+        "potential or ASE calculator, and its crystal), read from the checkpoint. Stability: "
+        "from a state equilibrated at 300 K and 0 bar, NVE velocity Verlet at each tried "
+        "step on a small box; a step is stable when the linear drift of the total energy and "
+        "the temperature stay below the thresholds the notes state; the reference row runs "
+        "at the largest stable step (the drift column lists every "
+        "tried step, ✗ unstable). Speed, one thread each, on the same box (lattice sites, "
+        "Maxwell–Boltzmann 300 K): the reference's MD in-process (serial), the surrogate's "
+        "real rollout stride (`step` with the NVE stages and the guard, inference mode, the "
+        "checkpoint's own dtype). × reference = the surrogate's simulated ps per wall second "
+        "÷ the reference's at the same atom count: above 1 the surrogate is faster.",
+        [
+            ("model", "model"),
+            ("atoms", "atoms"),
+            ("run", "run"),
+            ("dt_fs", "Δt fs"),
+            ("drifts", "reference NVE drift meV/atom/ps by Δt fs"),
+            ("us_atom_step", "µs/atom-step"),
+            ("ps_per_s", "simulated ps/s"),
+            ("x_reference", "× reference"),
+            ("threads", "threads"),
+            ("notes", "notes"),
+        ],
+    ),
     "stability": (
         "Stability: rollouts against LAMMPS EAM from the same held-out state",
         "`equignnmd.evaluate.rollout_vs_lammps`: surrogate rollout (CSVR thermostat at the "

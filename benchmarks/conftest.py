@@ -30,6 +30,7 @@ from _plan import (  # noqa: E402
     command_line,
     lammps_cases,
     make_plan,
+    own_reference_cases,
     replica_cases,
     scaling_cases,
     throughput_cases,
@@ -46,6 +47,7 @@ CASE_LISTS = {
     "replica_case": replica_cases,
     "scaling_case": scaling_cases,
     "lammps_case": lammps_cases,
+    "own_reference_case": own_reference_cases,
 }
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "PotentialFile",
     "dataset_potential",
     "detect_potential",
+    "recorded_elements",
     "verbatim_potential",
 ]
 
@@ -725,10 +726,14 @@ def verbatim_potential(
 
 # --------------------------------------------------------------------------- dataset records
 def dataset_potential(meta: dict, where: str = "dataset.json") -> LammpsPotential:
-    """The reference potential of a dataset's index (``dataset.json`` as a dict): its
-    ``lammps_potential`` record where it has one (:meth:`LammpsPotential.from_dict`), else
-    (datasets from before the record) the EAM file named by ``potential`` for the config's
-    element (the wheel's file of that name when the path is not on this machine)."""
+    """The reference potential of a dataset's index (``dataset.json`` as a dict, or a
+    checkpoint's ``data_summary["dataset_meta"]``): its ``lammps_potential`` record where it
+    has one (:meth:`LammpsPotential.from_dict`), else (datasets from before the record) the
+    file named by ``potential`` for the recorded elements (:func:`recorded_elements`). A
+    recorded path that is not on this machine (a dataset or checkpoint made in another
+    environment: the path into its venv) is taken as the wheel's file of that name, and
+    refused (ValueError naming ``where``) when ``potential_sha256`` is recorded and that file
+    has another SHA-256."""
     record = meta.get("lammps_potential")
     if record:
         return LammpsPotential.from_dict(record, where)
@@ -740,10 +745,17 @@ def dataset_potential(meta: dict, where: str = "dataset.json") -> LammpsPotentia
         )
     path = Path(name)
     found = path if path.is_file() else potentials_dir() / path.name
-    return detect_potential(found if found.is_file() else name, _recorded_elements(meta))
+    sha = meta.get("potential_sha256")
+    if found != path and found.is_file() and sha and file_sha256(found) != sha:
+        raise ValueError(
+            f"{where}: potential {name} is not on this machine, and the file of that name in "
+            f"{potentials_dir()} has SHA-256 {file_sha256(found)[:12]}…, the record says "
+            f"{str(sha)[:12]}…; expected the file the data was generated with"
+        )
+    return detect_potential(found if found.is_file() else name, recorded_elements(meta))
 
 
-def _recorded_elements(meta: dict) -> tuple[str, ...]:
+def recorded_elements(meta: dict) -> tuple[str, ...]:
     """The elements a dataset index names for its boxes: its ``material`` record's, else the
     atomic numbers its trajectories list (field ``species``), else the config's element,
     else Al (the datasets from before any of these)."""

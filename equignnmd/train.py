@@ -784,9 +784,20 @@ class Trainer:
         self.data_summary = {
             "train": self.train_set.summary(),
             "val": self.val_set.summary(),
+            # the data's reference and crystal, whole (its LAMMPS potential record or ASE
+            # calculator, its material): a checkpoint alone then runs its own reference
+            # (equignnmd.data.reference_md.dataset_reference_material)
             "dataset_meta": {
                 k: self.train_set.meta.get(k)
-                for k in ("potential", "potential_sha256", "lammps_version", "ensemble")
+                for k in (
+                    "potential",
+                    "potential_sha256",
+                    "lammps_potential",
+                    "calculator",
+                    "material",
+                    "lammps_version",
+                    "ensemble",
+                )
             },
         }
 

@@ -119,3 +119,17 @@ def test_smoke_box_fits_the_default_model_and_a_small_box_is_refused_first(tmp_p
     with pytest.raises(ConfigError, match=r"'cells' is 3 .*cutoff 6.5 Å \(cells ≥ 4\)"):
         fidelity(small, model=model, progress=lambda _: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_runs_take_a_reference_and_a_sample_interval():
+    """``equilibrated_state`` and ``verlet_nve`` run a reference given to them (the benchmark's
+    own-reference table passes a checkpoint's), and ``sample_fs`` sets the energy samples."""
+    from equignnmd._lammps import default_potential
+    from equignnmd.fidelity.run import equilibrated_state, verlet_nve
+
+    cfg = make_config("smoke", cells=3, equilibrate_ps=0.02, nve_ps=0.05)
+    start = equilibrated_state(cfg, ALUMINIUM, 300.0, reference=default_potential())
+    assert start["positions"].shape == (108, 3)
+    run = verlet_nve(cfg, ALUMINIUM, start, 5.0, reference=default_potential(), sample_fs=10.0)
+    assert run["stopped"] is None
+    assert run["time_ps"] == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04, 0.05])

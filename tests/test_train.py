@@ -13,6 +13,8 @@ from equignnmd import load_checkpoint
 from equignnmd.checkpoint import read_checkpoint
 from equignnmd.cli import main
 from equignnmd.data.dataset import PairDataset
+from equignnmd.data.format import read_index
+from equignnmd.data.reference_md import dataset_reference, dataset_reference_material
 from equignnmd.graph import collate
 from equignnmd.models import build_model
 from equignnmd.models.base import Prediction, TrainingStats
@@ -54,6 +56,9 @@ def test_files_metrics_and_best(tmp_path, capsys):
     ckpt = read_checkpoint(out / "best.pt")
     assert ckpt["arch"] == "paper" and ckpt["trainer"] is None
     assert ckpt["data_summary"]["train"]["temperatures_K"] == [300.0]
+    # the checkpoint alone gives its data's reference and crystal
+    reference, material = dataset_reference_material(ckpt["data_summary"]["dataset_meta"])
+    assert reference == dataset_reference(read_index(pytest.tiny)) and material.element == "Al"
     model = load_checkpoint(out / "best.pt", device="cpu")
     assert model.stats.strides_fs == [1.0, 10.0]
     # the trainer attaches the box of its training split's local densities (equignnmd.novelty)

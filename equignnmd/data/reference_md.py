@@ -6,7 +6,9 @@ Same positions, velocities and cell as the surrogate's start, the same kind of t
 langevin`` / ASE ``Langevin``), velocity Verlet at ``md_timestep_fs`` (1 fs), frames recorded
 every ``stride_fs`` so the two trajectories can be compared frame by frame.
 
-:func:`dataset_reference` reads a dataset's reference from its ``dataset.json``;
+:func:`dataset_reference` reads a dataset's reference from its ``dataset.json``,
+:func:`dataset_material` its crystal, :func:`dataset_reference_material` both (from a
+checkpoint's record of its training data too);
 :func:`reference_md` starts the driver of a reference (:class:`~.lammps_md.LammpsMD` or
 :class:`~.calculator_md.AseMD`, one interface).
 """
@@ -19,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ase.data import chemical_symbols
 
 from .._lammps import resolve_potential
 from ..calculator import AseCalculator, dataset_calculator
-from ..lammps_potential import LammpsPotential, dataset_potential
-from ..materials import ALUMINIUM, Composition, Material, element_material
+from ..lammps_potential import LammpsPotential, dataset_potential, recorded_elements
+from ..materials import ALUMINIUM, Composition, Material, alloy_material, element_material
 from .calculator_md import AseMD
 from .lammps_md import LammpsMD, MDSettings
 
@@ -67,13 +70,15 @@ def time_reference(
     settings: MDSettings,
     target_s: float = TIMING_TARGET_S,
     max_steps: int = TIMING_MAX_STEPS,
+    state: dict | None = None,
 ) -> ReferenceTiming:
-    """Time the MD of ``settings`` (the box it builds under its reference, through
-    :func:`reference_md`, serial): :data:`TIMING_WARMUP_STEPS` steps, whose wall time sets the
-    number of timed steps (about ``target_s`` s of them, 1 to ``max_steps``), then those. The
-    set-up (the box, the potential's files, ``run 0``) is not counted. Bounded: about
-    ``target_s`` s plus the warm-up's two steps. Nothing is written."""
-    with reference_md(settings) as md:
+    """Time the MD of ``settings`` (the box it builds under its reference, or ``state``:
+    positions Å, velocities Å/ps, cell; through :func:`reference_md`, serial):
+    :data:`TIMING_WARMUP_STEPS` steps, whose wall time sets the number of timed steps (about
+    ``target_s`` s of them, 1 to ``max_steps``), then those. The set-up (the box, the
+    potential's files, ``run 0``) is not counted. Bounded: about ``target_s`` s plus the
+    warm-up's two steps. Nothing is written."""
+    with reference_md(settings, state=state) as md:
         atoms, reference = len(md.species()), md.potential.description
         t0 = time.perf_counter()
         md.run(TIMING_WARMUP_STEPS)
@@ -93,6 +98,55 @@ def dataset_reference(meta: dict, where: str = "dataset.json") -> Reference:
     has neither (a converted dataset)."""
     calculator = dataset_calculator(meta, where)
     return calculator if calculator is not None else dataset_potential(meta, where)
+
+
+def dataset_material(meta: dict, where: str = "dataset.json") -> Material:
+    """The crystal of a dataset (``dataset.json`` as a dict): its ``material`` record's
+    element, mass, lattice, lattice constant and hcp c/a, or an alloy's composition
+    (:func:`~equignnmd.materials.alloy_material`). What the record lacks takes the package's
+    value (:func:`~equignnmd.materials.element_material`: the standard mass, the tabulated or
+    guessed lattice constant, fcc); a dataset from before the record is one of its
+    recorded elements (:func:`~equignnmd.lammps_potential.recorded_elements`: Al for the
+    oldest). Units: amu, Å."""
+    record = meta.get("material") or {}
+    elements = list(recorded_elements(meta))
+    lattice = str(record.get("lattice") or "fcc")
+    lattice_A = record.get("lattice_A")
+    lattice_A = None if lattice_A is None else float(lattice_A)
+    c_over_a = record.get("c_over_a")
+    composition = record.get("composition")
+    if len(elements) > 1:
+        fractions = [float((composition or {}).get(e, 0.0)) for e in elements]
+        if not composition or min(fractions) <= 0:
+            raise ValueError(
+                f"{where}: the material record names elements {elements} without their "
+                "'composition'; expected {element: atom fraction} as equignnmd generate "
+                "writes it"
+            )
+        return alloy_material(elements, fractions, lattice, lattice_A, c_over_a, where)
+    masses = record.get("masses_amu") or [None]
+    return element_material(elements[0], lattice, lattice_A, masses[0], c_over_a, where)
+
+
+def dataset_reference_material(
+    meta: dict, where: str = "dataset.json", species=None
+) -> tuple[Reference, Material]:
+    """A dataset's reference (:func:`dataset_reference`) and crystal
+    (:func:`dataset_material`) from its ``dataset.json`` dict, or from the record a
+    checkpoint keeps of its training data (``model.data_summary["dataset_meta"]``, which may
+    name only the potential's file). ``species`` (atomic numbers: a checkpoint's
+    ``stats.species``) stand in for the elements where ``meta`` records none, so that a
+    checkpoint of another element than Al is not read as Al."""
+    if species is not None and not (meta.get("material") or {}).get("elements"):
+        symbols = [chemical_symbols[int(z)] for z in sorted({int(z) for z in species})]
+        record = {**(meta.get("material") or {}), "elements": symbols}
+        if len(symbols) > 1:
+            raise ValueError(
+                f"{where}: no material record, and species {symbols} without a composition; "
+                "expected the record equignnmd generate writes"
+            )
+        meta = {**meta, "material": record}
+    return dataset_reference(meta, where), dataset_material(meta, where)
 
 
 def reference_md(settings: MDSettings, comm=None, state: dict | None = None, cmdargs=None):

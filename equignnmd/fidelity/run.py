@@ -27,8 +27,8 @@ from ..calculator import AseCalculator
 from ..config import ConfigError, build
 from ..data.format import read_index
 from ..data.lammps_md import MDSettings
-from ..data.reference_md import Reference, dataset_reference, reference_md
-from ..materials import ALUMINIUM, Material, element_material
+from ..data.reference_md import Reference, dataset_reference_material, reference_md
+from ..materials import ALUMINIUM, Material
 from ..potential import make_energy_source
 from ..rollout import RolloutConfig, RolloutState, step
 from ..rollout.config import THERMOSTATS
@@ -144,42 +144,33 @@ def make_config(preset: str = "default", source: str = "fidelity", **values) -> 
 # ------------------------------------------------------------------------------ reference MD
 def fidelity_reference(cfg: FidelityConfig) -> tuple[Reference | Path, Material]:
     """The benchmark's reference and material: with ``reference`` (a dataset folder) the
-    dataset's own (:func:`~equignnmd.data.reference_md.dataset_reference`) and its
-    material as ``dataset.json`` records it (element, mass, lattice, lattice constant,
-    hcp's c/a); else ``potential`` ("reference": Mendelev's Al EAM) and FCC Al. A dataset of
-    several elements is refused (ConfigError naming the field)."""
+    dataset's own (:func:`~equignnmd.data.reference_md.dataset_reference_material`: its
+    reference, and its material as ``dataset.json`` records it: element, mass, lattice,
+    lattice constant, hcp's c/a); else ``potential`` ("reference": Mendelev's Al EAM) and FCC
+    Al. A dataset of several elements is refused (ConfigError naming the field)."""
     if not cfg.reference:
         return resolve_potential(None if cfg.potential == "reference" else cfg.potential), (
             ALUMINIUM
         )
     where = f"fidelity: field 'reference' (--reference) = {cfg.reference!r}"
-    meta = read_index(cfg.reference)
-    reference = dataset_reference(meta, where)
-    record = meta.get("material") or {}
-    elements = list(record.get("elements") or [])
-    if not elements or record.get("lattice_A") is None:
-        raise ConfigError(
-            f"{where}: dataset.json has no 'material' record with 'elements' and "
-            "'lattice_A'; expected a dataset written by equignnmd generate"
-        )
-    lattice = record.get("lattice", "fcc")
-    if len(elements) > 1:
-        composition = record.get("composition") or dict.fromkeys(elements, "?")
-        label = ", ".join(f"{e} {x}" for e, x in composition.items())
+    reference, material = dataset_reference_material(read_index(cfg.reference), where)
+    if material.composition is not None:
+        label = ", ".join(f"{e} {x:g}" for e, x in material.composition.mapping().items())
         raise ConfigError(
             f"{where}: an alloy ({label}); the fidelity benchmark builds a crystal of one "
             "element: expected a dataset of one element (an alloy's rollouts against its "
             "reference: equignnmd evaluate)"
         )
-    masses = record.get("masses_amu") or [None]
-    material = element_material(
-        elements[0], lattice, float(record["lattice_A"]), masses[0], record.get("c_over_a")
-    )
     return reference, material
 
 
-def _settings(cfg: FidelityConfig, material: Material, T: float, ensemble: str, **kw):
-    reference, _ = fidelity_reference(cfg)
+def _settings(
+    cfg: FidelityConfig, material: Material, T: float, ensemble: str, reference=None, **kw
+):
+    """The reference run's settings: ``reference`` (a :data:`Reference`, or a potential file)
+    where given, else the benchmark's (:func:`fidelity_reference`)."""
+    if reference is None:
+        reference, _ = fidelity_reference(cfg)
     return MDSettings(
         potential=reference,
         material=material,
@@ -192,12 +183,16 @@ def _settings(cfg: FidelityConfig, material: Material, T: float, ensemble: str, 
     )
 
 
-def equilibrated_state(cfg: FidelityConfig, material: Material, T: float) -> dict[str, Any]:
-    """The material's crystal equilibrated at T and 0 bar (NPT for ``equilibrate_ps``; NVT
-    under a calculator without stress), put in its average cell and equilibrated there
-    (CSVR, a fifth as long): positions (unwrapped Å), velocities (Å/ps), cell (3, 3) Å."""
+def equilibrated_state(
+    cfg: FidelityConfig, material: Material, T: float, reference=None
+) -> dict[str, Any]:
+    """The material's crystal (``cfg.cells``³ cells) equilibrated at T and 0 bar (NPT for
+    ``equilibrate_ps``; NVT under a calculator without stress), put in its average cell and
+    equilibrated there (CSVR, a fifth as long): positions (unwrapped Å), velocities (Å/ps),
+    cell (3, 3) Å. ``reference``: the potential or calculator to run (default: the
+    benchmark's, :func:`fidelity_reference`)."""
     steps = int(round(ps_to_fs(cfg.equilibrate_ps)))
-    with reference_md(_settings(cfg, material, T, "npt")) as md:
+    with reference_md(_settings(cfg, material, T, "npt", reference)) as md:
         md.run(steps // 2)
         cells = []
         for _ in range(10):
@@ -207,24 +202,33 @@ def equilibrated_state(cfg: FidelityConfig, material: Material, T: float) -> dic
     cell = np.mean(cells, axis=0)
     frac = np.linalg.solve(frame["cell"].T, frame["positions"].T).T
     state = {"positions": frac @ cell, "velocities": frame["velocities"], "cell": cell}
-    with reference_md(_settings(cfg, material, T, "csvr"), state=state) as md:
+    with reference_md(_settings(cfg, material, T, "csvr", reference), state=state) as md:
         md.run(max(1, steps // 5))
         frame = md.frame()
     return {k: frame[k] for k in ("positions", "velocities", "cell")}
 
 
-def verlet_nve(cfg, material, start, timestep_fs: float, origins: dict | None = None) -> dict:
-    """Velocity Verlet of the reference from ``start`` for ``nve_ps``: total energy and
-    temperature every ~100 fs; with ``origins`` ({time_fs: None}), the frames at those times
-    too."""
+def verlet_nve(
+    cfg,
+    material,
+    start,
+    timestep_fs: float,
+    origins: dict | None = None,
+    reference=None,
+    sample_fs: float = 100.0,
+) -> dict:
+    """Velocity Verlet of the reference from ``start`` for ``nve_ps``: total energy (eV) and
+    temperature (K) every ~``sample_fs`` (a whole number of steps, at least one); with
+    ``origins`` ({time_fs: None}), the frames at those times too. ``reference``: the
+    potential or calculator to run (default: the benchmark's, :func:`fidelity_reference`)."""
     total_fs = ps_to_fs(cfg.nve_ps)
-    sample_fs = max(timestep_fs, timestep_fs * round(100.0 / timestep_fs))
+    sample_fs = max(timestep_fs, timestep_fs * round(sample_fs / timestep_fs))
     times = set(np.arange(0.0, total_fs + 1e-9, sample_fs).round(6))
     times |= set(origins or {})
     times = sorted(t for t in times if t <= total_fs + 1e-9)
     energy, temp, t_ps, frames = [], [], [], {}
     stopped = None
-    settings = _settings(cfg, material, 0.0, "nve", timestep_fs=timestep_fs)
+    settings = _settings(cfg, material, 0.0, "nve", reference, timestep_fs=timestep_fs)
     with reference_md(settings, state=start) as md:
         now = 0.0
         for t in times:
