@@ -11,6 +11,13 @@ runs the dataset's reference rebuilds it from there (:func:`dataset_calculator`)
 
 A factory is called without arguments: a calculator that needs settings is wrapped by a
 function of the user's own module (``mymodule:my_calculator``), which is what gets recorded.
+
+A *named* reference (``--calculator sevennet-0``; the table is
+:data:`equignnmd.mlip.NAMED_CALCULATORS`) stands for the package's own factory of a
+machine-learned potential of an optional extra: :meth:`AseCalculator.parse` resolves it, says
+how to install the extra when its package is missing, and records its ``named`` name and its
+``provenance`` (the package's version, the weights file and its SHA-256); :meth:`make` refuses
+weights whose SHA-256 is not the recorded one.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pathlib import Path
 import ase
 import numpy as np
 
+from .mlip import NAMED_CALCULATORS, named_calculator
 from .provenance import file_sha256
 
 __all__ = ["AseCalculator", "dataset_calculator"]
@@ -32,6 +40,8 @@ __all__ = ["AseCalculator", "dataset_calculator"]
 OPTION = "field 'calculator' (--calculator)"
 """How messages name the setting."""
 EXAMPLE = "'ase.calculators.emt:EMT'"
+NAMES = ", ".join(NAMED_CALCULATORS)
+"""The named references ``--calculator`` takes besides ``MODULE:FACTORY``."""
 PROBE_BOX_A = 8.0
 """Edge of the periodic cube of the single point that checks every element, Å."""
 
@@ -40,21 +50,40 @@ PROBE_BOX_A = 8.0
 class AseCalculator:
     """An ASE calculator made by calling ``factory`` (``"module:attribute"``, the attribute
     a callable without arguments that returns a calculator); ``name`` is the class name of
-    what it returned and ``ase_version`` ASE's version when it was recorded."""
+    what it returned and ``ase_version`` ASE's version when it was recorded. A named
+    reference (:mod:`equignnmd.mlip`) has its ``named`` name and its ``provenance`` (key,
+    value pairs: package version, weights file and SHA-256, cutoff)."""
 
     factory: str
     name: str = ""
     ase_version: str = ""
+    named: str = ""
+    """the named reference this stands for (``sevennet-0``), else empty"""
+    provenance: tuple[tuple[str, str], ...] = ()
+    """what makes a named reference reproducible
+    (:meth:`equignnmd.mlip.NamedCalculator.provenance`), else empty"""
 
     @classmethod
     def parse(cls, spec: str, elements: Sequence[str] = (), where: str = OPTION) -> AseCalculator:
         """The record of ``spec`` with its calculator made once (:meth:`make`) and, given
         ``elements``, a single point of one atom of each in a periodic
         :data:`PROBE_BOX_A`-Å cube (:meth:`check_elements`). ValueError naming ``where``
-        otherwise."""
-        record = cls(str(spec).strip())
+        otherwise. A named reference (``sevennet-0``) is resolved to its factory, its package
+        required (the message names the extra to install) and its provenance recorded."""
+        named = named_calculator(spec)
+        if named is not None:
+            named.require(where)
+            record = cls(named.factory, named=named.name)
+        else:
+            record = cls(str(spec).strip())
         calculator = record.make(where)
-        made = cls(record.factory, type(calculator).__name__, ase.__version__)
+        provenance = ()
+        if named is not None:
+            cutoff = getattr(calculator, "cutoff", None)
+            provenance = tuple(named.provenance(cutoff).items())
+        made = cls(
+            record.factory, type(calculator).__name__, ase.__version__, record.named, provenance
+        )
         if elements:
             made.check_elements(elements, calculator, where)
         return made
@@ -64,14 +93,26 @@ class AseCalculator:
         if not sep or not module.strip() or not attribute.strip() or ":" in attribute:
             raise ValueError(
                 f"{where} = {self.factory!r}: expected MODULE:FACTORY, a module to import and "
-                f"a callable in it that returns an ASE calculator, e.g. {EXAMPLE}"
+                f"a callable in it that returns an ASE calculator, e.g. {EXAMPLE}, or a named "
+                f"reference ({NAMES})"
             )
         return module.strip(), attribute.strip()
 
     def make(self, where: str = OPTION):
         """A new calculator: the module imported by name, the factory called without
         arguments. ValueError naming ``where`` when the module or factory is missing, the
-        factory is not callable, or what it returns is no ASE calculator."""
+        factory is not callable, or what it returns is no ASE calculator; for a named
+        reference, also when its package is not installed or its weights are not the
+        recorded ones (:meth:`equignnmd.mlip.NamedCalculator.check`)."""
+        if self.named:
+            named = named_calculator(self.named)
+            if named is None:
+                raise ValueError(
+                    f"{where}: named reference {self.named!r} is not one this equignnmd knows; "
+                    f"expected one of {NAMES}"
+                )
+            named.require(where)
+            named.check(dict(self.provenance), where)
         module_name, attribute = self._parts(where)
         try:
             module = importlib.import_module(module_name)
@@ -146,12 +187,19 @@ class AseCalculator:
 
     @property
     def description(self) -> str:
-        """``"ASE EMT (ase.calculators.emt:EMT)"``."""
-        return f"ASE {self.name or 'calculator'} ({self.factory})"
+        """``"ASE EMT (ase.calculators.emt:EMT)"``; ``"ASE SevenNetCalculator (sevennet-0)"``
+        for a named reference."""
+        return f"ASE {self.name or 'calculator'} ({self.named or self.factory})"
 
     def fingerprint(self) -> str:
         """What the calculator's results depend on, as a hex digest: the factory, the
-        SHA-256 of its module's file where it has one, and ASE's version."""
+        SHA-256 of its module's file where it has one, and ASE's version; for a named
+        reference its name, its provenance (weights by SHA-256, the package's version) and
+        ASE's version, so that an edit of this package's code keeps a long generation's
+        finished files reusable (``--resume``)."""
+        if self.named:
+            text = f"{self.named}\n{sorted(self.provenance)}\n{self.ase_version or ase.__version__}"
+            return hashlib.sha256(text.encode()).hexdigest()
         module_name, _ = self._parts(OPTION)
         module = importlib.import_module(module_name)
         source = getattr(module, "__file__", None)
@@ -160,8 +208,12 @@ class AseCalculator:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_dict(self) -> dict:
-        """The JSON record of ``dataset.json`` (field ``calculator``)."""
-        return {"factory": self.factory, "name": self.name, "ase_version": self.ase_version}
+        """The JSON record of ``dataset.json`` (field ``calculator``); a named reference's
+        also ``named`` and ``provenance`` (a dict)."""
+        record = {"factory": self.factory, "name": self.name, "ase_version": self.ase_version}
+        if self.named:
+            record |= {"named": self.named, "provenance": dict(self.provenance)}
+        return record
 
     @classmethod
     def from_dict(cls, record: dict | str, where: str = "dataset.json") -> AseCalculator:
@@ -173,10 +225,18 @@ class AseCalculator:
                 f"{where}: field 'calculator' is {record!r}; expected a record with "
                 "'factory' (MODULE:FACTORY) as equignnmd generate writes it"
             )
+        provenance = record.get("provenance") or {}
+        if not isinstance(provenance, dict):
+            raise ValueError(
+                f"{where}: field 'calculator.provenance' is {provenance!r}; expected a record "
+                "of strings as equignnmd generate writes it"
+            )
         return cls(
             str(record["factory"]),
             str(record.get("name", "")),
             str(record.get("ase_version", "")),
+            str(record.get("named", "")),
+            tuple((str(k), str(v)) for k, v in provenance.items()),
         )
 
 

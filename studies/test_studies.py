@@ -20,6 +20,7 @@ import npt_floor
 import numpy as np
 import potential_forms
 import pytest
+import reference_stable_step
 import site_drift
 
 from equignnmd.models import build_model, load_model_config
@@ -189,3 +190,32 @@ def test_generalisation_scores_states_against_lammps(tmp_path, one_thread_module
     assert generalisation.main(argv) == 0  # everything cached: nothing runs, nothing changes
     assert (out / "results.json").stat().st_mtime_ns == before
     assert "| slab" in (out / "table.md").read_text()
+
+
+def test_reference_stable_step(tmp_path, capsys, one_thread_module):
+    """``studies/reference_stable_step.py`` (issue 36) with LAMMPS EAM (the same script
+    measures SevenNet-0): one equilibrated state, NVE at two steps from it, the drift and the
+    energy fluctuation growing with the step, the cost per atom-step, the diverse dataset's
+    cost; bad input refused before anything runs; ``--from-json`` re-prints the tables."""
+    study = reference_stable_step
+    with pytest.raises(SystemExit):
+        study.main(["--potential", "Al_mm.eam.fs", "--steps-fs", "0,2"])
+    assert "--steps-fs" in capsys.readouterr().err
+    assert study.main(["--steps-fs", "1"]) == 2
+    assert "expected --calculator, --potential or --from-json" in capsys.readouterr().err
+    out = tmp_path / "eam.json"
+    argv = ["--potential", "Al_mm.eam.fs", "--steps-fs", "1,10", "--nve-ps", "0.1",
+            "--equilibrate-steps", "50", "--estimate-cells", "3", "--out", str(out)]  # fmt: skip
+    assert study.main(argv) == 0
+    result = json.loads(out.read_text())
+    one, ten = result["rows"]
+    assert result["atoms"] == 108 and one["steps"] == 100 and ten["steps"] == 10
+    assert abs(one["drift_meV_per_atom_ps"]) < 0.05 and one["finite"] and ten["finite"]
+    assert ten["fluctuation_meV_per_atom"] > 10 * one["fluctuation_meV_per_atom"]
+    assert 0 < one["us_per_atom_step"] < 1e4
+    cost = {r["step_fs"]: r for r in result["dataset_cost"]}
+    assert cost[1.0]["md_steps"] == 10 * cost[10.0]["md_steps"] and cost[1.0]["cells"] == 3
+    printed = capsys.readouterr().out
+    assert study.main(["--from-json", str(out), "--estimate-cells", "3"]) == 0
+    again = capsys.readouterr().out
+    assert "| 10 | 10 | 0.1 |" in again and printed.endswith(again)

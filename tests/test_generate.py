@@ -146,8 +146,8 @@ def test_estimate_prints_the_measured_rate_and_writes_nothing(tmp_path, monkeypa
     assert main([*argv, "--potential", "Cu_Zuo_JPCA2020.snap"]) == 0
     text = capsys.readouterr().out
     line = re.search(
-        r"reference SNAP Cu_Zuo_JPCA2020\.snap: [\d.]+ µs per atom-step measured "
-        r"\((\d+) steps, 108 atoms, one rank\)",
+        r"reference SNAP Cu_Zuo_JPCA2020\.snap: [\d.,]+ µs per atom-step measured "
+        r"\((\d+) steps?, 108 atoms, one rank\)",
         text,
     )
     assert line is not None, text

@@ -117,9 +117,12 @@ def cmd_generate(args) -> int:
     cfg = generate_config(args)
     if args.estimate:  # the reference timed in this process; no output folder touched
         timing = measure_reference(cfg)
+        us = timing.s_per_atom_step * 1e6
+        cost = f"{us:,.0f}" if us >= 100 else f"{us:.3g}"  # 13,400 rather than 1.34e+04
+        steps = f"{timing.steps} step{'s' if timing.steps != 1 else ''}"
         print(
-            f"reference {timing.reference}: {timing.s_per_atom_step * 1e6:.3g} µs per "
-            f"atom-step measured ({timing.steps} steps, {timing.atoms} atoms, one rank)"
+            f"reference {timing.reference}: {cost} µs per atom-step measured ({steps}, "
+            f"{timing.atoms} atoms, one rank)"
         )
         atoms = sorted({cfg.state_atoms(st) for st in cfg.state_list()})
         count = (
@@ -128,11 +131,14 @@ def cmd_generate(args) -> int:
             else (f"{len(cfg.temperatures_K)} temperatures")
         )
         span = f"{atoms[0]}–{atoms[-1]}" if len(atoms) > 1 else f"{atoms[0]}"
+        ranks = "MPI ranks divide it roughly"
+        if cfg.calculator.strip():
+            ranks = "serial: an ASE calculator runs in one process"
         print(
             f"{count} × {span} atoms × {cfg.n_records} frames: {cfg.md_steps():,} MD steps, "
             f"about {cfg.disk_bytes() / 1e9:.2f} GB on disk, "
             f"about {_duration(cfg.estimate_s(timing.atom_steps_per_s))} on one rank "
-            "(the reference at the measured rate + recording; MPI ranks divide it roughly)"
+            f"(the reference at the measured rate + recording; {ranks})"
         )
         return 0
     cfg.reference()  # a missing file or module, a wrong element: refused before any output

@@ -49,6 +49,7 @@ from ..materials import (
     tabulated_lattice_A,
 )
 from ..units import ps_to_fs
+from .calculator_md import ENSEMBLES, relax_lattice_ase
 from .format import (
     FINITE,
     TrajectoryWriter,
@@ -57,7 +58,6 @@ from .format import (
     trajectory_name,
     write_index,
 )
-from .calculator_md import ENSEMBLES, relax_lattice_ase
 from .lammps_md import (
     FACET_AXES,
     STRUCTURES,
@@ -215,8 +215,8 @@ class GenerateConfig:
     (repeatable)"""
     calculator: str = ""
     """an ASE calculator as the reference instead of LAMMPS: MODULE:FACTORY, a callable
-    without arguments that returns it, e.g. ase.calculators.emt:EMT (ASE dynamics; replaces
-    potential)"""
+    without arguments that returns it, e.g. ase.calculators.emt:EMT, or a named one:
+    sevennet-0 (pip install 'equignnmd[mlip]') (ASE dynamics; replaces potential)"""
     timestep_fs: float = 1.0
     equilibration_ps: float = 2.0
     """NPT equilibration, ps"""
@@ -375,9 +375,7 @@ class GenerateConfig:
         elements = self.elements
         if len(elements) > 1:
             fractions = parse_composition(self.composition, elements)
-            return alloy_material(
-                elements, fractions, self.lattice, self.lattice_A, self.c_over_a
-            )
+            return alloy_material(elements, fractions, self.lattice, self.lattice_A, self.c_over_a)
         return element_material(
             self.element, self.lattice, self.lattice_A, self.mass_amu, self.c_over_a
         )
@@ -660,9 +658,7 @@ def generate(
             "potential_sha256": potential.files[0].sha256 if potential.files else potential_hash,
             "lammps_potential": potential.to_dict(),
         }
-        ensemble_text = (
-            cfg.ensemble.upper() + " Nosé–Hoover" if cfg.ensemble != "nve" else "NVE"
-        )
+        ensemble_text = cfg.ensemble.upper() + " Nosé–Hoover" if cfg.ensemble != "nve" else "NVE"
     record = {
         "elements": list(material.elements),
         "atomic_numbers": [atomic_number(e) for e in material.elements],
@@ -785,9 +781,7 @@ def generate(
                     md.run(cfg.steps_per_record)
                     bar.update(cfg.steps_per_record)
                 frame = md.frame()
-                _check_finite_frame(
-                    frame, temperature, md.step, cfg, comm, potential.description
-                )
+                _check_finite_frame(frame, temperature, md.step, cfg, comm, potential.description)
                 if writer is not None:
                     frame["time_fs"] -= t_origin
                     writer.append(frame)
