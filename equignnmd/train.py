@@ -61,8 +61,8 @@ from .config import ConfigError, build, read_yaml
 from .data.dataset import PairDataset
 from .device import pick_device
 from .graph import check_box
-from .models import build_model, model_config
-from .models.base import SurrogateModel, TrainingStats
+from .models import build_model, model_class, model_config
+from .models.base import FINE_TUNABLE, SurrogateModel, TrainingStats
 from .novelty import dataset_novelty_box
 from .onestep import stride_errors
 from .outputs import claim_output
@@ -103,37 +103,98 @@ PROGRESS_EVERY_S = 60.0
 """Seconds between the in-epoch progress lines printed without a progress bar."""
 
 
-FINE_TUNABLE = ("temperature_conditioning", "compile", "use_cueq")
-"""Model settings a fine-tuning run (``init_from``) may change: they leave the state dict as
-it is."""
+@dataclass
+class SpeciesTransfer:
+    """How a fine-tune on another material (:func:`transfer_species`) starts."""
+
+    stats: TrainingStats
+    """The new data's statistics: its normalisation and species."""
+    sources: dict[int, int] | None
+    """Per species of the data, the checkpoint's species its weights are copied from (the
+    model's ``expand_species``); ``None``: the weights carry over row for row."""
+
+
+def _named(z: int) -> str:
+    """``29`` → ``"Cu (29)"``."""
+    from ase.data import chemical_symbols
+
+    return f"{chemical_symbols[z]} ({z})"
 
 
 def transfer_species(
-    learned: TrainingStats, data: TrainingStats, source: str
-) -> TrainingStats | None:
-    """The statistics a fine-tune from ``source`` starts with when its data is another material.
+    learned: TrainingStats,
+    data: TrainingStats,
+    source: str,
+    arch: str,
+    species_map: dict[int, int] | None = None,
+) -> SpeciesTransfer | None:
+    """How a fine-tune from checkpoint ``source`` starts when its data is another material.
 
-    ``None`` when the checkpoint learned the data's species (an ordinary fine-tune keeps the
-    checkpoint's statistics). Otherwise the weights carry over row for row (the checkpoint's
-    i-th species input becomes the data's i-th: Al → Cu for two FCC metals), so the species
-    counts must agree; the normalisation is the new data's (its velocity and displacement
-    scales, its density), and the checkpoint's energy head, fitted to the other material's
-    reference, is not carried (refit it with ``equignnmd energy-head``)."""
-    if list(learned.species) == list(data.species):
+    ``None`` when the checkpoint learned the data's species and no ``species_map`` is given
+    (an ordinary fine-tune keeps the checkpoint's statistics). Otherwise the normalisation is
+    the new data's (its velocity and displacement scales, its density), the checkpoint's energy
+    head, fitted to the other material's reference, is not carried (refit it with
+    ``equignnmd energy-head``), and the weights start as follows:
+
+    * as many species, no map: row for row (the checkpoint's i-th species input becomes the
+      data's i-th: Al → Cu for two FCC metals), any architecture;
+    * more species (or a map, train field ``init_species``, {data species: checkpoint
+      species}): an architecture with ``expand_species`` (equivariant) copies every species'
+      weights from the mapped species, else from the same element, else (when every species
+      of the checkpoint is one of the data's) from the checkpoint's first species: Al → Al,
+      Cu → Al for Al–Cu data from an Al checkpoint. Anything else is a ``ConfigError``.
+    """
+    learned_z, data_z = [int(z) for z in learned.species], [int(z) for z in data.species]
+    if learned_z == data_z and not species_map:
         return None
-    if len(learned.species) != len(data.species):
-        raise ConfigError(
-            f"train field 'init_from' = {source!r}: the checkpoint learned species "
-            f"{list(learned.species)}, the data has {list(data.species)}; a fine-tune on "
-            "another material needs as many species (its weights are mapped row for row)"
+    shown = f"the checkpoint learned species {learned_z}, the data has {data_z}"
+    where = f"train field 'init_from' = {source!r}"
+    if len(learned_z) == len(data_z) and not species_map:
+        warnings.warn(
+            f"init_from {source}: {shown}; its weights start the run row for row, with this "
+            "data's normalisation, and without its energy head",
+            stacklevel=3,
         )
+        return SpeciesTransfer(data, None)
+    if getattr(model_class(arch), "expand_species", None) is None:
+        raise ConfigError(
+            f"{where}: {shown}; the {arch!r} architecture maps species row for row only, so "
+            "it needs as many species and no 'init_species' (the equivariant architecture "
+            "copies a new species' weights from one of the checkpoint's)"
+        )
+    species_map = {int(k): int(v) for k, v in (species_map or {}).items()}
+    unmapped = sorted(set(data_z) - set(learned_z) - set(species_map))
+    problems = [
+        f"{what} {found}"
+        for what, found in (
+            ("keys not species of the data:", sorted(set(species_map) - set(data_z))),
+            ("values not the checkpoint's:", sorted(set(species_map.values()) - set(learned_z))),
+            (
+                "new species it does not name:",
+                unmapped if not set(learned_z) <= set(data_z) else [],
+            ),
+        )
+        if found
+    ]
+    if problems:
+        raise ConfigError(
+            f"train field 'init_species' = {species_map} with {where}: {shown}; "
+            f"{'; '.join(problems)}. Expected {{data species: checkpoint species}} (atomic "
+            "numbers) naming every species of the data that the checkpoint lacks, unless the "
+            f"data has all of the checkpoint's species (then those copy {learned_z[0]})"
+        )
+    from .models.equivariant import species_sources
+
+    sources = species_sources(learned_z, data_z, species_map)
+    copies = "; ".join(f"{_named(z)} from {_named(s)}" for z, s in sources.items())
     warnings.warn(
-        f"init_from {source}: the checkpoint learned species {list(learned.species)}, the "
-        f"data has {list(data.species)}; its weights start the run row for row, with this "
-        "data's normalisation, and without its energy head",
+        f"init_from {source}: {shown}; each species' weights start from one of the "
+        f"checkpoint's ({copies}; rescaled for the new species count: with the same "
+        "normalisation a box of one species gives the checkpoint's outputs), with this data's "
+        "normalisation, and without its energy head",
         stacklevel=3,
     )
-    return data
+    return SpeciesTransfer(data, sources)
 
 
 @dataclass
@@ -199,6 +260,12 @@ class TrainConfig:
     """Start from this checkpoint's weights and statistics (a file or ``pretrained:NAME``;
     fine-tuning): the architecture and hyperparameters are the checkpoint's. "" = from
     scratch."""
+    init_species: dict[int, int] = field(default_factory=dict)
+    """With ``init_from`` on data of another material: which of the checkpoint's species
+    each species of the data starts from, {atomic number: atomic number}, e.g. {29: 13, 40:
+    13}; a species left out starts from its own element in the checkpoint, else from the
+    checkpoint's first species when the checkpoint's species are all the data's (equivariant
+    architecture; :func:`transfer_species`). {} = that default."""
     unroll: int = 1
     """Strides per sample in the loss: K > 1 feeds the model its own outputs K − 1 more times
     and averages the K strides' losses against the true states t + kΔt (back-propagated
@@ -260,6 +327,16 @@ class TrainConfig:
         if self.replay_every and (self.replay_origins < 1 or self.replay_steps < 1):
             raise ConfigError(
                 f"{source}: fields 'replay_origins', 'replay_steps' must be ≥ 1 with replay_every"
+            )
+        bad = {
+            k: v
+            for k, v in self.init_species.items()
+            if not all(isinstance(z, int) and 0 < z < 119 for z in (k, v))
+        }
+        if bad or (self.init_species and not self.init_from):
+            raise ConfigError(
+                f"{source}: field 'init_species' = {self.init_species}; expected atomic "
+                "numbers {data species: checkpoint species}, with init_from"
             )
         for name in (
             "replay_every",
@@ -677,12 +754,19 @@ class Trainer:
                     f"but the run's architecture is {spec.arch!r}"
                 )
             stats, model_cfg = start.stats, dict(start.config)
-            transfer = transfer_species(start.stats, self.train_set.statistics(), cfg.init_from)
+            transfer = transfer_species(
+                start.stats,
+                self.train_set.statistics(),
+                cfg.init_from,
+                spec.arch,
+                cfg.init_species,
+            )
             if transfer is not None:
-                # another material: same weights, this data's normalisation and species
-                stats = transfer
+                # another material: the weights carried over, this data's normalisation and
+                # species
+                stats = transfer.stats
                 if model_cfg.get("species"):
-                    model_cfg["species"] = list(transfer.species)
+                    model_cfg["species"] = list(stats.species)
             # switches that leave the parameters as they are may change on fine-tuning
             model_cfg.update({k: v for k, v in spec.model.items() if k in FINE_TUNABLE})
             changed = sorted(k for k, v in spec.model.items() if model_cfg.get(k, v) != v)
@@ -711,7 +795,10 @@ class Trainer:
                 "itself from the data (symplectic), or init_from"
             )
         if ckpt is None and cfg.init_from:
-            model.load_state_dict(start.state_dict())
+            if transfer is not None and transfer.sources is not None:
+                model.expand_species(start, transfer.sources)
+            else:
+                model.load_state_dict(start.state_dict())
             if transfer is None:
                 # the energy head reads positions only: still the checkpoint's energy
                 model.attach_energy_head(start.energy_head, start.energy_head_fit)

@@ -10,6 +10,7 @@ refused before anything is written. Real EMT, real LAMMPS, tiny boxes (≤ 128 a
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -454,13 +455,31 @@ def test_fidelity_against_a_datasets_own_reference(dataset, request, tmp_path):
 
 
 # ------------------------------------------------------------ fine-tuning across materials
-def test_a_fine_tune_on_another_material_starts_from_the_weights(tungsten, copper_zirconium):
-    """init_from an Al checkpoint on bcc W data: the weights carry over row for row, the
-    normalisation and species are the data's, the Al energy head stays behind; an alloy (two
-    species against one) is refused naming the field."""
-    from equignnmd.train import Trainer, load_run_spec
+@pytest.fixture(scope="module")
+def aluminium_copper(tmp_path_factory) -> Path:
+    """Al0.9Cu0.1 on fcc sites under Cai & Ye's AlCu.eam.alloy, 108 atoms, 300 K (train) and
+    350 K (held out), 0.1 ps NPT then 0.2 ps recorded every 2 fs."""
+    out = tmp_path_factory.mktemp("alcu") / "alcu"
+    generate(
+        out, "--elements", "Al,Cu", "--composition", "Al:0.9,Cu:0.1", "--potential",
+        "AlCu.eam.alloy", "--cells", "3", "--temperatures", "300,350", "--test-temperatures",
+        "350", "--equilibration-ps", "0.1", "--production-ps", "0.2", "--record-every-fs", "2",
+    )  # fmt: skip
+    return out
 
-    def spec(data, out):
+
+def test_a_fine_tune_on_another_material_starts_from_the_weights(
+    tungsten, aluminium_copper, copper_zirconium
+):
+    """init_from an Al checkpoint on bcc W data: the weights carry over row for row, the
+    normalisation and species are the data's, the Al energy head stays behind. On Al–Cu data
+    (two species against one) the equivariant model is expanded, Cu copied from Al, and trains;
+    Cu–Zr data (the checkpoint's Al not among them) is refused naming the fields unless
+    ``init_species`` maps them; the paper architecture refuses an expansion."""
+    from equignnmd.config import ConfigError
+    from equignnmd.train import Trainer, load_run_spec, transfer_species
+
+    def spec(data, out, **train):
         return load_run_spec(
             str(CONFIGS / "equivariant-al.yaml"),
             train_overrides={
@@ -471,6 +490,7 @@ def test_a_fine_tune_on_another_material_starts_from_the_weights(tungsten, coppe
                 "max_train_samples": 4,
                 "max_val_samples": 2,
                 "epochs": 1,
+                **train,
             },
             model_overrides={"compile": False},
         )
@@ -483,5 +503,26 @@ def test_a_fine_tune_on_another_material_starts_from_the_weights(tungsten, coppe
     assert list(trainer.model.stats.species) == [W]
     assert trainer.model.stats.vel_rms != pytest.approx(start.stats.vel_rms, rel=0.05)
     assert trainer.model.energy_head is None
-    with pytest.raises(ValueError, match="init_from.*as many species"):
+
+    # Al → Al–Cu: expanded, Cu from Al, this data's statistics; one epoch trains
+    with pytest.warns(UserWarning, match=r"Al \(13\) from Al \(13\); Cu \(29\) from Al \(13\)"):
+        trainer = Trainer(spec(aluminium_copper, aluminium_copper.parent / "ft"), progress=False)
+    model = trainer.model
+    assert list(model.stats.species) == [13, CU] and model.energy_head is None
+    assert model.stats.vel_rms == trainer.train_set.statistics().vel_rms
+    torch.testing.assert_close(model.readout.weight, start.readout.weight)
+    old, new = start.layers[0].vel_mlp[0].weight, model.layers[0].vel_mlp[0].weight
+    torch.testing.assert_close(new[:, :2], old[:, [0, 0]])  # Cu's column is Al's
+    torch.testing.assert_close(new[:, 2:], old[:, 1:])
+    result = trainer.fit()
+    assert math.isfinite(result["val_loss"])
+
+    # Cu–Zr from Al: no species in common, so a map is needed
+    with pytest.raises(ConfigError, match="field 'init_species'.*'init_from'"):
         Trainer(spec(copper_zirconium, copper_zirconium.parent / "ft"), progress=False)
+    mapped = spec(copper_zirconium, copper_zirconium.parent / "ft", init_species={CU: 13, ZR: 13})
+    with pytest.warns(UserWarning, match=r"Zr \(40\) from Al \(13\)"):
+        trainer = Trainer(mapped, progress=False)
+    assert list(trainer.model.stats.species) == [CU, ZR]
+    with pytest.raises(ConfigError, match="'paper' architecture maps species row for row"):
+        transfer_species(start.stats, trainer.model.stats, "x.pt", "paper")

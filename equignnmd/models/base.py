@@ -32,6 +32,10 @@ from torch import nn
 from ..config import check_hparams
 from ..data.stats import TrainingStats  # re-exported: ``equignnmd.models.base.TrainingStats``
 
+FINE_TUNABLE = ("temperature_conditioning", "compile", "use_cueq")
+"""Model settings a fine-tuning run (``init_from``) may change: they leave the state dict as
+it is (a species expansion, ``EquivariantModel.expand_species``, may change them too)."""
+
 __all__ = ["EnergyPart", "Prediction", "SurrogateModel", "TrainingStats"]
 
 # The paper's graph cutoff R_cut (Immanuel, Mahata & Maiti, arXiv 2512.21822, Table 2; see

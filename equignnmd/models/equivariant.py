@@ -58,6 +58,14 @@ the sum of velocities Σ v (which changes whenever the masses differ). The means
 averages of per-atom quantities, so a periodic replica of a system gets exactly the same
 outputs. Species enter as a one-hot over ``stats.species`` (the training data's).
 
+Species expansion (:meth:`EquivariantModel.expand_species`, a fine-tune on an alloy from a
+one-element checkpoint): a model built for more species takes a trained model's parameters,
+each species' one-hot inputs (the rows of ``embed``'s and every ``vel_mlp``'s conditioning
+block, the species axis of every self-connection) copied from a chosen species of the trained
+model. e3nn divides every path by the square root of its fan-in, which grows with the number of
+species, so the copies are rescaled by the ratio of the two models' path weights: a box whose
+atoms are all one species then gives the trained model's outputs for its source species.
+
 Everything is vectorised (no Python loop over atoms or edges); the neighbour list is rebuilt
 with vesin unless the batch carries ``edge_index``/``shifts`` for this model's cutoff (vesin
 handles unwrapped positions, so atoms outside the cell are fine).
@@ -87,6 +95,7 @@ checked field by field when the model is built and when a checkpoint is loaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -101,7 +110,7 @@ from ..graph import edge_vectors, neighbour_list
 from ..radial import BesselBasis, PolynomialCutoff, exact, register_exact
 from ..units import fs_to_ps
 from ._tp_base import ChannelwiseTP, EdgeConvolution, channelwise_tp
-from .base import Prediction, SurrogateModel
+from .base import FINE_TUNABLE, Prediction, SurrogateModel
 from .irreps import from_ir_mul, hidden_irreps, irreps_blocks, to_ir_mul
 from .layers import GaussianRBF, mlp, stride_scale
 
@@ -240,6 +249,61 @@ class InteractionLayer(nn.Module):
         return h + self.self_connection(x, onehot)
 
 
+def species_sources(
+    learned: list[int], target: list[int], mapping: Mapping[int, int] | None = None
+) -> dict[int, int]:
+    """For every atomic number of ``target``, the one of ``learned`` whose weights it starts
+    from: ``mapping[z]`` where given, else ``z`` itself where learned, else ``learned[0]``.
+
+    Raises ``ValueError`` for a ``mapping`` key outside ``target`` or value outside ``learned``.
+    """
+    given = {int(k): int(v) for k, v in (mapping or {}).items()}
+    stray = sorted(set(given) - {int(z) for z in target})
+    unknown = sorted(set(given.values()) - {int(z) for z in learned})
+    if stray or unknown:
+        raise ValueError(
+            f"species map {given}: keys {stray} are not species of the new model "
+            f"{list(target)} and values {unknown} are not species of the trained model "
+            f"{list(learned)}; expected new species → trained species"
+        )
+    first = int(learned[0])
+    return {int(z): given.get(int(z), int(z) if int(z) in learned else first) for z in target}
+
+
+@torch.no_grad()
+def _copy_paths(
+    new: nn.Module,
+    old: nn.Module,
+    reads_species: Callable[[object], bool],
+    axis: int,
+    rows: torch.Tensor,
+) -> None:
+    """``new``'s e3nn weights (an ``o3.Linear`` or tensor product, no biases) ← ``old``'s, path
+    by path, taking along ``axis`` of every path that ``reads_species`` (its instruction) the
+    entries ``rows`` (k_new,) of ``old``'s path.
+
+    e3nn applies ``path_weight · W`` on a path, ``path_weight`` = 1/√fan-in (o3.Linear: the
+    summed input multiplicities into the path's output; a tensor product with "element" path
+    normalisation: the summed products of both inputs' multiplicities, and the output irrep's
+    dimension), read here from both objects' instructions: each copy is multiplied by
+    ``old.path_weight / new.path_weight`` (in float64) so ``path_weight · W`` stays the same."""
+    pairs = list(
+        zip(old.weight_views(yield_instruction=True), new.weight_views(yield_instruction=True))
+    )
+    if len(pairs) != len(new.instructions) or len(old.instructions) != len(new.instructions):
+        raise ValueError(f"species expansion: {old} and {new} have different paths")
+    for (_, ins_old, w_old), (_, ins_new, w_new) in pairs:
+        w = w_old.detach().to("cpu", torch.float64)
+        if reads_species(ins_new):
+            w = w.index_select(axis, rows)
+        if w.shape != w_new.shape:
+            raise ValueError(
+                f"species expansion: path {ins_new} has weights {tuple(w_new.shape)}, the "
+                f"trained model's give {tuple(w.shape)}"
+            )
+        w_new.copy_(w * (ins_old.path_weight / ins_new.path_weight))
+
+
 def _same_cutoff(value, cutoff: float) -> bool:
     if value is None:
         return False
@@ -341,6 +405,61 @@ class EquivariantModel(SurrogateModel):
         kwargs.setdefault("dynamic", True)
         self._core_fn = torch.compile(self._core, **kwargs)
         return self
+
+    @torch.no_grad()
+    def expand_species(
+        self, source: EquivariantModel, mapping: Mapping[int, int] | None = None
+    ) -> dict[int, int]:
+        """Take ``source``'s parameters, in place, for this model's species
+        (``self.stats.species``, k of them; ``source`` has its own, any number).
+
+        Every parameter that does not read the species is ``source``'s as it is. Species z of
+        this model starts from ``source``'s species ``sources[z]``
+        (:func:`species_sources`: ``mapping[z]``, else z itself, else ``source``'s first
+        species): its rows of the conditioning block of ``embed`` (input ``num_cond x0e``) and of
+        every layer's first ``vel_mlp`` Linear, and its entries on the species axis of every
+        ``self_connection`` (input 2 ``k x0e``), rescaled for e3nn's fan-in normalisation
+        (:func:`_copy_paths`). Then a box whose atoms are all species z gives ``source``'s
+        outputs for the same box of ``sources[z]`` atoms, to floating-point rounding, for the
+        same statistics (a fine-tune uses the new data's, which change the outputs).
+
+        Buffers stay this model's (its statistics' basis centres; the rest are constants).
+        Settings other than :data:`~equignnmd.models.base.FINE_TUNABLE` must be ``source``'s.
+        Returns ``sources`` ({this model's species: ``source``'s}).
+        """
+        differ = sorted(
+            k for k, v in self.config.items() if k not in FINE_TUNABLE and source.config.get(k) != v
+        )
+        if not isinstance(source, EquivariantModel) or differ:
+            raise ValueError(
+                f"expand_species: the trained model is a {type(source).__name__} with settings "
+                f"{differ} differing; expected an equivariant model with the same settings"
+            )
+        learned = [int(z) for z in source.stats.species]
+        sources = species_sources(learned, [int(z) for z in self.stats.species], mapping)
+        rows = torch.tensor([learned.index(sources[z]) for z in self.stats.species])
+        old_cond = source.layers[0].vel_mlp[0].in_features
+        cond_rows = torch.cat([rows, torch.arange(source.num_species, old_cond)])
+
+        species_params = {id(self.embed.weight)}
+        for layer in self.layers:
+            species_params |= {id(layer.vel_mlp[0].weight), id(layer.self_connection.weight)}
+        theirs = dict(source.named_parameters())
+        if set(theirs) != {name for name, _ in self.named_parameters()}:
+            raise ValueError("expand_species: the two models' parameters differ in name")
+        for name, param in self.named_parameters():
+            if id(param) in species_params:
+                continue
+            if theirs[name].shape != param.shape:
+                raise ValueError(f"expand_species: parameter {name!r} differs in shape")
+            param.copy_(theirs[name])
+
+        _copy_paths(self.embed, source.embed, lambda ins: ins.i_in == 0, 0, cond_rows)
+        for new, old in zip(self.layers, source.layers, strict=True):
+            _copy_paths(new.self_connection, old.self_connection, lambda ins: True, 1, rows)
+            weight = old.vel_mlp[0].weight.detach().to("cpu", torch.float64)
+            new.vel_mlp[0].weight.copy_(weight.index_select(1, cond_rows))
+        return sources
 
     def dvel_scale(self, dt_fs: torch.Tensor) -> torch.Tensor:
         """RMS velocity change per component at stride ``dt_fs`` (fs), Å/ps, shape of ``dt_fs``
@@ -447,4 +566,5 @@ __all__ = [
     "InteractionLayer",
     "channelwise_tp",
     "hidden_irreps",
+    "species_sources",
 ]
