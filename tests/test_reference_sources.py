@@ -3,8 +3,9 @@ Cu, Ni and a Cu/Au alloy) and with a multi-element LAMMPS potential (a Cu/Zr all
 ``CuZr_mm.eam.fs``); the reference recorded in ``dataset.json`` and used downstream — the
 Taylor step's forces, the energy-head fit, reference runs from a state, ``evaluate``,
 ``rollout --energy reference`` and ``fidelity --reference`` — instead of Al EAM; a bcc
-element and a binary alloy go through generate → train → rollout like FCC Al; bad input is
-refused before anything is written. Real EMT, real LAMMPS, tiny boxes (≤ 128 atoms).
+element and a binary alloy go through generate → train → rollout like FCC Al, and the
+fidelity benchmark runs on an Al/Cu alloy's dataset; bad input is refused before anything is
+written. Real EMT, real LAMMPS, tiny boxes (≤ 128 atoms).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import ase
@@ -24,7 +26,7 @@ from ase.calculators.emt import EMT as EMTCalculator
 
 from equignnmd.baselines.table import baseline_table
 from equignnmd.calculator import AseCalculator
-from equignnmd.checkpoint import load_checkpoint
+from equignnmd.checkpoint import load_checkpoint, save_checkpoint
 from equignnmd.cli import main
 from equignnmd.data.dataset import PairDataset
 from equignnmd.data.format import open_trajectories, read_index
@@ -40,7 +42,7 @@ pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EMT = "ase.calculators.emt:EMT"
-CU, NI, ZR, AU, W = 29, 28, 40, 79, 74
+AL, CU, NI, ZR, AU, W = 13, 29, 28, 40, 79, 74
 SHORT = ["--no-progress", "--seed", "11"]
 
 
@@ -375,16 +377,87 @@ def test_bad_input_is_refused_before_any_output(tmp_path, capsys, refused_before
         assert not report.exists(), argv
 
 
-def test_fidelity_refuses_an_alloys_dataset(copper_zirconium, tmp_path, capsys):
-    """``fidelity`` builds a crystal of one element: a Cu/Zr dataset as its reference is
-    refused before the report folder, naming the option and the composition."""
-    report = tmp_path / "report"
-    argv = ["fidelity", "--preset", "smoke", "--reference", str(copper_zirconium), "--out",
-            str(report)]  # fmt: skip
+def expanded_checkpoint(path: Path) -> Path:
+    """``pretrained:equivariant-al`` expanded to species [Al, Cu], Cu's weights Al's
+    (:meth:`~equignnmd.models.equivariant.EquivariantModel.expand_species`), untrained, saved
+    at ``path``."""
+    start = load_checkpoint("pretrained:equivariant-al", device="cpu")
+    stats = replace(start.stats, species=[AL, CU])
+    model = build_model("equivariant", stats=stats, **start.config)
+    assert model.expand_species(start, {CU: AL}) == {AL: AL, CU: AL}
+    save_checkpoint(path, model.eval(), start.data_summary)
+    return path
+
+
+@pytest.mark.slow  # ~6 s on one thread: the reference's runs, the model's rollouts
+def test_fidelity_of_an_alloys_dataset(aluminium_copper, tmp_path, capsys):
+    """``fidelity --reference`` on Al0.9Cu0.1 under ``AlCu.eam.alloy`` (the fixture below):
+    the dataset's alloy built with the benchmark's seed (97 Al, 11 Cu of 108 sites), run by
+    its potential; the report names the composition; a temperature weighs each atom by its
+    own mass (LAMMPS' own temperature of a recorded state, which the mean mass misses by a few %),
+    so the reference's seed row sits at the set point. A model without Cu is refused before
+    the report folder, naming the checkpoint."""
+    from equignnmd.fidelity.run import equilibrated_state, fidelity_reference
+    from equignnmd.fidelity.score import nvt_scores
+
+    report = tmp_path / "refused"
+    argv = ["fidelity", "--preset", "smoke", "--reference", str(aluminium_copper), "--cells", "3",
+            "--checkpoint", "pretrained:equivariant-al", "--out", str(report)]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "field 'reference' (--reference)" in err and "an alloy (Cu 0.64, Zr 0.36)" in err
-    assert "expected a dataset of one element" in err and not report.exists()
+    assert "field 'checkpoint' (--checkpoint)" in err and "not on Cu" in err
+    assert not report.exists()
+
+    # a known state: a recorded frame, its temperature by LAMMPS (per-type masses)
+    meta = read_index(aluminium_copper)
+    tr = open_trajectories(aluminium_copper)[0]
+    f = tr.frame(5)
+    material = state_material(tr.species, tr.masses)
+    lammps_T = lammps_reference(
+        f["positions"], f["velocities"], f["cell"], 1.0, 0, 300.0, "none",
+        potential=dataset_reference(meta), material=material, species=tr.species,
+    )["temperature_K"][0]  # fmt: skip
+    traj = {"positions": f["positions"][None], "velocities": f["velocities"][None]}
+    known = nvt_scores(traj, traj, 300.0, 2.0, f["cell"], material, 50, tr.species)
+    assert known["temperature_mean_K"] == pytest.approx(lammps_T, rel=1e-4)
+    mean_mass = nvt_scores(
+        traj, traj, 300.0, 2.0, f["cell"], replace(material, composition=None), 50
+    )
+    assert abs(mean_mass["temperature_mean_K"] / lammps_T - 1.0) > 0.02  # 3.4 % here
+
+    cfg = make_config(
+        "smoke", checkpoint=str(expanded_checkpoint(tmp_path / "alcu.pt")),
+        reference=str(aluminium_copper), cells=3, temperatures_K=[300.0], strides_fs=[20.0],
+        verlet_fs=[1.0, 20.0], nve_ps=0.4, nvt_ps=0.4, equilibrate_ps=0.2,
+        onestep_strides_fs=[20.0], onestep_origins=1, min_frames=10,
+        out=str(tmp_path / "fidelity"),
+    )  # fmt: skip
+    result = fidelity(cfg, progress=lambda _line: None)
+    material = result["material"]
+    assert material["composition"] == {"Al": 0.9, "Cu": 0.1}
+    assert material["counts"] == {"Al": 97, "Cu": 11}
+    assert material["masses_amu"] == {"Al": pytest.approx(26.9815), "Cu": pytest.approx(63.546)}
+    assert material["lattice_A"] == pytest.approx(meta["material"]["lattice_A"])
+    block = result["temperatures"][0]
+    assert block["atoms"] == 108
+    nve = {r["run"]: r for r in block["nve"]}
+    assert abs(nve["LAMMPS velocity Verlet 1 fs"]["drift_meV_per_atom_ps"]) < 1.0
+    assert nve["equivariant 20 fs"]["steps_completed"] == 20
+    nvt = {r["run"]: r for r in block["nvt"]}
+    assert nvt["LAMMPS 1 fs (reference)"]["rdf_l1"] == pytest.approx(0.0, abs=1e-12)
+    seed = nvt["LAMMPS, another seed"]
+    assert seed["temperature_mean_K"] == pytest.approx(300.0, rel=0.06)
+    assert 0 < seed["rdf_l1"] < 0.5 and seed["fcc_fraction_end"] > 0.5
+    assert math.isfinite(nvt["equivariant 20 fs"]["vdos_overlap"])
+    # the box: the dataset's alloy with its sites drawn as generate draws them, with the seed
+    _, alloy = fidelity_reference(cfg)
+    start = equilibrated_state(replace(cfg, equilibrate_ps=0.01), alloy, 300.0)
+    drawn = alloy.composition.types(108, cfg.seed)
+    np.testing.assert_array_equal(start["species"], np.array([AL, CU])[drawn])
+    text = (tmp_path / "fidelity" / "fidelity.md").read_text()
+    assert f"108 atoms of fcc Al0.9Cu0.1 (the reference of dataset {aluminium_copper}" in text
+    assert "97 Al, 11 Cu, placed on the sites with seed 2029" in text
+    assert "the RDF is the total one" in text
 
 
 # ---------------------------------------------------------- like FCC Al: generate → rollout

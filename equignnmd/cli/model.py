@@ -181,7 +181,7 @@ def add_fidelity(sub) -> None:
         help="long-trajectory fidelity benchmark against the reference (NVE energy, NVT structure)",
         description="From equilibrated reference states (FCC Al under the Mendelev EAM in "
         "LAMMPS, or with --reference DATASET that dataset's own LAMMPS potential or ASE "
-        "calculator and material): NVE total-energy drift beside "
+        "calculator and material, an element or an alloy): NVE total-energy drift beside "
         "velocity Verlet, NVT temperature / RDF / VDOS / MSD / site drift / CNA / long-wave "
         "equipartition beside the reference with calibration rows, and one-step kinetic-energy "
         "bias. "
@@ -228,7 +228,7 @@ def cmd_fidelity(args) -> int:
     values = {**config_values(args), **parse_overrides(args.set)}
     cfg = make_config(args.preset, "equignnmd fidelity", **values)
     claim_output(cfg.out, overwrite=args.overwrite, what="report folder")
-    fidelity_reference(cfg)  # a dataset without a reference, an alloy: refused, nothing made
+    fidelity_reference(cfg)  # a dataset without a reference: refused, nothing made
     fidelity(cfg)
     print(f"fidelity report written to {Path(cfg.out) / 'fidelity.md'}")
     return 0

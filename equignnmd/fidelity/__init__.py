@@ -1,7 +1,8 @@
 """``equignnmd fidelity``: does a surrogate's *trajectory* behave like the reference MD?
 
 From equilibrated LAMMPS states at several temperatures (held-out ones included), for one
-checkpoint and the reference EAM potential:
+checkpoint and the reference EAM potential (or a dataset's own reference and material, an
+element or a random substitutional alloy whose atoms each keep their own mass):
 
 1. **NVE** at every surrogate stride: the true total energy of the surrogate's trajectory
    every ``energy_every`` strides (its kinetic energy plus the EAM potential energy of its

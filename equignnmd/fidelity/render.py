@@ -59,19 +59,34 @@ def render_fidelity(result: dict) -> str:
     table per part."""
     cfg = result["config"]
     material = result.get("material") or {"element": "Al", "lattice": "fcc"}
+    composition = material.get("composition")  # an alloy's {element: fraction}
+    name = (
+        "".join(f"{e}{x:g}" for e, x in composition.items()) if composition else material["element"]
+    )
     if cfg.get("reference"):  # a dataset's own reference and material
         what = (
-            f"{material['lattice']} {material['element']} (the reference of dataset "
+            f"{material['lattice']} {name} (the reference of dataset "
             f"{cfg['reference']}: {result.get('reference')})"
         )
     else:
         what = "FCC Al (Mendelev EAM reference)"
+    alloy = ""
+    if composition:
+        counts = ", ".join(f"{n} {e}" for e, n in material["counts"].items())
+        masses = ", ".join(f"{e} {m:g}" for e, m in material["masses_amu"].items())
+        alloy = (
+            f" A random substitutional alloy: {counts}, placed on the sites with seed "
+            f"{cfg['seed']}; every mass-weighted score (temperatures, VDOS, MSD, site drift, "
+            f"long-wave T, one-step KE) weighs each atom by its own mass ({masses} amu); the "
+            "RDF is the total one (all pairs, whatever their elements); FCC end counts every "
+            "atom."
+        )
     lines = [
         f"# Fidelity: {result['model']['arch']} ({result['model']['checkpoint']})",
         "",
         f"{result['atoms']} atoms of {what}, equilibrated at each "
-        f"temperature by the reference (NPT 0 bar, then NVT in the average box). Model trained at "
-        f"{result['model']['train_temperatures_K']} K, strides "
+        f"temperature by the reference (NPT 0 bar, then NVT in the average box).{alloy} Model "
+        f"trained at {result['model']['train_temperatures_K']} K, strides "
         f"{result['model']['train_strides_fs']} fs. Surrogate energy source: {cfg['energy']}. "
         "Scores from fewer than "
         f"{cfg['min_frames']} frames are shown as –.",

@@ -4,9 +4,13 @@
 
 The reference is FCC Al under ``potential`` (default Mendelev's EAM) unless ``reference``
 names a dataset: then its own reference (its LAMMPS potential, or its ASE calculator run
-with ASE's dynamics: :class:`~equignnmd.data.calculator_md.AseMD`) and its material (element,
-lattice, relaxed lattice constant, mass; one element) are used throughout
-(:func:`fidelity_reference`).
+with ASE's dynamics: :class:`~equignnmd.data.calculator_md.AseMD`) and its material (element
+or a random substitutional alloy's composition, lattice, relaxed lattice constant, masses)
+are used throughout (:func:`fidelity_reference`). An alloy's box is built as ``equignnmd
+generate`` builds it (:class:`~equignnmd.data.lammps_md.MDSettings`' ``composition_seed``:
+here the benchmark's ``seed``); its atomic numbers travel with the equilibrated state
+(``species``), and every mass-weighted quantity takes each atom's own mass
+(:func:`~equignnmd.fidelity.score.box_species`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from ..config import ConfigError, build
 from ..data.format import read_index
 from ..data.lammps_md import MDSettings
 from ..data.reference_md import Reference, dataset_reference_material, reference_md
-from ..materials import ALUMINIUM, Material
+from ..materials import ALUMINIUM, Material, atomic_number
 from ..potential import make_energy_source
 from ..rollout import RolloutConfig, RolloutState, step
 from ..rollout.config import THERMOSTATS
@@ -36,7 +40,7 @@ from ..rollout.engine import record_rollout
 from ..rollout.stages import init_stages, standard_stages
 from ..units import fs_to_ps, ps_to_fs
 from .render import plot_block, write_report
-from .score import nve_row, nvt_scores, step_scores
+from .score import box_species, nve_row, nvt_scores, step_scores
 
 
 @dataclass
@@ -52,7 +56,9 @@ class FidelityConfig:
     potential: str = "reference"
     reference: str = ""
     """a dataset folder whose own reference (LAMMPS potential or ASE calculator) and material
-    (element, lattice, lattice constant, mass) replace FCC Al under potential; one element"""
+    replace FCC Al under potential: its element, or its alloy's composition (sites drawn with
+    the seed, each atom its own mass; the RDF is the total one), lattice and lattice
+    constant"""
     cells: int = 5
     """conventional cells per side, 5 → 500 atoms (FCC)"""
     temperatures_K: list[float] = field(default_factory=lambda: [300.0, 450.0, 800.0])
@@ -145,30 +151,24 @@ def make_config(preset: str = "default", source: str = "fidelity", **values) -> 
 def fidelity_reference(cfg: FidelityConfig) -> tuple[Reference | Path, Material]:
     """The benchmark's reference and material: with ``reference`` (a dataset folder) the
     dataset's own (:func:`~equignnmd.data.reference_md.dataset_reference_material`: its
-    reference, and its material as ``dataset.json`` records it: element, mass, lattice,
-    lattice constant, hcp's c/a); else ``potential`` ("reference": Mendelev's Al EAM) and FCC
-    Al. A dataset of several elements is refused (ConfigError naming the field)."""
+    reference, and its material as ``dataset.json`` records it: element or an alloy's
+    composition, masses, lattice, lattice constant, hcp's c/a); else ``potential``
+    ("reference": Mendelev's Al EAM) and FCC Al."""
     if not cfg.reference:
         return resolve_potential(None if cfg.potential == "reference" else cfg.potential), (
             ALUMINIUM
         )
     where = f"fidelity: field 'reference' (--reference) = {cfg.reference!r}"
-    reference, material = dataset_reference_material(read_index(cfg.reference), where)
-    if material.composition is not None:
-        label = ", ".join(f"{e} {x:g}" for e, x in material.composition.mapping().items())
-        raise ConfigError(
-            f"{where}: an alloy ({label}); the fidelity benchmark builds a crystal of one "
-            "element: expected a dataset of one element (an alloy's rollouts against its "
-            "reference: equignnmd evaluate)"
-        )
-    return reference, material
+    return dataset_reference_material(read_index(cfg.reference), where)
 
 
 def _settings(
     cfg: FidelityConfig, material: Material, T: float, ensemble: str, reference=None, **kw
 ):
     """The reference run's settings: ``reference`` (a :data:`Reference`, or a potential file)
-    where given, else the benchmark's (:func:`fidelity_reference`)."""
+    where given, else the benchmark's (:func:`fidelity_reference`). An alloy's elements are
+    placed on the built box's sites with the benchmark's seed (as ``generate`` places them
+    with its own; a one-element box ignores it)."""
     if reference is None:
         reference, _ = fidelity_reference(cfg)
     return MDSettings(
@@ -179,6 +179,7 @@ def _settings(
         seed=cfg.seed,
         ensemble=ensemble,
         descriptors=False,
+        composition_seed=cfg.seed,
         **kw,
     )
 
@@ -186,10 +187,11 @@ def _settings(
 def equilibrated_state(
     cfg: FidelityConfig, material: Material, T: float, reference=None
 ) -> dict[str, Any]:
-    """The material's crystal (``cfg.cells``³ cells) equilibrated at T and 0 bar (NPT for
-    ``equilibrate_ps``; NVT under a calculator without stress), put in its average cell and
-    equilibrated there (CSVR, a fifth as long): positions (unwrapped Å), velocities (Å/ps),
-    cell (3, 3) Å. ``reference``: the potential or calculator to run (default: the
+    """The material's crystal (``cfg.cells``³ cells; an alloy's elements placed with
+    ``cfg.seed``) equilibrated at T and 0 bar (NPT for ``equilibrate_ps``; NVT under a
+    calculator without stress), put in its average cell and equilibrated there (CSVR, a fifth
+    as long): positions (N, 3) unwrapped Å, velocities (N, 3) Å/ps, cell (3, 3) Å, species
+    (N,) atomic numbers. ``reference``: the potential or calculator to run (default: the
     benchmark's, :func:`fidelity_reference`)."""
     steps = int(round(ps_to_fs(cfg.equilibrate_ps)))
     with reference_md(_settings(cfg, material, T, "npt", reference)) as md:
@@ -199,13 +201,19 @@ def equilibrated_state(
             md.run(max(1, steps // 20))
             cells.append(md.cell())
         frame = md.frame()
+        species = md.species()
     cell = np.mean(cells, axis=0)
     frac = np.linalg.solve(frame["cell"].T, frame["positions"].T).T
-    state = {"positions": frac @ cell, "velocities": frame["velocities"], "cell": cell}
+    state = {
+        "positions": frac @ cell,
+        "velocities": frame["velocities"],
+        "cell": cell,
+        "species": species,
+    }
     with reference_md(_settings(cfg, material, T, "csvr", reference), state=state) as md:
         md.run(max(1, steps // 5))
         frame = md.frame()
-    return {k: frame[k] for k in ("positions", "velocities", "cell")}
+    return {**{k: frame[k] for k in ("positions", "velocities", "cell")}, "species": species}
 
 
 def verlet_nve(
@@ -220,7 +228,10 @@ def verlet_nve(
     """Velocity Verlet of the reference from ``start`` for ``nve_ps``: total energy (eV) and
     temperature (K) every ~``sample_fs`` (a whole number of steps, at least one); with
     ``origins`` ({time_fs: None}), the frames at those times too. ``reference``: the
-    potential or calculator to run (default: the benchmark's, :func:`fidelity_reference`)."""
+    potential or calculator to run (default: the benchmark's, :func:`fidelity_reference`);
+    the temperature weighs each atom by its own mass (``start``'s ``species``,
+    :func:`~equignnmd.fidelity.score.box_species`)."""
+    masses = start_masses(material, start)
     total_fs = ps_to_fs(cfg.nve_ps)
     sample_fs = max(timestep_fs, timestep_fs * round(sample_fs / timestep_fs))
     times = set(np.arange(0.0, total_fs + 1e-9, sample_fs).round(6))
@@ -246,7 +257,7 @@ def verlet_nve(
                 break
             now += n * timestep_fs
             energy.append(frame["thermo"]["etotal_eV"])
-            temp.append(_temperature(frame["velocities"], material))
+            temp.append(_temperature(frame["velocities"], masses))
             t_ps.append(fs_to_ps(now))
             if origins is not None and t in origins:
                 frames[t] = frame
@@ -259,15 +270,28 @@ def verlet_nve(
     }
 
 
-def _temperature(vel: np.ndarray, material: Material) -> float:
+def _temperature(vel: np.ndarray, masses: np.ndarray) -> float:
+    """Kinetic temperature, K, of velocities (N, 3) Å/ps with masses (N,) amu."""
     v = torch.as_tensor(np.asarray(vel), dtype=torch.float64)
-    m = torch.full((len(v),), material.mass_amu, dtype=torch.float64)
+    m = torch.as_tensor(np.asarray(masses), dtype=torch.float64)
     return float(physics.kinetic_temperature(v, m))
+
+
+def start_species(material: Material, start: dict) -> np.ndarray:
+    """The atomic numbers (N,) of the atoms of ``start`` (a state: ``positions`` (N, 3) and,
+    for an alloy, ``species`` (N,)): :func:`~equignnmd.fidelity.score.box_species`."""
+    return box_species(material, len(start["positions"]), start.get("species"), "start")
+
+
+def start_masses(material: Material, start: dict) -> np.ndarray:
+    """Each atom's mass (N,) amu in ``start`` (:func:`start_species`)."""
+    return material.atom_masses(start_species(material, start))
 
 
 def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
     """The reference's NVT (1 fs; LAMMPS, or ASE's dynamics for a calculator) from
-    ``start`` for ``nvt_ps``, frames every stride."""
+    ``start`` (with its ``species`` where it has them: an alloy's) for ``nvt_ps``, frames
+    every stride."""
     from ..data.reference_md import lammps_reference
 
     reference, _ = fidelity_reference(cfg)
@@ -284,21 +308,23 @@ def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
         potential=reference,
         material=material,
         seed=seed,
+        species=start.get("species"),
     )
     return {k: ref[k] for k in ("positions", "velocities", "wall_s")}
 
 
 # ------------------------------------------------------------------------------ surrogate
 def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, energy_every):
-    """A surrogate rollout from ``start``: frames every stride (unwrapped positions,
+    """A surrogate rollout from ``start`` (its atoms' ``species`` and their own masses, or
+    every atom ``material``'s one element): frames every stride (unwrapped positions,
     velocities), the reference total energy every ``energy_every`` strides, how it ended."""
-    n = len(start["positions"])
+    species = start_species(material, start)
     state = RolloutState.from_arrays(
         [start["positions"]],
         [start["velocities"]],
         [start["cell"]],
-        [np.full(n, material.atomic_number)],
-        [np.full(n, material.mass_amu)],
+        [species],
+        [material.atom_masses(species)],
     )
     config = RolloutConfig.of(
         "fidelity rollout",
@@ -347,21 +373,25 @@ def surrogate_run(model, cfg, material, start, T, stride_fs, thermostat, steps, 
 
 
 # ------------------------------------------------------------------------------ one step
-def onestep_table(model, cfg, material, frames: dict, spacing_fs: float) -> list[dict]:
+def onestep_table(
+    model, cfg, material, frames: dict, spacing_fs: float, species=None
+) -> list[dict]:
     """One-step scores on pairs (t₀, t₀ + Δt) of a 1-fs NVE reference run, model and
-    baselines."""
+    baselines; ``species`` (N,): the run's atomic numbers (default: every atom
+    ``material``'s one element), whose own masses weigh the kinetic energies."""
     from ..baselines.predictors import predict_arrays
 
     rows = []
     origins = [o * spacing_fs for o in range(cfg.onestep_origins)]
-    m = np.full(len(frames[0.0]["positions"]), material.mass_amu)
+    species = box_species(material, len(frames[0.0]["positions"]), species, "onestep_table")
+    m = material.atom_masses(species)
     for stride in cfg.onestep_strides_fs:
         pairs = [(frames[o], frames[round(o + stride, 6)]) for o in origins]
         start = RolloutState.from_arrays(
             [a["positions"] for a, _ in pairs],
             [a["velocities"] for a, _ in pairs],
             [a["cell"] for a, _ in pairs],
-            [np.full(len(m), material.atomic_number)] * len(pairs),
+            [species] * len(pairs),
             [m] * len(pairs),
             device=model.device,
         )
@@ -420,18 +450,14 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
             f"expected a box at least 2 × the model's cutoff {min_box_A / 2:g} Å "
             f"(cells ≥ {math.ceil(min_box_A / width)})"
         )
+    check_model_species(model, material, cfg.checkpoint)
     n_atoms = material.atoms_per_cell * cfg.cells**3
     engine = reference_engine(reference)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "config": asdict(cfg),
         "reference": getattr(reference, "description", Path(str(reference)).name),
-        "material": {
-            "element": material.element,
-            "lattice": material.structure,
-            "lattice_A": material.lattice_A,
-            "mass_amu": material.mass_amu,
-        },
+        "material": material_record(material, n_atoms),
         "model": {
             "arch": model.arch,
             "checkpoint": cfg.checkpoint,
@@ -447,6 +473,8 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
         progress(f"[fidelity] {T:g} K: equilibrating {n_atoms} atoms ({engine} NPT, then NVT)")
         start = equilibrated_state(cfg, material, T)
         cell = start["cell"]
+        species = start_species(material, start)
+        masses = material.atom_masses(species)
         block: dict[str, Any] = {
             "temperature_K": T,
             "box_A": float(cell[0, 0]),
@@ -488,7 +516,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
             run = {
                 "time_ps": sur["energy_time_ps"],
                 "total_energy_eV": sur["total_energy_eV"],
-                "temperature_K": analysis.kinetic_temperature(sur["velocities"], material.mass_amu),
+                "temperature_K": analysis.kinetic_temperature(sur["velocities"], masses),
             }
             row = nve_row(_surrogate_label(model, cfg, stride), run, n_atoms, stride, sur)
             row["_trace"] = (
@@ -497,13 +525,13 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
             )
             if len(sur["positions"]) >= 2:
                 _, t_k = analysis.plane_wave_temperatures(
-                    sur["positions"], sur["velocities"], cell, material.mass_amu, max_shell=1
+                    sur["positions"], sur["velocities"], cell, masses, max_shell=1
                 )
                 row["long_wave_T_ratio"] = float(t_k[0] / np.mean(run["temperature_K"]))
             block["nve"].append(row)
         # --- one step
         progress(f"[fidelity] {T:g} K: one-step scores on {cfg.onestep_origins} {engine} pairs")
-        block["onestep"] = onestep_table(model, cfg, material, one_fs["frames"], spacing)
+        block["onestep"] = onestep_table(model, cfg, material, one_fs["frames"], spacing, species)
         # --- NVT
         block["nvt"] = []
         for stride in cfg.strides_fs:
@@ -533,7 +561,9 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                 sur = surrogate_run(model, cfg, material, start, T, stride, th, steps, 10**9)
                 rows.append((_surrogate_label(model, cfg, stride), sur, T))
                 for label, traj, t_set in rows:
-                    scores = nvt_scores(traj, ref, t_set, stride, cell, material, cfg.min_frames)
+                    scores = nvt_scores(
+                        traj, ref, t_set, stride, cell, material, cfg.min_frames, species
+                    )
                     scores.update(
                         {
                             "run": label,
@@ -553,6 +583,43 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
         result["temperatures"].append(block)
         write_report(out, result)  # after every temperature: a killed run keeps what it measured
     return result
+
+
+def material_record(material: Material, n_atoms: int) -> dict[str, Any]:
+    """The report's record of the benchmark's material: element, lattice, lattice constant
+    (Å), mass (amu; an alloy's mean); an alloy's ``composition`` ({element: fraction}), each
+    element's ``masses_amu`` and its atoms in a box of ``n_atoms`` (``counts``)."""
+    record: dict[str, Any] = {
+        "element": material.element,
+        "lattice": material.structure,
+        "lattice_A": material.lattice_A,
+        "mass_amu": material.mass_amu,
+    }
+    c = material.composition
+    if c is not None:  # only an alloy: a one-element report stays as it was
+        record["composition"] = c.mapping()
+        record["masses_amu"] = dict(zip(c.elements, c.masses_amu))
+        record["counts"] = dict(zip(c.elements, c.counts(n_atoms).tolist()))
+    return record
+
+
+def check_model_species(model, material: Material, checkpoint: str) -> None:
+    """ConfigError naming ``checkpoint`` when the model was not trained on every element of
+    ``material`` (``model.stats.species``; a model that does not say is not checked): refused
+    before any reference run, not after the equilibration."""
+    known = getattr(getattr(model, "stats", None), "species", None)
+    if known is None:
+        return
+    known = {int(z) for z in known}
+    missing = [e for e in material.elements if atomic_number(e) not in known]
+    if missing:
+        raise ConfigError(
+            f"fidelity: field 'checkpoint' (--checkpoint) = {checkpoint!r} was trained on "
+            f"atomic numbers {sorted(known)}, not on {', '.join(missing)} of the benchmark's "
+            f"material ({', '.join(material.elements)}); expected a model of every element "
+            "(an alloy from a one-element checkpoint: fine-tune with init_from, which expands "
+            "the species)"
+        )
 
 
 def reference_engine(reference) -> str:

@@ -1,6 +1,11 @@
 """Scores of the fidelity benchmark's runs (:mod:`equignnmd.fidelity`): the NVE rows (energy
 drift), the NVT trajectory scores against LAMMPS, the one-step errors. Metal units: positions
 Å (unwrapped), velocities Å/ps, masses amu, energies eV, times ps.
+
+Every score that weighs atoms by mass takes each atom's own (:func:`box_species`,
+:meth:`~equignnmd.materials.Material.atom_masses`): an alloy's elements keep their masses; a
+one-element box gives every atom the material's mass, as before. The RDF is the total one
+(every pair, whatever its elements).
 """
 
 from __future__ import annotations
@@ -25,6 +30,27 @@ that carry their crystal's; diamond's atoms are all CNA "other": no fraction).""
 SITE_DRIFT_WINDOW_PS = 2.0
 """Sites are averaged over this long at the start and at the end of a run (as the issue
 measured the site drift)."""
+
+
+def box_species(material: Material, n_atoms: int, species=None, where: str = "start") -> np.ndarray:
+    """The atomic numbers of a box of ``n_atoms`` atoms of ``material`` (N,): ``species`` where
+    given (an alloy's equilibrated state carries them), else every atom the material's one
+    element. ValueError naming ``where`` and the field for an alloy without them or a wrong
+    length."""
+    if species is None:
+        if material.composition is not None:
+            raise ValueError(
+                f"{where}: no field 'species' for a box of the alloy "
+                f"{material.composition.label}; expected the atomic number of every atom"
+            )
+        return np.full(n_atoms, material.atomic_number)
+    species = np.asarray(species, dtype=np.int64).reshape(-1)
+    if len(species) != n_atoms:
+        raise ValueError(
+            f"{where}: field 'species' has {len(species)} atomic numbers; expected one for each "
+            f"of the {n_atoms} atoms"
+        )
+    return species
 
 
 def nve_row(label: str, run: dict, n_atoms: int, step_fs: float, sur=None) -> dict[str, Any]:
@@ -53,18 +79,28 @@ def nve_row(label: str, run: dict, n_atoms: int, step_fs: float, sur=None) -> di
 
 
 def nvt_scores(
-    traj: dict, ref: dict, T: float, stride_fs: float, cell, material: Material, min_frames: int
+    traj: dict,
+    ref: dict,
+    T: float,
+    stride_fs: float,
+    cell,
+    material: Material,
+    min_frames: int,
+    species=None,
 ) -> dict[str, Any]:
     """Scores of one NVT trajectory against the LAMMPS one (both: ``positions``, unwrapped,
     and ``velocities``, (frames, atoms, 3), a frame every ``stride_fs``) at set point ``T``
     (K) in the (3, 3) ``cell`` (Å); the structural and dynamical ones NaN below
-    ``min_frames`` frames. Keys with ``_`` hold the curves the plots draw."""
+    ``min_frames`` frames. ``species`` (atoms,): the atomic numbers, whose masses weigh the
+    temperature, VDOS, MSD, site drift and long-wave scores (:func:`box_species`: default
+    every atom ``material``'s one element). The RDF is the total one. Keys with ``_`` hold
+    the curves the plots draw."""
 
     nan = float("nan")
     pos, vel = traj["positions"], traj["velocities"]
     n = len(pos)
     out: dict[str, Any] = {"frames": n}
-    m = np.full(pos.shape[1], material.mass_amu)
+    m = material.atom_masses(box_species(material, pos.shape[1], species, "nvt_scores"))
     temps = analysis.kinetic_temperature(vel, m)
     dof = 3 * pos.shape[1] - 3
     out["temperature_mean_K"] = float(np.mean(temps))
