@@ -3,7 +3,8 @@
     python benchmarks/compiled_step.py [--checkpoint pretrained:equivariant-al] [--atoms 4000]
         [--threads 1] [--strides 6] [--stride-fs 20]
 
-The benchmark box (``_boxes.make_state``: FCC Al, Maxwell–Boltzmann velocities), the model
+The benchmark box (``_boxes.make_state``: the crystal of the checkpoint's training data,
+Maxwell–Boltzmann velocities), the model
 compiled (``model.compiled()``), two warm-up strides (compilation, cached on disk by torch),
 then ``--strides`` timed strides of :class:`_engine.SurrogateStep` (the rollout's NVE stages,
 the Verlet list carried from stride to stride, the guard); prints the min and median per
@@ -35,9 +36,17 @@ def main(argv=None) -> None:
     from _engine import SurrogateStep, Timed, run_timed
 
     import equignnmd
+    from equignnmd.checkpoint import read_checkpoint
+    from equignnmd.data.reference_md import dataset_reference_material
 
     model = equignnmd.load_checkpoint(args.checkpoint, device="cpu").compiled()
-    state = make_state(args.atoms)
+    # the crystal of the model's own training data (FCC Al for the Al models, Cu for Cu's)
+    ckpt = read_checkpoint(args.checkpoint)
+    meta = (ckpt.get("data_summary") or {}).get("dataset_meta") or {}
+    _, material = dataset_reference_material(
+        meta, f"checkpoint {args.checkpoint}", list(model.stats.species)
+    )
+    state = make_state(args.atoms, material=material)
     atoms = state.positions.shape[0]
     with torch.inference_mode():
         warm = Timed(SurrogateStep(model, state, args.stride_fs, "cpu"))
