@@ -87,17 +87,24 @@ def emt_copper(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def copper_zirconium(tmp_path_factory) -> Path:
-    """Cu0.64Zr0.36 on fcc sites under Mendelev's CuZr_mm.eam.fs, 108 atoms, 300 K (train) and
-    350 K (held out), 0.1 ps NPT then 0.2 ps recorded every 2 fs (~2 s)."""
-    out = tmp_path_factory.mktemp("cuzr") / "cuzr"
+def binary_alloy(tmp_path_factory, composition: str, potential: str) -> Path:
+    """A random substitutional alloy (``composition`` "A:x,B:y") on fcc sites under the EAM
+    file ``potential``, 108 atoms, 300 K (train) and 350 K (held out), 0.1 ps NPT then 0.2 ps
+    recorded every 2 fs (~2 s)."""
+    elements = ",".join(part.split(":")[0] for part in composition.split(","))
+    out = tmp_path_factory.mktemp("alloy") / elements.replace(",", "")
     generate(
-        out, "--elements", "Cu,Zr", "--composition", "Cu:0.64,Zr:0.36", "--potential",
-        "CuZr_mm.eam.fs", "--cells", "3", "--temperatures", "300,350", "--test-temperatures",
-        "350", "--equilibration-ps", "0.1", "--production-ps", "0.2", "--record-every-fs", "2",
+        out, "--elements", elements, "--composition", composition, "--potential", potential,
+        "--cells", "3", "--temperatures", "300,350", "--test-temperatures", "350",
+        "--equilibration-ps", "0.1", "--production-ps", "0.2", "--record-every-fs", "2",
     )  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="module")
+def copper_zirconium(tmp_path_factory) -> Path:
+    """Cu0.64Zr0.36 under Mendelev's CuZr_mm.eam.fs (:func:`binary_alloy`)."""
+    return binary_alloy(tmp_path_factory, "Cu:0.64,Zr:0.36", "CuZr_mm.eam.fs")
 
 
 @pytest.fixture(scope="module")
@@ -530,15 +537,8 @@ def test_fidelity_against_a_datasets_own_reference(dataset, request, tmp_path):
 # ------------------------------------------------------------ fine-tuning across materials
 @pytest.fixture(scope="module")
 def aluminium_copper(tmp_path_factory) -> Path:
-    """Al0.9Cu0.1 on fcc sites under Cai & Ye's AlCu.eam.alloy, 108 atoms, 300 K (train) and
-    350 K (held out), 0.1 ps NPT then 0.2 ps recorded every 2 fs."""
-    out = tmp_path_factory.mktemp("alcu") / "alcu"
-    generate(
-        out, "--elements", "Al,Cu", "--composition", "Al:0.9,Cu:0.1", "--potential",
-        "AlCu.eam.alloy", "--cells", "3", "--temperatures", "300,350", "--test-temperatures",
-        "350", "--equilibration-ps", "0.1", "--production-ps", "0.2", "--record-every-fs", "2",
-    )  # fmt: skip
-    return out
+    """Al0.9Cu0.1 under Cai & Ye's AlCu.eam.alloy (:func:`binary_alloy`)."""
+    return binary_alloy(tmp_path_factory, "Al:0.9,Cu:0.1", "AlCu.eam.alloy")
 
 
 def test_a_fine_tune_on_another_material_starts_from_the_weights(
