@@ -226,7 +226,8 @@ TABLE_SPECS: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
         "Each shipped model against its own reference, at the reference's largest stable step",
         "The reference is the one the checkpoint's training data came from (its LAMMPS "
         "potential or ASE calculator, and its crystal), read from the checkpoint. Stability: "
-        "from a state equilibrated at 300 K and 0 bar, NVE velocity Verlet at each tried "
+        "from a state equilibrated at the hottest temperature the model was trained at and "
+        "0 bar, NVE velocity Verlet at each tried "
         "step on a small box; a step is stable when the linear drift of the total energy and "
         "the temperature stay below the thresholds the notes state; the reference row runs "
         "at the largest stable step (the drift column lists every "
