@@ -1,5 +1,5 @@
 """The systems a benchmark measures: the Al box (lattice from the package's one Al record) or
-another one-element cubic crystal (a shipped model's own material), its initial state, and
+another cubic crystal or random alloy (a shipped model's own material), its initial state, and
 the model configs behind the names of the tables.
 
 Units are the package's (LAMMPS ``metal``): Å, ps, amu, K. Imports no other benchmark module.
@@ -18,6 +18,9 @@ from equignnmd.materials import ALUMINIUM, Material
 MATERIAL = ALUMINIUM
 LATTICE_A = MATERIAL.lattice_A
 TEMPERATURE_K = 300.0
+SITE_SEED = 0
+"""The seed that places an alloy's elements on the benchmark box's sites (LAMMPS'
+``composition_seed`` of the same box)."""
 
 
 def cells_for(atoms: int, material: Material = MATERIAL) -> int:
@@ -61,19 +64,21 @@ def initial_arrays(
     atoms: int, seed: int = 0, material: Material = MATERIAL
 ) -> dict[str, np.ndarray]:
     """The benchmark box: FCC Al at ``LATTICE_A`` (or ``material``'s cubic crystal at its
-    lattice constant), lattice sites, Maxwell–Boltzmann velocities at ``TEMPERATURE_K`` (zero
-    net momentum, seeded). Metal units (velocities Å/ps). An alloy is refused (ValueError):
-    the box is one element."""
+    lattice constant; an alloy's elements on the sites drawn with ``SITE_SEED``, as LAMMPS
+    places them with that ``composition_seed``), lattice sites, Maxwell–Boltzmann velocities
+    at ``TEMPERATURE_K`` (zero net momentum, seeded), each atom its own mass. Metal units
+    (velocities Å/ps)."""
     from ase.build import bulk
 
     from equignnmd.thermostats import maxwell_boltzmann
 
-    if material.composition is not None:
-        raise ValueError(f"{material.composition.label}: the benchmark box is one element")
     n = cells_for(atoms, material)
     crystal = bulk(material.element, material.structure, a=material.lattice_A, cubic=True)
     crystal = crystal.repeat((n, n, n))
-    masses = np.full(len(crystal), material.mass_amu)
+    if material.composition is not None:
+        numbers = np.asarray(material.composition.atomic_numbers)
+        crystal.numbers = numbers[material.composition.types(len(crystal), SITE_SEED)]
+    masses = material.atom_masses(crystal.numbers)
     gen = torch.Generator().manual_seed(int(seed))
     vel = maxwell_boltzmann(torch.as_tensor(masses, dtype=torch.float64), TEMPERATURE_K, gen)
     return {
