@@ -96,9 +96,36 @@ def test_too_few_frames_print_a_dash(tmp_path):
     assert rows and all("| – |" in ln for ln in rows)
 
 
+def test_a_costly_reference_runs_at_its_own_step_without_the_t_offset_rows(tmp_path):
+    """``reference_fs``: the reference's equilibration, NVT and one-step pair run at its own
+    (stable) step instead of 1 fs; ``calibration_dK: 0`` keeps the other-seed row only. The
+    one-step pairs are then 5-fs velocity Verlet, still close enough to tell the baselines
+    apart."""
+    torch.set_num_threads(1)
+    cfg = make_config(
+        "smoke", **FREE_FORM, out=str(tmp_path), nve_ps=0.6, nvt_ps=0.6, verlet_fs=[5.0],
+        onestep_strides_fs=[10.0, 20.0], min_frames=20, reference_fs=5.0, calibration_dK=0.0,
+        equilibrate_ps=1.0,
+    )  # fmt: skip
+    (block,) = fidelity(cfg, progress=lambda _: None)["temperatures"]
+    assert [r["run"] for r in block["nve"]][0] == "LAMMPS velocity Verlet 5 fs"
+    runs = [r["run"] for r in block["nvt"]]
+    assert runs[:2] == ["LAMMPS 5 fs (reference)", "LAMMPS, another seed"]
+    assert not any(" at T " in r for r in runs) and len(runs) == 3
+    row20 = next(r for r in block["onestep"] if r["stride_fs"] == 20.0)
+    assert row20["taylor_pos_A"] < row20["ballistic_pos_A"] < row20["zero_pos_A"]
+    assert "pairs of a 5-fs NVE reference run" in (tmp_path / "fidelity.md").read_text()
+
+
 def test_bad_settings_are_named(tmp_path, capsys):
     with pytest.raises(ConfigError, match="cells"):
         make_config("smoke", cells=2)
+    with pytest.raises(ConfigError, match="reference_fs"):
+        make_config("smoke", reference_fs=0.5)
+    with pytest.raises(ConfigError, match=r"'onestep_strides_fs' .* multiples of reference_fs"):
+        make_config("smoke", reference_fs=4.0)  # one-step strides 10, 20 fs
+    with pytest.raises(ConfigError, match="calibration_dK"):
+        make_config("smoke", calibration_dK=-5.0)
     with pytest.raises(ConfigError, match="thermostats"):
         make_config("smoke", thermostats=["none"])
     code = main(["fidelity", "--preset", "smoke", "--set", "nve_fs=3", "--out", str(tmp_path)])

@@ -108,7 +108,8 @@ def render_fidelity(result: dict) -> str:
                 f"{r['temperature_start_K']:.0f} → {r['temperature_end_K']:.0f} | "
                 f"{_f(r.get('long_wave_T_ratio'), '.2f')} | {'yes' if r.get('stopped') else ''} |"
             )
-        lines += ["", "### One step (pairs of a 1-fs NVE reference run)", ""]
+        pairs_fs = cfg.get("reference_fs", 1.0)  # reports written before the field: 1 fs
+        lines += ["", f"### One step (pairs of a {pairs_fs:g}-fs NVE reference run)", ""]
         lines += [
             "| Δt (fs) | pairs | model pos (Å) | zero | ballistic | Taylor | model KE bias "
             "| Taylor KE bias | model error energy | Taylor error energy "

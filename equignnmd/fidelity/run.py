@@ -80,6 +80,13 @@ class FidelityConfig:
     onestep_strides_fs: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 50.0])
     onestep_origins: int = 16
     calibration_dK: float = 20.0
+    """the calibration rows' offset, K: the reference at T ± dK beside its other-seed row
+    (0: the other-seed row only, for a reference too costly for four runs)"""
+    reference_fs: float = 1.0
+    """the reference's own MD step, fs, in its equilibration, its NVT runs and the run that
+    gives the one-step pairs (the Verlet ladder keeps its steps): 1 fs for LAMMPS potentials;
+    for a costly reference (an ML potential) its largest stable step
+    (``studies/reference_stable_step.py``); strides and one-step strides must be multiples"""
     min_frames: int = MIN_SCORE_FRAMES
     seed: int = 2029
     device: str = "auto"
@@ -108,6 +115,15 @@ class FidelityConfig:
             if getattr(self, name) < 0:
                 raise bad(name, "≥ 0 ps")
 
+        if not self.reference_fs > 0 or abs(self.reference_fs - round(self.reference_fs)) > 1e-9:
+            raise bad("reference_fs", "a whole number of femtoseconds > 0")
+        for name in ("strides_fs", "onestep_strides_fs"):
+            values = getattr(self, name)
+            steps = [v / self.reference_fs for v in values]
+            if any(abs(n - round(n)) > 1e-9 for n in steps):
+                raise bad(name, f"multiples of reference_fs = {self.reference_fs:g} fs")
+        if self.calibration_dK < 0:
+            raise bad("calibration_dK", "≥ 0 K (0: no T ± dK rows)")
         for t in self.thermostats:
             if THERMOSTATS.get(t.lower(), "none") == "none":
                 raise bad("thermostats", "a list of csvr / langevin")
@@ -193,8 +209,9 @@ def equilibrated_state(
     as long): positions (N, 3) unwrapped Å, velocities (N, 3) Å/ps, cell (3, 3) Å, species
     (N,) atomic numbers. ``reference``: the potential or calculator to run (default: the
     benchmark's, :func:`fidelity_reference`)."""
-    steps = int(round(ps_to_fs(cfg.equilibrate_ps)))
-    with reference_md(_settings(cfg, material, T, "npt", reference)) as md:
+    dt = cfg.reference_fs
+    steps = int(round(ps_to_fs(cfg.equilibrate_ps) / dt))
+    with reference_md(_settings(cfg, material, T, "npt", reference, timestep_fs=dt)) as md:
         md.run(steps // 2)
         cells = []
         for _ in range(10):
@@ -210,7 +227,9 @@ def equilibrated_state(
         "cell": cell,
         "species": species,
     }
-    with reference_md(_settings(cfg, material, T, "csvr", reference), state=state) as md:
+    with reference_md(
+        _settings(cfg, material, T, "csvr", reference, timestep_fs=dt), state=state
+    ) as md:
         md.run(max(1, steps // 5))
         frame = md.frame()
     return {**{k: frame[k] for k in ("positions", "velocities", "cell")}, "species": species}
@@ -289,7 +308,7 @@ def start_masses(material: Material, start: dict) -> np.ndarray:
 
 
 def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
-    """The reference's NVT (1 fs; LAMMPS, or ASE's dynamics for a calculator) from
+    """The reference's NVT (at ``reference_fs``; LAMMPS, or ASE's dynamics for a calculator) from
     ``start`` (with its ``species`` where it has them: an alloy's) for ``nvt_ps``, frames
     every stride."""
     from ..data.reference_md import lammps_reference
@@ -307,6 +326,7 @@ def lammps_nvt(cfg, material, start, T, stride_fs, thermostat, seed) -> dict:
         tau_fs=cfg.tau_strides * stride_fs,
         potential=reference,
         material=material,
+        md_timestep_fs=cfg.reference_fs,
         seed=seed,
         species=start.get("species"),
     )
@@ -467,7 +487,9 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
         "atoms": n_atoms,
         "temperatures": [],
     }
+    # one-step origins this far apart (a whole number of reference steps): uncorrelated pairs
     spacing = max(200.0, max(cfg.onestep_strides_fs) + 5.0)
+    spacing = cfg.reference_fs * math.ceil(spacing / cfg.reference_fs - 1e-9)
     for T in cfg.temperatures_K:
         t0 = time.perf_counter()
         progress(f"[fidelity] {T:g} K: equilibrating {n_atoms} atoms ({engine} NPT, then NVT)")
@@ -481,25 +503,26 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
             "atoms": n_atoms,
             "nve": [],
         }
-        # --- NVE: LAMMPS velocity Verlet (the 1-fs run also gives the one-step pairs)
+        # --- NVE: reference velocity Verlet (the run at reference_fs also gives the pairs)
         need = {
             round(o * spacing + s, 6): None
             for o in range(cfg.onestep_origins)
             for s in [0.0, *cfg.onestep_strides_fs]
         }
         one_fs = None
-        for h in sorted(set(cfg.verlet_fs) | {1.0}):
+        pairs_fs = cfg.reference_fs  # the run whose frames give the one-step pairs
+        for h in sorted(set(cfg.verlet_fs) | {pairs_fs}):
             progress(f"[fidelity] {T:g} K: {engine} velocity Verlet NVE at {h:g} fs")
             run = verlet_nve(
-                replace(cfg, nve_ps=max(cfg.nve_ps, fs_to_ps(max(need) + 1.0)))
-                if h == 1.0
+                replace(cfg, nve_ps=max(cfg.nve_ps, fs_to_ps(max(need) + pairs_fs)))
+                if h == pairs_fs
                 else cfg,
                 material,
                 start,
                 h,
-                origins=need if h == 1.0 else None,
+                origins=need if h == pairs_fs else None,
             )
-            if h == 1.0:
+            if h == pairs_fs:
                 one_fs = run
             if h in cfg.verlet_fs:
                 block["nve"].append(
@@ -539,7 +562,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
             for th in cfg.thermostats:
                 progress(f"[fidelity] {T:g} K: NVT {th} at {stride:g} fs, {engine} reference")
                 ref = lammps_nvt(cfg, material, start, T, stride, th, cfg.seed + 1)
-                rows = [(f"{engine} 1 fs (reference)", ref, T)]
+                rows = [(f"{engine} {cfg.reference_fs:g} fs (reference)", ref, T)]
                 if th == cfg.thermostats[0]:  # calibration rows, once per stride
                     progress(f"[fidelity] {T:g} K: calibration runs (seed, T ± dK)")
                     rows.append(
@@ -549,7 +572,8 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                             T,
                         )
                     )
-                    for dT in (-cfg.calibration_dK, cfg.calibration_dK):
+                    offsets = (-cfg.calibration_dK, cfg.calibration_dK)
+                    for dT in offsets if cfg.calibration_dK else ():
                         rows.append(
                             (
                                 f"{engine} at T {dT:+g} K",
