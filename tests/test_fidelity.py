@@ -5,6 +5,7 @@ one-step rows have something to measure) on 108 atoms for 0.6 ps (about 15 s).""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -107,7 +108,10 @@ def test_a_costly_reference_runs_at_its_own_step_without_the_t_offset_rows(tmp_p
         onestep_strides_fs=[10.0, 20.0], min_frames=20, reference_fs=5.0, calibration_dK=0.0,
         equilibrate_ps=1.0,
     )  # fmt: skip
-    (block,) = fidelity(cfg, progress=lambda _: None)["temperatures"]
+    cfg = replace(cfg, reference_cache=str(tmp_path / "cache"))
+    result = fidelity(cfg, progress=lambda _: None)
+    (block,) = result["temperatures"]
+    assert result["reference_runs_reused"] == 0
     assert [r["run"] for r in block["nve"]][0] == "LAMMPS velocity Verlet 5 fs"
     runs = [r["run"] for r in block["nvt"]]
     assert runs[:2] == ["LAMMPS 5 fs (reference)", "LAMMPS, another seed"]
@@ -115,6 +119,16 @@ def test_a_costly_reference_runs_at_its_own_step_without_the_t_offset_rows(tmp_p
     row20 = next(r for r in block["onestep"] if r["stride_fs"] == 20.0)
     assert row20["taylor_pos_A"] < row20["ballistic_pos_A"] < row20["zero_pos_A"]
     assert "pairs of a 5-fs NVE reference run" in (tmp_path / "fidelity.md").read_text()
+    # the reference's runs were kept: again (another model would do the same) they are read
+    # back, not rerun — equilibration, the one Verlet run, two NVT runs — with equal scores
+    again = fidelity(replace(cfg, out=str(tmp_path / "again")), progress=lambda _: None)
+    assert again["reference_runs_reused"] == 4
+    (block2,) = again["temperatures"]
+    assert block2["nve"][0]["drift_meV_per_atom_ps"] == block["nve"][0]["drift_meV_per_atom_ps"]
+    assert [r["rdf_l1"] for r in block2["nvt"][:2]] == [r["rdf_l1"] for r in block["nvt"][:2]]
+    # a changed setting is another key: nothing stale is read
+    third = replace(cfg, out=str(tmp_path / "third"), nvt_ps=0.5, nve_ps=0.5, temperatures_K=[460])
+    assert fidelity(third, progress=lambda _: None)["reference_runs_reused"] == 0
 
 
 def test_bad_settings_are_named(tmp_path, capsys):

@@ -18,7 +18,8 @@ element or a random substitutional alloy whose atoms each keep their own mass):
    and equipartition: the kinetic temperature of the box's longest plane waves
    (:func:`equignnmd.analysis.plane_wave_temperatures`) over the kinetic temperature.
 3. **One-step** kinetic-energy bias (K_pred / K_true − 1) and error energy
-   Σ m |Δv|² / Σ m v² per stride and temperature, on pairs of a 1-fs NVE LAMMPS run, with the
+   Σ m |Δv|² / Σ m v² per stride and temperature, on pairs of an NVE reference run at
+   ``reference_fs`` (1 fs; a costly reference's own stable step), with the
    zero / ballistic / Taylor baselines beside the model; and the model's reversibility error
    (step, flip the velocities, step, flip: the mean distance to the start, Å, and the
    relative velocity error), which is zero for exact Hamiltonian dynamics.
@@ -26,7 +27,8 @@ element or a random substitutional alloy whose atoms each keep their own mass):
 It writes ``fidelity.md``, ``fidelity.json`` and plots into ``out``. A score computed from
 fewer than ``min_frames`` frames is printed as "–" (and stored as null).
 
-Data flows one way through the modules: :mod:`.run` (the settings :class:`FidelityConfig` and
+Data flows one way through the modules: :mod:`.cache` (reference runs kept on disk) →
+:mod:`.run` (the settings :class:`FidelityConfig` and
 :data:`PRESETS`, the LAMMPS and surrogate runs, :func:`fidelity`) → :mod:`.score` (the
 scores of a run) → :mod:`.render` (plots, ``fidelity.md``, ``fidelity.json``).
 """

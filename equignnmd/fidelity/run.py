@@ -39,6 +39,7 @@ from ..rollout.config import THERMOSTATS
 from ..rollout.engine import record_rollout
 from ..rollout.stages import init_stages, standard_stages
 from ..units import fs_to_ps, ps_to_fs
+from .cache import ReferenceCache, state_digest
 from .render import plot_block, write_report
 from .score import box_species, nve_row, nvt_scores, step_scores
 
@@ -87,6 +88,11 @@ class FidelityConfig:
     gives the one-step pairs (the Verlet ladder keeps its steps): 1 fs for LAMMPS potentials;
     for a costly reference (an ML potential) its largest stable step
     (``studies/reference_stable_step.py``); strides and one-step strides must be multiples"""
+    reference_cache: str = ""
+    """a folder that keeps the reference's runs (equilibration, Verlet ladder, NVT) under keys
+    of everything that decides them (:class:`~.cache.ReferenceCache`): a killed run, or the
+    next checkpoint against the same reference and settings, repeats only what is missing
+    (empty: none kept)"""
     min_frames: int = MIN_SCORE_FRAMES
     seed: int = 2029
     device: str = "auto"
@@ -487,13 +493,38 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
         "atoms": n_atoms,
         "temperatures": [],
     }
+    # the reference's runs do not depend on the model: kept under what decides them
+    cache = ReferenceCache(cfg.reference_cache)
+    ref_key = {
+        "reference": repr(reference),
+        "material": repr(material),
+        "cells": cfg.cells,
+        "seed": cfg.seed,
+        "reference_fs": cfg.reference_fs,
+    }
+
+    def cached_nvt(start, t_set, stride, thermostat, seed):
+        key = {**ref_key, "start": state_digest(start), "T": t_set, "stride_fs": stride,
+               "thermostat": thermostat, "seed": seed, "nvt_ps": cfg.nvt_ps,
+               "tau_strides": cfg.tau_strides}  # fmt: skip
+        return cache.run(
+            "nvt", key, lammps_nvt, cfg, material, start, t_set, stride, thermostat, seed
+        )
+
     # one-step origins this far apart (a whole number of reference steps): uncorrelated pairs
     spacing = max(200.0, max(cfg.onestep_strides_fs) + 5.0)
     spacing = cfg.reference_fs * math.ceil(spacing / cfg.reference_fs - 1e-9)
     for T in cfg.temperatures_K:
         t0 = time.perf_counter()
         progress(f"[fidelity] {T:g} K: equilibrating {n_atoms} atoms ({engine} NPT, then NVT)")
-        start = equilibrated_state(cfg, material, T)
+        start = cache.run(
+            "equilibrated",
+            {**ref_key, "T": T, "equilibrate_ps": cfg.equilibrate_ps},
+            equilibrated_state,
+            cfg,
+            material,
+            T,
+        )
         cell = start["cell"]
         species = start_species(material, start)
         masses = material.atom_masses(species)
@@ -513,15 +544,18 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
         pairs_fs = cfg.reference_fs  # the run whose frames give the one-step pairs
         for h in sorted(set(cfg.verlet_fs) | {pairs_fs}):
             progress(f"[fidelity] {T:g} K: {engine} velocity Verlet NVE at {h:g} fs")
-            run = verlet_nve(
+            run_cfg = (
                 replace(cfg, nve_ps=max(cfg.nve_ps, fs_to_ps(max(need) + pairs_fs)))
                 if h == pairs_fs
-                else cfg,
-                material,
-                start,
-                h,
-                origins=need if h == pairs_fs else None,
+                else cfg
             )
+            origins = need if h == pairs_fs else None
+            run = cache.run(
+                "verlet",
+                {**ref_key, "start": state_digest(start), "step_fs": h,
+                 "nve_ps": run_cfg.nve_ps, "origins": sorted(origins or {})},
+                verlet_nve, run_cfg, material, start, h, origins=origins,
+            )  # fmt: skip
             if h == pairs_fs:
                 one_fs = run
             if h in cfg.verlet_fs:
@@ -561,14 +595,14 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
             steps = int(round(ps_to_fs(cfg.nvt_ps) / stride))
             for th in cfg.thermostats:
                 progress(f"[fidelity] {T:g} K: NVT {th} at {stride:g} fs, {engine} reference")
-                ref = lammps_nvt(cfg, material, start, T, stride, th, cfg.seed + 1)
+                ref = cached_nvt(start, T, stride, th, cfg.seed + 1)
                 rows = [(f"{engine} {cfg.reference_fs:g} fs (reference)", ref, T)]
                 if th == cfg.thermostats[0]:  # calibration rows, once per stride
                     progress(f"[fidelity] {T:g} K: calibration runs (seed, T ± dK)")
                     rows.append(
                         (
                             f"{engine}, another seed",
-                            lammps_nvt(cfg, material, start, T, stride, th, cfg.seed + 2),
+                            cached_nvt(start, T, stride, th, cfg.seed + 2),
                             T,
                         )
                     )
@@ -577,7 +611,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
                         rows.append(
                             (
                                 f"{engine} at T {dT:+g} K",
-                                lammps_nvt(cfg, material, start, T + dT, stride, th, cfg.seed + 3),
+                                cached_nvt(start, T + dT, stride, th, cfg.seed + 3),
                                 T + dT,
                             )
                         )
@@ -605,6 +639,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
         block["wall_s"] = time.perf_counter() - t0
         plot_block(out, block)
         result["temperatures"].append(block)
+        result["reference_runs_reused"] = cache.hits  # read back from reference_cache
         write_report(out, result)  # after every temperature: a killed run keeps what it measured
     return result
 
