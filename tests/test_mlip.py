@@ -153,4 +153,15 @@ def test_sevennet_0_generates_al_and_is_the_datasets_reference(sevennet_al):
     )
     np.testing.assert_allclose(source.forces(*frame).numpy(), forces[2], atol=1e-4)
     assert float(source(*frame)[0]) == pytest.approx(pe[2], abs=1e-3)
+    # as --energy reference and fidelity's energy meter call it: inside a rollout's
+    # inference mode, where SevenNet's own autograd forces would otherwise fail (another
+    # frame: ASE would hand back the cached result of the same positions)
+    pos1, cell1 = tr.read("positions", 1), tr.read("cell", 1)
+    frame1 = (
+        torch.as_tensor((np.linalg.solve(cell1.T, pos1.T).T % 1.0) @ cell1),
+        torch.as_tensor(cell1)[None],
+        *frame[2:],
+    )
+    with torch.inference_mode():
+        assert float(source(*frame1)[0]) == pytest.approx(pe[1], abs=1e-3)
     assert torch.get_num_threads() == 1  # the fixture's; building SevenNet-0 kept it

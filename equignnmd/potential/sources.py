@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import ase
@@ -215,6 +216,15 @@ class LammpsEnergy:
             pass
 
 
+@contextmanager
+def _autograd_allowed():
+    """Around a calculator's call: an ML calculator differentiates its own model (SevenNet's
+    forces are autograd gradients of its energy, even when only the energy is asked for),
+    which fails inside the rollout's ``torch.inference_mode``."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
 class AseEnergy:
     """The potential energy of each replica from an ASE calculator (``get_potential_energy``).
 
@@ -249,20 +259,23 @@ class AseEnergy:
     def __call__(self, positions, cell, species, batch) -> torch.Tensor:
         """(R,) float64 eV on ``positions``' device."""
         replicas, _ = self._replica_atoms(positions, cell, species, batch)
-        out = [float(a.get_potential_energy()) for a in replicas]
+        with _autograd_allowed():
+            out = [float(a.get_potential_energy()) for a in replicas]
         return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
 
     def forces(self, positions, cell, species, batch) -> torch.Tensor:
         """(N, 3) float64 eV/Å, replicas in order."""
         replicas, _ = self._replica_atoms(positions, cell, species, batch)
-        out = np.concatenate([a.get_forces() for a in replicas])
+        with _autograd_allowed():
+            out = np.concatenate([a.get_forces() for a in replicas])
         return torch.as_tensor(out, dtype=torch.float64, device=positions.device)
 
     def virials(self, positions, cell, species, batch) -> torch.Tensor:
         """(R, 6) float64 eV: ∂U/∂ε = V σ of each replica, Voigt order xx yy zz yz xz xy
         (ASE's own stress order); as :meth:`LammpsEnergy.virials`."""
         replicas, _ = self._replica_atoms(positions, cell, species, batch)
-        out = [a.get_volume() * np.asarray(a.get_stress(voigt=True)) for a in replicas]
+        with _autograd_allowed():
+            out = [a.get_volume() * np.asarray(a.get_stress(voigt=True)) for a in replicas]
         return torch.as_tensor(np.array(out), dtype=torch.float64, device=positions.device)
 
     def close(self) -> None:
