@@ -14,7 +14,9 @@ to r + vΔt at 1 fs): per stride, each method's mean per-atom error against the 
 displacement and against the displacement with the barostat's affine motion removed (the
 affine fit ``A r + b`` of each pair's Taylor-2 residual, which no single-frame predictor can
 know), and the model's error along the velocity, as a fraction of |vΔt| (a wrong speed of
-the ballistic part) and across it::
+the ballistic part) and across it. (Since 2026-12-07 the dataset's targets leave the box motion
+out, ``equignnmd.data.dataset.into_start_cell``, so the two error columns now agree; the
+single-trajectory mode still measures the recorded floor.)::
 
     python studies/npt_floor.py data/paper256 --checkpoint runs/paper-ablation/faithful/best.pt \
         [--strides 1,2,5,10] [--temperature 350] [--pairs 16]

@@ -7,6 +7,7 @@ from torch_geometric.loader import DataLoader
 
 from equignnmd.data.dataset import PairDataset
 from equignnmd.data.format import open_trajectories
+from equignnmd.units import FTM2V
 
 
 def test_splits_do_not_cross_the_boundary(tiny_dataset):
@@ -31,8 +32,17 @@ def test_sample_targets_are_unwrapped_displacements(tiny_dataset):
     i = 5
     sample = ds[i]
     t, off = ds.index.start[i], ds.index.offset[i]
-    expect = tr.read("positions", t + off) - tr.read("positions", t)
-    assert np.allclose(sample.disp.numpy(), expect)
+    start, end = tr.frame(t), tr.frame(t + off)
+    # the NPT barostat moved the box between the frames; the target is the end frame in the
+    # start frame's box: the same fractional coordinates up to one shift of all atoms
+    assert not np.array_equal(start["cell"], end["cell"])
+    frac_target = np.linalg.solve(start["cell"].T, (start["positions"] + sample.disp.numpy()).T)
+    frac_end = np.linalg.solve(end["cell"].T, end["positions"].T)
+    shift = frac_target - frac_end
+    assert np.abs(shift - shift.mean(axis=1, keepdims=True)).max() < 1e-12
+    # and that shift puts the centre of mass where the momentum takes it
+    v_mean = 0.5 * (start["velocities"] + end["velocities"]).mean(axis=0)
+    np.testing.assert_allclose(sample.disp.numpy().mean(axis=0), v_mean * 0.01, atol=1e-8)
     assert np.allclose(sample.vel_next.numpy(), tr.read("velocities", t + off))
     assert sample.dt_fs.item() == 10.0 and sample.temperature_K.item() == 300.0
     assert sample.descriptors.shape == (256, 5) and sample.forces.shape == (256, 3)
@@ -41,6 +51,25 @@ def test_sample_targets_are_unwrapped_displacements(tiny_dataset):
     assert frac.min() >= 0 and frac.max() < 1
     # ~ballistic at 10 fs: displacement ≈ v·Δt
     assert np.abs(sample.disp.numpy() - sample.vel.numpy() * 0.01).mean() < 0.03
+
+
+def test_the_barostat_motion_of_the_box_is_not_in_the_targets(tiny_dataset):
+    """At 1 fs the recorded displacement is r + vΔt + ½ F/m Δt² to O(Δt³) plus the NPT
+    barostat's rescaling of every coordinate; the targets keep the dynamics and drop the box
+    motion, so their Taylor residual is far below the recorded one."""
+    ds = PairDataset(tiny_dataset, [1], "train", dtype=torch.float64, start_every_fs=20.0)
+    tr = ds.trajectories[0]
+    dt_ps = 0.001
+    recorded, targets = [], []
+    for i in range(len(ds)):
+        r = ds.raw(i)
+        t, off = ds.index.start[i], ds.index.offset[i]
+        accel = FTM2V * r["forces"] / r["masses"][:, None]
+        taylor = r["velocities"] * dt_ps + 0.5 * accel * dt_ps**2
+        raw = tr.read("positions", t + off) - tr.read("positions", t)
+        recorded.append(np.linalg.norm(raw - taylor, axis=1).mean())
+        targets.append(np.linalg.norm(r["disp"] - taylor, axis=1).mean())
+    assert np.mean(targets) < 0.2 * np.mean(recorded), (np.mean(targets), np.mean(recorded))
 
 
 def test_multiworker_loader_is_safe(tiny_dataset):
@@ -173,10 +202,13 @@ def test_time_reversed_pairs_are_the_forward_pairs_run_backwards(tiny_dataset):
         a, b = forward.raw(i), both.raw(n + i)
         assert not a["reversed"] and b["reversed"]
         # the reversed sample starts where the forward one ends, with the velocities flipped,
-        # and its targets lead back to the forward start
-        np.testing.assert_allclose(b["positions"], a["positions"] + a["disp"])
+        # and its targets lead back to the forward start (each pair in its own start box: the
+        # barostat's strain over 5 fs, ~3e-4 of the displacement, is all that differs)
+        t, off = forward.index.start[i], forward.index.offset[i]
+        end = forward.trajectories[0].read("positions", t + off)
+        np.testing.assert_allclose(b["positions"], end)
         np.testing.assert_allclose(b["velocities"], -a["vel_next"])
-        np.testing.assert_allclose(b["disp"], -a["disp"])
+        np.testing.assert_allclose(b["disp"], -a["disp"], rtol=1e-3, atol=1e-6)
         np.testing.assert_allclose(b["vel_next"], -a["velocities"])
         assert b["dt_fs"] == a["dt_fs"] and b["temperature_K"] == a["temperature_K"]
     data = both[n]

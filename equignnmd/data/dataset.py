@@ -6,7 +6,7 @@ boundary. Trajectories whose temperature is listed in ``test_temperatures_K`` ar
 whole as the *test* split (and never appear in train or val); in a dataset of several
 structures (``equignnmd generate`` with ``states``) the entries' own ``test`` flags decide, so
 a held-out geometry (a facet) at a trained temperature stays out too. Targets are displacements of the
-unwrapped coordinates.
+unwrapped coordinates, with the barostat's motion of the box taken out (:func:`into_start_cell`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,38 @@ class PairIndex:
 
     def __len__(self) -> int:
         return len(self.traj)
+
+
+def into_start_cell(
+    later: np.ndarray,
+    later_cells: np.ndarray,
+    start_cell: np.ndarray,
+    start: dict,
+    later_velocities: np.ndarray,
+    dt_fs: np.ndarray,
+) -> np.ndarray:
+    """Later unwrapped positions ``later`` (K, N, 3) Å of an NPT trajectory mapped into the
+    box of the start frame: fractional coordinates in their own cells ``later_cells`` (K, 3, 3)
+    (rows = lattice vectors) times ``start_cell`` (3, 3).
+
+    Why: an NPT barostat rescales every coordinate with the box at each step, an affine motion
+    that no state at t determines (it follows the barostat's own momentum) and that a rollout
+    in a fixed box never makes; left in the targets it is a floor under every one-step error
+    (SevenNet-0 data, 5 fs: 99 % of the Taylor residual, ``studies/npt_floor.py``). LAMMPS
+    dilates about the box centre, so a uniform shift remains after the map; the centre of mass
+    is put back where its momentum takes it, ``Δt (Σ m (v_t + v_t+Δt) / 2) / Σ m`` for each
+    later frame (exact while the total momentum is constant, as under Nosé–Hoover and MTK).
+    ``start`` holds ``positions`` (N, 3), ``velocities`` (N, 3) Å/ps and ``masses`` (N,) amu;
+    ``later_velocities`` (K, N, 3) Å/ps; ``dt_fs`` (K,) time from the start frame (negative
+    for a time-reversed sample, which reads the frames backwards).
+    """
+    frac = np.linalg.solve(later_cells.transpose(0, 2, 1), later.transpose(0, 2, 1))
+    mapped = frac.transpose(0, 2, 1) @ start_cell
+    w = start["masses"][None, :, None] / start["masses"].sum()
+    com_now = np.sum(w * (mapped - start["positions"][None]), axis=1)  # (K, 3)
+    mean_v = np.sum(w * 0.5 * (start["velocities"][None] + later_velocities), axis=1)
+    com_due = mean_v * fs_to_ps(np.asarray(dt_fs, dtype=float))[:, None]
+    return mapped + (com_due - com_now)[:, None, :]
 
 
 def parse_strides(text: str | list | tuple) -> list[float]:
@@ -183,8 +215,15 @@ class PairDataset(Dataset):
             frames, sign = frames[::-1], -1.0
         a = tr.frame(frames[0])
         later = [tr.frame(f, fields=("positions", "velocities")) for f in frames[1:]]
-        disp = np.stack([b["positions"] - a["positions"] for b in later], axis=1)
-        vel = sign * np.stack([b["velocities"] for b in later], axis=1)
+        pos = np.stack([b["positions"] for b in later])
+        cells = np.stack([b["cell"] for b in later])
+        vel = np.stack([b["velocities"] for b in later])
+        if np.any(cells != a["cell"]):  # an NPT barostat moved the box: not dynamics
+            elapsed_fs = np.array([b["time_fs"] - a["time_fs"] for b in later])  # < 0 reversed
+            start = {**a, "masses": tr.masses}
+            pos = into_start_cell(pos, cells, a["cell"], start, vel, elapsed_fs)
+        disp = (pos - a["positions"][None]).transpose(1, 0, 2)
+        vel = sign * vel.transpose(1, 0, 2)
         out = {
             **a,
             "velocities": sign * a["velocities"],
