@@ -14,9 +14,9 @@ to r + vΔt at 1 fs): per stride, each method's mean per-atom error against the 
 displacement and against the displacement with the barostat's affine motion removed (the
 affine fit ``A r + b`` of each pair's Taylor-2 residual, which no single-frame predictor can
 know), and the model's error along the velocity, as a fraction of |vΔt| (a wrong speed of
-the ballistic part) and across it. (Since 2026-12-07 the dataset's targets leave the box motion
-out, ``equignnmd.data.dataset.into_start_cell``, so the two error columns now agree; the
-single-trajectory mode still measures the recorded floor.)::
+the ballistic part) and across it. (The error columns are against the recorded frames; since
+2026-12-07 the dataset's training targets leave the box motion out,
+``equignnmd.data.dataset.into_start_cell``.)::
 
     python studies/npt_floor.py data/paper256 --checkpoint runs/paper-ablation/faithful/best.pt \
         [--strides 1,2,5,10] [--temperature 350] [--pairs 16]
@@ -65,9 +65,14 @@ def split_errors(checkpoint: str, data: str, strides, temperature_K: float, pair
             batch = model.prepare(batch)
             s = float(batch.dt_fs)
             dt_ps = fs_to_ps(batch.dt_fs).double()
-            disp, vel = batch.disp.double(), batch.vel.double()
+            j = int(batch.sample_id)
+            tr = ds.trajectories[ds.index.traj[j]]
+            t, off = int(ds.index.start[j]), int(ds.index.offset[j])
+            recorded = tr.read("positions", t)  # unwrapped; a graph holds wrapped ones
+            # the recorded displacement, box motion included (the dataset's targets leave it out)
+            disp = torch.from_numpy(tr.read("positions", t + off) - recorded)
+            vel = batch.vel.double()
             taylor = BASELINES["taylor"](batch).displacement.double()
-            recorded = ds.raw(int(batch.sample_id))["positions"]  # a graph holds wrapped ones
             affine = affine_part(recorded, (disp - taylor).numpy())
             intrinsic = disp - torch.from_numpy(affine)  # without the barostat's motion
             preds = {
