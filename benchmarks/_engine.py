@@ -90,14 +90,18 @@ class SurrogateStep:
     and rebuilt past half its skin, model, position/velocity update, momentum removal) and the
     per-step stability guard of :class:`~equignnmd.rollout.Rollout` (no file output). Each call
     continues from the last one's state, so list reuse and rebuilds count as in a rollout; a
-    state the guard flags is replaced by the first one (an untrained model in a smoke run)."""
+    state the guard flags is replaced by the first one (an untrained model in a smoke run).
+    With ``energy`` the checkpoint's own energy source rescales the velocities after the model
+    step (``--energy model``: one energy evaluation per stride)."""
 
-    def __init__(self, model, state, stride_fs: float, device: str):
+    def __init__(self, model, state, stride_fs: float, device: str, energy: bool = False):
+        from equignnmd.potential import make_energy_source
         from equignnmd.rollout.guard import StabilityGuard
-        from equignnmd.rollout.stages import init_stages, standard_stages
+        from equignnmd.rollout.stages import EnergyRescale, init_stages, standard_stages
 
         self.model, self.stride_fs, self.device = model, stride_fs, device
-        self.stages = standard_stages(set_point_K=TEMPERATURE_K)
+        rescale = EnergyRescale(make_energy_source("model", model=model)) if energy else None
+        self.stages = standard_stages(set_point_K=TEMPERATURE_K, energy=rescale)
         self.first = init_stages(self.stages, state)
         self.state = self.first
         self.guard = StabilityGuard(
@@ -240,7 +244,7 @@ class Engine:
             if note:
                 m.notes.append(note)
             state = self.state(case.atoms, case.replicas, case.device, self.material(case.arch))
-            step = SurrogateStep(model, state, case.stride_fs, case.device)
+            step = SurrogateStep(model, state, case.stride_fs, case.device, case.energy)
             key = case.shape_key()
             if key not in self._warm:
                 warm = []

@@ -230,6 +230,9 @@ class StepCase:
     replicas: int = 1
     threads: int | None = None
     """torch intra-op threads; None = the session's setting."""
+    energy: bool = False
+    """The stride with the checkpoint's own energy source rescaling the velocities
+    (``--energy model``), as the fidelity runs use it."""
 
     @property
     def total_atoms(self) -> int:
@@ -239,8 +242,9 @@ class StepCase:
     def id(self) -> str:
         rep = f"-x{self.replicas}" if self.replicas > 1 else ""
         threads = f"-{self.threads}thread" if self.threads else ""
+        energy = "-energy" if self.energy else ""
         return (
-            f"{self.arch}-{self.atoms}{rep}-{self.stride_fs:g}fs-{self.mode}-{self.dtype}"
+            f"{self.arch}-{self.atoms}{rep}-{self.stride_fs:g}fs-{self.mode}{energy}-{self.dtype}"
             f"-{self.device}{threads}"
         )
 
@@ -253,6 +257,7 @@ class StepCase:
             self.dtype,
             self.device,
             self.threads,
+            self.energy,
         )
 
 

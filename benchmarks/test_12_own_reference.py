@@ -283,19 +283,28 @@ def test_surrogate_against_its_own_reference(own_reference_case, plan, engine, r
                 ref_row["notes"] += f"; {ref['steps']} timed steps"
         results.add("own_reference", ref_row)
         # where the reference is costly (its step recorded, not laddered here) the speed is
-        # the claim: the compiled step is timed too, the way a user would run it
-        modes = ["eager"] + (
-            ["compiled"] if recorded and checkpoint["arch"] != "symplectic" else []
+        # the claim: the compiled step is timed too, the way a user would run it, alone and
+        # with its own energy source rescaling (the fidelity runs' configuration)
+        modes = [("eager", False)] + (
+            [("compiled", False), ("compiled", True)]
+            if recorded and checkpoint["arch"] != "symplectic"
+            else []
         )
-        for mode, stride in ((mode, stride) for mode in modes for stride in own.strides_fs):
+        for (mode, energy), stride in ((m, s) for m in modes for s in own.strides_fs):
             case = StepCase(
-                f"{PRETRAINED}{name}", atoms, stride, mode=mode, dtype=dtype, threads=THREADS
+                f"{PRETRAINED}{name}",
+                atoms,
+                stride,
+                mode=mode,
+                dtype=dtype,
+                threads=THREADS,
+                energy=energy,
             )
             m = engine.measure(case)
             row = {
                 "model": name,
                 "atoms": atoms,
-                "run": f"surrogate ({mode}, {dtype})",
+                "run": f"surrogate ({mode}{' + energy head' if energy else ''}, {dtype})",
                 "dt_fs": stride,
                 "threads": THREADS,
                 "notes": "; ".join(

@@ -105,6 +105,42 @@ def edge_vectors(
     return pos[src] - pos[dst] + offset
 
 
+def node_major_edges(
+    edge_index: torch.Tensor, shifts: torch.Tensor, num_nodes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The edge list laid out as a dense (centre, slot) table: every centre atom gets
+    ``M`` = the largest number of neighbours of any atom slots, its own edges first (in the
+    given order), the rest padding. A sum over neighbours is then a reduction over the slot
+    axis, which a compiler fuses with the message it sums (no per-edge message array written
+    and scattered back: at 4,000 atoms that array is ~200 MB per layer).
+
+    Args:
+        edge_index: (2, E) ``[src, dst]``; shifts: (E, 3) cell multiples; num_nodes: N.
+
+    Returns:
+        edge_index (2, N, M), shifts (N, M, 3) and ``real`` (N, M) bool. A padding slot of
+        centre i is the edge i → i with zero shift and ``real`` False: the caller must give it
+        a length beyond the cutoff (where the envelope makes its message exactly 0).
+    """
+    src, dst = edge_index[0], edge_index[1]
+    device = dst.device
+    order = torch.argsort(dst, stable=True)
+    src, dst, shifts = src[order], dst[order], shifts[order]
+    counts = torch.bincount(dst, minlength=num_nodes)
+    slots = max(int(counts.max()), 1) if dst.numel() else 1
+    first = torch.cumsum(counts, 0) - counts
+    flat = dst * slots + (torch.arange(dst.numel(), device=device) - first[dst])
+    nodes = torch.arange(num_nodes, device=device).repeat_interleave(slots)
+    table_src = nodes.clone()
+    table_src[flat] = src
+    table_shifts = shifts.new_zeros(num_nodes * slots, 3)
+    table_shifts[flat] = shifts
+    real = torch.zeros(num_nodes * slots, dtype=torch.bool, device=device)
+    real[flat] = True
+    table = torch.stack([table_src, nodes]).reshape(2, num_nodes, slots)
+    return table, table_shifts.reshape(num_nodes, slots, 3), real.reshape(num_nodes, slots)
+
+
 class VerletList:
     """A neighbour list at ``cutoff + skin``, reused while it is exact (Verlet's skin list).
 

@@ -358,19 +358,55 @@ def test_channelwise_tp_equals_e3nn_with_exact_wigner_3j(odd_parity):
     torch.testing.assert_close(tp(x1, x2, w), want, rtol=0, atol=1e-13)
 
 
+def vacancy_data(seed: int, a: float = 4.05):
+    """A rattled 4×4×4 FCC box of lattice constant ``a`` (Å) less two atoms, float32."""
+    atoms, rng = fcc_atoms(seed)
+    atoms.set_cell(atoms.cell.array * a / 4.05, scale_atoms=True)
+    del atoms[[0, 50]]
+    data = make_data(
+        atoms.positions,
+        rng.normal(0.0, 5.0, (len(atoms), 3)),
+        atoms.cell.array,
+        atoms.numbers,
+        atoms.get_masses(),
+        dt_fs=20.0,
+        temperature_K=300.0,
+    )
+    for key in ("pos", "vel", "mass", "cell"):
+        data[key] = data[key].float()
+    return data
+
+
+def padding(model, batch) -> float:
+    """Slots of the compiled forward's node-major table per edge of ``batch``."""
+    from equignnmd.graph import neighbour_list, node_major_edges
+
+    edge_index, shifts = neighbour_list(batch.pos, batch.cell.reshape(-1, 3, 3), model.cutoff,
+                                        batch.batch)  # fmt: skip
+    return node_major_edges(edge_index, shifts, batch.num_nodes)[2].numel() / shifts.shape[0]
+
+
 @pytest.mark.slow
 def test_compiled_forward_matches_eager():
+    """The compiled forward (neighbours summed over the node-major table, or over the flat list
+    where the table would be mostly padding) gives the eager forward's outputs: one FCC box;
+    two boxes with vacancies (unequal neighbour counts: padding slots); a dense and a dilated
+    box together (the flat list)."""
+    from equignnmd.models.equivariant import MAX_PADDING
+
     model = small_model().eval()
-    batch = Batch.from_data_list([fcc_data(9, 20.0)])
+    one = Batch.from_data_list([fcc_data(9, 20.0)])
     for key in ("pos", "vel", "mass", "cell", "dt_fs", "temperature_K"):
-        batch[key] = batch[key].float()
-    with torch.inference_mode():
-        ref = model(batch)
+        one[key] = one[key].float()
+    vacancies = Batch.from_data_list([vacancy_data(1), vacancy_data(2)])
+    mixed = Batch.from_data_list([vacancy_data(3), vacancy_data(4, a=4.6)])
+    assert 1.0 < padding(model, vacancies) <= MAX_PADDING < padding(model, mixed)
     compiled = copy.deepcopy(model).compiled()
-    with torch.inference_mode():  # ~30-90 s of compilation on a 2-core CPU
-        out = compiled(batch)
-    torch.testing.assert_close(out.displacement, ref.displacement, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(out.velocity, ref.velocity, rtol=1e-4, atol=1e-4)
+    for batch in (one, vacancies, mixed):
+        with torch.inference_mode():  # ~30-90 s of compilation on a 2-core CPU, per layout
+            ref, out = model(batch), compiled(batch)
+        torch.testing.assert_close(out.displacement, ref.displacement, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(out.velocity, ref.velocity, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

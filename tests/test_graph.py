@@ -11,6 +11,7 @@ from equignnmd.graph import (
     edge_vectors,
     make_data,
     neighbour_list,
+    node_major_edges,
     wrap_positions,
 )
 from equignnmd.models.paper import PAPER_CUTOFF_A
@@ -177,3 +178,40 @@ def test_verlet_list_adopts_a_given_list_and_its_vectors_are_differentiable():
     torch.testing.assert_close(pos.grad, per_atom[:, None] * c, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="skin"):
         VerletList(cutoff, -0.1)
+
+
+def test_node_major_table_holds_every_edge_once_and_sums_like_a_scatter():
+    """The (centre, slot) table of a shuffled list with unequal neighbour counts (a rattled
+    triclinic box with three atoms removed): every edge once, in its centre's row, in the
+    order given; padding flagged and pointing at the centre; a sum over slots equals the
+    scatter over the flat list."""
+    atoms = random_triclinic(4)
+    del atoms[[0, 17, 40]]
+    pos = torch.tensor(atoms.positions)
+    cell = torch.tensor(atoms.cell.array)
+    edge_index, shifts = neighbour_list(pos, cell, 4.5)
+    order = torch.randperm(edge_index.shape[1], generator=torch.Generator().manual_seed(0))
+    edge_index, shifts = edge_index[:, order], shifts[order]
+    n = len(atoms)
+    table, table_shifts, real = node_major_edges(edge_index, shifts, n)
+    counts = torch.bincount(edge_index[1], minlength=n)
+    slots = int(counts.max())
+    assert counts.min() < slots  # unequal counts: the table has padding to flag
+    assert table.shape == (2, n, slots) and real.shape == (n, slots)
+    assert table_shifts.shape == (n, slots, 3)
+    assert torch.equal(real.sum(1), counts)
+    assert torch.equal(table[1], torch.arange(n).unsqueeze(1).expand(n, slots))
+    assert torch.equal(table[0][~real], table[1][~real])  # padding: the centre itself
+    assert bool((table_shifts[~real] == 0).all())
+    # real slots first in every row, and every edge exactly once, in the given order per centre
+    assert bool((real[:, 1:] <= real[:, :-1]).all())
+    for centre in (0, 5, n - 1):
+        mine = edge_index[1] == centre
+        assert torch.equal(table[0, centre][real[centre]], edge_index[0][mine])
+        assert torch.equal(table_shifts[centre][real[centre]], shifts[mine])
+    vec = edge_vectors(pos, cell, edge_index, shifts)
+    want = torch.zeros(n, 3, dtype=vec.dtype).index_add_(0, edge_index[1], vec)
+    flat = table.reshape(2, -1)
+    table_vec = edge_vectors(pos, cell, flat, table_shifts.reshape(-1, 3))
+    table_vec = table_vec * real.reshape(-1, 1)
+    torch.testing.assert_close(table_vec.reshape(n, slots, 3).sum(1), want)

@@ -102,12 +102,14 @@ class EdgeConvolution(nn.Module):
         w = self.radial_head(radial)
         return w[:, self.channels :] * envelope.unsqueeze(-1), w[:, : self.channels]
 
-    def forward(self, x, src, dst, edge_sh, radial, envelope):
+    def forward(self, x, src, dst, edge_sh, radial, envelope, slots=None):
         """x (N, D_in, C) → summed messages (N, D_out, C); edge tensors are (E, ...).
 
         ``src``/``dst`` (E,) are the neighbour and centre atoms, ``edge_sh`` (E, D_sh) the edge
         harmonics, ``radial`` (E, F) the shared radial features, ``envelope`` (E,) the cutoff
-        envelope.
+        envelope. ``slots`` = M: the edges are the node-major table of
+        :func:`~equignnmd.graph.node_major_edges` (E = N·M, centre i's edges at i·M … i·M + M - 1),
+        so the neighbour sum is a reduction over M instead of a scatter.
         """
         num_edges = edge_sh.shape[0]
         path_w, a = self.weights(radial, envelope)
@@ -130,12 +132,23 @@ class EdgeConvolution(nn.Module):
                     entry = term if entry is None else entry + term
                 entries.append(zero if entry is None else entry)
             kernel = torch.stack(entries, 1).reshape(num_edges, self.dim_out, self.dim_in)
+            if slots is not None:
+                # one reduction over (slot, input component) straight into (N, D_out, C): no
+                # (E, D_out, C) message array written and scattered back (at 4,000 atoms that
+                # array is ~200 MB per layer; one compiled stride 591 → 395 ms with the
+                # pointwise velocity product below: studies/2026-12-07-issue-36-compiled-step.md)
+                n, c = x.shape[0], x.shape[-1]
+                xs = (x[src] * a.unsqueeze(1)).reshape(n, slots, 1, self.dim_in, c)
+                table = kernel.reshape(n, slots, self.dim_out, self.dim_in, 1)
+                return (table * xs).sum((1, 3))
             messages = (kernel.unsqueeze(-1) * x[src].unsqueeze(1)).sum(2) * a.unsqueeze(1)
         else:
             cg = exact(self.cg, x.dtype)
             kernel = (path_w.unsqueeze(-1) * edge_sh.unsqueeze(1)).reshape(num_edges, -1) @ cg
             kernel = kernel.reshape(num_edges, self.dim_out, self.dim_in)
             messages = torch.bmm(kernel, torch.index_select(x, 0, src)) * a.unsqueeze(1)
+        if slots is not None:
+            return messages.reshape(x.shape[0], slots, self.dim_out, -1).sum(1)
         return scatter(messages, dst, dim=0, dim_size=x.shape[0], reduce="sum")
 
 
@@ -176,10 +189,32 @@ class ChannelwiseTP(o3.TensorProduct):
         self.in2_slices = tuple((s.start, s.stop) for s in self.irreps_in2.slices())
         self.out_blocks = irreps_blocks(self.irreps_out)
         self.path_blocks = tuple((i.i_in1, i.i_in2, i.i_out) for i in self.instructions)
+        # every path's nonzero coefficients ((i, j, k, path_weight · w3j[i, j, k]), ...) as
+        # plain Python constants for the compiled forward (about a hundred at lmax 2)
+        self.path_terms = tuple(
+            tuple(
+                (i, j, k, float(ins.path_weight * w3j[i, j, k]))
+                for i, j, k in torch.nonzero(w3j).tolist()
+            )
+            for ins, w3j in (
+                (
+                    ins,
+                    o3.wigner_3j(
+                        self.irreps_in1[ins.i_in1].ir.l,
+                        self.irreps_in2[ins.i_in2].ir.l,
+                        self.irreps_out[ins.i_out].ir.l,
+                        dtype=torch.float64,
+                    ),
+                )
+                for ins in self.instructions
+            )
+        )
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         n = x1.shape[0]
         ws = weight.split(self.weight_sizes, dim=-1)
+        if torch.compiler.is_compiling():
+            return self._pointwise(x1, x2, ws)
         out: list[torch.Tensor | None] = [None] * len(self.out_blocks)
         pairs: dict[tuple[int, int], torch.Tensor] = {}
         for k, (i1, i2, io) in enumerate(self.path_blocks):
@@ -197,6 +232,26 @@ class ChannelwiseTP(o3.TensorProduct):
         blocks = []
         for o, (_, mul, dim) in zip(out, self.out_blocks):
             blocks.append(x1.new_zeros(n, mul * dim) if o is None else o.reshape(n, mul * dim))
+        return torch.cat(blocks, dim=-1)
+
+    def _pointwise(self, x1: torch.Tensor, x2: torch.Tensor, ws) -> torch.Tensor:
+        """The same product as a sum over the 3j symbols' nonzeros of (N, mul) columns, which
+        inductor fuses into a few node-level loops: the dense form is one small matrix product
+        per path with an inner size of 3-25 (about a tenth of a compiled stride)."""
+        n = x1.shape[0]
+        columns: list[list[torch.Tensor | None]] = [[None] * dim for _, _, dim in self.out_blocks]
+        for k, (i1, i2, io) in enumerate(self.path_blocks):
+            start, mul, dim = self.in1_blocks[i1]
+            a = x1[:, start : start + mul * dim].reshape(n, mul, dim) * ws[k].unsqueeze(-1)
+            lo = self.in2_slices[i2][0]
+            for i, j, k_out, coefficient in self.path_terms[k]:
+                term = a[:, :, i] * (x2[:, lo + j] * coefficient).unsqueeze(-1)
+                previous = columns[io][k_out]
+                columns[io][k_out] = term if previous is None else previous + term
+        blocks = []
+        for cols, (_, mul, dim) in zip(columns, self.out_blocks):
+            full = [x1.new_zeros(n, mul) if c is None else c for c in cols]
+            blocks.append(torch.stack(full, -1).reshape(n, mul * dim))
         return torch.cat(blocks, dim=-1)
 
 

@@ -130,8 +130,8 @@ class CueqEdgeConvolution(EdgeConvolution):
         """Build the executor for ``device`` now (before a compiled forward runs)."""
         self.cueq.method(device)
 
-    def forward(self, x, src, dst, edge_sh, radial, envelope):
-        n = x.shape[0]
+    def forward(self, x, src, dst, edge_sh, radial, envelope, slots=None):
+        n = x.shape[0]  # a node-major table (``slots``) is summed by ``dst`` all the same
         path_w, a = self.weights(radial, envelope)
         out = self.cueq(
             [path_w, a.contiguous(), x.reshape(n, -1), edge_sh],

@@ -80,7 +80,11 @@ the model was cast before. The persistent copies of some of them in the ``state_
 read them.
 
 ``compiled()`` (or config ``compile: true``) wraps the tensor part of the forward with
-``torch.compile(dynamic=True)``; the neighbour list stays eager.
+``torch.compile(dynamic=True)``; the neighbour list stays eager. Compiled, the edges are handed
+to the core as a node-major table (:func:`~equignnmd.graph.node_major_edges`: every atom the
+same number of neighbour slots, padding beyond the cutoff) where it is at most
+:data:`MAX_PADDING` times the list, so each neighbour sum is a fused reduction rather than a
+per-edge message array scattered back (docs/studies/2026-12-07-issue-36-compiled-step.md).
 
 Backends. ``use_cueq: true`` builds both channel-wise tensor products of every layer (the edge
 convolution, with its gather and scatter, and the velocity product ``tp_vel``) with NVIDIA
@@ -106,13 +110,19 @@ from torch_geometric.utils import scatter
 
 from ..config import ConfigError
 from ..data.stats import TrainingStats
-from ..graph import edge_vectors, neighbour_list
+from ..graph import edge_vectors, neighbour_list, node_major_edges
 from ..radial import BesselBasis, PolynomialCutoff, exact, register_exact
 from ..units import fs_to_ps
 from ._tp_base import ChannelwiseTP, EdgeConvolution, channelwise_tp
 from .base import FINE_TUNABLE, Prediction, SurrogateModel
 from .irreps import from_ir_mul, hidden_irreps, irreps_blocks, to_ir_mul
 from .layers import GaussianRBF, mlp, stride_scale
+
+MAX_PADDING = 1.3
+"""The compiled forward sums neighbours over a node-major table
+(:func:`~equignnmd.graph.node_major_edges`) when its slots are at most this many times the
+edges; beyond (a slab's surface, a liquid's spread of neighbour counts) the padding would cost
+more than the scatter it saves, and the flat list is used."""
 
 
 @dataclass
@@ -239,10 +249,12 @@ class InteractionLayer(nn.Module):
         envelope: torch.Tensor,
         vel_sh: torch.Tensor,
         cond: torch.Tensor,
+        slots=None,
     ) -> torch.Tensor:
         """x (N, irreps_in.dim) e3nn layout → (N, irreps_out.dim); ``onehot`` (N, species),
-        ``vel_sh`` (N, D_sh), ``cond`` (N, num_cond); edge tensors as for the convolution."""
-        pooled = self.conv(to_ir_mul(x, self.in_blocks), src, dst, edge_sh, radial, envelope)
+        ``vel_sh`` (N, D_sh), ``cond`` (N, num_cond); edge tensors and ``slots`` as for the
+        convolution."""
+        pooled = self.conv(to_ir_mul(x, self.in_blocks), src, dst, edge_sh, radial, envelope, slots)
         pooled = from_ir_mul(pooled * self.inv_avg_num_neighbours, self.conv_blocks)
         h = self.tp_vel(self.mix(pooled), vel_sh, self.vel_mlp(cond))
         h = self.gate(self.lin_out(h))
@@ -356,6 +368,8 @@ class EquivariantModel(SurrogateModel):
         dvel = torch.tensor([float(st.dvel_rms[k]) for k in order], dtype=torch.float64)
         register_exact(self, "stride_fs_table", strides)
         register_exact(self, "dvel_rms_table", dvel)
+        # the edge vector of a padding slot of the node-major table: beyond the cutoff
+        register_exact(self, "padding_vector", torch.tensor([1.5 * c.cutoff, 0.0, 0.0]))
 
         self.irreps_edge_sh = o3.Irreps.spherical_harmonics(c.lmax)
         self.irreps_vel_sh = o3.Irreps.spherical_harmonics(c.lmax)
@@ -507,18 +521,37 @@ class EquivariantModel(SurrogateModel):
                 f"this model knows {list(self.stats.species)}"
             )
         edge_index, shifts = self._edges(batch, pos, cell, graph)
+        real = None
+        if self._core_fn is not None and not self.config.get("use_cueq"):
+            # compiled: the node-major table where its padding costs little (a crystal's
+            # atoms have nearly equal neighbour counts; a slab or liquid may not)
+            table, table_shifts, table_real = node_major_edges(edge_index, shifts, pos.shape[0])
+            if table_real.numel() <= MAX_PADDING * max(edge_index.shape[1], 1):
+                edge_index, shifts, real = table, table_shifts, table_real
         for layer in self.layers:  # a few layers, not atoms: backend kernels ready on `device`
             layer.prepare(device)
         core = self._core_fn if self._core_fn is not None else self._core
-        disp, vel_new = core(pos, vel, cell, mass, species, graph, dt_fs, temp, edge_index, shifts)
+        disp, vel_new = core(
+            pos, vel, cell, mass, species, graph, dt_fs, temp, edge_index, shifts, real
+        )
         return Prediction(disp, vel_new)
 
-    def _core(self, pos, vel, cell, mass, species, graph, dt_fs, temp, edge_index, shifts):
+    def _core(self, pos, vel, cell, mass, species, graph, dt_fs, temp, edge_index, shifts, real):
+        """``edge_index`` (2, E), ``shifts`` (E, 3) and ``real`` None; or the node-major table
+        of :func:`~equignnmd.graph.node_major_edges`: (2, N, M), (N, M, 3), (N, M) bool."""
         num_graphs = cell.shape[0]
+        slots = None
+        if real is not None:
+            nodes, slots = real.shape
+            edge_index = edge_index.reshape(2, nodes * slots)
+            shifts = shifts.reshape(nodes * slots, 3)
         src, dst = edge_index[0], edge_index[1]
 
         # edges: harmonics, radial basis, envelope
         r_vec = edge_vectors(pos, cell, edge_index, shifts, graph)
+        if real is not None:  # a padding slot: beyond the cutoff, so its envelope is exactly 0
+            far = exact(self.padding_vector, r_vec.dtype)
+            r_vec = torch.where(real.reshape(-1, 1), r_vec, far)
         r = torch.linalg.vector_norm(r_vec, dim=-1)
         edge_sh = o3.spherical_harmonics(
             self.sh_ls, r_vec, normalize=True, normalization="component"
@@ -539,7 +572,7 @@ class EquivariantModel(SurrogateModel):
         )
         x = self.embed(torch.cat([cond, vel_sh[:, 1:]], -1))
         for layer in self.layers:
-            x = layer(x, onehot, src, dst, edge_sh, radial, envelope, vel_sh, cond)
+            x = layer(x, onehot, src, dst, edge_sh, radial, envelope, vel_sh, cond, slots)
         out = self.readout(x)
 
         # de-normalise, then remove the per-graph mass-weighted mean of the learned parts
