@@ -386,6 +386,26 @@ def padding(model, batch) -> float:
     return node_major_edges(edge_index, shifts, batch.num_nodes)[2].numel() / shifts.shape[0]
 
 
+@pytest.mark.parametrize("odd_parity", [False, True])
+def test_channelwise_tp_pointwise_form_equals_its_forward(odd_parity):
+    """The compiled forward's form of the velocity product (sums over the 3j nonzeros) is the
+    eager product, in float64."""
+    from e3nn import o3
+
+    from equignnmd.models._tp_base import channelwise_tp
+    from equignnmd.models.irreps import hidden_irreps
+
+    hidden = hidden_irreps(4, 2, odd_parity)
+    sh = o3.Irreps.spherical_harmonics(2)
+    tp = channelwise_tp(hidden, sh, hidden).double()
+    gen = torch.Generator().manual_seed(1)
+    x1 = torch.randn(9, hidden.dim, generator=gen, dtype=torch.float64)
+    x2 = torch.randn(9, sh.dim, generator=gen, dtype=torch.float64)
+    w = torch.randn(9, tp.weight_numel, generator=gen, dtype=torch.float64)
+    got = tp._pointwise(x1, x2, w.split(tp.weight_sizes, dim=-1))
+    torch.testing.assert_close(got, tp(x1, x2, w), rtol=0, atol=1e-13)
+
+
 @pytest.mark.slow
 def test_compiled_forward_matches_eager():
     """The compiled forward (neighbours summed over the node-major table, or over the flat list

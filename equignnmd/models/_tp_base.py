@@ -177,38 +177,26 @@ class ChannelwiseTP(o3.TensorProduct):
         )
         if {mul for mul, _ in self.irreps_in2} != {1}:
             raise ValueError(f"ChannelwiseTP: irreps_in2 {self.irreps_in2} need multiplicity 1")
+        # every path's nonzero coefficients ((i, j, k, path_weight · w3j[i, j, k]), ...) as
+        # plain Python constants for the compiled forward (about a hundred at lmax 2)
+        path_terms = []
         for k, ins in enumerate(self.instructions):
             if ins.connection_mode != "uvu" or not ins.has_weight:
                 raise ValueError(f"ChannelwiseTP: unsupported instruction {ins}")
             ls = (self.irreps_in1[ins.i_in1].ir.l, self.irreps_in2[ins.i_in2].ir.l)
             w3j = o3.wigner_3j(*ls, self.irreps_out[ins.i_out].ir.l, dtype=torch.float64)
-            register_exact(self, f"cg_{k}", ins.path_weight * w3j)
+            cg = ins.path_weight * w3j
+            register_exact(self, f"cg_{k}", cg)
+            path_terms.append(
+                tuple((i, j, o, float(cg[i, j, o])) for i, j, o in torch.nonzero(cg).tolist())
+            )
+        self.path_terms = tuple(path_terms)
         # plain ints for the forward (torch.compile cannot guard e3nn's Irreps)
         self.weight_sizes = [math.prod(ins.path_shape) for ins in self.instructions]
         self.in1_blocks = irreps_blocks(self.irreps_in1)
         self.in2_slices = tuple((s.start, s.stop) for s in self.irreps_in2.slices())
         self.out_blocks = irreps_blocks(self.irreps_out)
         self.path_blocks = tuple((i.i_in1, i.i_in2, i.i_out) for i in self.instructions)
-        # every path's nonzero coefficients ((i, j, k, path_weight · w3j[i, j, k]), ...) as
-        # plain Python constants for the compiled forward (about a hundred at lmax 2)
-        self.path_terms = tuple(
-            tuple(
-                (i, j, k, float(ins.path_weight * w3j[i, j, k]))
-                for i, j, k in torch.nonzero(w3j).tolist()
-            )
-            for ins, w3j in (
-                (
-                    ins,
-                    o3.wigner_3j(
-                        self.irreps_in1[ins.i_in1].ir.l,
-                        self.irreps_in2[ins.i_in2].ir.l,
-                        self.irreps_out[ins.i_out].ir.l,
-                        dtype=torch.float64,
-                    ),
-                )
-                for ins in self.instructions
-            )
-        )
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         n = x1.shape[0]
