@@ -164,14 +164,13 @@ class Engine:
         species name the element where the record does not)."""
         if name not in self._references:
             from equignnmd.checkpoint import read_checkpoint
-            from equignnmd.data.reference_md import dataset_reference_material
+            from equignnmd.data.reference_md import checkpoint_reference_material
 
-            ckpt = read_checkpoint(f"{PRETRAINED}{name}")
-            meta = (ckpt.get("data_summary") or {}).get("dataset_meta") or {}
-            species = (ckpt.get("stats") or {}).get("species")
-            self._references[name] = dataset_reference_material(
-                meta, f"checkpoint {PRETRAINED}{name}", species
-            )
+            where = f"checkpoint {PRETRAINED}{name}"
+            recorded = checkpoint_reference_material(read_checkpoint(f"{PRETRAINED}{name}"), where)
+            if recorded is None:
+                raise ValueError(f"{where}: no record of the reference its data came from")
+            self._references[name] = recorded
         return self._references[name]
 
     def material(self, arch: str):

@@ -37,15 +37,15 @@ def main(argv=None) -> None:
 
     import equignnmd
     from equignnmd.checkpoint import read_checkpoint
-    from equignnmd.data.reference_md import dataset_reference_material
+    from equignnmd.data.reference_md import checkpoint_reference_material
+    from equignnmd.materials import ALUMINIUM
 
     model = equignnmd.load_checkpoint(args.checkpoint, device="cpu").compiled()
     # the crystal of the model's own training data (FCC Al for the Al models, Cu for Cu's)
-    ckpt = read_checkpoint(args.checkpoint)
-    meta = (ckpt.get("data_summary") or {}).get("dataset_meta") or {}
-    _, material = dataset_reference_material(
-        meta, f"checkpoint {args.checkpoint}", list(model.stats.species)
+    recorded = checkpoint_reference_material(
+        read_checkpoint(args.checkpoint), f"checkpoint {args.checkpoint}"
     )
+    material = ALUMINIUM if recorded is None else recorded[1]
     state = make_state(args.atoms, material=material)
     atoms = state.positions.shape[0]
     with torch.inference_mode():

@@ -282,14 +282,16 @@ def test_surrogate_against_its_own_reference(own_reference_case, plan, engine, r
                 )
                 ref_row["notes"] += f"; {ref['steps']} timed steps"
         results.add("own_reference", ref_row)
-        # where the reference is costly (its step recorded, not laddered here) the speed is
-        # the claim: the compiled step is timed too, the way a user would run it, alone and
-        # with its own energy source rescaling (the fidelity runs' configuration)
-        modes = [("eager", False)] + (
-            [("compiled", False), ("compiled", True)]
-            if recorded and checkpoint["arch"] != "symplectic"
-            else []
-        )
+        # a learned stride's speed is the claim (SevenNet-0, Cu SNAP): its compiled step is
+        # timed too, the way a user would run it, alone and with its own energy source
+        # rescaling (the fidelity runs' configuration) where it has one; a symplectic model
+        # (velocity Verlet over a potential) is eager only
+        learned = checkpoint["arch"] != "symplectic"
+        modes = [("eager", False)] + [
+            ("compiled", energy)
+            for energy in (False, True)
+            if learned and (not energy or checkpoint.get("energy_head") is not None)
+        ]
         for (mode, energy), stride in ((m, s) for m in modes for s in own.strides_fs):
             case = StepCase(
                 f"{PRETRAINED}{name}",

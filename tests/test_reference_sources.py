@@ -26,7 +26,7 @@ from ase.calculators.emt import EMT as EMTCalculator
 
 from equignnmd.baselines.table import baseline_table
 from equignnmd.calculator import AseCalculator
-from equignnmd.checkpoint import load_checkpoint, save_checkpoint
+from equignnmd.checkpoint import load_checkpoint, resolve_path, save_checkpoint
 from equignnmd.cli import main
 from equignnmd.data.dataset import PairDataset
 from equignnmd.data.format import open_trajectories, read_index
@@ -44,6 +44,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 EMT = "ase.calculators.emt:EMT"
 AL, CU, NI, ZR, AU, W = 13, 29, 28, 40, 79, 74
 SHORT = ["--no-progress", "--seed", "11"]
+PRETRAINED_CU = "pretrained:equivariant-cu-snap"
 
 
 def generate(out: Path, *argv: str) -> dict:
@@ -394,6 +395,35 @@ def expanded_checkpoint(path: Path) -> Path:
     assert model.expand_species(start, {CU: AL}) == {AL: AL, CU: AL}
     save_checkpoint(path, model.eval(), start.data_summary)
     return path
+
+
+def test_fidelity_without_a_dataset_runs_the_checkpoints_own_reference(tmp_path):
+    """Without ``--reference`` the benchmark takes the reference and crystal the checkpoint's
+    training data came from (a Cu-SNAP model against Cu SNAP, an alloy model on its alloy),
+    an explicit ``potential`` wins over the record, and a checkpoint that records no reference
+    falls back to FCC Al under Mendelev's EAM."""
+    from equignnmd.fidelity.run import fidelity_reference
+    from equignnmd.materials import ALUMINIUM
+
+    reference, cu = fidelity_reference(make_config("smoke", checkpoint=PRETRAINED_CU))
+    assert isinstance(reference, LammpsPotential) and reference.kind == "snap"
+    assert any("Cu_Zuo_JPCA2020.quadratic.snap" in line for line in reference.pair_coeff)
+    assert (cu.element, cu.structure) == ("Cu", "fcc")
+    assert cu.lattice_A == pytest.approx(3.6355, abs=1e-3)  # SNAP's own, not a table's
+
+    _, alloy = fidelity_reference(make_config("smoke", checkpoint="pretrained:equivariant-alcu"))
+    assert alloy.composition is not None and set(alloy.composition.elements) == {"Al", "Cu"}
+
+    explicit = make_config("smoke", checkpoint=PRETRAINED_CU, potential="Al_mm.eam.fs")
+    reference, material = fidelity_reference(explicit)
+    assert material == ALUMINIUM and "Al_mm.eam.fs" in str(reference)
+
+    ckpt = torch.load(resolve_path(PRETRAINED_CU), map_location="cpu", weights_only=False)
+    ckpt["data_summary"]["dataset_meta"] = {}
+    unrecorded = tmp_path / "unrecorded.pt"
+    torch.save(ckpt, unrecorded)
+    reference, material = fidelity_reference(make_config("smoke", checkpoint=str(unrecorded)))
+    assert material == ALUMINIUM and "Al_mm.eam.fs" in str(reference)
 
 
 @pytest.mark.slow  # ~6 s on one thread: the reference's runs, the model's rollouts

@@ -369,6 +369,29 @@ def test_thermostat_canonical(kind):
     assert 0.6 < ratio < 1.5, ratio
 
 
+def test_langevin_damps_over_tau_unless_a_friction_is_given():
+    """One τ for both thermostats (as LAMMPS' ``fix langevin`` damp and the reference runs of
+    ``fidelity``/``evaluate`` take it): Langevin's friction is 1/τ; 100 strides by default;
+    an explicit friction wins. A kinetic energy far from the set point relaxes at 2/τ."""
+    from equignnmd.rollout.stages import Thermostat
+
+    def friction(**kw):
+        return Thermostat.make("langevin", 300.0, 20.0, **kw).description
+
+    assert "friction=2 /ps" in friction(tau_fs=500.0)
+    assert "friction=0.5 /ps" in friction()  # 100 × 20 fs
+    assert "friction=7 /ps" in friction(tau_fs=500.0, friction_per_ps=7.0)
+    assert "tau=500 fs" in Thermostat.make("csvr", 300.0, 20.0, tau_fs=500.0).description
+    m = torch.full((4000,), 26.98, dtype=torch.float64)
+    cold = torch.zeros(4000, 3, dtype=torch.float64)
+    stage = Thermostat.make("langevin", 300.0, 20.0, tau_fs=500.0)
+    v, g = cold, [torch.Generator().manual_seed(3)]
+    for _ in range(25):  # 500 fs = τ: K reaches 1 − e^(−2) of the set point's
+        v = stage.update(v, m, None, g)
+    t = float(physics.kinetic_temperature(v, m))
+    assert abs(t / (300.0 * (1 - np.exp(-2.0))) - 1) < 0.05, t
+
+
 def test_csvr_zero_tau_and_default_tau():
     m = torch.full((256,), 26.98, dtype=torch.float64)
     v = th.maxwell_boltzmann(m, 300.0, torch.Generator().manual_seed(0))

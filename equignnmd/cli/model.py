@@ -179,9 +179,10 @@ def add_fidelity(sub) -> None:
         sub,
         "fidelity",
         help="long-trajectory fidelity benchmark against the reference (NVE energy, NVT structure)",
-        description="From equilibrated reference states (FCC Al under the Mendelev EAM in "
-        "LAMMPS, or with --reference DATASET that dataset's own LAMMPS potential or ASE "
-        "calculator and material, an element or an alloy): NVE total-energy drift beside "
+        description="From equilibrated reference states (the checkpoint's own reference and "
+        "material where it records them, else FCC Al under the Mendelev EAM in LAMMPS; with "
+        "--reference DATASET that dataset's own LAMMPS potential or ASE calculator and "
+        "material, an element or an alloy): NVE total-energy drift beside "
         "velocity Verlet, NVT temperature / RDF / VDOS / MSD / site drift / CNA / long-wave "
         "equipartition beside the reference with calibration rows, and one-step kinetic-energy "
         "bias. "
@@ -212,7 +213,10 @@ def add_fidelity(sub) -> None:
             "help": checkpoint_help(),
             "note": "default: the benchmark's, FidelityConfig",
         },
-        reference={"note": "default: none, FCC Al under the Mendelev EAM"},
+        reference={
+            "note": "default: the checkpoint's own reference and material where it records "
+            "them, else FCC Al under the Mendelev EAM"
+        },
         out={"note": None},
     )
     add_output_flags(p)

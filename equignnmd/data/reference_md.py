@@ -149,6 +149,20 @@ def dataset_reference_material(
     return dataset_reference(meta, where), dataset_material(meta, where)
 
 
+def checkpoint_reference_material(
+    checkpoint: dict, where: str = "checkpoint"
+) -> tuple[Reference, Material] | None:
+    """The reference and crystal a checkpoint's training data came from (a
+    :func:`~equignnmd.checkpoint.read_checkpoint` dict: ``data_summary["dataset_meta"]``, its
+    ``stats.species`` naming the element where the record does not), or None where it records
+    no reference (a checkpoint from before the record, or trained on converted data)."""
+    meta = (checkpoint.get("data_summary") or {}).get("dataset_meta") or {}
+    if not any(meta.get(k) for k in ("lammps_potential", "potential", "calculator")):
+        return None
+    species = (checkpoint.get("stats") or {}).get("species")
+    return dataset_reference_material(meta, where, species)
+
+
 def reference_md(settings: MDSettings, comm=None, state: dict | None = None, cmdargs=None):
     """The MD driver of ``settings.potential``: :class:`~.calculator_md.AseMD` for an
     :class:`~equignnmd.calculator.AseCalculator`, else :class:`~.lammps_md.LammpsMD`."""

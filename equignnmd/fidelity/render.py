@@ -63,13 +63,16 @@ def render_fidelity(result: dict) -> str:
     name = (
         "".join(f"{e}{x:g}" for e, x in composition.items()) if composition else material["element"]
     )
-    if cfg.get("reference"):  # a dataset's own reference and material
+    # a dataset's or a checkpoint's own reference and material (older results: the field)
+    origin = result.get("reference_origin") or (
+        f"dataset {cfg['reference']}" if cfg.get("reference") else ""
+    )
+    if origin:
         what = (
-            f"{material['lattice']} {name} (the reference of dataset "
-            f"{cfg['reference']}: {result.get('reference')})"
+            f"{material['lattice']} {name} (the reference of {origin}: {result.get('reference')})"
         )
     else:
-        what = "FCC Al (Mendelev EAM reference)"
+        what = f"FCC Al ({result.get('reference') or 'Mendelev EAM'} reference)"
     alloy = ""
     if composition:
         counts = ", ".join(f"{n} {e}" for e, n in material["counts"].items())

@@ -2,14 +2,15 @@
 (:class:`FidelityConfig`, :data:`PRESETS`), the reference runs, the surrogate runs, and
 :func:`fidelity`, which scores them (:mod:`.score`) and writes the report (:mod:`.render`).
 
-The reference is FCC Al under ``potential`` (default Mendelev's EAM) unless ``reference``
-names a dataset: then its own reference (its LAMMPS potential, or its ASE calculator run
-with ASE's dynamics: :class:`~equignnmd.data.calculator_md.AseMD`) and its material (element
-or a random substitutional alloy's composition, lattice, relaxed lattice constant, masses)
-are used throughout (:func:`fidelity_reference`). An alloy's box is built as ``equignnmd
-generate`` builds it (:class:`~equignnmd.data.lammps_md.MDSettings`' ``composition_seed``:
-here the benchmark's ``seed``); its atomic numbers travel with the equilibrated state
-(``species``), and every mass-weighted quantity takes each atom's own mass
+The reference is the one the checkpoint's training data came from (FCC Al under Mendelev's
+EAM where it records none, or under ``potential`` where that is set) unless ``reference``
+names a dataset: then its own reference (its LAMMPS potential, or its ASE calculator run with
+ASE's dynamics: :class:`~equignnmd.data.calculator_md.AseMD`) and its material (element or a
+random substitutional alloy's composition, lattice, relaxed lattice constant, masses) are used
+throughout (:func:`fidelity_reference`). An alloy's box is built as ``equignnmd generate``
+builds it (:class:`~equignnmd.data.lammps_md.MDSettings`' ``composition_seed``: here the
+benchmark's ``seed``); its atomic numbers travel with the equilibrated state (``species``),
+and every mass-weighted quantity takes each atom's own mass
 (:func:`~equignnmd.fidelity.score.box_species`).
 """
 
@@ -28,10 +29,16 @@ from .. import analysis, physics
 from .._lammps import resolve_potential
 from ..analysis import MIN_SCORE_FRAMES
 from ..calculator import AseCalculator
+from ..checkpoint import read_checkpoint
 from ..config import ConfigError, build
 from ..data.format import read_index
 from ..data.lammps_md import MDSettings
-from ..data.reference_md import Reference, dataset_reference_material, reference_md
+from ..data.reference_md import (
+    Reference,
+    checkpoint_reference_material,
+    dataset_reference_material,
+    reference_md,
+)
 from ..materials import ALUMINIUM, Material, atomic_number
 from ..potential import make_energy_source
 from ..rollout import RolloutConfig, RolloutState, step
@@ -57,9 +64,8 @@ class FidelityConfig:
     potential: str = "reference"
     reference: str = ""
     """a dataset folder whose own reference (LAMMPS potential or ASE calculator) and material
-    replace FCC Al under potential: its element, or its alloy's composition (sites drawn with
-    the seed, each atom its own mass; the RDF is the total one), lattice and lattice
-    constant"""
+    are run: its element, or its alloy's composition (sites drawn with the seed, each atom its
+    own mass; the RDF is the total one), lattice and lattice constant"""
     cells: int = 5
     """conventional cells per side, 5 → 500 atoms (FCC)"""
     temperatures_K: list[float] = field(default_factory=lambda: [300.0, 450.0, 800.0])
@@ -174,14 +180,32 @@ def fidelity_reference(cfg: FidelityConfig) -> tuple[Reference | Path, Material]
     """The benchmark's reference and material: with ``reference`` (a dataset folder) the
     dataset's own (:func:`~equignnmd.data.reference_md.dataset_reference_material`: its
     reference, and its material as ``dataset.json`` records it: element or an alloy's
-    composition, masses, lattice, lattice constant, hcp's c/a); else ``potential``
-    ("reference": Mendelev's Al EAM) and FCC Al."""
-    if not cfg.reference:
-        return resolve_potential(None if cfg.potential == "reference" else cfg.potential), (
-            ALUMINIUM
+    composition, masses, lattice, lattice constant, hcp's c/a); else, with ``potential`` left
+    at "reference", the one the checkpoint's training data came from where it records it
+    (:func:`~equignnmd.data.reference_md.checkpoint_reference_material`: a Cu-SNAP model is
+    scored against Cu SNAP without its dataset at hand); else ``potential`` ("reference":
+    Mendelev's Al EAM) and FCC Al."""
+    reference, material, _ = _reference_and_origin(cfg)
+    return reference, material
+
+
+def _reference_and_origin(cfg: FidelityConfig) -> tuple[Reference | Path, Material, str]:
+    """:func:`fidelity_reference` and where it came from, for the report: "dataset D",
+    "checkpoint C" or "" (the ``potential`` field, FCC Al)."""
+    if cfg.reference:
+        where = f"fidelity: field 'reference' (--reference) = {cfg.reference!r}"
+        return (
+            *dataset_reference_material(read_index(cfg.reference), where),
+            f"dataset {cfg.reference}",
         )
-    where = f"fidelity: field 'reference' (--reference) = {cfg.reference!r}"
-    return dataset_reference_material(read_index(cfg.reference), where)
+    if cfg.potential == "reference":
+        recorded = checkpoint_reference_material(
+            read_checkpoint(cfg.checkpoint), f"fidelity: checkpoint {cfg.checkpoint}"
+        )
+        if recorded is not None:
+            return (*recorded, f"checkpoint {cfg.checkpoint}")
+    reference = resolve_potential(None if cfg.potential == "reference" else cfg.potential)
+    return reference, ALUMINIUM, ""
 
 
 def _settings(
@@ -463,7 +487,8 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
     out = Path(cfg.out)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    reference, material = fidelity_reference(cfg)  # before the model: a bad dataset first
+    # before the model: a bad dataset first
+    reference, material, origin = _reference_and_origin(cfg)
     if model is None:
         model = load_checkpoint(cfg.checkpoint, device=pick_device(cfg.device))
     # checked on the lattice constant at 0 K, before any reference run: conservative (a box
@@ -483,6 +508,7 @@ def fidelity(cfg: FidelityConfig, model=None, progress=print) -> dict[str, Any]:
     result: dict[str, Any] = {
         "config": asdict(cfg),
         "reference": getattr(reference, "description", Path(str(reference)).name),
+        "reference_origin": origin,
         "material": material_record(material, n_atoms),
         "model": {
             "arch": model.arch,

@@ -29,7 +29,7 @@ class RolloutConfig:
 
     Ensemble: NVE (``thermostat="none"``) gives the model each replica's initial kinetic
     temperature as its label; NVT (``"csvr"``, τ = ``tau_fs``, default 100 × stride, or
-    ``"langevin"``, ``friction_per_ps``, default 1 / (100 × stride)) gives it the set point
+    ``"langevin"``, ``friction_per_ps``, default 1 / τ) gives it the set point
     ``temperature_K``. ``temperature_K`` (scalar or one per replica) also sets the
     Maxwell–Boltzmann velocities of structures that have none (or all, with
     ``resample_velocities``: replicas of one structure with given velocities otherwise start
@@ -63,9 +63,10 @@ class RolloutConfig:
     thermostat: str = "none"
     """thermostat"""
     tau_fs: float | None = None
-    """CSVR time constant, fs (default: 100 × stride)"""
+    """thermostat time constant τ, fs: CSVR's, and Langevin's damping time (default: 100 ×
+    stride)"""
     friction_per_ps: float | None = None
-    """Langevin friction, 1/ps (default: 1 / (100 × stride))"""
+    """Langevin friction, 1/ps (default: 1 / τ)"""
     replicas: int = 1
     """replicas run together"""
     seed: int | None = 0

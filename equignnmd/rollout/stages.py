@@ -238,13 +238,15 @@ class Thermostat(Stage):
         fraction: float = 1.0,
     ) -> Thermostat | None:
         """``kind`` none | csvr | langevin; None for NVE. The update covers ``fraction`` of
-        the stride ``dt_fs`` (½ for the halves of a split step); τ and the friction default to
-        those of :func:`make_thermostat` for the whole stride (a damping time of 100 strides)."""
+        the stride ``dt_fs`` (½ for the halves of a split step). τ (``tau_fs``, default 100
+        whole strides) is CSVR's time constant and Langevin's damping time: its friction is
+        1/τ unless ``friction_per_ps`` is given (as LAMMPS' ``fix langevin`` damp and the
+        reference runs of ``fidelity`` and ``evaluate`` take τ)."""
         if kind is not None and kind.lower() not in ("none", "nve") and dt_fs is not None:
             if tau_fs is None:
                 tau_fs = 100.0 * dt_fs
             if friction_per_ps is None:
-                friction_per_ps = 1.0 / fs_to_ps(100.0 * dt_fs)
+                friction_per_ps = 1.0 / fs_to_ps(tau_fs)
         dt = None if dt_fs is None else dt_fs * fraction
         update = make_thermostat(kind, target_K, dt, tau_fs, friction_per_ps)
         return None if update is None else cls(update)
