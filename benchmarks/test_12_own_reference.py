@@ -48,8 +48,8 @@ THREADS = 1
 """Both sides run on one thread: LAMMPS serial (in process, one rank) and torch with one
 intra-op thread, so the ratio compares the methods, not their parallel runtimes."""
 TIMING_MAX_STEPS = 100_000
-"""The reference's timed steps are bounded by the plan's ``lammps_target_s``, not by a
-count (a cheap EAM step takes ~0.3 ms at 256 atoms)."""
+"""The reference's timed steps are bounded by the plan's ``own_reference.timing_s``, not by
+a count (a cheap EAM step takes ~0.3 ms at 256 atoms)."""
 
 
 @dataclass
@@ -185,7 +185,7 @@ def reference_speed(reference, material: Material, atoms: int, dt_fs: float, pla
             composition_seed=SITE_SEED,  # an alloy's sites as in the surrogate's box
         )
         state = {k: arrays[k] for k in ("positions", "velocities", "cell", "species")}
-        timing = time_reference(settings, plan.lammps_target_s, TIMING_MAX_STEPS, state)
+        timing = time_reference(settings, plan.own_reference.timing_s, TIMING_MAX_STEPS, state)
         s_step = timing.wall_s / timing.steps
         _REFERENCE_SPEED[key] = {
             "steps": timing.steps,
